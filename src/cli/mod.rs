@@ -1,0 +1,64 @@
+//! The `ferry` command line: talks to ferryd over its control socket, and hosts the offline
+//! tools. Each command's logic lives here so the binary stays a thin main.
+
+mod status;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LoadedConfig, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET};
+use crate::control::client::ControlClient;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Talk to ferryd, and ferry's offline tools")]
+pub struct Cli {
+    /// ferryd's control socket (default: [control] socket of --config, else /run/ferry/control.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Read the control socket's path from this configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Version, uptime, radio, store and counts of the running ferryd.
+    Status {
+        /// Print the report as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match &self.command {
+            Command::Status { json } => status::run(&self.client()?, *json).await,
+        }
+    }
+
+    /// Finds ferryd: `--socket`, else `--config`'s `[control] socket`, else the default path.
+    fn client(&self) -> anyhow::Result<ControlClient> {
+        let path = match (&self.socket, &self.config) {
+            (Some(socket), _) => socket.clone(),
+            (None, Some(config)) => LoadedConfig::load(config)?.config.control.socket,
+            (None, None) => default_socket(),
+        };
+        Ok(ControlClient::new(&path))
+    }
+}
+
+/// The default socket; falls back to the default config's setting when that file exists, so
+/// `ferry status` works on a router whose admin moved the socket.
+fn default_socket() -> PathBuf {
+    let config = Path::new(DEFAULT_CONFIG_PATH);
+    if config.exists() {
+        if let Ok(loaded) = LoadedConfig::load(config) {
+            return loaded.config.control.socket;
+        }
+    }
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}

@@ -1,0 +1,137 @@
+//! The daemon side of the control socket.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use super::api::StatusReport;
+use super::ApiError;
+
+/// Who is asking, from the kernel (SO_PEERCRED), not from anything the client says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+/// What the daemon answers on the control socket.
+pub trait ControlApi: Send + Sync + 'static {
+    fn status(&self, peer: Peer) -> impl Future<Output = Result<StatusReport, ApiError>> + Send;
+}
+
+/// A bound control socket. The socket file is removed when the server is dropped.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `path`, replacing a stale socket file that nobody listens on. Local users may
+    /// connect (status is public on the box); handlers decide by uid what each may do.
+    pub async fn bind(path: &Path) -> std::io::Result<ControlServer> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{} is in use by a running ferryd; set another [control] socket", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        Ok(ControlServer { listener, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn serve<A: ControlApi>(self, api: Arc<A>, shutdown: CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket: accept failed");
+                        continue;
+                    }
+                },
+            };
+            let peer = match stream.peer_cred() {
+                Ok(cred) => Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() },
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket: cannot read peer credentials; closing");
+                    continue;
+                }
+            };
+            let api = api.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(dispatch(&*api, peer, request).await) }
+                });
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    result = connection => if let Err(e) = result {
+                        tracing::debug!(uid = peer.uid, error = %e, "control connection ended with an error");
+                    },
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    tracing::debug!(uid = peer.uid, method = %request.method(), path = request.uri().path(), "control request");
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/v1/status") => respond(api.status(peer).await),
+        (_, "/v1/status") => error(ApiError { status: 405, message: "use GET".into() }),
+        (_, path) => error(ApiError { status: 404, message: format!("no control endpoint {path}") }),
+    }
+}
+
+fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response<Full<Bytes>> {
+    match result.and_then(|value| serde_json::to_vec(&value).map_err(ApiError::internal)) {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => error(e),
+    }
+}
+
+fn error(e: ApiError) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(status, serde_json::to_vec(&e).unwrap_or_default())
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,204 @@
+//! The wiring: builds the rooms from the configuration, runs them until shutdown, reloads the
+//! configuration on SIGHUP, and keeps systemd informed.
+//!
+//! `run` is the library entry point `ferryd` calls; tests use [`Daemon::start`] to learn the
+//! bound addresses before serving.
+
+pub mod logging;
+mod notify;
+mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LoadedConfig};
+use crate::control::ControlServer;
+use crate::metrics::{Metrics, MetricsServer};
+use crate::store::{runs, Store};
+
+use notify::Notifier;
+pub use status::RadioState;
+
+/// How often the daemon proves it is alive (store heartbeat) when systemd sets no watchdog.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// A heartbeat that takes longer than this counts as a failure: the store is stuck.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs ferryd until `shutdown` is cancelled.
+pub async fn run(config: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Daemon::start(config, None).await?.serve(shutdown).await
+}
+
+/// A started daemon: store open, sockets bound, not yet serving.
+pub struct Daemon {
+    shared: Arc<status::Shared>,
+    config: watch::Sender<Arc<Config>>,
+    metrics_server: MetricsServer,
+    control_server: ControlServer,
+    log: Option<logging::LogHandle>,
+    notifier: Notifier,
+}
+
+impl Daemon {
+    /// Opens the store and binds the metrics and control sockets. `log` lets SIGHUP change the
+    /// log level of the subscriber `ferryd` installed.
+    pub async fn start(loaded: LoadedConfig, log: Option<logging::LogHandle>) -> anyhow::Result<Daemon> {
+        let LoadedConfig { path, config } = loaded;
+        let state_dir = config.store.state_dir.clone();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&state_dir)).await.context("store thread panicked")??;
+        let run_id = store.call(|c| runs::start(c, env!("CARGO_PKG_VERSION"), now_ms())).await?;
+
+        let metrics = Metrics::new().context("cannot register metrics")?;
+        let metrics_server = MetricsServer::bind(config.metrics.listen, metrics.clone())
+            .await
+            .with_context(|| format!("cannot listen for metrics on {} ([metrics] listen)", config.metrics.listen))?;
+        let control_server = ControlServer::bind(&config.control.socket).await.with_context(|| {
+            format!("cannot bind control socket {} ([control] socket)", config.control.socket.display())
+        })?;
+
+        // The radio driver arrives with the RCP issue; until then nothing pretends to be one.
+        let radio = RadioState::down(&config.radio.url, "this ferryd build has no radio driver yet");
+        metrics.rcp_up.set(0);
+
+        let shared = Arc::new(status::Shared {
+            started: Instant::now(),
+            config_path: Some(path),
+            store,
+            run_id,
+            metrics,
+            metrics_listen: metrics_server.local_addr()?,
+            radio: std::sync::Mutex::new(radio),
+        });
+        Ok(Daemon {
+            shared,
+            config: watch::Sender::new(Arc::new(config)),
+            metrics_server,
+            control_server,
+            log,
+            notifier: Notifier::from_env(),
+        })
+    }
+
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.shared.metrics_listen
+    }
+
+    pub fn control_socket(&self) -> &std::path::Path {
+        self.control_server.path()
+    }
+
+    /// Serves until `shutdown`; then records a clean stop in the store.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Daemon { shared, config, metrics_server, control_server, log, notifier } = self;
+        let rooms = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(metrics_server.serve(rooms.clone()));
+        tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
+
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
+        let mut heartbeat = tokio::time::interval(notifier.watchdog_interval().unwrap_or(DEFAULT_HEARTBEAT));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        notifier.ready(&shared.summary());
+        tracing::info!(
+            metrics = %shared.metrics_listen,
+            control = %config.borrow().control.socket.display(),
+            state_dir = %shared.store.paths().state_dir.display(),
+            "ferryd is ready"
+        );
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = hangup.recv() => reload(&shared, &config, log.as_ref()),
+                _ = heartbeat.tick() => {
+                    // The watchdog is only fed while the daemon can still write its state.
+                    if beat(&shared).await {
+                        notifier.watchdog();
+                        notifier.status(&shared.summary());
+                    }
+                }
+                Some(ended) = tasks.join_next() => {
+                    if let Err(e) = ended {
+                        rooms.cancel();
+                        anyhow::bail!("a ferryd task failed: {e}");
+                    }
+                }
+            }
+        }
+
+        notifier.stopping();
+        tracing::info!("ferryd is stopping");
+        rooms.cancel();
+        while tasks.join_next().await.is_some() {}
+        let run_id = shared.run_id;
+        shared.store.call(move |c| runs::stop(c, run_id, now_ms())).await?;
+        tracing::info!("ferryd stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Writes the heartbeat; false if the store could not take it in time.
+async fn beat(shared: &status::Shared) -> bool {
+    let run_id = shared.run_id;
+    let write = shared.store.call(move |c| runs::heartbeat(c, run_id, now_ms()));
+    match tokio::time::timeout(HEARTBEAT_TIMEOUT, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            shared.metrics.store_heartbeat_failures_total.inc();
+            tracing::error!(error = %e, "store heartbeat failed; withholding the watchdog");
+            false
+        }
+        Err(_) => {
+            shared.metrics.store_heartbeat_failures_total.inc();
+            tracing::error!(timeout = ?HEARTBEAT_TIMEOUT, "store heartbeat timed out; withholding the watchdog");
+            false
+        }
+    }
+}
+
+/// SIGHUP: read the file again; a bad file changes nothing.
+fn reload(shared: &status::Shared, config: &watch::Sender<Arc<Config>>, log: Option<&logging::LogHandle>) {
+    let Some(path) = shared.config_path.as_deref() else {
+        tracing::warn!("SIGHUP ignored: this ferryd was not started from a config file");
+        return;
+    };
+    let new = match LoadedConfig::load(path) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            shared.metrics.config_reload_failures_total.inc();
+            tracing::error!(error = %e, "configuration reload refused; the previous configuration stays in force");
+            return;
+        }
+    };
+    let old = config.borrow().clone();
+    for (section, changed) in [
+        ("[radio]", old.radio != new.radio),
+        ("[network]", old.network != new.network),
+        ("[store]", old.store != new.store),
+        ("[metrics]", old.metrics != new.metrics),
+        ("[control]", old.control != new.control),
+        ("[coap]", old.coap != new.coap),
+    ] {
+        if changed {
+            tracing::warn!(section, "changed in the configuration file; takes effect when ferryd restarts");
+        }
+    }
+    if let Some(log) = log {
+        log.set_level(new.log.level);
+    }
+    config.send_replace(Arc::new(new));
+    shared.metrics.config_reloads_total.inc();
+    tracing::info!(config = %path.display(), "configuration reloaded");
+}
+
+/// Wall-clock time for records in the store; the daemon shell is where clocks are read.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

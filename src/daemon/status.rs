@@ -1,0 +1,104 @@
+//! The daemon's read model for `ferry status` and systemd's STATUS= line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::RadioUrl;
+use crate::control::api::{Counts, RadioStatus, StatusReport, StoreStatus};
+use crate::control::{ApiError, ControlApi, Peer};
+use crate::metrics::Metrics;
+use crate::store::{runs, Store};
+
+/// What the radio is doing, in one line for people.
+#[derive(Debug, Clone)]
+pub struct RadioState {
+    pub url: String,
+    pub up: bool,
+    pub detail: String,
+}
+
+impl RadioState {
+    pub fn down(url: &RadioUrl, why: &str) -> RadioState {
+        RadioState { url: url.to_string(), up: false, detail: why.to_owned() }
+    }
+}
+
+pub(super) struct Shared {
+    pub started: Instant,
+    pub config_path: Option<PathBuf>,
+    pub store: Store,
+    pub run_id: runs::RunId,
+    pub metrics: Metrics,
+    pub metrics_listen: SocketAddr,
+    pub radio: Mutex<RadioState>,
+}
+
+impl Shared {
+    fn radio(&self) -> RadioState {
+        self.radio.lock().map(|r| r.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// systemd's one-line STATUS=.
+    pub fn summary(&self) -> String {
+        let radio = self.radio();
+        format!("radio {}, metrics on {}", if radio.up { "up" } else { "down" }, self.metrics_listen)
+    }
+}
+
+pub(super) struct DaemonApi(pub Arc<Shared>);
+
+impl ControlApi for DaemonApi {
+    async fn status(&self, _peer: Peer) -> Result<StatusReport, ApiError> {
+        let shared = &self.0;
+        let run_id = shared.run_id;
+        let (schema_version, runs, audit_entries) = shared
+            .store
+            .call(move |c| {
+                let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                let audit: i64 = c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?;
+                Ok((version, runs::summary(c, run_id)?, audit))
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        let paths = shared.store.paths().clone();
+        let (db_bytes, blobs) = tokio::task::spawn_blocking(move || (file_size(&paths.db), count_files(&paths.blobs)))
+            .await
+            .map_err(ApiError::internal)?;
+        let radio = shared.radio();
+        Ok(StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_s: shared.started.elapsed().as_secs(),
+            config_path: shared.config_path.clone(),
+            radio: RadioStatus { url: radio.url, up: radio.up, detail: radio.detail },
+            store: StoreStatus {
+                state_dir: shared.store.paths().state_dir.clone(),
+                db_path: shared.store.paths().db.clone(),
+                db_bytes,
+                schema_version,
+                runs,
+            },
+            metrics_listen: shared.metrics_listen,
+            counts: Counts { audit_entries, blobs },
+        })
+    }
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Files below `dir`, recursively; the blob cache is two levels deep.
+fn count_files(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => count_files(&entry.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,51 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`. Each step runs in one
+//! transaction with its version bump, so a crash mid-migration leaves the previous version.
+//! Append new steps; never edit a released one.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the daemon's own bookkeeping.
+    "CREATE TABLE meta (
+         key   TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE daemon_runs (
+         id               INTEGER PRIMARY KEY,
+         version          TEXT    NOT NULL,
+         started_unix_ms  INTEGER NOT NULL,
+         alive_unix_ms    INTEGER NOT NULL,
+         stopped_unix_ms  INTEGER
+     ) STRICT;
+     CREATE TABLE audit_log (
+         id          INTEGER PRIMARY KEY,
+         at_unix_ms  INTEGER NOT NULL,
+         actor       TEXT    NOT NULL,
+         action      TEXT    NOT NULL,
+         detail      TEXT    NOT NULL
+     ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > latest() {
+        return Err(StoreError::TooNew { path: path.to_owned(), found, known: latest() });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(db = %path.display(), version = version + 1, "applied store migration");
+    }
+    Ok(())
+}
