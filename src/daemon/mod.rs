@@ -103,10 +103,12 @@ impl Daemon {
 
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?;
-        let mut heartbeat = tokio::time::interval(notifier.watchdog_interval().unwrap_or(DEFAULT_HEARTBEAT));
+        let period = notifier.watchdog_interval().unwrap_or(DEFAULT_HEARTBEAT);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        notifier.ready(&shared.summary());
+        let mut last_status = shared.summary();
+        notifier.ready(&last_status);
         tracing::info!(
             metrics = %shared.metrics_listen,
             control = %config.borrow().control.socket.display(),
@@ -121,7 +123,11 @@ impl Daemon {
                     // The watchdog is only fed while the daemon can still write its state.
                     if beat(&shared).await {
                         notifier.watchdog();
-                        notifier.status(&shared.summary());
+                        let status = shared.summary();
+                        if status != last_status {
+                            notifier.status(&status);
+                            last_status = status;
+                        }
                     }
                 }
                 Some(ended) = tasks.join_next() => {
