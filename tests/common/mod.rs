@@ -137,7 +137,8 @@ pub fn sample(scrape: &str, name: &str) -> Option<f64> {
 /// Whether an external validator is installed. CI sets `FERRY_REQUIRE_TOOLS=1`, which turns a
 /// missing tool into a failure instead of a skip.
 pub fn have_tool(name: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var("FERRY_REQUIRE_TOOLS").as_deref() != Ok("1"), "{name} is required but not installed");
         eprintln!("skipping the {name} check: {name} is not installed (CI installs it)");
