@@ -1,4 +1,4 @@
-//! ferry's radio co-processor core: HDLC-lite framing, the Spinel codec and (later) the RCP
+//! ferry's radio co-processor core: HDLC-lite framing, the Spinel codec and the RCP
 //! state machine, shared by the nRF52840 firmware, the host daemon (`src/radio`) and the
 //! simulator (`src/sim`).
 //!
@@ -21,6 +21,8 @@ extern crate std;
 mod macros;
 
 pub mod hdlc;
+pub mod radio;
+pub mod rcp;
 pub mod spinel;
 
 #[cfg(test)]
