@@ -27,9 +27,10 @@ fn check_hdlc(frame: &[u8]) {
 
 /// Emits with `emit`, then asserts the bytes parse back to `value`.
 macro_rules! round_trip {
-    ($value:expr, $parse:path) => {{
+    ($value:expr, $input_len:expr, $parse:path) => {{
         let value = $value;
-        let mut buf = [0u8; 2 * hdlc::MAX_FRAME_LEN];
+        // Re-emitting never grows a value: unknown trailing bytes are dropped, nothing added.
+        let mut buf = vec![0u8; $input_len];
         let mut w = Writer::new(&mut buf);
         value.emit(&mut w).expect("parsed value re-emits");
         let bytes = w.written();
@@ -41,7 +42,7 @@ fn check_spinel(bytes: &[u8]) {
     let Ok(repr) = Repr::parse(bytes) else {
         return;
     };
-    let mut out = [0u8; 2 * hdlc::MAX_FRAME_LEN];
+    let mut out = vec![0u8; repr.buffer_len()];
     let n = repr.emit(&mut out).expect("parsed frame re-emits");
     assert_eq!(n, repr.buffer_len());
     assert_eq!(&out[..n], bytes);
@@ -50,17 +51,17 @@ fn check_spinel(bytes: &[u8]) {
     match (repr.command, repr.prop()) {
         (Command::PropValueSet, Some(Property::StreamRaw)) => {
             if let Ok(req) = TxRequest::parse(value) {
-                round_trip!(req, TxRequest::parse);
+                round_trip!(req, value.len(), TxRequest::parse);
             }
         }
         (Command::PropValueIs, Some(Property::StreamRaw)) => {
             if let Ok(rx) = RxFrame::parse(value) {
-                round_trip!(rx, RxFrame::parse);
+                round_trip!(rx, value.len(), RxFrame::parse);
             }
         }
         (Command::PropValueIs, Some(Property::LastStatus)) => {
             if let Ok(done) = TxDone::parse(value) {
-                round_trip!(done, TxDone::parse);
+                round_trip!(done, value.len(), TxDone::parse);
             }
         }
         _ => {}
