@@ -232,6 +232,10 @@ impl<R: Radio> Rcp<R> {
                 let Some(header) = self.tx_pending.take() else {
                     return Ok(ToHost::Nothing); // nobody is waiting (e.g. after a reset)
                 };
+                // Like ot-rcp (`mCurTransmitTID`), a request sent with TID 0 gets no TX-done.
+                if header.tid() == 0 {
+                    return Ok(ToHost::Nothing);
+                }
                 let done = match result {
                     Ok(ack) => TxDone {
                         status: Status::Ok,
@@ -239,7 +243,8 @@ impl<R: Radio> Rcp<R> {
                             .and_then(|a| a.psdu.first())
                             .is_some_and(|fcf| fcf & FCF_FRAME_PENDING != 0),
                         header_updated: false,
-                        ack: ack.as_ref().map(rx_frame),
+                        // Always present on OK: the host's parser expects it.
+                        ack: Some(ack.as_ref().map_or(RxFrame::NONE, rx_frame)),
                         security: None,
                     },
                     Err(e) => TxDone::status(e.into()),
@@ -259,6 +264,10 @@ impl<R: Radio> Rcp<R> {
                 }
                 self.mac.scan_state = SCAN_IDLE;
                 self.pending_scan_idle = true;
+                // The scan may have left the receive channel; go back to it, as ot-rcp does.
+                if self.mac.raw_stream_enabled {
+                    let _ = self.radio.receive(self.mac.channel);
+                }
                 let n = emit_property(
                     out,
                     Header::UNSOLICITED,
@@ -610,7 +619,11 @@ impl<R: Radio> Rcp<R> {
             return Err(SetError::Status(Status::Busy));
         }
         let req = TxRequest::parse(value)?;
-        if req.psdu.len() < 2 || req.psdu.len() > MAX_PSDU_LEN || !CHANNELS.contains(&req.channel) {
+        // ot-rcp treats an over-long PSDU as a parse error.
+        if req.psdu.len() > MAX_PSDU_LEN {
+            return Err(SetError::Parse);
+        }
+        if req.psdu.len() < 2 || !CHANNELS.contains(&req.channel) {
             return Err(SetError::Status(Status::InvalidArgument));
         }
         let frame = TxFrame {

@@ -348,6 +348,19 @@ fn transmit_with_ack_no_ack_and_cca_failure() {
         None
     );
 
+    // A frame without an ACK request: OK plus ot-rcp's empty ACK part.
+    assert_eq!(t.host(tx), None);
+    assert_eq!(
+        t.radio_event(RadioEvent::TransmitDone(Ok(None))),
+        Some(h(concat!(
+            "82 06 00 ",                            // VALUE_IS LAST_STATUS
+            "00 00 00 ",                            // OK, framePending 0, headerUpdated 0
+            "00 00 00 80 00 00 ",                   // d(empty) rssi 0, noise -128, flags 0
+            "0a 00 00 00 00 00 00 00 00 00 00 00 ", // t(chan 0, lqi 0, ts 0)
+            "01 00 00 ",                            // t(rxError 0)
+            "05 00 00 00 00 00 00",                 // t(ackKeyId 0, ackFrameCounter 0)
+        )))
+    );
     assert_eq!(t.host(tx), None);
     assert_eq!(
         t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))),
@@ -396,9 +409,16 @@ fn transmit_refused_when_stream_off_or_malformed() {
     t.enable_raw_stream();
     // Channel 27 is not O-QPSK 2.4 GHz.
     assert_eq!(t.host("82 03 71 02 00 00 00 1b"), Some(h("82 06 00 03")));
-    // PSDU longer than the value.
+    // PSDU longer than the value, or than 127 bytes: PARSE_ERROR.
     assert_eq!(t.host("82 03 71 09 00 00 00 0f"), Some(h("82 06 00 09")));
-    assert!(t.rcp.radio().sent.is_empty());
+    let mut long = std::string::String::from("82 03 71 80 00");
+    long.push_str(&" 00".repeat(128));
+    long.push_str(" 0f");
+    assert_eq!(t.host(&long), Some(h("82 06 00 09")));
+    // TID 0 transmissions are sent but, as on ot-rcp, get no TX-done.
+    assert_eq!(t.host("80 03 71 02 00 00 00 0f"), None);
+    assert_eq!(t.rcp.radio().sent.len(), 1);
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Ok(None))), None);
 }
 
 #[test]
@@ -464,6 +484,7 @@ fn energy_scan_reports_result_then_idle() {
         Some(h("80 06 39 0b ba"))
     );
     assert_eq!(t.poll(), [h("80 06 30 00")]);
+    assert!(t.rcp.radio().receiving);
     // A late second result is ignored.
     assert_eq!(
         t.radio_event(RadioEvent::EnergyScanDone {

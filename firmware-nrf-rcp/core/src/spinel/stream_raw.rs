@@ -195,6 +195,21 @@ pub struct RxFrame<'a> {
 }
 
 impl<'a> RxFrame<'a> {
+    /// What ot-rcp's `PackRadioFrame` writes when it has no frame: the "ACK" in the TX-done of
+    /// a successful transmission that did not request one (empty PSDU, RSSI 0, LQI none).
+    pub const NONE: RxFrame<'static> = RxFrame {
+        psdu: &[],
+        rssi: 0,
+        noise_floor: NOISE_FLOOR_UNKNOWN,
+        flags: 0,
+        channel: 0,
+        lqi: 0,
+        timestamp_us: 0,
+        rx_error: 0,
+        ack_key_id: 0,
+        ack_frame_counter: 0,
+    };
+
     /// Reads the frame from `r`, leaving anything after it unread.
     pub fn read(r: &mut Reader<'a>) -> Result<Self> {
         let psdu = r.data_with_len()?;
@@ -258,8 +273,10 @@ pub struct TxSecurity {
 /// [ACK in RxFrame layout, only if status == OK] | [C keyId | L frameCounter, if secured]
 /// ```
 ///
-/// On parse, an ACK is read when the status is OK and more than the 5 security bytes remain
-/// (any ACK is longer than that); whatever follows is the security trailer.
+/// ot-rcp always sends the ACK part when the status is OK, using [`RxFrame::NONE`] when the
+/// frame did not request an ACK; the host fails to parse a TX-done without it. On parse, an ACK
+/// is read when the status is OK and more than the 5 security bytes remain (any ACK part is
+/// longer than that); whatever follows is the security trailer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxDone<'a> {
     /// OK, NO_ACK, CCA_FAILURE, or a stack-native error.
