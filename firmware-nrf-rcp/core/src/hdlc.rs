@@ -43,11 +43,7 @@ const FCS_TABLE: [u16; 256] = {
         let mut crc = i as u16;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x8408
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x8408 } else { crc >> 1 };
             bit += 1;
         }
         table[i] = crc;
@@ -79,10 +75,9 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeError::TooLong { len } => write!(
-                f,
-                "HDLC payload of {len} bytes exceeds the {MAX_FRAME_LEN}-byte Spinel maximum"
-            ),
+            EncodeError::TooLong { len } => {
+                write!(f, "HDLC payload of {len} bytes exceeds the {MAX_FRAME_LEN}-byte Spinel maximum")
+            }
             EncodeError::BufferTooSmall { needed } => {
                 write!(f, "HDLC output buffer too small: {needed} bytes needed")
             }
@@ -190,14 +185,7 @@ impl<const N: usize> Default for Decoder<N> {
 impl<const N: usize> Decoder<N> {
     /// A decoder waiting for its first flag.
     pub const fn new() -> Self {
-        Decoder {
-            buf: [0; N],
-            len: 0,
-            tail: [0; FCS_LEN],
-            tail_len: 0,
-            fcs: INIT_FCS,
-            state: State::Hunt,
-        }
+        Decoder { buf: [0; N], len: 0, tail: [0; FCS_LEN], tail_len: 0, fcs: INIT_FCS, state: State::Hunt }
     }
 
     fn reset_frame(&mut self) {
@@ -262,11 +250,7 @@ impl<const N: usize> Decoder<N> {
                 Some(Err(DecodeError::Aborted))
             }
             (State::Data, b) | (State::Escaped, b) => {
-                let b = if self.state == State::Escaped {
-                    b ^ ESCAPE_XOR
-                } else {
-                    b
-                };
+                let b = if self.state == State::Escaped { b ^ ESCAPE_XOR } else { b };
                 self.state = State::Data;
                 match self.put(b) {
                     Ok(()) => None,
@@ -320,10 +304,7 @@ mod tests {
     }
 
     /// Decodes a whole stream, collecting frames and errors in order.
-    fn dec_all<const N: usize>(
-        d: &mut Decoder<N>,
-        mut input: &[u8],
-    ) -> Vec<Result<Vec<u8>, DecodeError>> {
+    fn dec_all<const N: usize>(d: &mut Decoder<N>, mut input: &[u8]) -> Vec<Result<Vec<u8>, DecodeError>> {
         let mut out = Vec::new();
         while !input.is_empty() {
             let (n, ev) = d.feed(input);
@@ -342,10 +323,7 @@ mod tests {
         // Residue over data + FCS (kGoodFcs).
         let mut all = b"123456789".to_vec();
         all.extend_from_slice(&0x906Eu16.to_le_bytes());
-        assert_eq!(
-            all.iter().fold(INIT_FCS, |f, &b| fcs_update(f, b)),
-            GOOD_FCS
-        );
+        assert_eq!(all.iter().fold(INIT_FCS, |f, &b| fcs_update(f, b)), GOOD_FCS);
     }
 
     #[test]
@@ -367,10 +345,7 @@ mod tests {
     fn decode_accepts_unescaped_xon_xoff_f8() {
         // pyspinel's encoding of the same payload leaves 11 13 f8 bare; we must accept it.
         let mut d = SpinelDecoder::new();
-        let got = dec_all(
-            &mut d,
-            &[0x7e, 0x81, 0x06, 0x11, 0x11, 0xf8, 0x13, 0x1f, 0x5d, 0x7e],
-        );
+        let got = dec_all(&mut d, &[0x7e, 0x81, 0x06, 0x11, 0x11, 0xf8, 0x13, 0x1f, 0x5d, 0x7e]);
         assert_eq!(got, [Ok(std::vec![0x81, 0x06, 0x11, 0x11, 0xf8, 0x13])]);
     }
 
@@ -390,10 +365,7 @@ mod tests {
         let wire = [0x7e, 0x81, 0x02, 0x08, 0x71, 0x7d, 0x5d, 0xd4, 0x7e];
         assert_eq!(enc(&[0x81, 0x02, 0x08, 0x71]), wire);
         let mut d = SpinelDecoder::new();
-        assert_eq!(
-            dec_all(&mut d, &wire),
-            [Ok(std::vec![0x81, 0x02, 0x08, 0x71])]
-        );
+        assert_eq!(dec_all(&mut d, &wire), [Ok(std::vec![0x81, 0x02, 0x08, 0x71])]);
         // 83 06 82 10 40 42 0f 00.. -> FCS high byte 0x11 is escaped (spinel-frames.txt)
         let payload = [0x83, 0x06, 0x82, 0x10, 0x40, 0x42, 0x0f, 0, 0, 0, 0, 0];
         let wire = enc(&payload);
@@ -412,10 +384,7 @@ mod tests {
                 if needs_escape(lo) && needs_escape(hi) {
                     found += 1;
                     let wire = enc(&[a, b]);
-                    assert_eq!(
-                        wire.len(),
-                        2 + 2 + 4 + usize::from(needs_escape(a)) + usize::from(needs_escape(b))
-                    );
+                    assert_eq!(wire.len(), 2 + 2 + 4 + usize::from(needs_escape(a)) + usize::from(needs_escape(b)));
                     assert_eq!(dec_all(&mut d, &wire), [Ok(std::vec![a, b])]);
                 }
             }
@@ -442,11 +411,7 @@ mod tests {
         let mut d = SpinelDecoder::new();
         assert_eq!(
             dec_all(&mut d, &wire),
-            [
-                Ok(std::vec![0x80, 0x06, 0x00, 0x70]),
-                Err(DecodeError::BadFcs),
-                Ok(std::vec![0x81, 0x02, 0x05]),
-            ]
+            [Ok(std::vec![0x80, 0x06, 0x00, 0x70]), Err(DecodeError::BadFcs), Ok(std::vec![0x81, 0x02, 0x05]),]
         );
     }
 
@@ -459,10 +424,7 @@ mod tests {
         wire.extend(b);
         wire.extend([0x7e, 0x7e]);
         let mut d = SpinelDecoder::new();
-        assert_eq!(
-            dec_all(&mut d, &wire),
-            [Ok(std::vec![0x80, 0x01, 0x02]), Ok(std::vec![0x81, 0x00])]
-        );
+        assert_eq!(dec_all(&mut d, &wire), [Ok(std::vec![0x80, 0x01, 0x02]), Ok(std::vec![0x81, 0x00])]);
     }
 
     #[test]
@@ -476,37 +438,23 @@ mod tests {
         let mut wire = enc(&[0x81, 0x06, 0x01, 0x04, 0x03]);
         wire[2] ^= 0x40;
         wire.extend(enc(&[0x81, 0x00]));
-        assert_eq!(
-            dec_all(&mut d, &wire),
-            [Err(DecodeError::BadFcs), Ok(std::vec![0x81, 0x00])]
-        );
+        assert_eq!(dec_all(&mut d, &wire), [Err(DecodeError::BadFcs), Ok(std::vec![0x81, 0x00])]);
     }
 
     #[test]
     fn too_short_and_abort() {
         let mut d = SpinelDecoder::new();
-        assert_eq!(
-            dec_all(&mut d, &[0x7e, 0x81, 0x7e]),
-            [Err(DecodeError::TooShort)]
-        );
+        assert_eq!(dec_all(&mut d, &[0x7e, 0x81, 0x7e]), [Err(DecodeError::TooShort)]);
         let mut wire = std::vec![0x7e, 0x81, 0x02, 0x7d, 0x7e];
         wire.extend_from_slice(&enc(&[0x81, 0x00])[1..]); // abort flag opens the next frame
-        assert_eq!(
-            dec_all(&mut d, &wire),
-            [Err(DecodeError::Aborted), Ok(std::vec![0x81, 0x00])]
-        );
+        assert_eq!(dec_all(&mut d, &wire), [Err(DecodeError::Aborted), Ok(std::vec![0x81, 0x00])]);
     }
 
     #[test]
     fn over_long_frame_rejected_then_resync() {
         let big = std::vec![0x42u8; MAX_FRAME_LEN + 1];
         let mut out = std::vec![0u8; encoded_len(&big)];
-        assert_eq!(
-            encode(&big, &mut out),
-            Err(EncodeError::TooLong {
-                len: MAX_FRAME_LEN + 1
-            })
-        );
+        assert_eq!(encode(&big, &mut out), Err(EncodeError::TooLong { len: MAX_FRAME_LEN + 1 }));
         // Hand-build the over-long frame: the decoder must refuse it, then recover.
         let mut wire = std::vec![0x7e];
         wire.extend_from_slice(&big);
@@ -514,10 +462,7 @@ mod tests {
         wire.push(0x7e);
         wire.extend(enc(&[0x81, 0x00]));
         let mut d = SpinelDecoder::new();
-        assert_eq!(
-            dec_all(&mut d, &wire),
-            [Err(DecodeError::TooLong), Ok(std::vec![0x81, 0x00])]
-        );
+        assert_eq!(dec_all(&mut d, &wire), [Err(DecodeError::TooLong), Ok(std::vec![0x81, 0x00])]);
         // Exactly MAX_FRAME_LEN fits.
         let max = std::vec![0x7eu8; MAX_FRAME_LEN];
         assert_eq!(dec_all(&mut d, &enc(&max)), [Ok(max)]);
@@ -526,10 +471,7 @@ mod tests {
     #[test]
     fn encode_buffer_too_small() {
         let mut out = [0u8; 6];
-        assert_eq!(
-            encode(&[0x81, 0x02, 0x01], &mut out),
-            Err(EncodeError::BufferTooSmall { needed: 7 })
-        );
+        assert_eq!(encode(&[0x81, 0x02, 0x01], &mut out), Err(EncodeError::BufferTooSmall { needed: 7 }));
     }
 
     /// xorshift32: deterministic, good enough to spread test inputs.

@@ -207,13 +207,7 @@ impl<const S: usize, const E: usize> Default for SrcMatchTable<S, E> {
 impl<const S: usize, const E: usize> SrcMatchTable<S, E> {
     /// Empty and disabled.
     pub const fn new() -> Self {
-        SrcMatchTable {
-            enabled: false,
-            short: [0; S],
-            short_len: 0,
-            ext: [[0; 8]; E],
-            ext_len: 0,
-        }
+        SrcMatchTable { enabled: false, short: [0; S], short_len: 0, ext: [[0; 8]; E], ext_len: 0 }
     }
 
     pub fn set_enabled(&mut self, enabled: bool) {
@@ -280,10 +274,7 @@ fn add<T: PartialEq + Copy>(slots: &mut [T], len: &mut usize, v: T) -> Result<()
 }
 
 fn remove<T: PartialEq + Copy>(slots: &mut [T], len: &mut usize, v: T) -> Result<(), RadioError> {
-    let i = slots[..*len]
-        .iter()
-        .position(|x| *x == v)
-        .ok_or(RadioError::NotFound)?;
+    let i = slots[..*len].iter().position(|x| *x == v).ok_or(RadioError::NotFound)?;
     // Order does not matter: move the last entry into the hole.
     slots[i] = slots[*len - 1];
     *len -= 1;
@@ -322,10 +313,7 @@ mod tests {
     #[test]
     fn error_statuses() {
         assert_eq!(Status::from(TxError::NoAck), Status::NoAck);
-        assert_eq!(
-            Status::from(TxError::ChannelAccessFailure),
-            Status::CcaFailure
-        );
+        assert_eq!(Status::from(TxError::ChannelAccessFailure), Status::CcaFailure);
         assert_eq!(u32::from(Status::from(TxError::Abort)), 16395);
         assert_eq!(Status::from(RadioError::NoBufs), Status::Nomem);
     }

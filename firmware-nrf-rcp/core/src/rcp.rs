@@ -19,12 +19,10 @@
 use crate::radio::{Radio, RadioError, RadioEvent, ReceivedFrame, TxFrame};
 use crate::spinel::data::{Reader, Writer};
 use crate::spinel::frame::{emit_property, Payload};
-use crate::spinel::stream_raw::{
-    RxFrame, TxDone, TxRequest, FLAG_ACKED_FP, NOISE_FLOOR_UNKNOWN, TX_POWER_INVALID,
-};
+use crate::spinel::stream_raw::{RxFrame, TxDone, TxRequest, FLAG_ACKED_FP, NOISE_FLOOR_UNKNOWN, TX_POWER_INVALID};
 use crate::spinel::{
-    Capability, Command, Error, Header, Property, Repr, ResetType, Result, Status,
-    MIN_HOST_RCP_API_VERSION, PROTOCOL_VERSION_MAJOR, PROTOCOL_VERSION_MINOR, RCP_API_VERSION,
+    Capability, Command, Error, Header, Property, Repr, ResetType, Result, Status, MIN_HOST_RCP_API_VERSION,
+    PROTOCOL_VERSION_MAJOR, PROTOCOL_VERSION_MINOR, RCP_API_VERSION,
 };
 
 /// 2.4 GHz O-QPSK channels.
@@ -173,12 +171,7 @@ impl<R: Radio> Rcp<R> {
     ///
     /// Frames that are not Spinel are dropped silently (the host cannot be told which request
     /// they were). Errors only come from an `out` too small for the reply.
-    pub fn handle_host_frame(
-        &mut self,
-        now_us: u64,
-        frame: &[u8],
-        out: &mut [u8],
-    ) -> Result<ToHost> {
+    pub fn handle_host_frame(&mut self, now_us: u64, frame: &[u8], out: &mut [u8]) -> Result<ToHost> {
         let repr = match Repr::parse(frame) {
             Ok(repr) => repr,
             // With a readable header the host can be told which request failed.
@@ -191,11 +184,8 @@ impl<R: Radio> Rcp<R> {
         };
         let header = repr.header;
         // Single-PAN: ot-rcp answers INVALID_INTERFACE to any IID other than 0.
-        let reply = if header.iid() != 0 {
-            Reply::Status(Status::InvalidInterface)
-        } else {
-            self.dispatch(now_us, &repr)
-        };
+        let reply =
+            if header.iid() != 0 { Reply::Status(Status::InvalidInterface) } else { self.dispatch(now_us, &repr) };
         match reply {
             Reply::Status(s) => self.write_status(out, header, s),
             Reply::Value(prop) => self.write_value_or_ok(now_us, out, header, prop),
@@ -219,13 +209,8 @@ impl<R: Radio> Rcp<R> {
                     return Ok(ToHost::Nothing);
                 }
                 let rx = rx_frame(&frame);
-                let n = emit_property(
-                    out,
-                    Header::UNSOLICITED,
-                    Command::PropValueIs,
-                    Property::StreamRaw,
-                    |w| rx.emit(w),
-                )?;
+                let n =
+                    emit_property(out, Header::UNSOLICITED, Command::PropValueIs, Property::StreamRaw, |w| rx.emit(w))?;
                 Ok(ToHost::Send(n))
             }
             RadioEvent::TransmitDone(result) => {
@@ -239,9 +224,7 @@ impl<R: Radio> Rcp<R> {
                 let done = match result {
                     Ok(ack) => TxDone {
                         status: Status::Ok,
-                        frame_pending: ack
-                            .and_then(|a| a.psdu.first())
-                            .is_some_and(|fcf| fcf & FCF_FRAME_PENDING != 0),
+                        frame_pending: ack.and_then(|a| a.psdu.first()).is_some_and(|fcf| fcf & FCF_FRAME_PENDING != 0),
                         header_updated: false,
                         // Always present on OK: the host's parser expects it.
                         ack: Some(ack.as_ref().map_or(RxFrame::NONE, rx_frame)),
@@ -249,13 +232,7 @@ impl<R: Radio> Rcp<R> {
                     },
                     Err(e) => TxDone::status(e.into()),
                 };
-                let n = emit_property(
-                    out,
-                    header,
-                    Command::PropValueIs,
-                    Property::LastStatus,
-                    |w| done.emit(w),
-                )?;
+                let n = emit_property(out, header, Command::PropValueIs, Property::LastStatus, |w| done.emit(w))?;
                 Ok(ToHost::Send(n))
             }
             RadioEvent::EnergyScanDone { channel, max_rssi } => {
@@ -291,13 +268,9 @@ impl<R: Radio> Rcp<R> {
             return Ok(Some(n));
         }
         if self.pending_scan_idle {
-            let n = emit_property(
-                out,
-                Header::UNSOLICITED,
-                Command::PropValueIs,
-                Property::MacScanState,
-                |w| w.u8(SCAN_IDLE),
-            )?;
+            let n = emit_property(out, Header::UNSOLICITED, Command::PropValueIs, Property::MacScanState, |w| {
+                w.u8(SCAN_IDLE)
+            })?;
             self.pending_scan_idle = false;
             return Ok(Some(n));
         }
@@ -308,19 +281,11 @@ impl<R: Radio> Rcp<R> {
         status_frame(out, header, status).map(ToHost::Send)
     }
 
-    fn write_value_or_ok(
-        &mut self,
-        now_us: u64,
-        out: &mut [u8],
-        header: Header,
-        prop: Property,
-    ) -> Result<ToHost> {
+    fn write_value_or_ok(&mut self, now_us: u64, out: &mut [u8], header: Header, prop: Property) -> Result<ToHost> {
         if !self.has_getter(prop) {
             return self.write_status(out, header, Status::Ok);
         }
-        let n = emit_property(out, header, Command::PropValueIs, prop, |w| {
-            self.write_value(now_us, prop, w)
-        })?;
+        let n = emit_property(out, header, Command::PropValueIs, prop, |w| self.write_value(now_us, prop, w))?;
         Ok(ToHost::Send(n))
     }
 
@@ -415,11 +380,7 @@ impl<R: Radio> Rcp<R> {
             P::NcpVersion => w.utf8(self.config.ncp_version),
             P::InterfaceType => w.packed(INTERFACE_TYPE_THREAD),
             P::VendorId => w.packed(0),
-            P::Caps => self
-                .config
-                .caps
-                .iter()
-                .try_for_each(|&c| w.packed(c.into())),
+            P::Caps => self.config.caps.iter().try_for_each(|&c| w.packed(c.into())),
             P::HwAddr => w.eui64(&self.radio.eui64()),
             P::PhyEnabled => w.bool(m.phy_enabled),
             P::PhyChan => w.u8(m.channel),
@@ -567,8 +528,7 @@ impl<R: Radio> Rcp<R> {
             P::MacScanState => {
                 match r.u8()? {
                     SCAN_ENERGY => {
-                        self.radio
-                            .energy_scan(self.mac.scan_channel, self.mac.scan_period_ms)?;
+                        self.radio.energy_scan(self.mac.scan_channel, self.mac.scan_period_ms)?;
                         self.mac.scan_state = SCAN_ENERGY;
                     }
                     SCAN_IDLE => self.mac.scan_state = SCAN_IDLE,
@@ -582,16 +542,13 @@ impl<R: Radio> Rcp<R> {
                 let mut keys = [[0u8; 16]; 3];
                 for key in &mut keys {
                     let k = r.data_with_len()?;
-                    *key = k
-                        .try_into()
-                        .map_err(|_| SetError::Status(Status::InvalidArgument))?;
+                    *key = k.try_into().map_err(|_| SetError::Status(Status::InvalidArgument))?;
                 }
                 // ot-rcp only supports key id mode 1.
                 if mode != 1 {
                     return Err(SetError::Status(Status::InvalidArgument));
                 }
-                self.radio
-                    .set_mac_keys(key_id, &keys[0], &keys[1], &keys[2]);
+                self.radio.set_mac_keys(key_id, &keys[0], &keys[1], &keys[2]);
                 Reply::Status(Status::Ok)
             }
             P::RcpMacFrameCounter => {
@@ -606,12 +563,7 @@ impl<R: Radio> Rcp<R> {
     }
 
     /// STREAM_RAW SET: start a transmission; the reply is the TX-done, later.
-    fn transmit(
-        &mut self,
-        now_us: u64,
-        header: Header,
-        value: &[u8],
-    ) -> core::result::Result<Reply, SetError> {
+    fn transmit(&mut self, now_us: u64, header: Header, value: &[u8]) -> core::result::Result<Reply, SetError> {
         if !self.mac.raw_stream_enabled {
             return Err(SetError::Status(Status::InvalidState));
         }
@@ -632,8 +584,7 @@ impl<R: Radio> Rcp<R> {
             csma_ca: req.csma_ca_enabled,
             max_csma_backoffs: req.max_csma_backoffs,
             max_frame_retries: req.max_frame_retries,
-            start_at_us: (req.tx_delay != 0)
-                .then(|| tx_time(now_us, req.tx_delay_base_time, req.tx_delay)),
+            start_at_us: (req.tx_delay != 0).then(|| tx_time(now_us, req.tx_delay_base_time, req.tx_delay)),
             tx_power: (req.tx_power != TX_POWER_INVALID).then_some(req.tx_power),
             rx_channel_after: req.rx_channel_after_tx_done,
         };
@@ -685,13 +636,7 @@ impl From<RadioError> for SetError {
 }
 
 fn status_frame(out: &mut [u8], header: Header, status: Status) -> Result<usize> {
-    emit_property(
-        out,
-        header,
-        Command::PropValueIs,
-        Property::LastStatus,
-        |w| w.packed(status.into()),
-    )
+    emit_property(out, header, Command::PropValueIs, Property::LastStatus, |w| w.packed(status.into()))
 }
 
 /// RX metadata for the host, as ot-rcp's `PackRadioFrame` fills it.
@@ -700,11 +645,7 @@ fn rx_frame<'a>(f: &ReceivedFrame<'a>) -> RxFrame<'a> {
         psdu: f.psdu,
         rssi: f.rssi,
         noise_floor: NOISE_FLOOR_UNKNOWN,
-        flags: if f.acked_with_frame_pending {
-            FLAG_ACKED_FP
-        } else {
-            0
-        },
+        flags: if f.acked_with_frame_pending { FLAG_ACKED_FP } else { 0 },
         channel: f.channel,
         lqi: f.lqi,
         timestamp_us: f.timestamp_us,

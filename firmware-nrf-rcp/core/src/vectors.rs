@@ -16,22 +16,13 @@ use crate::spinel::stream_raw::{RxFrame, TxDone, TxRequest};
 use crate::spinel::{packed, Command, Header, Property, Repr, ResetType, Status};
 
 fn read_vectors(name: &str) -> String {
-    let path = format!(
-        "{}/../../../shared/vectors/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../../shared/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 
 /// Parses leading hex byte tokens, stopping at the first token that is not a hex byte.
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map_while(|t| {
-            (t.len() == 2)
-                .then(|| u8::from_str_radix(t, 16).ok())
-                .flatten()
-        })
-        .collect()
+    s.split_whitespace().map_while(|t| (t.len() == 2).then(|| u8::from_str_radix(t, 16).ok()).flatten()).collect()
 }
 
 fn hdlc_encode(payload: &[u8]) -> Vec<u8> {
@@ -124,31 +115,21 @@ fn check_typed_value(repr: &Repr<'_>, title: &str) {
             while !r.is_empty() {
                 caps.push(r.packed().unwrap());
             }
-            assert!(
-                caps.contains(&34) && caps.contains(&513),
-                "CONFIG_RADIO and MAC_RAW"
-            );
+            assert!(caps.contains(&34) && caps.contains(&513), "CONFIG_RADIO and MAC_RAW");
             rewrite(|w| caps.iter().try_for_each(|&c| w.packed(c)))
         }
-        (_, Some(Property::HwAddr | Property::Mac15_4Laddr))
-        | (_, Some(Property::MacSrcMatchExtendedAddresses)) => {
+        (_, Some(Property::HwAddr | Property::Mac15_4Laddr)) | (_, Some(Property::MacSrcMatchExtendedAddresses)) => {
             let mut addrs = Vec::new();
             while !r.is_empty() {
                 addrs.push(r.eui64().unwrap());
             }
             rewrite(|w| addrs.iter().try_for_each(|a| w.eui64(a)))
         }
-        (_, Some(Property::RcpApiVersion | Property::RcpMinHostApiVersion))
-        | (_, Some(Property::RadioCaps)) => {
+        (_, Some(Property::RcpApiVersion | Property::RcpMinHostApiVersion)) | (_, Some(Property::RadioCaps)) => {
             let v = r.packed().unwrap();
             rewrite(|w| w.packed(v))
         }
-        (
-            _,
-            Some(
-                Property::PhyEnabled | Property::MacRawStreamEnabled | Property::MacSrcMatchEnabled,
-            ),
-        ) => {
+        (_, Some(Property::PhyEnabled | Property::MacRawStreamEnabled | Property::MacSrcMatchEnabled)) => {
             let b = r.bool().unwrap();
             rewrite(|w| w.bool(b))
         }
@@ -262,10 +243,7 @@ fn spinel_primitives_file() {
             continue;
         }
         if let Some(rest) = t.strip_prefix("check \"123456789\"") {
-            let want = rest
-                .split("->")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next());
+            let want = rest.split("->").nth(1).and_then(|s| s.split_whitespace().next());
             assert_eq!(want.and_then(parse_number), Some(0x906E));
             assert_eq!(hdlc::fcs(b"123456789"), 0x906E);
             fcs += 1;
@@ -276,10 +254,7 @@ fn spinel_primitives_file() {
         } else if let Some(p) = t.strip_prefix("payload ") {
             escape_payload = hex(p);
             let fcs_hex = p.split("FCS 0x").nth(1).map(|s| &s[..4]);
-            assert_eq!(
-                fcs_hex.and_then(|h| u16::from_str_radix(h, 16).ok()),
-                Some(hdlc::fcs(&escape_payload))
-            );
+            assert_eq!(fcs_hex.and_then(|h| u16::from_str_radix(h, 16).ok()), Some(hdlc::fcs(&escape_payload)));
         } else if let Some(w) = t.strip_prefix("OpenThread/aiospinel:") {
             // Our encoder escapes exactly OpenThread's set.
             check_frame(&escape_payload, &hex(w));
@@ -334,13 +309,7 @@ fn spinel_primitives_file() {
 fn reset_status_frame_is_a_reset_reason() {
     // 80 06 00 70: the handshake's reset answer.
     let repr = Repr::parse(&[0x80, 0x06, 0x00, 0x70]).unwrap();
-    assert_eq!(
-        repr.payload,
-        Payload::Property {
-            property: Property::LastStatus,
-            value: &[0x70]
-        }
-    );
+    assert_eq!(repr.payload, Payload::Property { property: Property::LastStatus, value: &[0x70] });
     let status = Status::from(Reader::new(repr.value()).packed().unwrap());
     assert_eq!(status, Status::ResetPowerOn);
     assert!(status.is_reset());

@@ -102,11 +102,7 @@ impl Radio for MockRadio {
         });
         Ok(())
     }
-    fn energy_scan(
-        &mut self,
-        channel: u8,
-        duration_ms: u16,
-    ) -> core::result::Result<(), RadioError> {
+    fn energy_scan(&mut self, channel: u8, duration_ms: u16) -> core::result::Result<(), RadioError> {
         self.scans.push((channel, duration_ms));
         Ok(())
     }
@@ -151,9 +147,7 @@ const OT_RCP_CAPS: &[Capability] = &[
 ];
 
 fn h(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map(|t| u8::from_str_radix(t, 16).expect("hex"))
-        .collect()
+    s.split_whitespace().map(|t| u8::from_str_radix(t, 16).expect("hex")).collect()
 }
 
 struct Harness {
@@ -164,15 +158,8 @@ struct Harness {
 impl Harness {
     /// A booted RCP whose boot notification has been checked and drained.
     fn new(caps: &'static [Capability]) -> Self {
-        let config = Config {
-            ncp_version: "RUST-RCP/0.1",
-            caps,
-            boot_reason: Status::ResetPowerOn,
-        };
-        let mut h = Harness {
-            rcp: Rcp::new(MockRadio::default(), config),
-            now_us: 0,
-        };
+        let config = Config { ncp_version: "RUST-RCP/0.1", caps, boot_reason: Status::ResetPowerOn };
+        let mut h = Harness { rcp: Rcp::new(MockRadio::default(), config), now_us: 0 };
         assert_eq!(h.poll(), [self::h("80 06 00 70")]);
         h
     }
@@ -180,11 +167,7 @@ impl Harness {
     /// Sends one host frame; returns the reply, if any.
     fn host(&mut self, req: &str) -> Option<Vec<u8>> {
         let mut out = [0u8; 1400];
-        match self
-            .rcp
-            .handle_host_frame(self.now_us, &h(req), &mut out)
-            .unwrap()
-        {
+        match self.rcp.handle_host_frame(self.now_us, &h(req), &mut out).unwrap() {
             ToHost::Send(n) => Some(out[..n].to_vec()),
             ToHost::Nothing => None,
         }
@@ -228,10 +211,7 @@ fn otbr_agent_handshake() {
     t.exchange("80 01 02", "80 06 00 70");
     // 2–4. Protocol version 4.3, NCP version, CAPS (with TID 1).
     t.exchange("81 02 01", "81 06 01 04 03");
-    t.exchange(
-        "81 02 02",
-        "81 06 02 52 55 53 54 2d 52 43 50 2f 30 2e 31 00",
-    );
+    t.exchange("81 02 02", "81 06 02 52 55 53 54 2d 52 43 50 2f 30 2e 31 00");
     t.exchange("81 02 05", "81 06 05 05 0c 18 22 81 04 40 41");
     // 5. HWADDR, RCP API version 11, min host API version 4.
     t.exchange("82 02 08", "82 06 08 00 11 22 33 44 55 66 77");
@@ -243,39 +223,24 @@ fn otbr_agent_handshake() {
     t.exchange("86 03 20 01", "86 06 20 01");
     t.exchange("87 03 36 34 12", "87 06 36 34 12");
     t.exchange("88 03 35 fe ff", "88 06 35 fe ff");
-    t.exchange(
-        "89 03 34 01 02 03 04 05 06 07 08",
-        "89 06 34 01 02 03 04 05 06 07 08",
-    );
+    t.exchange("89 03 34 01 02 03 04 05 06 07 08", "89 06 34 01 02 03 04 05 06 07 08");
     t.exchange("8a 03 21 0f", "8a 06 21 0f");
     t.exchange("8b 03 37 01", "8b 06 00 00");
     let radio = t.rcp.radio();
     assert!(radio.enabled && radio.receiving);
-    assert_eq!(
-        (radio.channel, radio.pan_id, radio.short_addr),
-        (15, 0x1234, 0xfffe)
-    );
+    assert_eq!((radio.channel, radio.pan_id, radio.short_addr), (15, 0x1234, 0xfffe));
     assert_eq!(radio.ext_addr, [1, 2, 3, 4, 5, 6, 7, 8]);
     // Source match: enable, insert a short address, add then remove an extended one, clear.
     t.exchange("8c 03 83 26 01", "8c 06 83 26 01");
     t.exchange("8d 04 84 26 01 04", "8d 07 84 26 01 04");
     assert_eq!(t.rcp.radio().table.shorts(), [0x0401]);
-    t.exchange(
-        "8e 04 85 26 11 22 33 44 55 66 77 88",
-        "8e 07 85 26 11 22 33 44 55 66 77 88",
-    );
-    t.exchange(
-        "8e 05 85 26 11 22 33 44 55 66 77 88",
-        "8e 08 85 26 11 22 33 44 55 66 77 88",
-    );
+    t.exchange("8e 04 85 26 11 22 33 44 55 66 77 88", "8e 07 85 26 11 22 33 44 55 66 77 88");
+    t.exchange("8e 05 85 26 11 22 33 44 55 66 77 88", "8e 08 85 26 11 22 33 44 55 66 77 88");
     t.exchange("8f 03 84 26", "8f 06 00 00");
     assert!(t.rcp.radio().table.shorts().is_empty());
     // Time sync: GET RCP_TIMESTAMP with the 8-byte dummy.
     t.now_us = 1_000_000;
-    t.exchange(
-        "83 02 82 10 00 00 00 00 00 00 00 00",
-        "83 06 82 10 40 42 0f 00 00 00 00 00",
-    );
+    t.exchange("83 02 82 10 00 00 00 00 00 00 00 00", "83 06 82 10 40 42 0f 00 00 00 00 00");
     // Keys and frame counter (no getter: LAST_STATUS OK).
     t.exchange("84 03 81 10 04 03 02 01 01", "84 06 00 00");
     assert_eq!(t.rcp.radio().frame_counter, Some((0x0102_0304, true)));
@@ -337,16 +302,11 @@ fn transmit_with_ack_no_ack_and_cca_failure() {
     };
     assert_eq!(
         t.radio_event(RadioEvent::TransmitDone(Ok(Some(ack)))),
-        Some(h(
-            "82 06 00 00 00 00 05 00 02 00 2a 00 00 ce 80 00 00 0a 00 0f ff \
-                55 44 33 22 11 00 00 00 01 00 00 05 00 00 00 00 00 00"
-        ))
+        Some(h("82 06 00 00 00 00 05 00 02 00 2a 00 00 ce 80 00 00 0a 00 0f ff \
+                55 44 33 22 11 00 00 00 01 00 00 05 00 00 00 00 00 00"))
     );
     // A stray completion with nothing outstanding is ignored.
-    assert_eq!(
-        t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))),
-        None
-    );
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))), None);
 
     // A frame without an ACK request: OK plus ot-rcp's empty ACK part.
     assert_eq!(t.host(tx), None);
@@ -362,20 +322,14 @@ fn transmit_with_ack_no_ack_and_cca_failure() {
         )))
     );
     assert_eq!(t.host(tx), None);
-    assert_eq!(
-        t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))),
-        Some(h("82 06 00 11 00 00"))
-    );
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))), Some(h("82 06 00 11 00 00")));
     assert_eq!(t.host(tx), None);
     assert_eq!(
         t.radio_event(RadioEvent::TransmitDone(Err(TxError::ChannelAccessFailure))),
         Some(h("82 06 00 12 00 00"))
     );
     assert_eq!(t.host(tx), None);
-    assert_eq!(
-        t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))),
-        Some(h("82 06 00 8b 80 01 00 00"))
-    );
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))), Some(h("82 06 00 8b 80 01 00 00")));
 }
 
 #[test]
@@ -392,9 +346,7 @@ fn ack_with_frame_pending_sets_the_flag() {
         timestamp_us: 5,
         acked_with_frame_pending: false,
     };
-    let reply = t
-        .radio_event(RadioEvent::TransmitDone(Ok(Some(ack))))
-        .unwrap();
+    let reply = t.radio_event(RadioEvent::TransmitDone(Ok(Some(ack)))).unwrap();
     let repr = Repr::parse(&reply).unwrap();
     let done = TxDone::parse(repr.value()).unwrap();
     assert!(done.frame_pending);
@@ -461,10 +413,8 @@ fn received_frames_are_forwarded_with_metadata() {
     t.enable_raw_stream();
     assert_eq!(
         t.radio_event(RadioEvent::Received(frame)),
-        Some(h(
-            "80 06 71 13 00 41 d8 2b 34 12 fe ff 08 07 06 05 04 03 02 01 aa bb 12 34 \
-                c4 80 10 00 0a 00 0f e0 15 cd 5b 07 00 00 00 00 01 00 00 05 00 00 00 00 00 00"
-        ))
+        Some(h("80 06 71 13 00 41 d8 2b 34 12 fe ff 08 07 06 05 04 03 02 01 aa bb 12 34 \
+                c4 80 10 00 0a 00 0f e0 15 cd 5b 07 00 00 00 00 01 00 00 05 00 00 00 00 00 00"))
     );
 }
 
@@ -476,23 +426,11 @@ fn energy_scan_reports_result_then_idle() {
     t.exchange("82 03 32 64 00", "82 06 32 64 00");
     t.exchange("83 03 30 02", "83 06 30 02");
     assert_eq!(t.rcp.radio().scans, [(11, 100)]);
-    assert_eq!(
-        t.radio_event(RadioEvent::EnergyScanDone {
-            channel: 11,
-            max_rssi: -70
-        }),
-        Some(h("80 06 39 0b ba"))
-    );
+    assert_eq!(t.radio_event(RadioEvent::EnergyScanDone { channel: 11, max_rssi: -70 }), Some(h("80 06 39 0b ba")));
     assert_eq!(t.poll(), [h("80 06 30 00")]);
     assert!(t.rcp.radio().receiving);
     // A late second result is ignored.
-    assert_eq!(
-        t.radio_event(RadioEvent::EnergyScanDone {
-            channel: 11,
-            max_rssi: -70
-        }),
-        None
-    );
+    assert_eq!(t.radio_event(RadioEvent::EnergyScanDone { channel: 11, max_rssi: -70 }), None);
 }
 
 #[test]
@@ -517,10 +455,7 @@ fn errors_as_ot_rcp_reports_them() {
     // Full table: NOMEM (11).
     for (i, addr) in ["01 00", "02 00", "03 00", "04 00"].iter().enumerate() {
         let tid = 0x81 + i;
-        t.exchange(
-            &std::format!("{tid:02x} 04 84 26 {addr}"),
-            &std::format!("{tid:02x} 07 84 26 {addr}"),
-        );
+        t.exchange(&std::format!("{tid:02x} 04 84 26 {addr}"), &std::format!("{tid:02x} 07 84 26 {addr}"));
     }
     t.exchange("8b 04 84 26 05 00", "8b 06 00 0b");
     // Host-side commands sent to the RCP: INVALID_COMMAND (5).
@@ -545,10 +480,7 @@ fn reset_clears_configuration_and_outstanding_tx() {
     assert!(!radio.receiving && !radio.enabled);
     assert!(radio.table.shorts().is_empty() && !radio.table.is_enabled());
     // The aborted transmission's completion is not reported after the reset.
-    assert_eq!(
-        t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))),
-        None
-    );
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))), None);
     t.exchange("81 02 37", "81 06 37 00");
     t.exchange("82 02 21", "82 06 21 0b");
 }
@@ -593,10 +525,7 @@ fn random_host_frames_and_events_never_panic() {
         if rng(&mut s).is_multiple_of(8) {
             let ev = match rng(&mut s) % 3 {
                 0 => RadioEvent::TransmitDone(Err(TxError::NoAck)),
-                1 => RadioEvent::EnergyScanDone {
-                    channel: 11,
-                    max_rssi: -1,
-                },
+                1 => RadioEvent::EnergyScanDone { channel: 11, max_rssi: -1 },
                 _ => RadioEvent::TransmitDone(Ok(None)),
             };
             let _ = t.rcp.handle_radio_event(&ev, &mut out);

@@ -138,11 +138,7 @@ impl<'a> Reader<'a> {
 
     /// `U`: the string without its NUL.
     pub fn utf8(&mut self) -> Result<&'a str> {
-        let nul = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(Error::InvalidString)?;
+        let nul = self.buf.iter().position(|&b| b == 0).ok_or(Error::InvalidString)?;
         let bytes = self.take(nul + 1)?;
         core::str::from_utf8(&bytes[..nul]).map_err(|_| Error::InvalidString)
     }
@@ -215,10 +211,7 @@ impl<'a> Writer<'a> {
 
     fn reserve(&mut self, n: usize) -> Result<&mut [u8]> {
         let end = self.len.checked_add(n).ok_or(Error::BufferTooSmall)?;
-        let slot = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(Error::BufferTooSmall)?;
+        let slot = self.buf.get_mut(self.len..end).ok_or(Error::BufferTooSmall)?;
         self.len = end;
         Ok(slot)
     }
@@ -345,8 +338,7 @@ mod tests {
         w.u64(123_456_789).unwrap();
         w.i64(-1).unwrap();
         w.packed(1337).unwrap();
-        w.ipv6(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
-            .unwrap();
+        w.ipv6(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
         w.eui64(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         w.eui48(&[1, 2, 3, 4, 5, 6]).unwrap();
         w.utf8("RUST-RCP/0.1").unwrap();
@@ -402,14 +394,8 @@ mod tests {
         assert_eq!(Reader::new(&[1, 2, 3]).u32(), Err(Error::Truncated));
         assert_eq!(Reader::new(b"abc").utf8(), Err(Error::InvalidString));
         assert_eq!(Reader::new(&[0xff, 0x00]).utf8(), Err(Error::InvalidString));
-        assert_eq!(
-            Reader::new(&[5, 0, 1]).data_with_len(),
-            Err(Error::Truncated)
-        );
-        assert_eq!(
-            Reader::new(&[0xff, 0xff]).structure().err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(Reader::new(&[5, 0, 1]).data_with_len(), Err(Error::Truncated));
+        assert_eq!(Reader::new(&[0xff, 0xff]).structure().err(), Some(Error::Truncated));
         assert_eq!(Reader::new(&[1]).finish(), Err(Error::TrailingBytes));
 
         let mut small = [0u8; 3];

@@ -34,17 +34,8 @@ pub struct Repr<'a> {
 
 impl<'a> Repr<'a> {
     /// A property frame (`command` must be one of the property commands for `emit` to succeed).
-    pub const fn property(
-        header: Header,
-        command: Command,
-        property: Property,
-        value: &'a [u8],
-    ) -> Self {
-        Repr {
-            header,
-            command,
-            payload: Payload::Property { property, value },
-        }
+    pub const fn property(header: Header, command: Command, property: Property, value: &'a [u8]) -> Self {
+        Repr { header, command, payload: Payload::Property { property, value } }
     }
 
     /// Parses a frame (the HDLC payload). Fails on a bad header, a malformed packed uint, or a
@@ -57,18 +48,11 @@ impl<'a> Repr<'a> {
         let rest = &rest[n..];
         let payload = if command.has_property() {
             let (prop, m) = packed::decode(rest)?;
-            Payload::Property {
-                property: Property::from(prop),
-                value: &rest[m..],
-            }
+            Payload::Property { property: Property::from(prop), value: &rest[m..] }
         } else {
             Payload::Raw(rest)
         };
-        Ok(Repr {
-            header,
-            command,
-            payload,
-        })
+        Ok(Repr { header, command, payload })
     }
 
     /// The property, for property commands.
@@ -91,9 +75,7 @@ impl<'a> Repr<'a> {
         let cmd = packed::encoded_len(self.command.into());
         1 + cmd
             + match self.payload {
-                Payload::Property { property, value } => {
-                    packed::encoded_len(property.into()) + value.len()
-                }
+                Payload::Property { property, value } => packed::encoded_len(property.into()) + value.len(),
                 Payload::Raw(raw) => raw.len(),
             }
     }
@@ -176,17 +158,11 @@ mod tests {
         assert_eq!(Repr::parse(&[0x40, 0x02]), Err(Error::NotSpinel(0x40)));
         assert_eq!(Repr::parse(&[0x81]), Err(Error::Truncated));
         assert_eq!(Repr::parse(&[0x81, 0x02]), Err(Error::Truncated)); // GET without a property
-        assert_eq!(
-            Repr::parse(&[0x81, 0x80, 0x00]),
-            Err(Error::PackedNonCanonical)
-        );
+        assert_eq!(Repr::parse(&[0x81, 0x80, 0x00]), Err(Error::PackedNonCanonical));
         let bad = Repr {
             header: Header::UNSOLICITED,
             command: Command::Reset,
-            payload: Payload::Property {
-                property: Property::LastStatus,
-                value: &[],
-            },
+            payload: Payload::Property { property: Property::LastStatus, value: &[] },
         };
         assert!(bad.emit(&mut [0u8; 8]).is_err());
     }

@@ -42,10 +42,7 @@ impl Header {
         if byte & FLAG_MASK != FLAG {
             return Err(Error::NotSpinel(byte));
         }
-        Ok(Header {
-            iid: (byte & IID_MASK) >> IID_SHIFT,
-            tid: byte & TID_MASK,
-        })
+        Ok(Header { iid: (byte & IID_MASK) >> IID_SHIFT, tid: byte & TID_MASK })
     }
 
     /// The header byte.
@@ -65,10 +62,7 @@ impl Header {
 
     /// Same interface, another TID (masked to 4 bits).
     pub const fn with_tid(self, tid: u8) -> Header {
-        Header {
-            iid: self.iid,
-            tid: tid & TID_MASK,
-        }
+        Header { iid: self.iid, tid: tid & TID_MASK }
     }
 }
 
@@ -88,13 +82,7 @@ mod tests {
     #[test]
     fn vectors() {
         // spinel-primitives.txt "Header byte"
-        for (iid, tid, byte) in [
-            (0, 0, 0x80),
-            (0, 1, 0x81),
-            (0, 15, 0x8f),
-            (1, 0, 0x90),
-            (3, 15, 0xbf),
-        ] {
+        for (iid, tid, byte) in [(0, 0, 0x80), (0, 1, 0x81), (0, 15, 0x8f), (1, 0, 0x90), (3, 15, 0xbf)] {
             let h = Header::new(iid, tid).expect("in range");
             assert_eq!(h.to_byte(), byte);
             assert_eq!(Header::parse(byte), Ok(h));

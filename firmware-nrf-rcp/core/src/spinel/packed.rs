@@ -66,10 +66,7 @@ mod tests {
         assert_eq!(decode(&[0xff, 0xff, 0xff, 0x7f]), Err(Error::PackedTooLong));
         assert_eq!(decode(&[0x80]), Err(Error::Truncated));
         assert_eq!(decode(&[]), Err(Error::Truncated));
-        assert_eq!(
-            encode(MAX + 1, &mut [0; 4]),
-            Err(Error::PackedOutOfRange(MAX + 1))
-        );
+        assert_eq!(encode(MAX + 1, &mut [0; 4]), Err(Error::PackedOutOfRange(MAX + 1)));
         assert_eq!(encode(128, &mut [0; 1]), Err(Error::BufferTooSmall));
     }
 

@@ -295,13 +295,7 @@ const SECURITY_LEN: usize = 5;
 impl<'a> TxDone<'a> {
     /// A bare status report with no ACK, e.g. NO_ACK or CCA_FAILURE.
     pub const fn status(status: Status) -> Self {
-        TxDone {
-            status,
-            frame_pending: false,
-            header_updated: false,
-            ack: None,
-            security: None,
-        }
+        TxDone { status, frame_pending: false, header_updated: false, ack: None, security: None }
     }
 
     /// Parses a LAST_STATUS value sent in answer to a TX request.
@@ -315,20 +309,9 @@ impl<'a> TxDone<'a> {
         } else {
             None
         };
-        let security = r.optional(|r| {
-            Ok(TxSecurity {
-                key_id: r.u8()?,
-                frame_counter: r.u32()?,
-            })
-        })?;
+        let security = r.optional(|r| Ok(TxSecurity { key_id: r.u8()?, frame_counter: r.u32()? }))?;
         r.finish()?;
-        Ok(TxDone {
-            status,
-            frame_pending,
-            header_updated,
-            ack,
-            security,
-        })
+        Ok(TxDone { status, frame_pending, header_updated, ack, security })
     }
 
     /// Writes the LAST_STATUS value.
@@ -382,13 +365,7 @@ mod tests {
         ];
         let req = TxRequest::parse(&value).unwrap();
         assert_eq!(req.psdu.len(), 20);
-        assert_eq!(
-            req,
-            TxRequest {
-                max_frame_retries: 3,
-                ..TxRequest::new(req.psdu, 15)
-            }
-        );
+        assert_eq!(req, TxRequest { max_frame_retries: 3, ..TxRequest::new(req.psdu, 15) });
         assert_eq!(emit_with(|w| req.emit(w)), value);
     }
 
@@ -405,20 +382,10 @@ mod tests {
         // Three optional fields.
         let value = [0x02, 0x00, 0xaa, 0xbb, 0x0b, 0x05, 0x00, 0x00];
         let req = TxRequest::parse(&value).unwrap();
-        assert_eq!(
-            (
-                req.optional_fields,
-                req.max_frame_retries,
-                req.csma_ca_enabled
-            ),
-            (3, 0, false)
-        );
+        assert_eq!((req.optional_fields, req.max_frame_retries, req.csma_ca_enabled), (3, 0, false));
         assert_eq!(emit_with(|w| req.emit(w)), value);
         // Truncated inside an optional field.
-        assert_eq!(
-            TxRequest::parse(&[0, 0, 0x0b, 1, 1, 1, 0, 0, 0, 0, 0x10]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(TxRequest::parse(&[0, 0, 0x0b, 1, 1, 1, 0, 0, 0, 0, 0x10]), Err(Error::Truncated));
         // Missing channel.
         assert_eq!(TxRequest::parse(&[0, 0]), Err(Error::Truncated));
     }
@@ -484,10 +451,7 @@ mod tests {
             frame_pending: true,
             header_updated: true,
             ack: Some(ack),
-            security: Some(TxSecurity {
-                key_id: 2,
-                frame_counter: 0x0102_0304,
-            }),
+            security: Some(TxSecurity { key_id: 2, frame_counter: 0x0102_0304 }),
         };
         let bytes = emit_with(|w| d.emit(w));
         assert_eq!(TxDone::parse(&bytes), Ok(d));
@@ -497,10 +461,7 @@ mod tests {
         assert_eq!(bytes, [0x8b, 0x80, 0x01, 0x00, 0x00]);
         assert_eq!(TxDone::parse(&bytes), Ok(d));
         // Inconsistent: ACK with a failure status.
-        let bad = TxDone {
-            ack: Some(ack),
-            ..TxDone::status(Status::NoAck)
-        };
+        let bad = TxDone { ack: Some(ack), ..TxDone::status(Status::NoAck) };
         let mut buf = [0u8; 64];
         assert!(bad.emit(&mut Writer::new(&mut buf)).is_err());
     }
