@@ -690,7 +690,7 @@ fn status_frame(out: &mut [u8], header: Header, status: Status) -> Result<usize>
         header,
         Command::PropValueIs,
         Property::LastStatus,
-        |w| w.packed(status.into()),
+        |w| status.write(w),
     )
 }
 
