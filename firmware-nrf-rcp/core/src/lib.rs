@@ -11,6 +11,32 @@
 //! panicking, whatever the input. Emitters write into a caller buffer and return
 //! [`spinel::Error::BufferTooSmall`] / [`hdlc::EncodeError`] when it is too short; they never
 //! write past it. Nothing here allocates.
+//!
+//! # Example
+//!
+//! A host request travels as HDLC-lite bytes, is decoded, parsed once into a [`spinel::Repr`],
+//! and can be emitted and encoded back byte for byte:
+//!
+//! ```
+//! use ferry_rcp_core::hdlc::{self, SpinelDecoder};
+//! use ferry_rcp_core::spinel::{Command, Property, Repr};
+//!
+//! // GET PROTOCOL_VERSION, TID 1, as it arrives on the UART.
+//! let wire = [0x7e, 0x81, 0x02, 0x01, 0xc5, 0xb2, 0x7e];
+//! let mut decoder = SpinelDecoder::new();
+//! let (used, frame) = decoder.feed(&wire);
+//! assert_eq!(used, wire.len());
+//! let frame = frame.expect("a complete frame").expect("good FCS");
+//! let repr = Repr::parse(frame).expect("valid Spinel");
+//! assert_eq!((repr.header.tid(), repr.command), (1, Command::PropValueGet));
+//! assert_eq!(repr.prop(), Some(Property::ProtocolVersion));
+//!
+//! let mut spinel = [0u8; 8];
+//! let n = repr.emit(&mut spinel).unwrap();
+//! let mut out = [0u8; 16];
+//! let m = hdlc::encode(&spinel[..n], &mut out).unwrap();
+//! assert_eq!(&out[..m], wire);
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 

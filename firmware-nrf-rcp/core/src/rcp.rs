@@ -13,6 +13,10 @@
 //! 4. After every input, drain [`Rcp::poll_host`] until it returns `None` (some events produce
 //!    two notifications, e.g. the end of an energy scan).
 //!
+//! `out` buffers should hold [`FRAME_MAX_LEN`](crate::spinel::FRAME_MAX_LEN) bytes: the
+//! only error these calls return is [`Error::BufferTooSmall`], and the input has then already
+//! taken effect, so its reply is lost.
+//!
 //! Time is an argument (`now_us`, the radio's µs clock). The machine has no timers of its own:
 //! every deadline (CSMA, ACK wait, timed TX, scan duration) runs in the radio.
 
@@ -636,7 +640,13 @@ impl From<RadioError> for SetError {
 }
 
 fn status_frame(out: &mut [u8], header: Header, status: Status) -> Result<usize> {
-    emit_property(out, header, Command::PropValueIs, Property::LastStatus, |w| w.packed(status.into()))
+    emit_property(
+        out,
+        header,
+        Command::PropValueIs,
+        Property::LastStatus,
+        |w| status.write(w),
+    )
 }
 
 /// RX metadata for the host, as ot-rcp's `PackRadioFrame` fills it.

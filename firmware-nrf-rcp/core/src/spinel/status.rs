@@ -1,6 +1,9 @@
 //! Spinel status codes (`PROP_LAST_STATUS` values), `shared/reference/spinel.md` §3
 //! (spinel.h `SPINEL_STATUS_*`).
 
+use super::data::{Reader, Writer};
+use super::Result;
+
 enum_with_unknown! {
     /// A `LAST_STATUS` value (packed uint).
     pub enum Status(u32) {
@@ -55,6 +58,17 @@ impl Status {
         (RESET_BEGIN..=RESET_END).contains(&u32::from(self))
     }
 
+    /// Reads a LAST_STATUS value's status (`i`). A TX-done carries more fields after it; see
+    /// `stream_raw::TxDone`.
+    pub fn read(r: &mut Reader<'_>) -> Result<Status> {
+        r.packed().map(Status::from)
+    }
+
+    /// Writes the status as a LAST_STATUS value (`i`).
+    pub fn write(self, w: &mut Writer<'_>) -> Result<()> {
+        w.packed(self.into())
+    }
+
     /// A raw OpenThread error passed through as `STACK_NATIVE__BEGIN + err`.
     pub fn stack_native(ot_error: u16) -> Status {
         Status::from(STACK_NATIVE_BEGIN + u32::from(ot_error))
@@ -74,5 +88,22 @@ mod tests {
         }
         assert_eq!(Status::from(22), Status::Unknown(22)); // 22 is unassigned
         assert_eq!(u32::from(Status::stack_native(11)), 16395); // OT_ERROR_ABORT
+    }
+
+    #[test]
+    fn value_codec() {
+        // LAST_STATUS RESET_POWER_ON (112) is one byte; a stack-native status takes three.
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        Status::ResetPowerOn.write(&mut w).unwrap();
+        assert_eq!(w.written(), [0x70]);
+        let mut w = Writer::new(&mut buf);
+        Status::stack_native(11).write(&mut w).unwrap();
+        assert_eq!(w.written(), [0x8b, 0x80, 0x01]);
+        assert_eq!(
+            Status::read(&mut Reader::new(&buf)),
+            Ok(Status::Unknown(16395))
+        );
+        assert!(Status::read(&mut Reader::new(&[0x80])).is_err());
     }
 }
