@@ -640,13 +640,7 @@ impl From<RadioError> for SetError {
 }
 
 fn status_frame(out: &mut [u8], header: Header, status: Status) -> Result<usize> {
-    emit_property(
-        out,
-        header,
-        Command::PropValueIs,
-        Property::LastStatus,
-        |w| status.write(w),
-    )
+    emit_property(out, header, Command::PropValueIs, Property::LastStatus, |w| status.write(w))
 }
 
 /// RX metadata for the host, as ot-rcp's `PackRadioFrame` fills it.

@@ -100,10 +100,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         Status::stack_native(11).write(&mut w).unwrap();
         assert_eq!(w.written(), [0x8b, 0x80, 0x01]);
-        assert_eq!(
-            Status::read(&mut Reader::new(&buf)),
-            Ok(Status::Unknown(16395))
-        );
+        assert_eq!(Status::read(&mut Reader::new(&buf)), Ok(Status::Unknown(16395)));
         assert!(Status::read(&mut Reader::new(&[0x80])).is_err());
     }
 }
