@@ -103,3 +103,51 @@ pub enum Error {
 
 /// Shorthand used throughout the room.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl Error {
+    /// The RFC 9124 threat (IDs from draft-ietf-suit-information-model) this failure is
+    /// evidence of, for the audit log; `None` for plain malformed or unsupported input.
+    pub fn threat(&self) -> Option<&'static str> {
+        match self {
+            // Nothing vouches for the manifest: installing it would be THREAT.IMG.NON_AUTH.
+            Error::NoSignatures
+            | Error::BadSignature { .. }
+            | Error::NoUsableKey { .. }
+            | Error::KeyMismatch { .. } => Some("THREAT.IMG.NON_AUTH"),
+            // Signed content changed after signing: an on-path modification.
+            Error::DigestMismatch { .. } | Error::UnexpectedSeverableMember { .. } => {
+                Some("THREAT.NET.ONPATH")
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let e = Error::DigestMismatch { what: "install" };
+        assert_eq!(
+            e.to_string(),
+            "digest of install does not match the signed digest"
+        );
+        assert_eq!(e.threat(), Some("THREAT.NET.ONPATH"));
+        let e = Error::TooMany {
+            what: "components",
+            count: 17,
+            max: 16,
+        };
+        assert_eq!(
+            e.to_string(),
+            "components has 17 entries, more than the limit of 16"
+        );
+        assert_eq!(e.threat(), None);
+        assert_eq!(
+            Error::BadSignature { index: 1 }.threat(),
+            Some("THREAT.IMG.NON_AUTH")
+        );
+    }
+}

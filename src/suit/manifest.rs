@@ -276,10 +276,13 @@ impl Manifest {
                     members.text = m;
                     text_bytes = b;
                 }
-                // draft-37 manifest-component-id (5); draft-09 dependency-resolution (7, its
-                // digest form included) and coswid (14): not used by ferry, skipped whole.
+                // draft-37 manifest-component-id (5): not used by ferry.
                 5 if format == Format::Ietf => r.skip(WHAT)?,
-                7 | 14 if format == Format::Riot => r.skip(WHAT)?,
+                // draft-09 dependency-resolution (7) and coswid (14): severable, so their
+                // digests are still checked, but their content is not used by ferry.
+                7 | 14 if format == Format::Riot => {
+                    severable(&mut r, format, key, "draft-09 severable member", severed)?;
+                }
                 _ => return Err(Error::UnknownMember { what: WHAT, key }),
             }
         }
