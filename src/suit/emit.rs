@@ -105,8 +105,14 @@ impl ManifestSpec {
     /// The encoded SUIT_Manifest (not yet bstr-wrapped).
     pub fn manifest(&self, format: Format) -> Result<Vec<u8>> {
         self.check(format)?;
-        let single = self.images.len() == 1 && self.images[0].slot.is_none();
-        let first_size = self.images[0].size;
+        let Some(first) = self.images.first() else {
+            return Err(Error::Invalid {
+                what: "manifest spec",
+                reason: "needs at least one image".into(),
+            });
+        };
+        let single = self.images.len() == 1 && first.slot.is_none();
+        let first_size = first.size;
         let shared_size = single || self.images.iter().all(|i| i.size == first_size);
         let digest_param = |d: &Digest| d.to_cbor(format);
 
@@ -120,7 +126,7 @@ impl ManifestSpec {
             e.u8(1)?.bytes(self.vendor_id.as_bytes())?;
             e.u8(2)?.bytes(self.class_id.as_bytes())?;
             if single {
-                e.u8(3)?.bytes(&digest_param(&self.images[0].digest))?;
+                e.u8(3)?.bytes(&digest_param(&first.digest))?;
             }
             if shared_size {
                 e.u8(14)?.u64(first_size)?;
@@ -165,7 +171,7 @@ impl ManifestSpec {
         let install = encode(|e| {
             e.array(6)?;
             if single {
-                e.u8(set)?.map(1)?.u8(21)?.str(&self.images[0].uri)?;
+                e.u8(set)?.map(1)?.u8(21)?.str(&first.uri)?;
             } else {
                 e.u8(TRY_EACH)?.array(self.images.len() as u64)?;
                 for img in &self.images {

@@ -228,13 +228,20 @@ impl Manifest {
     /// Only for bytes already authenticated: [`super::Envelope::authenticate`] calls this.
     /// It is public so fuzzers and tools can reach the parser directly.
     pub fn decode(format: Format, bytes: &[u8], severed: &[(i64, &[u8])]) -> Result<Self> {
+        if bytes.len() > super::limits::MAX_ENVELOPE_LEN {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                len: bytes.len(),
+                max: super::limits::MAX_ENVELOPE_LEN,
+            });
+        }
         let k = keys(format);
         let mut r = Reader::new(bytes);
         let mut version = None;
         let mut seq = None;
         let mut common = None;
         let mut reference_uri = None;
-        let mut seqs: [Option<&[u8]>; 6] = [None; 6];
+        let mut seqs = Sequences::default();
         let mut members = Members::default();
         let mut text_bytes = None;
         let mut seen: Vec<i64> = Vec::new();
@@ -250,26 +257,26 @@ impl Manifest {
                 3 => common = Some(r.bytes(COMMON)?),
                 4 => reference_uri = Some(r.str("reference-uri")?.to_owned()),
                 _ if key == k.validate => {
-                    seqs[3] = Some(r.bytes("validate")?);
+                    seqs.validate = Some(r.bytes("validate")?);
                     members.validate = true;
                 }
                 _ if key == k.load => {
-                    seqs[4] = Some(r.bytes("load")?);
+                    seqs.load = Some(r.bytes("load")?);
                     members.load = true;
                 }
                 _ if key == k.invoke => {
-                    seqs[5] = Some(r.bytes("invoke")?);
+                    seqs.invoke = Some(r.bytes("invoke")?);
                     members.invoke = true;
                 }
                 _ if key == k.payload_fetch => {
                     let (m, b) = severable(&mut r, format, key, "payload-fetch", severed)?;
                     members.payload_fetch = m;
-                    seqs[1] = b;
+                    seqs.payload_fetch = b;
                 }
                 _ if key == k.install => {
                     let (m, b) = severable(&mut r, format, key, "install", severed)?;
                     members.install = m;
-                    seqs[2] = b;
+                    seqs.install = b;
                 }
                 _ if key == k.text => {
                     let (m, b) = severable(&mut r, format, key, "text", severed)?;
@@ -300,12 +307,12 @@ impl Manifest {
         let sequence_number = seq.ok_or(Error::MissingMember { what: WHAT, key: 2 })?;
         let common = common.ok_or(Error::MissingMember { what: WHAT, key: 3 })?;
         let (ids, shared) = decode_exact(common, COMMON, |r| decode_common(r, format))?;
-        seqs[0] = shared;
+        seqs.shared = shared;
 
         let mut interp = Interpreter::new(format, ids.len());
         // The shared sequence runs first, then the update procedure, then invocation
         // (draft-37 §6.2): this order makes later parameter values win, as on a device.
-        for s in seqs.iter().flatten() {
+        for s in seqs.in_order().into_iter().flatten() {
             interp.run_top(s)?;
         }
         let components = interp.finish(ids);
@@ -341,6 +348,30 @@ impl Manifest {
     /// The component with identifier `id`.
     pub fn component(&self, id: &ComponentId) -> Option<&Component> {
         self.components.iter().find(|c| &c.id == id)
+    }
+}
+
+/// The command sequences of one manifest, by role.
+#[derive(Default)]
+struct Sequences<'b> {
+    shared: Option<&'b [u8]>,
+    payload_fetch: Option<&'b [u8]>,
+    install: Option<&'b [u8]>,
+    validate: Option<&'b [u8]>,
+    load: Option<&'b [u8]>,
+    invoke: Option<&'b [u8]>,
+}
+
+impl<'b> Sequences<'b> {
+    fn in_order(&self) -> [Option<&'b [u8]>; 6] {
+        [
+            self.shared,
+            self.payload_fetch,
+            self.install,
+            self.validate,
+            self.load,
+            self.invoke,
+        ]
     }
 }
 
