@@ -345,6 +345,15 @@ impl Manifest {
         out
     }
 
+    /// The `component-version` text for `id`, from the first language that has one.
+    pub fn component_version(&self, id: &ComponentId) -> Option<&str> {
+        self.text
+            .iter()
+            .flat_map(|t| t.components.iter())
+            .find(|(c, t)| c == id && t.version.is_some())
+            .and_then(|(_, t)| t.version.as_deref())
+    }
+
     /// The component with identifier `id`.
     pub fn component(&self, id: &ComponentId) -> Option<&Component> {
         self.components.iter().find(|c| &c.id == id)

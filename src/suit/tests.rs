@@ -233,6 +233,35 @@ fn ietf_examples_verify_with_p256() {
 }
 
 #[test]
+fn ietf_examples_name_the_arm_vendor_and_class() {
+    for bytes in [EX0, EX1, EX2_FULL, EX2_SEVERED, EX3, EX4, EX5] {
+        let m = authenticate(bytes, &p256_key());
+        let c = &m.components[0];
+        assert_eq!(c.vendor_id, uuid(ARM_VENDOR));
+        assert_eq!(c.class_id, uuid(ARM_CLASS));
+        assert!(c.checks_vendor && c.checks_class);
+        assert_eq!(m.component_version(&c.id), None);
+    }
+}
+
+#[test]
+fn text_component_version_is_extracted() {
+    // draft-09 text map: {[h'00']: {6: "1.2.3"}}
+    let text = [
+        0xa1, 0x81, 0x41, 0x00, 0xa1, 0x06, 0x65, b'1', b'.', b'2', b'.', b'3',
+    ];
+    let t = Text::decode(&text, Format::Riot).unwrap();
+    assert_eq!(t[0].language, None);
+    assert_eq!(t[0].components[0].1.version.as_deref(), Some("1.2.3"));
+    // draft-37 wraps it in a language map: {"en": ...}
+    let mut ietf = vec![0xa1, 0x62, b'e', b'n'];
+    ietf.extend(text);
+    let t = Text::decode(&ietf, Format::Ietf).unwrap();
+    assert_eq!(t[0].language.as_deref(), Some("en"));
+    assert_eq!(t[0].components[0].1.version.as_deref(), Some("1.2.3"));
+}
+
+#[test]
 fn ietf_unsigned_examples_parse_but_do_not_authenticate() {
     for (i, bytes) in EX_UNSIGNED.into_iter().enumerate() {
         let env = Envelope::parse(bytes).unwrap_or_else(|e| panic!("example {i}: {e}"));
