@@ -1,5 +1,10 @@
 //! Fuzzes the SUIT envelope parser, authentication and the manifest decoder.
 //! Nothing may panic, hang or allocate beyond the limits in `ferry::suit::limits`.
+//!
+//! The first byte picks the mode (0: envelope, 1: draft-37 manifest, 2: draft-09 manifest).
+//! Seed with the vectors (from the repository root):
+//! `for f in src/suit/testdata/*.cbor; do (printf '\0'; cat $f) > fuzz/corpus/suit_envelope/$(basename $f); done`
+//! then `cargo +nightly fuzz run suit_envelope -- -max_total_time=300`.
 #![no_main]
 
 use ferry::suit::{Envelope, Format, Manifest, PublicKey, SigningKey};

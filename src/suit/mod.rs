@@ -27,6 +27,7 @@
 //! THREAT.NET.REDIRECT.
 
 mod cbor;
+pub mod command;
 pub mod cose;
 pub mod digest;
 pub mod emit;
@@ -41,6 +42,7 @@ pub mod text;
 #[cfg(test)]
 mod tests;
 
+pub use command::{Command, Parameter};
 pub use cose::CoseAlg;
 pub use digest::{Digest, DigestAlg};
 pub use envelope::{Authenticated, Envelope, Signature, Signer};

@@ -17,6 +17,7 @@
 use minicbor::data::Type;
 
 use super::cbor::Reader;
+use super::command::{Command, Parameter};
 use super::digest::Digest;
 use super::error::{Error, Result};
 use super::limits::{MAX_COMMANDS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
@@ -25,27 +26,8 @@ use super::Format;
 
 const WHAT: &str = "SUIT_Command_Sequence";
 
-/// Command and parameter code points this reader acts on.
-mod code {
-    pub const CONDITION_VENDOR: i64 = 1;
-    pub const CONDITION_CLASS: i64 = 2;
-    pub const SET_COMPONENT_INDEX: i64 = 12;
-    pub const TRY_EACH: i64 = 15;
-    pub const SET_PARAMETERS_09: i64 = 19;
-    pub const OVERRIDE_PARAMETERS: i64 = 20;
-    pub const FETCH: i64 = 21;
-    pub const RUN_SEQUENCE_37: i64 = 32;
-    pub const RUN_SEQUENCE_09: i64 = 30;
-
-    pub const P_VENDOR: i64 = 1;
-    pub const P_CLASS: i64 = 2;
-    pub const P_DIGEST: i64 = 3;
-    pub const P_SLOT: i64 = 5;
-    pub const P_SIZE: i64 = 14;
-    pub const P_URI: i64 = 21;
-    /// draft-37 §8.4.8.3: a vendor ID may be a Private Enterprise Number, `#6.112(bstr)`.
-    pub const TAG_PEN: u64 = 112;
-}
+/// draft-37 §8.4.8.3: a vendor ID may be a Private Enterprise Number, `#6.112(bstr)`.
+const TAG_PEN: u64 = 112;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Params {
@@ -161,16 +143,11 @@ impl Interpreter {
     }
 
     fn command(&mut self, r: &mut Reader<'_>, cmd: i64, depth: usize) -> Result<()> {
-        use code::*;
-        let run_sequence = match self.format {
-            Format::Ietf => RUN_SEQUENCE_37,
-            Format::Riot => RUN_SEQUENCE_09,
-        };
-        match cmd {
-            CONDITION_VENDOR | CONDITION_CLASS => {
-                for &c in &self.selected {
-                    if let Some(s) = self.comps.get_mut(c) {
-                        if cmd == CONDITION_VENDOR {
+        match Command::from_code(self.format, cmd) {
+            c @ (Command::ConditionVendorIdentifier | Command::ConditionClassIdentifier) => {
+                for &i in &self.selected {
+                    if let Some(s) = self.comps.get_mut(i) {
+                        if c == Command::ConditionVendorIdentifier {
                             s.checks_vendor = true;
                         } else {
                             s.checks_class = true;
@@ -179,26 +156,24 @@ impl Interpreter {
                 }
                 r.skip("condition argument")
             }
-            FETCH => {
-                for &c in &self.selected {
-                    if let Some(s) = self.comps.get_mut(c) {
+            Command::Fetch => {
+                for &i in &self.selected {
+                    if let Some(s) = self.comps.get_mut(i) {
                         s.fetched = true;
                     }
                 }
                 r.skip("directive-fetch argument")
             }
-            SET_COMPONENT_INDEX => self.set_component_index(r),
-            TRY_EACH => self.try_each(r, depth),
-            OVERRIDE_PARAMETERS => self.parameters(r, SetMode::Override),
-            SET_PARAMETERS_09 if self.format == Format::Riot => {
-                self.parameters(r, SetMode::IfUnset)
-            }
-            _ if cmd == run_sequence => {
+            Command::SetComponentIndex => self.set_component_index(r),
+            Command::TryEach => self.try_each(r, depth),
+            Command::OverrideParameters => self.parameters(r, SetMode::Override),
+            Command::SetParameters => self.parameters(r, SetMode::IfUnset),
+            Command::RunSequence => {
                 let inner = r.bytes("directive-run-sequence")?;
                 self.run(inner, depth + 1)
             }
-            // Every other condition and directive (image-match, slot, copy, invoke, write,
-            // swap, custom nint commands...) changes no parameter we extract.
+            // Every other condition and directive (image-match, slot, copy, invoke, swap,
+            // custom nint commands...) changes no parameter we extract.
             _ => r.skip("command argument"),
         }
     }
@@ -311,16 +286,16 @@ impl Interpreter {
                 return Err(Error::DuplicateMember { what: W, key });
             }
             seen.push(key);
-            match key {
-                code::P_VENDOR => p.vendor = Some(identifier(r, "vendor-identifier")?),
-                code::P_CLASS => p.class = Some(identifier(r, "class-identifier")?),
-                code::P_DIGEST => {
+            match Parameter::from_code(key) {
+                Parameter::VendorIdentifier => p.vendor = Some(identifier(r, "vendor-identifier")?),
+                Parameter::ClassIdentifier => p.class = Some(identifier(r, "class-identifier")?),
+                Parameter::ImageDigest => {
                     let b = r.bytes("image-digest")?;
                     p.digest = Some(Digest::from_cbor(b, self.format)?);
                 }
-                code::P_SLOT => p.slot = Some(r.u64("component-slot")?),
-                code::P_SIZE => p.size = Some(r.u64("image-size")?),
-                code::P_URI => p.uri = Some(r.str("uri")?.to_owned()),
+                Parameter::ComponentSlot => p.slot = Some(r.u64("component-slot")?),
+                Parameter::ImageSize => p.size = Some(r.u64("image-size")?),
+                Parameter::Uri => p.uri = Some(r.str("uri")?.to_owned()),
                 _ => r.skip(W)?,
             }
         }
@@ -405,7 +380,7 @@ fn image(p: &Params) -> Image {
 fn identifier(r: &mut Reader<'_>, what: &'static str) -> Result<Identifier> {
     if r.peek(what)? == Type::Tag {
         let tag = r.tag(what)?;
-        if tag != code::TAG_PEN {
+        if tag != TAG_PEN {
             return Err(Error::Invalid {
                 what,
                 reason: format!("tag {tag} (only 112, a Private Enterprise Number)"),
