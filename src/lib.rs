@@ -6,3 +6,4 @@ pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod store;
+pub mod suit;

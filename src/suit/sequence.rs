@@ -1,0 +1,373 @@
+//! SUIT_Command_Sequence, read symbolically (draft-ietf-suit-manifest-37 §8.4.6 "Command
+//! Sequences", §8.4.8 parameters, §8.4.9/§8.4.10 conditions and directives; draft-09 §8.4.7).
+//!
+//! ```text
+//! SUIT_Command_Sequence = [ + (command-id: int, argument) ]
+//! try-each     15: [ 2* bstr .cbor SUIT_Command_Sequence, ? nil ]
+//! set-params   19 (draft-09 only; sets unset values), override-params 20: { + int => value }
+//! run-sequence 32 (draft-37) / 30 (draft-09): bstr .cbor SUIT_Command_Sequence
+//! set-component-index 12: uint / true / [+ uint]
+//! ```
+//! Nothing is executed. The interpreter tracks the parameters each component would have and
+//! records, per try-each branch, the values that branch sets under its slot (component-slot /
+//! component-offset) so that two-slot manifests yield one [`Image`] per slot. Work is bounded
+//! by [`MAX_COMMANDS`] and the input length: each nested sequence is a distinct byte range and
+//! is read once.
+
+use minicbor::data::Type;
+
+use super::cbor::Reader;
+use super::command::{Command, Parameter};
+use super::digest::Digest;
+use super::error::{Error, Result};
+use super::limits::{MAX_COMMANDS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
+use super::manifest::{Component, ComponentId, Identifier, Image};
+use super::Format;
+
+const WHAT: &str = "SUIT_Command_Sequence";
+
+/// draft-37 §8.4.8.3: a vendor ID may be a Private Enterprise Number, `#6.112(bstr)`.
+const TAG_PEN: u64 = 112;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Params {
+    vendor: Option<Identifier>,
+    class: Option<Identifier>,
+    digest: Option<Digest>,
+    size: Option<u64>,
+    uri: Option<String>,
+    slot: Option<u64>,
+}
+
+impl Params {
+    fn is_empty(&self) -> bool {
+        *self == Params::default()
+    }
+
+    /// Takes every value `newer` has.
+    fn overlay(&mut self, newer: &Params) {
+        fn take<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        take(&mut self.vendor, &newer.vendor);
+        take(&mut self.class, &newer.class);
+        take(&mut self.digest, &newer.digest);
+        take(&mut self.size, &newer.size);
+        take(&mut self.uri, &newer.uri);
+        take(&mut self.slot, &newer.slot);
+    }
+
+    /// Takes only the values `self` lacks.
+    fn fill(&mut self, older: &Params) {
+        let mut merged = older.clone();
+        merged.overlay(self);
+        *self = merged;
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    live: Params,
+    /// Values set under a given slot inside try-each branches, in first-seen order.
+    slots: Vec<(u64, Params)>,
+    checks_vendor: bool,
+    checks_class: bool,
+    fetched: bool,
+}
+
+/// The symbolic reader over all sequences of one manifest.
+pub(crate) struct Interpreter {
+    format: Format,
+    comps: Vec<State>,
+    /// One overlay per open try-each branch (innermost last), one `Params` per component.
+    overlays: Vec<Vec<Params>>,
+    selected: Vec<usize>,
+    commands: usize,
+}
+
+/// How a parameter map applies its values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetMode {
+    Override,
+    /// draft-09 set-parameters: only where no value is set yet.
+    IfUnset,
+}
+
+impl Interpreter {
+    pub(crate) fn new(format: Format, components: usize) -> Self {
+        Interpreter {
+            format,
+            comps: (0..components).map(|_| State::default()).collect(),
+            overlays: Vec::new(),
+            selected: vec![0],
+            commands: 0,
+        }
+    }
+
+    /// Runs one top-level sequence; each starts with component 0 selected (draft-37 §8.4.6).
+    pub(crate) fn run_top(&mut self, seq: &[u8]) -> Result<()> {
+        self.selected = vec![0];
+        self.run(seq, 0)
+    }
+
+    fn run(&mut self, seq: &[u8], depth: usize) -> Result<()> {
+        if depth > MAX_SEQUENCE_DEPTH {
+            return Err(Error::TooDeep { what: "nested command sequences", max: MAX_SEQUENCE_DEPTH });
+        }
+        let mut r = Reader::new(seq);
+        let n = r.array(WHAT, 2 * MAX_COMMANDS)?;
+        if !n.is_multiple_of(2) {
+            return Err(Error::Invalid {
+                what: WHAT,
+                reason: format!("{n} elements: commands and arguments must come in pairs"),
+            });
+        }
+        for _ in 0..n / 2 {
+            self.commands += 1;
+            if self.commands > MAX_COMMANDS {
+                return Err(Error::TooMany {
+                    what: "commands in the manifest",
+                    count: self.commands as u64,
+                    max: MAX_COMMANDS,
+                });
+            }
+            let cmd = r.i64("command id")?;
+            self.command(&mut r, cmd, depth)?;
+        }
+        r.finish(WHAT)
+    }
+
+    fn command(&mut self, r: &mut Reader<'_>, cmd: i64, depth: usize) -> Result<()> {
+        match Command::from_code(self.format, cmd) {
+            c @ (Command::ConditionVendorIdentifier | Command::ConditionClassIdentifier) => {
+                for &i in &self.selected {
+                    if let Some(s) = self.comps.get_mut(i) {
+                        if c == Command::ConditionVendorIdentifier {
+                            s.checks_vendor = true;
+                        } else {
+                            s.checks_class = true;
+                        }
+                    }
+                }
+                r.skip("condition argument")
+            }
+            Command::Fetch => {
+                for &i in &self.selected {
+                    if let Some(s) = self.comps.get_mut(i) {
+                        s.fetched = true;
+                    }
+                }
+                r.skip("directive-fetch argument")
+            }
+            Command::SetComponentIndex => self.set_component_index(r),
+            Command::TryEach => self.try_each(r, depth),
+            Command::OverrideParameters => self.parameters(r, SetMode::Override),
+            Command::SetParameters => self.parameters(r, SetMode::IfUnset),
+            Command::RunSequence => {
+                let inner = r.bytes("directive-run-sequence")?;
+                self.run(inner, depth + 1)
+            }
+            // Every other condition and directive (image-match, slot, copy, invoke, swap,
+            // custom nint commands...) changes no parameter we extract.
+            _ => r.skip("command argument"),
+        }
+    }
+
+    fn set_component_index(&mut self, r: &mut Reader<'_>) -> Result<()> {
+        const W: &str = "directive-set-component-index";
+        let n = self.comps.len();
+        let check = |i: u64| -> Result<usize> {
+            usize::try_from(i).ok().filter(|&i| i < n).ok_or_else(|| Error::Invalid {
+                what: W,
+                reason: format!("component index {i} but the manifest has {n} components"),
+            })
+        };
+        self.selected = match r.peek(W)? {
+            Type::Bool => {
+                if !r.bool(W)? {
+                    return Err(Error::Invalid { what: W, reason: "false is not an index".into() });
+                }
+                (0..n).collect()
+            }
+            Type::Array => {
+                let k = r.array(W, n)?;
+                let mut v = Vec::with_capacity(k);
+                for _ in 0..k {
+                    v.push(check(r.u64(W)?)?);
+                }
+                v
+            }
+            _ => vec![check(r.u64(W)?)?],
+        };
+        Ok(())
+    }
+
+    fn try_each(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<()> {
+        const W: &str = "directive-try-each";
+        let n = r.array(W, MAX_TRY_EACH_BRANCHES + 1)?;
+        let saved = self.selected.clone();
+        for i in 0..n {
+            if r.peek(W)? == Type::Null && i + 1 == n {
+                // The optional trailing nil: "no branch needs to succeed".
+                r.null(W)?;
+                break;
+            }
+            let branch = r.bytes(W)?;
+            self.overlays.push(vec![Params::default(); self.comps.len()]);
+            let result = self.run(branch, depth + 1);
+            let overlay = self.overlays.pop().unwrap_or_default();
+            result?;
+            self.record_branch(overlay);
+            self.selected.clone_from(&saved);
+        }
+        Ok(())
+    }
+
+    /// Files what a branch set under its slot; a branch without a slot only fills gaps.
+    fn record_branch(&mut self, overlay: Vec<Params>) {
+        for (c, p) in overlay.into_iter().enumerate() {
+            if p.is_empty() {
+                continue;
+            }
+            match p.slot.or_else(|| self.effective(c, |q| q.slot)) {
+                Some(slot) => {
+                    let Some(state) = self.comps.get_mut(c) else {
+                        continue;
+                    };
+                    match state.slots.iter_mut().find(|(s, _)| *s == slot) {
+                        Some((_, q)) => q.overlay(&p),
+                        None => state.slots.push((slot, p)),
+                    }
+                }
+                None => {
+                    let target = match self.overlays.last_mut() {
+                        Some(layer) => layer.get_mut(c),
+                        None => self.comps.get_mut(c).map(|s| &mut s.live),
+                    };
+                    if let Some(t) = target {
+                        let mut merged = p;
+                        merged.overlay(t);
+                        *t = merged;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The value a component would see now: innermost branch first, then the live state.
+    fn effective<T>(&self, c: usize, get: impl Fn(&Params) -> Option<T>) -> Option<T> {
+        self.overlays
+            .iter()
+            .rev()
+            .filter_map(|layer| layer.get(c))
+            .chain(self.comps.get(c).map(|s| &s.live))
+            .find_map(get)
+    }
+
+    fn parameters(&mut self, r: &mut Reader<'_>, mode: SetMode) -> Result<()> {
+        const W: &str = "SUIT_Parameters";
+        let mut p = Params::default();
+        let mut seen: Vec<i64> = Vec::new();
+        for _ in 0..r.map(W, MAX_PARAMETERS)? {
+            let key = r.int_key(W)?;
+            if seen.contains(&key) {
+                return Err(Error::DuplicateMember { what: W, key });
+            }
+            seen.push(key);
+            match Parameter::from_code(key) {
+                Parameter::VendorIdentifier => p.vendor = Some(identifier(r, "vendor-identifier")?),
+                Parameter::ClassIdentifier => p.class = Some(identifier(r, "class-identifier")?),
+                Parameter::ImageDigest => {
+                    let b = r.bytes("image-digest")?;
+                    p.digest = Some(Digest::from_cbor(b, self.format)?);
+                }
+                Parameter::ComponentSlot => p.slot = Some(r.u64("component-slot")?),
+                Parameter::ImageSize => p.size = Some(r.u64("image-size")?),
+                Parameter::Uri => p.uri = Some(r.str("uri")?.to_owned()),
+                _ => r.skip(W)?,
+            }
+        }
+        let selected = self.selected.clone();
+        for c in selected {
+            let mut p = p.clone();
+            if mode == SetMode::IfUnset {
+                let current = Params {
+                    vendor: self.effective(c, |q| q.vendor.clone()),
+                    class: self.effective(c, |q| q.class.clone()),
+                    digest: self.effective(c, |q| q.digest.clone()),
+                    size: self.effective(c, |q| q.size),
+                    uri: self.effective(c, |q| q.uri.clone()),
+                    slot: self.effective(c, |q| q.slot),
+                };
+                p = Params {
+                    vendor: p.vendor.filter(|_| current.vendor.is_none()),
+                    class: p.class.filter(|_| current.class.is_none()),
+                    digest: p.digest.filter(|_| current.digest.is_none()),
+                    size: p.size.filter(|_| current.size.is_none()),
+                    uri: p.uri.filter(|_| current.uri.is_none()),
+                    slot: p.slot.filter(|_| current.slot.is_none()),
+                };
+            }
+            let target = match self.overlays.last_mut() {
+                Some(layer) => layer.get_mut(c),
+                None => self.comps.get_mut(c).map(|s| &mut s.live),
+            };
+            if let Some(t) = target {
+                t.overlay(&p);
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-component model once every sequence has been read.
+    pub(crate) fn finish(self, ids: Vec<ComponentId>) -> Vec<Component> {
+        ids.into_iter()
+            .zip(self.comps)
+            .map(|(id, s)| {
+                let base = s.live.clone();
+                let mut vendor = base.vendor.clone();
+                let mut class = base.class.clone();
+                let images = if s.slots.is_empty() {
+                    vec![image(&base)]
+                } else {
+                    s.slots
+                        .iter()
+                        .map(|(slot, p)| {
+                            let mut q = p.clone();
+                            q.fill(&base);
+                            q.slot = Some(*slot);
+                            vendor = vendor.take().or_else(|| q.vendor.clone());
+                            class = class.take().or_else(|| q.class.clone());
+                            image(&q)
+                        })
+                        .collect()
+                };
+                Component {
+                    id,
+                    vendor_id: vendor,
+                    class_id: class,
+                    images,
+                    checks_vendor: s.checks_vendor,
+                    checks_class: s.checks_class,
+                    fetched: s.fetched,
+                }
+            })
+            .collect()
+    }
+}
+
+fn image(p: &Params) -> Image {
+    Image { slot: p.slot, digest: p.digest.clone(), size: p.size, uri: p.uri.clone() }
+}
+
+fn identifier(r: &mut Reader<'_>, what: &'static str) -> Result<Identifier> {
+    if r.peek(what)? == Type::Tag {
+        let tag = r.tag(what)?;
+        if tag != TAG_PEN {
+            return Err(Error::Invalid { what, reason: format!("tag {tag} (only 112, a Private Enterprise Number)") });
+        }
+    }
+    Ok(Identifier::from_bytes(r.bytes(what)?))
+}
