@@ -1,0 +1,1 @@
+//! Devices, owners, groups and leases.
