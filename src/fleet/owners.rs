@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
@@ -139,8 +139,6 @@ pub enum RejectReason {
     BadLeaseEnd { owner: String, message: String },
     #[error("not a regular file (symlinks are refused so no one can point at another owner's file)")]
     NotRegularFile,
-    #[error("the file changed while it was read; it will be read again on the next reload")]
-    Changed,
     #[error("cannot read: {0}")]
     Unreadable(#[source] std::io::Error),
     #[error("larger than {MAX_FILE_BYTES} bytes")]
@@ -294,15 +292,19 @@ fn lease_in_force(owner: &OwnerConfig, now: Timestamp) -> Result<(), RejectReaso
 
 /// Opens `path` only if the owner alone (or root) can have written it, then parses it.
 fn read_owner_file(path: &Path, owner: &OwnerConfig) -> Result<OwnerFile, RejectReason> {
-    let link = std::fs::symlink_metadata(path).map_err(RejectReason::Unreadable)?;
-    if !link.file_type().is_file() {
-        return Err(RejectReason::NotRegularFile);
-    }
-    let file = std::fs::File::open(path).map_err(RejectReason::Unreadable)?;
-    // Check the file we opened, not the name, so a swap between the checks is caught.
+    // No symlinks (ELOOP), and no blocking on a FIFO swapped in by someone with write access to
+    // the folder; the checks below are on the opened file, so a rename in between cannot fool them.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => RejectReason::NotRegularFile,
+            _ => RejectReason::Unreadable(e),
+        })?;
     let meta = file.metadata().map_err(RejectReason::Unreadable)?;
-    if (meta.dev(), meta.ino()) != (link.dev(), link.ino()) {
-        return Err(RejectReason::Changed);
+    if !meta.file_type().is_file() {
+        return Err(RejectReason::NotRegularFile);
     }
     if meta.uid() != owner.uid && meta.uid() != 0 {
         return Err(RejectReason::WrongFileOwner { owner: owner.name.clone(), uid: meta.uid(), expected: owner.uid });

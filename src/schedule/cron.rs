@@ -236,6 +236,14 @@ mod tests {
         assert!(!c.matches_date(date(2026, 12, 2)));
         let only_first = cron("0 3 1 * *");
         assert!(!only_first.matches_date(date(2026, 11, 30)));
+        // A field written `*/2` still counts as "*": the two day fields are ANDed.
+        let odd_day_mondays = cron("0 3 */2 * mon");
+        assert!(
+            !odd_day_mondays.matches_date(date(2026, 11, 30)),
+            "Monday the 30th: day 30 is not in */2 (1, 3, .., 31)"
+        );
+        assert!(odd_day_mondays.matches_date(date(2026, 11, 23)), "Monday the 23rd: both match");
+        assert!(!odd_day_mondays.matches_date(date(2026, 11, 25)), "the 25th is no Monday");
         let leap = cron("0 3 29 2 *");
         assert!(leap.matches_date(date(2028, 2, 29)));
         assert!(!leap.matches_date(date(2027, 3, 1)));

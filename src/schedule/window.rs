@@ -32,7 +32,8 @@
 //!    CEST on the spring-forward night (rule 1) and closes at 05:00 CEST; on the fall-back night it
 //!    opens at the first 02:30 (CEST) and closes two real hours later, at 03:30 CET. A cron
 //!    expression matching several minutes inside a gap (`*/10 2 * * *`) opens once, at the gap's
-//!    end.
+//!    end. Like cron itself, it fires once per wall-clock minute, so in the repeated hour of a
+//!    fall-back night it only is open if a window opened in the first pass lasts into it.
 //!
 //! These hold for any zone and shift size (Australia/Lord_Howe moves by 30 minutes), because they
 //! are expressed through the zone's own transitions rather than a fixed hour.
@@ -108,7 +109,8 @@ impl Days {
     fn day_index(name: &str) -> Option<u8> {
         // Accept "Mon", "monday", "MON": three letters are enough to tell days apart.
         let lower = name.to_ascii_lowercase();
-        let index = DAY_NAMES.iter().position(|d| lower.len() >= 3 && d.starts_with(&lower[..3]))?;
+        let prefix = lower.get(..3)?;
+        let index = DAY_NAMES.iter().position(|d| *d == prefix)?;
         let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"][index];
         (lower.len() == 3 || lower == full).then_some(index as u8)
     }
@@ -390,12 +392,18 @@ impl CronWindow {
         if !self.expr.matches_date(date) {
             return;
         }
+        // Starts come in order, so overlapping ones merge here: `* * * * *` yields one interval
+        // a day instead of 1440 to sort.
+        let mut running: Option<Interval> = None;
         for (hour, minute) in self.expr.times() {
             let Some(start) = resolve(tz, date.at(hour as i8, minute as i8, 0, 0), Fold::Earlier) else { continue };
-            if let Ok(end) = start.checked_add(self.duration.0) {
-                out.push(Interval { start, end });
+            let Ok(end) = start.checked_add(self.duration.0) else { continue };
+            match &mut running {
+                Some(iv) if start <= iv.end => iv.end = iv.end.max(end),
+                _ => out.extend(running.replace(Interval { start, end })),
             }
         }
+        out.extend(running);
     }
 }
 
@@ -495,9 +503,25 @@ impl Default for WeekMinutes {
 impl WeekMinutes {
     /// Adds `len` minutes from `start`, wrapping from Sunday night into Monday.
     pub fn add(&mut self, start: u32, len: u32) {
-        for m in 0..len.min(MINUTES_PER_WEEK) {
-            let m = (start + m) % MINUTES_PER_WEEK;
-            self.0[(m / 64) as usize] |= 1 << (m % 64);
+        let start = start % MINUTES_PER_WEEK;
+        let end = start + len.min(MINUTES_PER_WEEK);
+        if end <= MINUTES_PER_WEEK {
+            self.set(start, end);
+        } else {
+            self.set(start, MINUTES_PER_WEEK);
+            self.set(0, end - MINUTES_PER_WEEK);
+        }
+    }
+
+    /// Sets minutes `from..to` a word at a time: `* * * * *` for 7 days must stay cheap.
+    fn set(&mut self, from: u32, to: u32) {
+        let mut m = from;
+        while m < to {
+            let bit = m % 64;
+            let n = (64 - bit).min(to - m);
+            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            self.0[(m / 64) as usize] |= mask;
+            m += n;
         }
     }
 

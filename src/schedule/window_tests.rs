@@ -67,6 +67,9 @@ fn bad_spans_say_what_to_write() {
         ("Mon 00:00-00:00", "same time"),
         ("Mon 24:00-01:00", "not a time"),
         ("Mon 02:00", "not a weekly span"),
+        ("Mé 02:00-03:00", "not a day"),
+        ("éé 02:00-03:00", "not a day"),
+        ("Mond 02:00-03:00", "not a day"),
     ] {
         let err = text.parse::<WeeklySpan>().expect_err(text).to_string();
         assert!(err.contains(needle), "{text}: {err}");
@@ -124,6 +127,21 @@ fn blackout_must_end_after_it_starts() {
     let t = ts("2026-12-24T00:00:00Z");
     assert!(Blackout::new(t, t).is_err());
     assert!(Blackout::new(t, t + SignedDuration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn week_minutes_count_wrap_and_compare() {
+    let mut late_sunday = WeekMinutes::default();
+    late_sunday.add(MINUTES_PER_WEEK - 30, 90); // Sunday 23:30 to Monday 01:00
+    assert_eq!(late_sunday.count(), 90);
+    let monday_night = weekly("Mon 00:00-02:00").possible_minutes();
+    assert_eq!(late_sunday.first_outside(&monday_night), Some((Weekday::Sunday, 23 * 60 + 30)));
+    assert_eq!(weekly("Fri-Mon 23:00-02:00").possible_minutes().count(), 4 * 180);
+    assert_eq!(cron("0 3 * * 1-5", "2h").weekly_minutes().count(), 5 * 120);
+    assert_eq!(cron("0 3 1 * *", "2h").weekly_minutes().count(), 0, "monthly is not weekly");
+    assert_eq!(cron("0 3 1 * *", "2h").possible_minutes().count(), 7 * 120);
+    // Dense cron: every minute for a week covers the week, and is quick to compute.
+    assert_eq!(cron("* * * * *", "7d").possible_minutes().count(), MINUTES_PER_WEEK);
 }
 
 // ---- plain weeks ----
@@ -411,4 +429,20 @@ proptest! {
         let s = Schedule::new(zone_tz.clone(), windows.clone(), []);
         prop_assert_eq!(s.is_open(t), wall_clock_open(&zone_tz, &windows, t));
     }
+}
+
+#[test]
+fn dense_cron_that_never_closes_answers_quickly() {
+    let s = schedule("UTC", vec![cron("* * * * *", "1m")]);
+    let started = std::time::Instant::now();
+    assert_eq!(s.state(ts("2026-11-27T12:00:00Z")), WindowState::Open { closes: None });
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn every_minute_cron_fires_once_per_wall_clock_minute_on_fall_back_night() {
+    // Like cron itself, the repeated hour does not fire again, so it stays closed (rule 2).
+    let s = schedule("Europe/Berlin", vec![cron("* * * * *", "1m")]);
+    assert_eq!(s.current_close(ts("2026-10-24T12:00:00Z")), Some(ts("2026-10-25T01:00:00Z")));
+    assert_eq!(s.next_open(ts("2026-10-25T01:00:00Z")), Some(ts("2026-10-25T02:00:00Z")));
 }
