@@ -359,3 +359,31 @@ fn no_owner_files_means_the_admins_policy_windows() {
     assert!(schedule.is_open(now()), "no windows anywhere: any time");
     assert!(EffectiveSettings::default().group_schedule(&config, "flat-9", now()).is_err());
 }
+
+#[test]
+fn fifo_is_refused_without_blocking() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tenant.toml");
+    if !std::process::Command::new("mkfifo").arg(&path).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no mkfifo");
+        return;
+    }
+    let (_, rejections) = load_owner_dir(dir.path(), &config(CONFIG), now(), &EffectiveSettings::default());
+    let [rejection] = &rejections[..] else { panic!("expected one rejection: {rejections:?}") };
+    assert!(matches!(rejection.reason, RejectReason::NotRegularFile), "{rejection}");
+}
+
+/// The examples in docs/owners.md parse and pass the limits they are shown with.
+#[test]
+fn documented_examples_are_valid() {
+    let doc = include_str!("../../docs/owners.md");
+    let blocks: Vec<&str> = doc.split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap_or("")).collect();
+    let [admin, tenant] = blocks[..] else { panic!("expected two TOML examples, found {}", blocks.len()) };
+    let config = config(&format!("[radio]\nurl = \"sim:x.toml\"\n{admin}"));
+    let file: OwnerFile = crate::config::deserialize_located(Path::new("tenant.toml"), tenant).expect("parses");
+    let tenant_owner = config.owners.iter().find(|o| o.name == "tenant").expect("tenant");
+    check_settings(tenant_owner, &file, &config, now()).expect("within the documented limits");
+}
