@@ -534,6 +534,11 @@ impl WeekMinutes {
         }
     }
 
+    /// Whether minute `m` of the week (Monday 00:00 = 0) is in the set.
+    pub fn contains(&self, m: u32) -> bool {
+        m < MINUTES_PER_WEEK && self.0[(m / 64) as usize] & (1 << (m % 64)) != 0
+    }
+
     pub fn union(&mut self, other: &WeekMinutes) {
         for (a, b) in self.0.iter_mut().zip(&other.0) {
             *a |= b;
@@ -546,10 +551,7 @@ impl WeekMinutes {
 
     /// The first minute in `self` that is not in `other`, as (weekday, minute of day).
     pub fn first_outside(&self, other: &WeekMinutes) -> Option<(Weekday, u16)> {
-        let m = (0..MINUTES_PER_WEEK).find(|&m| {
-            let bit = |set: &WeekMinutes| set.0[(m / 64) as usize] & (1 << (m % 64)) != 0;
-            bit(self) && !bit(other)
-        })?;
+        let m = (0..MINUTES_PER_WEEK).find(|&m| self.contains(m) && !other.contains(m))?;
         let weekday = Weekday::Monday.wrapping_add((m / 1440) as i8);
         Some((weekday, (m % 1440) as u16))
     }

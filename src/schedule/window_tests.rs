@@ -419,6 +419,32 @@ proptest! {
         }
     }
 
+    /// The nominal-week sets the admin's limits are checked on agree with the real schedule:
+    /// every open instant lies in `possible_minutes`, and every minute of `weekly_minutes` is open.
+    #[test]
+    fn week_minutes_agree_with_the_schedule((zone, windows, _b, t) in case_strategy()) {
+        let zone_tz = tz(zone);
+        let day = SignedDuration::from_hours(24);
+        let near_change = zone_tz.following(t - day * 9).next().is_some_and(|c| c.timestamp() < t + day * 2);
+        prop_assume!(!near_change);
+        let s = Schedule::new(zone_tz.clone(), windows.clone(), []);
+        let local = zone_tz.to_datetime(t);
+        let minute = local.date().weekday().to_monday_zero_offset() as u32 * 1440
+            + local.hour() as u32 * 60
+            + local.minute() as u32;
+        let (mut possible, mut weekly) = (WeekMinutes::default(), WeekMinutes::default());
+        for window in &windows {
+            possible.union(&window.possible_minutes());
+            weekly.union(&window.weekly_minutes());
+        }
+        if s.is_open(t) {
+            prop_assert!(possible.contains(minute), "open at {} outside possible_minutes", local);
+        }
+        if weekly.contains(minute) {
+            prop_assert!(s.is_open(t), "closed at {} inside weekly_minutes", local);
+        }
+    }
+
     /// Away from clock changes and blackouts, open means "the wall clock reads inside a window".
     #[test]
     fn matches_the_wall_clock_away_from_changes((zone, windows, _b, t) in case_strategy()) {
