@@ -472,3 +472,19 @@ fn every_minute_cron_fires_once_per_wall_clock_minute_on_fall_back_night() {
     assert_eq!(s.current_close(ts("2026-10-24T12:00:00Z")), Some(ts("2026-10-25T01:00:00Z")));
     assert_eq!(s.next_open(ts("2026-10-25T01:00:00Z")), Some(ts("2026-10-25T02:00:00Z")));
 }
+
+#[test]
+fn bundled_tzdb_gives_the_same_answers_without_zoneinfo() {
+    // A router may lack /usr/share/zoneinfo; jiff then falls back to its bundled copy.
+    let bundled = jiff::tz::TimeZoneDatabase::bundled();
+    for zone in ZONES {
+        let bundled_tz = bundled.get(zone).unwrap_or_else(|e| panic!("{zone} is bundled: {e}"));
+        let windows = vec![weekly("Sun 01:45-02:45"), cron("30 2 * * *", "1h")];
+        let (a, b) = (Schedule::new(bundled_tz, windows.clone(), []), schedule(zone, windows));
+        let mut t = ts("2026-03-01T00:00:00Z");
+        while t < ts("2026-11-15T00:00:00Z") {
+            assert_eq!(a.state(t), b.state(t), "{zone} at {t}");
+            t += SignedDuration::from_hours(13);
+        }
+    }
+}
