@@ -4,6 +4,8 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod fleet;
 pub mod metrics;
+pub mod schedule;
 pub mod store;
 pub mod suit;

@@ -11,7 +11,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::schedule::{Length, WeeklySpan, Window};
 
 pub use radio_url::RadioUrl;
 pub use types::{Channel, Ipv6Prefix, LogLevel, PanId, RepositoryUrl};
@@ -241,9 +244,35 @@ pub struct OwnerConfig {
     pub name: String,
     /// The unix uid the owner's control-socket requests and `owners.d` file come from.
     pub uid: u32,
-    /// When an occupant's lease ends; their settings are ignored afterwards.
+    /// When an occupant's lease ends; their settings are ignored afterwards. A time without an
+    /// offset, or a bare date (midnight), is read as UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_end: Option<toml::value::Datetime>,
+}
+
+impl OwnerConfig {
+    /// `lease_end` as an instant; `Err` with a message when it is not a date or date-time.
+    pub fn lease_end_at(&self) -> Result<Option<jiff::Timestamp>, String> {
+        let Some(end) = &self.lease_end else { return Ok(None) };
+        let Some(date) = end.date else { return Err(format!("`{end}` has no date")) };
+        let time = end.time.unwrap_or(toml::value::Time { hour: 0, minute: 0, second: 0, nanosecond: 0 });
+        let civil = jiff::civil::DateTime::new(
+            date.year as i16,
+            date.month as i8,
+            date.day as i8,
+            time.hour as i8,
+            time.minute as i8,
+            time.second as i8,
+            time.nanosecond as i32,
+        )
+        .map_err(|e| format!("`{end}` is not a valid date-time: {e}"))?;
+        let offset = match end.offset {
+            None | Some(toml::value::Offset::Z) => jiff::tz::Offset::UTC,
+            Some(toml::value::Offset::Custom { minutes }) => jiff::tz::Offset::from_seconds(i32::from(minutes) * 60)
+                .map_err(|e| format!("`{end}` has a bad offset: {e}"))?,
+        };
+        offset.to_timestamp(civil).map(Some).map_err(|e| format!("`{end}` is out of range: {e}"))
+    }
 }
 
 /// `[[group]]`: devices that share owners, time zone and policy.
@@ -262,6 +291,48 @@ pub struct GroupConfig {
     /// IANA time zone the group's windows are written in.
     #[serde(default = "GroupConfig::default_timezone")]
     pub timezone: String,
+    /// `[group.policy]`: the admin's default windows and the limits on the occupant's.
+    #[serde(default)]
+    pub policy: GroupPolicy,
+}
+
+/// `[group.policy]`: what the admin allows the occupant's `owners.d` file to set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPolicy {
+    /// Windows used when no owner file sets any; with none, installs may happen any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// Weekly spans the occupant's windows must lie within; empty allows any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub occupant_hours: Vec<WeeklySpan>,
+    /// Least window time per week the occupant's windows must add up to, so security updates
+    /// still find a slot.
+    #[serde(default = "GroupPolicy::default_min_weekly_open")]
+    pub min_weekly_open: Length,
+    /// Longest the occupant's windows and blackouts together may keep the group closed.
+    #[serde(default = "GroupPolicy::default_max_deferral")]
+    pub max_deferral: Length,
+}
+
+impl GroupPolicy {
+    fn default_min_weekly_open() -> Length {
+        Length::from_minutes(2 * 60)
+    }
+    fn default_max_deferral() -> Length {
+        Length::from_minutes(14 * 24 * 60)
+    }
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        GroupPolicy {
+            windows: Vec::new(),
+            occupant_hours: Vec::new(),
+            min_weekly_open: Self::default_min_weekly_open(),
+            max_deferral: Self::default_max_deferral(),
+        }
+    }
 }
 
 impl GroupConfig {
@@ -331,12 +402,7 @@ impl LoadedConfig {
 impl Config {
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let deserializer = toml::de::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let key = (key != ".").then_some(key);
-            toml_error(path, text, e.inner(), key)
-        })?;
+        let config: Config = deserialize_located(path, text)?;
         config.validate().map_err(|(key, message)| {
             let position = locate_key(text, &key);
             ConfigError::invalid(path, position, Some(key), message)
@@ -394,6 +460,15 @@ impl Config {
                     ));
                 }
             }
+            if let Err(e) = jiff::tz::TimeZone::get(&group.timezone) {
+                return Err((
+                    format!("group[{i}].timezone"),
+                    format!("`{}` is not a known IANA time zone (like `Europe/Berlin`): {e}", group.timezone),
+                ));
+            }
+        }
+        for (i, owner) in self.owners.iter().enumerate() {
+            owner.lease_end_at().map_err(|message| (format!("owner[{i}].lease_end"), message))?;
         }
         Ok(())
     }
@@ -427,6 +502,17 @@ fn unique_names<'a>(table: &str, names: impl Iterator<Item = &'a str>) -> Result
         seen.push(name);
     }
     Ok(())
+}
+
+/// Deserializes TOML `text` into `T`, naming file, line, column and key on error; shared with
+/// the `owners.d` files.
+pub(crate) fn deserialize_located<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = (key != ".").then_some(key);
+        toml_error(path, text, e.inner(), key)
+    })
 }
 
 fn toml_error(path: &Path, text: &str, error: &toml::de::Error, key: Option<String>) -> ConfigError {

@@ -149,3 +149,41 @@ fn unreadable_file_names_the_path() {
     let err = LoadedConfig::load(Path::new("/nonexistent/ferry.toml")).expect_err("missing file");
     assert!(err.to_string().contains("/nonexistent/ferry.toml"), "{err}");
 }
+
+const OWNERS_AND_GROUP: &str = "[[owner]]\nname = \"landlord\"\nuid = 1000\n[[owner]]\nname = \"tenant\"\nuid = 1001\nlease_end = 2027-06-30\n[[group]]\nname = \"flat-3\"\nadmin = \"landlord\"\noccupant = \"tenant\"\ntimezone = \"Europe/Berlin\"\n";
+
+#[test]
+fn group_policy_parses_with_defaults_and_round_trips() {
+    let text = format!(
+        "{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\nwindows = [\"Mon-Fri 02:00-05:00\", {{ cron = \"0 3 * * 6\", duration = \"2h\" }}]\noccupant_hours = [\"Mon-Sun 00:00-07:00\"]\nmax_deferral = \"7d\"\n"
+    );
+    let config = parse(&text).expect("policy parses");
+    let policy = &config.groups[0].policy;
+    assert_eq!(policy.windows.len(), 2);
+    assert_eq!(policy.occupant_hours[0].to_string(), "Mon-Sun 00:00-07:00");
+    assert_eq!(policy.min_weekly_open.to_string(), "2h", "default");
+    assert_eq!(policy.max_deferral.to_string(), "7d");
+    let again = parse(&config.to_toml()).expect("the effective config parses again");
+    assert_eq!(config, again);
+    let lease_end = config.owners[1].lease_end_at().expect("valid").expect("set");
+    assert_eq!(lease_end.to_string(), "2027-06-30T00:00:00Z");
+}
+
+#[test]
+fn bad_policy_values_name_line_and_key() {
+    let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\noccupant_hours = [\"Mon-Sun 00:00-25:00\"]\n");
+    let err = invalid(&text);
+    assert_eq!(err.key.as_deref(), Some("group[0].policy.occupant_hours[0]"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(16), "{err}");
+    assert!(err.message.contains("HH:MM"), "{err}");
+    let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\nmax_deferal = \"7d\"\n");
+    assert!(invalid(&text).message.contains("max_deferral"), "lists the allowed keys");
+}
+
+#[test]
+fn unknown_time_zone_is_refused() {
+    let text = format!("{MINIMAL}{}", OWNERS_AND_GROUP.replace("Europe/Berlin", "Europe/Atlantis"));
+    let err = invalid(&text);
+    assert_eq!(err.key.as_deref(), Some("group[0].timezone"), "{err}");
+    assert!(err.message.contains("IANA"), "{err}");
+}
