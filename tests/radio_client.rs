@@ -642,7 +642,8 @@ fn unsolicited_reset_rehandshakes_and_restores_tables() {
     assert_eq!(rig.c.stats().rcp_resets, 1);
 
     let seen = rig.serve();
-    assert_eq!(seen[0], vector("host->RCP CMD_RESET").0);
+    // The RCP has just reset: the client goes straight to PROTOCOL_VERSION.
+    assert_eq!(seen[0], vector("host->RCP GET PROTOCOL_VERSION").0);
     assert_eq!(rig.c.state(), &LinkState::Ready);
     let set = |p: Property| {
         seen.iter()
@@ -660,6 +661,22 @@ fn unsolicited_reset_rehandshakes_and_restores_tables() {
     // TX works again.
     rig.c.transmit(rig.now, &[0x41, 0xd8, 0, 0], TxOptions::default()).unwrap();
     assert_eq!(rig.sent().len(), 1);
+}
+
+#[test]
+fn the_twin_reset_status_during_the_handshake_is_not_counted() {
+    let mut rig = Rig::new(vector_settings());
+    assert_eq!(rig.one(), vector("host->RCP CMD_RESET").0);
+    // Boot announcement and the answer to CMD_RESET arrive back to back.
+    rig.feed(&[0x80, 0x06, 0x00, 0x70]);
+    assert_eq!(rig.one(), vector("host->RCP GET PROTOCOL_VERSION").0);
+    rig.feed(&[0x80, 0x06, 0x00, 0x70]);
+    assert_eq!(rig.one(), vector("host->RCP GET PROTOCOL_VERSION").0, "asked again, no new reset");
+    rig.feed(&vector("RCP->host VALUE_IS PROTOCOL_VERSION 4.3").0);
+    rig.serve();
+    assert_eq!(rig.c.state(), &LinkState::Ready);
+    assert_eq!(rig.c.stats().rcp_resets, 0);
+    assert!(!rig.events().iter().any(|e| matches!(e, Event::RcpReset { .. })));
 }
 
 #[test]

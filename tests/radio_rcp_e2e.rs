@@ -5,137 +5,13 @@
 use std::time::{Duration, Instant};
 
 use ferry::radio::client::{Client, Event, LinkState, Op, Settings, SrcAddr, TxError, TxOptions, MAX_TRANSMIT_LEN};
-use ferry_rcp_core::hdlc::{self, SpinelDecoder};
-use ferry_rcp_core::radio::{
-    Radio, RadioError, RadioEvent, ReceivedFrame, SrcMatchTable, TxError as RadioTxError, TxFrame,
-};
+use ferry_rcp_core::hdlc::SpinelDecoder;
+use ferry_rcp_core::radio::{RadioEvent, ReceivedFrame};
 use ferry_rcp_core::rcp::{Config, Rcp, ToHost};
-use ferry_rcp_core::spinel::{RadioCaps, Status, FRAME_MAX_LEN};
+use ferry_rcp_core::spinel::{Status, FRAME_MAX_LEN};
 
-/// What the test radio does with the next transmission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Medium {
-    /// ACK frames that request one; Frame Pending from the source-match table of the peer
-    /// (here: our own table, keyed by the destination short address, for the test).
-    Ack,
-    NoAck,
-    Busy,
-}
-
-#[derive(Debug)]
-struct TestRadio {
-    enabled: bool,
-    channel: u8,
-    receiving: bool,
-    pan_id: u16,
-    short_addr: u16,
-    ext_addr: [u8; 8],
-    table: SrcMatchTable<8, 4>,
-    sent: Vec<(Vec<u8>, u8, u8, bool)>,
-    transmitting: bool,
-    medium: Medium,
-    calls: Vec<String>,
-}
-
-impl TestRadio {
-    fn new() -> TestRadio {
-        TestRadio {
-            enabled: false,
-            channel: 0,
-            receiving: false,
-            pan_id: 0,
-            short_addr: 0,
-            ext_addr: [0; 8],
-            table: SrcMatchTable::new(),
-            sent: Vec::new(),
-            transmitting: false,
-            medium: Medium::Ack,
-            calls: Vec::new(),
-        }
-    }
-}
-
-impl Radio for TestRadio {
-    fn eui64(&self) -> [u8; 8] {
-        [0xf4, 0xce, 0x36, 0x00, 0x00, 0x00, 0x00, 0x01]
-    }
-    fn caps(&self) -> RadioCaps {
-        RadioCaps(0x6F)
-    }
-    fn rx_sensitivity(&self) -> i8 {
-        -100
-    }
-    fn rssi(&mut self) -> i8 {
-        -90
-    }
-    fn set_enabled(&mut self, enabled: bool) -> Result<(), RadioError> {
-        self.calls.push(format!("enabled {enabled}"));
-        self.enabled = enabled;
-        Ok(())
-    }
-    fn set_channel(&mut self, channel: u8) -> Result<(), RadioError> {
-        self.calls.push(format!("channel {channel}"));
-        self.channel = channel;
-        Ok(())
-    }
-    fn set_tx_power(&mut self, dbm: i8) -> Result<i8, RadioError> {
-        Ok(dbm)
-    }
-    fn set_cca_threshold(&mut self, dbm: i8) -> Result<i8, RadioError> {
-        Ok(dbm)
-    }
-    fn set_pan_id(&mut self, pan_id: u16) {
-        self.pan_id = pan_id;
-    }
-    fn set_short_address(&mut self, addr: u16) {
-        self.short_addr = addr;
-    }
-    fn set_extended_address(&mut self, addr: [u8; 8]) {
-        self.ext_addr = addr;
-    }
-    fn set_promiscuous(&mut self, _on: bool) {}
-    fn receive(&mut self, channel: u8) -> Result<(), RadioError> {
-        self.receiving = true;
-        self.channel = channel;
-        Ok(())
-    }
-    fn sleep(&mut self) -> Result<(), RadioError> {
-        self.receiving = false;
-        Ok(())
-    }
-    fn transmit(&mut self, frame: &TxFrame<'_>) -> Result<(), RadioError> {
-        if self.transmitting {
-            return Err(RadioError::Busy);
-        }
-        self.transmitting = true;
-        self.sent.push((frame.psdu.to_vec(), frame.channel, frame.max_frame_retries, frame.csma_ca));
-        Ok(())
-    }
-    fn energy_scan(&mut self, _channel: u8, _duration_ms: u16) -> Result<(), RadioError> {
-        Err(RadioError::NotCapable)
-    }
-    fn set_src_match_enabled(&mut self, enabled: bool) {
-        self.table.set_enabled(enabled);
-    }
-    fn add_src_match_short(&mut self, addr: u16) -> Result<(), RadioError> {
-        self.table.add_short(addr)
-    }
-    fn remove_src_match_short(&mut self, addr: u16) -> Result<(), RadioError> {
-        self.table.remove_short(addr)
-    }
-    fn clear_src_match_short(&mut self) {
-        self.table.clear_short();
-    }
-    fn add_src_match_extended(&mut self, addr: [u8; 8]) -> Result<(), RadioError> {
-        self.table.add_extended(addr)
-    }
-    fn remove_src_match_extended(&mut self, addr: [u8; 8]) -> Result<(), RadioError> {
-        self.table.remove_extended(addr)
-    }
-    fn clear_src_match_extended(&mut self) {
-        self.table.clear_extended();
-    }
-}
+mod radio_support;
+use radio_support::{finish_transmit, hdlc_encode, Medium, TestRadio};
 
 /// Client and RCP joined by HDLC byte streams, with a virtual clock.
 struct Link {
@@ -147,13 +23,6 @@ struct Link {
     /// Bytes on their way to the client (tests may add garbage).
     to_client: Vec<u8>,
     events: Vec<Event>,
-}
-
-fn hdlc_encode(spinel: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; hdlc::encoded_len(spinel)];
-    let n = hdlc::encode(spinel, &mut out).expect("encode");
-    out.truncate(n);
-    out
 }
 
 impl Link {
@@ -201,30 +70,9 @@ impl Link {
                 }
             }
             // The radio finishes a transmission.
-            if self.rcp.radio().transmitting {
+            if let Some(done) = finish_transmit(&mut self.rcp) {
                 moved = true;
-                let radio = self.rcp.radio_mut();
-                radio.transmitting = false;
-                let (psdu, channel, _, _) = radio.sent.last().cloned().expect("a frame");
-                let wants_ack = psdu[0] & 0x20 != 0;
-                let dst = u16::from_le_bytes([psdu[5], psdu[6]]);
-                let fp = radio.table.pending_for_short(dst);
-                let ack = [if fp { 0x12 } else { 0x02 }, 0x00, psdu[2], 0, 0];
-                let result = match radio.medium {
-                    Medium::Ack if wants_ack => Ok(Some(ReceivedFrame {
-                        psdu: &ack,
-                        channel,
-                        rssi: -40,
-                        lqi: 200,
-                        timestamp_us: 42,
-                        acked_with_frame_pending: false,
-                    })),
-                    Medium::Ack => Ok(None),
-                    Medium::NoAck => Err(RadioTxError::NoAck),
-                    Medium::Busy => Err(RadioTxError::ChannelAccessFailure),
-                };
-                let reply = self.rcp.handle_radio_event(&RadioEvent::TransmitDone(result), &mut out).expect("buffer");
-                self.rcp_out(reply, &out);
+                self.to_client.extend(done);
             }
             while let Some(n) = self.rcp.poll_host(&mut out).expect("buffer") {
                 self.to_client.extend(hdlc_encode(&out[..n]));

@@ -879,11 +879,22 @@ impl Client {
                 self.timers.stop(Timer::Response);
                 self.advance(now, Step::Reset);
             } else if tid == 0 {
-                self.stats.rcp_resets += 1;
-                tracing::warn!("radio: the RCP reset on its own ({reason:?}); re-initialising it");
-                self.events.push_back(Event::RcpReset { reason });
-                self.attempt = 1;
-                self.begin_handshake(now);
+                // While initialising, this is the late twin of the status that ended the reset
+                // wait (boot announcement plus the answer to our CMD_RESET): not a new reset
+                // worth counting, but whatever was configured since is gone, so start over.
+                if self.state == LinkState::Ready {
+                    self.stats.rcp_resets += 1;
+                    tracing::warn!("radio: the RCP reset on its own ({reason:?}); re-initialising it");
+                    self.events.push_back(Event::RcpReset { reason });
+                    self.attempt = 1;
+                }
+                // The RCP has just reset, so no CMD_RESET is needed (and none is sent, which
+                // would only produce another reset status).
+                self.abort_in_flight();
+                self.learning = RcpInfo::default();
+                self.last_tid = 0;
+                self.set_state(LinkState::Initializing { attempt: self.attempt });
+                self.send_step(now, Step::ProtocolVersion);
             }
             return;
         }
