@@ -217,7 +217,7 @@ fn handshake_happy_path_is_byte_exact() {
     ];
     for (i, (expect, answer)) in steps.iter().enumerate() {
         let sent = rig.sent_hdlc();
-        assert_eq!(sent, [expect.clone()], "step {i}");
+        assert_eq!(sent, std::slice::from_ref(expect), "step {i}");
         assert_ne!(rig.c.state(), &LinkState::Ready, "step {i}");
         rig.feed_wire(answer);
     }

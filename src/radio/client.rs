@@ -575,7 +575,7 @@ impl Client {
     /// configuration. Call after reopening the device.
     pub fn restart(&mut self, now: Instant) {
         self.attempt = 1;
-        self.decoder = Box::new(SpinelDecoder::new());
+        *self.decoder = SpinelDecoder::new();
         self.outbox.clear();
         self.begin_handshake(now);
     }

@@ -250,7 +250,7 @@ pub async fn serve_rcp<T: AsyncRead + AsyncWrite + Unpin>(
                 Some(Ctl::Reboot(reason)) => {
                     let config = ferry_rcp_core::rcp::Config { boot_reason: reason, ..Default::default() };
                     rcp = Rcp::new(TestRadio::new(), config);
-                    decoder = Box::new(SpinelDecoder::new());
+                    *decoder = SpinelDecoder::new();
                 }
                 Some(Ctl::Raw(bytes)) => {
                     if io.write_all(&bytes).await.is_err() {
