@@ -937,9 +937,8 @@ impl Client {
         if repr.command != Command::PropValueIs || repr.prop() != Some(Property::StreamRaw) {
             return; // energy-scan results, logs, …: not used by ferry
         }
-        if self.state != LinkState::Ready {
-            return;
-        }
+        // Frames are delivered whenever they come, also while the configuration after a reset
+        // is still running: the RCP sends them from the moment the raw stream is on.
         match stream_raw::RxFrame::parse(repr.value()) {
             Ok(f) if f.rx_error == 0 && !f.psdu.is_empty() => {
                 if self.events.len() >= MAX_EVENTS {

@@ -184,6 +184,7 @@ pub fn spawn_with(
         op_replies: HashMap::new(),
         resets: 0,
         last_stats: Default::default(),
+        down_reason: None,
     };
     tokio::spawn(driver.run());
     (Radio { cmds: cmd_tx, status: status_rx }, rx_rx)
@@ -242,6 +243,8 @@ struct Driver {
     op_replies: HashMap<super::client::OpId, oneshot::Sender<Result<(), ClientError>>>,
     resets: u64,
     last_stats: super::client::Stats,
+    /// Why the link last went down; shown until the RCP is up again.
+    down_reason: Option<String>,
 }
 
 impl Driver {
@@ -268,6 +271,7 @@ impl Driver {
                 Err(e) => format!("cannot open {}: {e}", self.name),
             };
             tracing::warn!("radio: {why}; reopening in {backoff:?}");
+            self.down_reason = Some(why.clone());
             // Forget the old connection: transmissions in flight fail, settings stay recorded.
             self.client.restart(now());
             self.drain_events();
@@ -393,8 +397,12 @@ impl Driver {
                 Event::State(state) => {
                     let up = state == LinkState::Ready;
                     self.metrics.rcp_up.set(i64::from(up));
-                    let detail = match (&state, self.client.info()) {
-                        (LinkState::Ready, Some(info)) => format!("{} on {}", info.ncp_version, self.name),
+                    if up {
+                        self.down_reason = None;
+                    }
+                    let detail = match (&state, self.client.info(), &self.down_reason) {
+                        (LinkState::Ready, Some(info), _) => format!("{} on {}", info.ncp_version, self.name),
+                        (_, _, Some(why)) => format!("{why}; {state}"),
                         _ => state.to_string(),
                     };
                     tracing::info!("radio: {detail}");

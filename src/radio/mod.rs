@@ -48,7 +48,7 @@
 pub mod client;
 pub mod link;
 pub mod metrics;
-mod pty;
+pub mod pty;
 
 pub use client::{
     Client, ClientError, Event, LinkState, Op, RcpInfo, RxFrame, Settings, SrcAddr, TimedTx, TxAck, TxError, TxOptions,
