@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use ferry::radio::client::{
-    Client, ClientError, Event, LinkState, Op, Settings, SrcAddr, TimedTx, TxError, TxOptions, MAX_TRANSMIT_LEN,
-    RESPONSE_TIMEOUT,
+    Client, ClientError, Event, LinkState, Op, Settings, SrcAddr, TimedTx, TxError, TxOptions, KEEPALIVE_INTERVAL,
+    MAX_TRANSMIT_LEN, RESPONSE_TIMEOUT,
 };
 use ferry_rcp_core::hdlc::{self, SpinelDecoder};
 use ferry_rcp_core::spinel::{Command, Header, Property, Repr, Status};
@@ -229,7 +229,7 @@ fn handshake_happy_path_is_byte_exact() {
     assert_eq!(info.hwaddr, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]);
     assert_eq!((info.rcp_api_version, info.rcp_min_host_api_version), (Some(11), Some(4)));
     assert_eq!(info.radio_caps.0, 0x6f);
-    assert_eq!(rig.c.poll_timeout(), None, "nothing outstanding");
+    assert_eq!(rig.c.poll_timeout(), Some(rig.now + KEEPALIVE_INTERVAL), "only the keepalive");
 }
 
 #[test]
@@ -436,6 +436,34 @@ fn tx_timeout_fails_the_frame_and_resets_the_rcp() {
 }
 
 #[test]
+fn a_silent_ready_rcp_is_checked_with_noop_and_reset_when_it_does_not_answer() {
+    let mut rig = ready(Settings::default());
+    let t0 = rig.now;
+    assert_eq!(rig.c.poll_timeout(), Some(t0 + KEEPALIVE_INTERVAL));
+    // Traffic from the RCP pushes the check back.
+    rig.advance(Duration::from_secs(10));
+    rig.feed(&vector("RCP->host VALUE_IS STREAM_RAW (received frame)").0);
+    rig.events();
+    assert_eq!(rig.c.poll_timeout(), Some(rig.now + KEEPALIVE_INTERVAL));
+    rig.advance(KEEPALIVE_INTERVAL);
+    let noop = rig.one();
+    assert_eq!(noop[1..], [0x00], "CMD_NOOP");
+    assert_ne!(noop[0] & 0x0f, 0);
+    rig.feed(&[noop[0], 0x06, 0x00, 0x00]); // LAST_STATUS OK
+    assert_eq!(rig.c.state(), &LinkState::Ready);
+    assert_eq!(rig.c.poll_timeout(), Some(rig.now + KEEPALIVE_INTERVAL));
+    // No answer this time: the RCP is reset and re-initialised.
+    rig.advance(KEEPALIVE_INTERVAL);
+    assert_eq!(rig.one()[1..], [0x00]);
+    rig.advance(RESPONSE_TIMEOUT);
+    assert_eq!(rig.c.state(), &LinkState::Initializing { attempt: 1 });
+    assert_eq!(rig.one(), vector("host->RCP CMD_RESET").0);
+    // Disabled: no timer at all once Ready.
+    let rig = ready(Settings { keepalive: None, ..Settings::default() });
+    assert_eq!(rig.c.poll_timeout(), None);
+}
+
+#[test]
 fn timed_tx_waits_longer() {
     let mut rig = ready(Settings::default());
     let opts = TxOptions { timed: Some(TimedTx { base_time_us: 1000, delay_us: 500_000 }), ..TxOptions::default() };
@@ -470,7 +498,7 @@ fn tx_request_and_done_with_ack_match_the_vectors() {
     let ack_frame = ack.ack.as_ref().expect("ACK frame");
     assert_eq!(ack_frame.psdu, [0x02, 0x00, 0x2a, 0x00, 0x00]);
     assert_eq!((ack_frame.rssi, ack_frame.lqi, ack_frame.channel), (-50, 0xff, 15));
-    assert_eq!(rig.c.poll_timeout(), None);
+    assert_eq!(rig.c.poll_timeout(), Some(rig.now + KEEPALIVE_INTERVAL));
 }
 
 #[test]

@@ -202,3 +202,22 @@ async fn urls_the_link_cannot_open() {
     assert!(status.detail.contains("/dev/nonexistent-tty"), "{status:?}");
     shutdown.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_rcp_that_hangs_is_noticed_by_the_keepalive() {
+    let mut b = Bench::new();
+    let (ctl, _rcp) = b.plug().await;
+    assert!(b.radio.wait_ready().await);
+    // Idle and answering: still up after a minute of keepalives.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(b.metrics.rcp_up.get(), 1);
+    ctl.send(Ctl::Mute(true)).unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut state = b.radio.state();
+    state.wait_for(|s| !s.up).await.unwrap();
+    assert!(t0.elapsed() <= Duration::from_secs(15 + 2), "{:?}", t0.elapsed());
+    assert_eq!(b.metrics.rcp_up.get(), 0);
+    // Reset attempts go unanswered, so the device is reopened and a working RCP picks up.
+    let (_ctl2, _rcp2) = b.plug().await;
+    assert!(b.radio.wait_ready().await);
+}

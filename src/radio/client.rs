@@ -51,6 +51,8 @@ pub const MAX_HANDSHAKE_ATTEMPTS: u32 = 3;
 const MAX_EVENTS: usize = 1024;
 /// Queued control operations (channel, src-match) before new ones are refused.
 const MAX_OPS: usize = 256;
+/// How long a Ready link may stay silent before the client checks the RCP with a NOOP.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// What the host configures on the RCP, and what the client restores after a reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub struct Settings {
     pub response_timeout: Duration,
     /// RADIO_CAPS bits the RCP must have (ferry's MAC relies on ACK wait, retries and CSMA).
     pub required_radio_caps: RadioCaps,
+    /// After this long without a byte from a Ready RCP, send `CMD_NOOP` to check it still
+    /// answers (a hung RCP on a UART gives no EOF); `None` disables the check.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -84,7 +89,16 @@ impl Default for Settings {
             required_radio_caps: RadioCaps(
                 RadioCaps::ACK_TIMEOUT.0 | RadioCaps::TRANSMIT_RETRIES.0 | RadioCaps::CSMA_BACKOFF.0,
             ),
+            keepalive: Some(KEEPALIVE_INTERVAL),
         }
+    }
+}
+
+impl Settings {
+    /// The defaults with the channel and PAN ID of `[network]`. The short address stays
+    /// 0xFFFE (none) until the MAC layer sets one with [`Op::SetShortAddress`].
+    pub fn for_network(network: &crate::config::NetworkConfig) -> Settings {
+        Settings { channel: network.channel.into(), pan_id: network.pan_id.0, ..Settings::default() }
     }
 }
 
@@ -343,9 +357,11 @@ pub enum Timer {
     Response = 0,
     /// TX-done of the transmission in flight.
     Transmit = 1,
+    /// The RCP has been silent for [`Settings::keepalive`]: check it with `CMD_NOOP`.
+    Keepalive = 2,
 }
 
-const TIMER_COUNT: usize = 2;
+const TIMER_COUNT: usize = 3;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct TimerTable([Option<Instant>; TIMER_COUNT]);
@@ -441,6 +457,8 @@ struct Pending {
 enum PendingKind {
     Step(Step),
     Op(OpId, Op),
+    /// `CMD_NOOP`, answered by `LAST_STATUS OK`.
+    Keepalive,
 }
 
 #[derive(Debug, Clone)]
@@ -642,9 +660,22 @@ impl Client {
                     self.events.push_back(Event::OpDone { id, result: Ok(()) });
                     "a configuration request"
                 }
+                Some(PendingKind::Keepalive) => "CMD_NOOP (keepalive)",
                 None => "a request",
             };
             self.fail_attempt(now, ClientError::Timeout { what, timeout_ms: self.timeout_ms() });
+        }
+        if self.timers.expired(Timer::Keepalive, now) {
+            self.timers.stop(Timer::Keepalive);
+            if self.state == LinkState::Ready && self.pending.is_none() {
+                let tid = self.alloc_tid();
+                let h = Header::new(0, tid).unwrap_or(Header::UNSOLICITED);
+                self.outbox.push_back(vec![h.to_byte(), u32::from(Command::Noop) as u8]);
+                self.pending = Some(Pending { tid, kind: PendingKind::Keepalive });
+                self.timers.set(Timer::Response, now + self.settings.response_timeout);
+            } else {
+                self.arm_keepalive(now);
+            }
         }
         self.pump(now);
     }
@@ -694,6 +725,13 @@ impl Client {
         Ok(id)
     }
 
+    fn arm_keepalive(&mut self, now: Instant) {
+        match self.settings.keepalive {
+            Some(every) if self.state == LinkState::Ready => self.timers.set(Timer::Keepalive, now + every),
+            _ => self.timers.stop(Timer::Keepalive),
+        }
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -725,6 +763,7 @@ impl Client {
     fn abort_in_flight(&mut self) {
         self.timers.stop(Timer::Transmit);
         self.timers.stop(Timer::Response);
+        self.timers.stop(Timer::Keepalive);
         if let Some((_, job)) = self.tx_inflight.take() {
             self.events.push_back(Event::TxDone { id: job.id, result: Err(TxError::Aborted) });
         }
@@ -866,6 +905,8 @@ impl Client {
             self.stats.rx_garbage += 1;
             return;
         };
+        // Anything in Spinel from the RCP shows it is alive.
+        self.arm_keepalive(now);
         if repr.header.iid() != 0 {
             return;
         }
@@ -924,6 +965,8 @@ impl Client {
                         }
                         self.events.push_back(Event::OpDone { id, result });
                     }
+                    // Any answer will do: the RCP is alive.
+                    PendingKind::Keepalive => {}
                 }
             }
             other => {
@@ -975,6 +1018,7 @@ impl Client {
                 self.attempt = 1;
                 self.stats.handshakes += 1;
                 self.set_state(LinkState::Ready);
+                self.arm_keepalive(now);
             }
         }
     }

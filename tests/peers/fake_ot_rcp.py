@@ -140,6 +140,10 @@ class FakeRcp:
         tid = header & 0x0F
         cmd, n = codec.parse_i(frame[1:])
         rest = frame[1 + n:]
+        if cmd == 0:  # NOOP (ferry's keepalive)
+            self.note({"cmd": "noop", "tid": tid})
+            self.status(header, STATUS_OK)
+            return
         if cmd == CMD_RESET:
             self.note({"cmd": "reset", "tid": tid})
             self.clear()
