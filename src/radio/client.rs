@@ -9,8 +9,8 @@
 //! 1. [`Client::new`] starts the handshake (it queues `CMD_RESET`).
 //! 2. Bytes from the serial line: [`Client::handle_input`]. They may hold partial frames,
 //!    several frames, or garbage; all of that is fine.
-//! 3. After every input, call and after every API call: drain [`Client::poll_transmit`] (write
-//!    each returned HDLC frame to the line) and [`Client::poll_event`].
+//! 3. After every input, timeout and API call, drain [`Client::poll_transmit`] (write each
+//!    returned HDLC frame to the line) and [`Client::poll_event`].
 //! 4. Sleep until [`Client::poll_timeout`], then call [`Client::handle_timeout`] (safe to call
 //!    early). The deadline is the minimum of the [`Timer`] table.
 //!
@@ -24,6 +24,20 @@
 //! reset) and at most one transmission outstanding; both wait at most
 //! [`Settings::response_timeout`] (2 s, OpenThread's `kMaxWaitTime`). TIDs count 1..=15 and
 //! wrap; the first three handshake requests use TID 1, as `SpinelDriver` does.
+//!
+//! # When the RCP misbehaves
+//!
+//! * A `LAST_STATUS RESET_*` with TID 0 while Ready is an RCP that reset on its own:
+//!   [`Event::RcpReset`], everything in flight ends ([`TxError::Aborted`]), and the handshake
+//!   runs again from PROTOCOL_VERSION (the RCP is already fresh), restoring the configuration.
+//!   During the handshake the same status is the twin of the one that ended the reset wait
+//!   (boot announcement plus the answer to `CMD_RESET`) and only restarts the queries.
+//! * No answer within 2 s, a refused step or an unparsable TX-done: the handshake starts over
+//!   with `CMD_RESET`; after [`MAX_HANDSHAKE_ATTEMPTS`] failures in a row, or at once for an
+//!   incompatible RCP ([`ClientError::is_incompatible`]), the state is [`LinkState::Failed`].
+//! * A Ready RCP silent for [`Settings::keepalive`] gets a `CMD_NOOP`; no answer is a timeout.
+//! * Undecodable bytes, frames for other interfaces and answers to nothing are counted in
+//!   [`Stats`] and dropped.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;

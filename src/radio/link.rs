@@ -30,6 +30,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub const RX_CHANNEL_LEN: usize = 256;
 /// Commands (transmissions, configuration) buffered towards the link task.
 const CMD_CHANNEL_LEN: usize = 64;
+/// A write that does not finish in this time means the line is stuck (an RCP that stopped
+/// reading behind hardware flow control): the device is reopened.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A byte stream to an RCP: a serial port, a pty master, or an in-memory pipe in tests.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -314,14 +317,16 @@ impl Driver {
         loop {
             let mut wrote = false;
             while let Some(n) = self.client.poll_transmit(now(), &mut wbuf) {
-                if let Err(e) = io.write_all(&wbuf[..n]).await {
-                    return Ended::Lost { why: format!("write to {} failed: {e}", self.name), was_up };
+                if let Err(why) = write_with_timeout(&mut io, &wbuf[..n], &self.name).await {
+                    return Ended::Lost { why, was_up };
                 }
                 wrote = true;
             }
             if wrote {
-                if let Err(e) = io.flush().await {
-                    return Ended::Lost { why: format!("flush to {} failed: {e}", self.name), was_up };
+                match tokio::time::timeout(WRITE_TIMEOUT, io.flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Ended::Lost { why: format!("flush to {} failed: {e}", self.name), was_up },
+                    Err(_) => return Ended::Lost { why: format!("flush to {} stalled", self.name), was_up },
                 }
             }
             self.drain_events();
@@ -454,6 +459,17 @@ impl Driver {
             info: self.client.info().cloned(),
             resets: self.resets,
         });
+    }
+}
+
+async fn write_with_timeout(io: &mut Box<dyn Io>, bytes: &[u8], name: &str) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write to {name} failed: {e}")),
+        Err(_) => Err(format!(
+            "write to {name} stalled for {} s: the RCP stopped reading (check flow control)",
+            WRITE_TIMEOUT.as_secs()
+        )),
     }
 }
 
