@@ -218,6 +218,10 @@ class FakeRcp:
             codec.parse_fields(value, "dCCCbbbbLLCc")
         self.note({"event": "tx", "psdu": psdu.hex(), "channel": channel, "retries": retries, "csma": csma,
                    "power": power})
+        # Logged before the TX-done goes out, so the host has it once it sees the answer.
+        self.note({"event": "state", "state": {k: (v.hex() if isinstance(v, bytes) else v)
+                                               for k, v in self.state.items()},
+                   "src_short": sorted(self.src_short), "src_ext": sorted(self.src_ext)})
         ack_psdu = bytes([0x12, 0x00, psdu[2], 0x00, 0x00])  # ACK with Frame Pending
         ack = rx_frame_value(ack_psdu, -45, 240, channel, 7654321)
         self.send(header, RSP_IS, P_LAST_STATUS, pack_i(STATUS_OK) + bytes([1, 0]) + ack)
@@ -230,9 +234,6 @@ class FakeRcp:
             self.note({"event": "reset"})
             self.clear()
             self.status(0x80, STATUS_RESET_SOFTWARE)
-        self.note({"event": "state", "state": {k: (v.hex() if isinstance(v, bytes) else v)
-                                               for k, v in self.state.items()},
-                   "src_short": sorted(self.src_short), "src_ext": sorted(self.src_ext)})
 
 
 def main():
