@@ -142,6 +142,7 @@ fn auto_reply(req: &[u8]) -> Option<Vec<u8>> {
     let is = |prop: &[u8], v: &[u8]| [&[h, 0x06][..], prop, v].concat();
     match (r.command, r.prop()) {
         (Command::Reset, _) => Some(vec![0x80, 0x06, 0x00, 0x70]),
+        (Command::Noop, _) => Some(vec![h, 0x06, 0x00, 0x00]),
         (Command::PropValueGet, Some(p)) => Some(match p {
             Property::ProtocolVersion => is(&[0x01], &[0x04, 0x03]),
             Property::NcpVersion => is(&[0x02], b"RUST-RCP/0.1\0"),
@@ -752,4 +753,54 @@ fn stray_and_other_interface_frames_are_ignored() {
     assert!(rig.events().is_empty());
     assert_eq!(rig.c.stats().stray_responses, 1);
     assert_eq!(rig.c.state(), &LinkState::Ready);
+}
+
+#[test]
+fn random_line_noise_never_panics_and_the_client_recovers() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut rig = ready(Settings::default());
+    for round in 0..3000 {
+        // Alternate raw noise and well-framed random Spinel-ish frames (valid FCS).
+        let len = (next() % 40) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 2 == 0 {
+            if let Some(b) = bytes.first_mut() {
+                *b = 0x80 | (*b & 0x3f);
+            }
+            bytes = hdlc_encode(&bytes);
+        }
+        rig.feed_wire(&bytes);
+        for req in rig.sent() {
+            if round % 7 == 0 {
+                if let Some(a) = auto_reply(&req) {
+                    rig.feed(&a);
+                }
+            }
+        }
+        rig.events();
+        if round % 100 == 0 {
+            rig.advance(Duration::from_millis(700));
+        }
+        if round % 5 == 0 {
+            let _ = rig.c.transmit(rig.now, &[0x41, 0xd8, 0, 0], TxOptions::default());
+        }
+    }
+    // Whatever state the noise left, a healthy RCP brings the client back.
+    rig.c.restart(rig.now);
+    rig.serve();
+    assert_eq!(rig.c.state(), &LinkState::Ready);
+    assert!(rig.c.stats().rx_garbage > 0);
+}
+
+#[test]
+fn settings_from_the_network_section() {
+    let network = ferry::config::NetworkConfig::default();
+    let s = Settings::for_network(&network);
+    assert_eq!((s.channel, s.pan_id, s.short_address), (26, 0xface, 0xfffe));
 }
