@@ -221,3 +221,48 @@ async fn an_idle_rcp_that_hangs_is_noticed_by_the_keepalive() {
     let (_ctl2, _rcp2) = b.plug().await;
     assert!(b.radio.wait_ready().await);
 }
+
+/// The UART path for real: tokio-serial opens the slave side of a pty whose master runs ferry's
+/// RCP core. Closing the master is the USB unplug: the link goes down and keeps retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uart_url_over_a_pty_to_the_rcp_core() {
+    use std::os::fd::AsFd;
+
+    use ferry::radio::pty::{open_raw_pty, PtyStream};
+
+    let (master, slave) = open_raw_pty().unwrap();
+    let tty = nix::unistd::ttyname(slave.as_fd()).unwrap();
+    let (ctl, ctl_rx) = mpsc::unbounded_channel();
+    let rcp =
+        tokio::spawn(serve_rcp(PtyStream::new(master).unwrap(), Rcp::new(TestRadio::new(), Config::default()), ctl_rx));
+    let url: RadioUrl = format!("spinel+hdlc+uart://{}?uart-baudrate=115200", tty.display()).parse().unwrap();
+    let metrics = RadioMetrics::standalone();
+    let shutdown = CancellationToken::new();
+    let settings = Settings { channel: 25, pan_id: 0xabcd, ..Settings::default() };
+    let (radio, mut frames) = spawn(&url, settings, metrics.clone(), shutdown.clone()).unwrap();
+    let limit = Duration::from_secs(20);
+    assert!(tokio::time::timeout(limit, radio.wait_ready()).await.unwrap());
+    let ack =
+        tokio::time::timeout(limit, radio.send_frame(&data_frame(3, 9), TxOptions::default())).await.unwrap().unwrap();
+    assert_eq!(ack.ack.unwrap().psdu[2], 3);
+    ctl.send(Ctl::Rx(data_frame(4, 0), -80, 50, 77)).unwrap();
+    let f = tokio::time::timeout(limit, frames.recv()).await.unwrap().unwrap();
+    assert_eq!((f.psdu[2], f.rssi, f.lqi, f.timestamp_us, f.channel), (4, -80, 50, 77, 25));
+
+    let mut state = radio.state();
+    ctl.send(Ctl::Unplug).unwrap();
+    let rcp = rcp.await.unwrap();
+    assert_eq!((rcp.radio().channel, rcp.radio().pan_id), (25, 0xabcd));
+    drop(rcp);
+    let down = tokio::time::timeout(limit, state.wait_for(|s| !s.up)).await.unwrap().unwrap().clone();
+    assert!(!down.up, "{down:?}");
+    assert!(tokio::time::timeout(limit, async {
+        while metrics.rcp_up.get() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok());
+    drop(slave);
+    shutdown.cancel();
+}
