@@ -12,15 +12,14 @@
 //! # How the daemon uses it
 //!
 //! ```no_run
-//! # async fn demo(config: &ferry::config::RadioUrl, registry: &prometheus::Registry,
-//! #               rcp_up: prometheus::IntGauge, shutdown: tokio_util::sync::CancellationToken)
-//! #               -> anyhow::Result<()> {
+//! # async fn demo(config: &ferry::config::Config, metrics: &ferry::metrics::Metrics,
+//! #               shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
 //! use ferry::radio::{self, RadioMetrics, Settings, TxOptions};
-//! let metrics = RadioMetrics::register(registry, rcp_up)?;
-//! let settings = Settings { channel: 15, pan_id: 0x1234, ..Settings::default() };
-//! // Opens the URL in the background; returns at once. `sim:` URLs are refused (the
+//! let radio_metrics = RadioMetrics::register(metrics.registry(), metrics.rcp_up.clone())?;
+//! let settings = Settings::for_network(&config.network); // channel and PAN ID
+//! // Opens the URL in the background and returns at once. `sim:` URLs are refused (the
 //! // simulator wires its own RCP).
-//! let (radio, mut frames) = radio::spawn(config, settings, metrics, shutdown)?;
+//! let (radio, mut frames) = radio::spawn(&config.radio.url, settings, radio_metrics, shutdown)?;
 //! radio.wait_ready().await;                       // or watch `radio.state()`
 //! let psdu = [0x41, 0xd8, 0x01, 0x34, 0x12, 0xff, 0xff, 0x01, 0x00, 0, 0];
 //! let ack = radio.send_frame(&psdu, TxOptions::default()).await; // Result<TxAck, TxError>
