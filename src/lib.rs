@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 pub mod fleet;
 pub mod metrics;
+pub mod radio;
 pub mod schedule;
 pub mod store;
 pub mod suit;
