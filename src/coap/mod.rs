@@ -25,3 +25,6 @@ pub use resource::{Outcome, Resource, Router, StaticResource};
 
 /// coap-lite's code and type enums, re-exported so users need not depend on it directly.
 pub use coap_lite::{MessageType, RequestType as Method, ResponseType as Code};
+
+#[cfg(test)]
+mod tests;
