@@ -29,12 +29,14 @@ impl Rng {
     }
 }
 
+/// Datagrams on the wire: (arrival, sequence, destination, bytes), earliest first.
+type InFlight = BinaryHeap<Reverse<(Instant, u64, u8, Vec<u8>)>>;
+
 struct Link {
     rng: Rng,
     loss: f64,
     latency: Duration,
-    /// (arrival, sequence, destination, bytes)
-    in_flight: BinaryHeap<Reverse<(Instant, u64, u8, Vec<u8>)>>,
+    in_flight: InFlight,
     seq: u64,
     dropped: u64,
     /// Largest Block2 SZX seen in server→client datagrams.

@@ -218,6 +218,16 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// Kills a spawned server however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_udp_port() -> u16 {
     let s = UdpSocket::bind("[::1]:0").unwrap_or_else(|e| panic!("{e}"));
     s.local_addr()
@@ -272,10 +282,8 @@ fn ferry_fetches_from_aiocoap_server() {
         return;
     }
     let port = free_udp_port();
-    let mut child = Command::new("timeout")
+    let child = Command::new("python3")
         .args([
-            "150",
-            "python3",
             "-c",
             AIOCOAP_SERVER,
             &port.to_string(),
@@ -285,13 +293,14 @@ fn ferry_fetches_from_aiocoap_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("python3: {e}"));
+    let mut child = KillOnDrop(child);
     let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.0.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line);
     }
     if line.trim() != "ready" {
         let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
+        if let Some(mut e) = child.0.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
         panic!("aiocoap server did not start: {err}");
@@ -308,8 +317,7 @@ fn ferry_fetches_from_aiocoap_server() {
             "ferry got different bytes from aiocoap at szx {szx}"
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[test]
@@ -320,19 +328,13 @@ fn ferry_fetches_from_libcoap_server() {
     }
     // libcoap's example server stores what is PUT to /example_data and serves it block-wise.
     let port = free_udp_port();
-    let mut server = Command::new("timeout")
-        .args([
-            "150",
-            "coap-server-notls",
-            "-A",
-            "::1",
-            "-p",
-            &port.to_string(),
-        ])
+    let server = Command::new("coap-server-notls")
+        .args(["-A", "::1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("coap-server-notls: {e}"));
+    let server = KillOnDrop(server);
     std::thread::sleep(Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("image.bin");
@@ -386,8 +388,7 @@ fn ferry_fetches_from_libcoap_server() {
             other => panic!("fetch failed: {other:?}"),
         }
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]
