@@ -872,6 +872,13 @@ impl<P: PeerKey> Endpoint<P> {
                 }
                 out.set_token(token);
                 resp.write_into(&mut out, &body);
+                if out.to_bytes().is_err() {
+                    // Too large to encode (an oversized error body, or options): say so rather
+                    // than leave the client retransmitting into silence.
+                    out.clear_all_options();
+                    out.header.code = MessageClass::Response(ResponseType::InternalServerError);
+                    out.payload.clear();
+                }
                 self.emit(peer, &out).ok()
             }
             Served::Deferred if con => {
@@ -1237,8 +1244,8 @@ impl<P: PeerKey> Endpoint<P> {
             };
             if p.retransmits < self.cfg.max_retransmit {
                 p.retransmits += 1;
-                p.timeout *= 2;
-                p.next = now + p.timeout;
+                p.timeout = p.timeout.saturating_mul(2);
+                p.next = now.checked_add(p.timeout).unwrap_or(now);
                 let bytes = p.bytes.clone();
                 self.metrics.retransmissions += 1;
                 self.push(key.0, bytes);

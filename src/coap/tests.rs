@@ -598,3 +598,75 @@ fn unknown_critical_option_and_proxy() {
         MessageClass::Response(ResponseType::ProxyingNotSupported)
     );
 }
+
+/// A stable-toolchain stand-in for the cargo-fuzz target: mutated valid datagrams and random
+/// bytes must never panic the endpoint, and all it emits must parse.
+#[test]
+fn random_datagrams_never_panic() {
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let seeds: Vec<Vec<u8>> = vec![
+        get_image(1, &[0x02]),
+        get_image(2, &[0x0c, 0x80, 0x02]),
+        put_block(3, 0, true, 2, &[0u8; 64]),
+        vec![
+            0x41, 0x01, 0x00, 0x01, 0xcc, 0x60, 0x52, b'f', b'w', 0x05, b'i', b'm', b'a', b'g',
+            b'e',
+        ],
+        vec![0x60, 0x45, 0x00, 0x01, 0xff, 1, 2, 3],
+        vec![0x70, 0x00, 0x00, 0x01],
+    ];
+    let t0 = Instant::now();
+    let mut ep = server(
+        3000,
+        Config {
+            max_upload: 1024,
+            dedup_capacity: 32,
+            ..Config::default()
+        },
+    );
+    ep.router_mut().insert("up", Box::new(Sink));
+    let mut now = t0;
+    for i in 0..50_000u32 {
+        if i % 1000 == 0 {
+            let _ = ep.start_fetch(
+                now,
+                PEER,
+                Request::get("x"),
+                FetchOptions {
+                    szx: 2,
+                    max_size: 4096,
+                },
+            );
+        }
+        let r = next();
+        let mut d = if r % 5 == 0 {
+            (0..(r >> 8) % 40).map(|_| next() as u8).collect()
+        } else {
+            seeds[(r as usize >> 3) % seeds.len()].clone()
+        };
+        for _ in 0..(r >> 16) % 4 {
+            if d.is_empty() {
+                break;
+            }
+            let at = next() as usize % d.len();
+            d[at] = next() as u8;
+        }
+        ep.handle_datagram(now, PEER, &d);
+        if i % 97 == 0 {
+            ep.set_static(now, "fw/image", d.clone());
+        }
+        for t in std::iter::from_fn(|| ep.poll_transmit(now)) {
+            assert!(Packet::from_bytes(&t.bytes).is_ok());
+        }
+        while ep.poll_event().is_some() {}
+        now += Duration::from_millis(next() % 3000);
+        ep.handle_timeout(now);
+    }
+}
