@@ -218,6 +218,20 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// Polls the server with a GET of its index until it answers (at most ~10 s).
+fn wait_for_libcoap_server(port: u16) {
+    for _ in 0..20 {
+        let mut ping = Command::new("coap-client-notls");
+        ping.args(["-m", "get", "-B", "1", &format!("coap://[::1]:{port}/")]);
+        let out = run_with_timeout(ping, 5);
+        if out.status.success() && !out.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("coap-server-notls on port {port} did not answer");
+}
+
 /// Kills a spawned server however the test ends.
 struct KillOnDrop(std::process::Child);
 
@@ -335,7 +349,7 @@ fn ferry_fetches_from_libcoap_server() {
         .spawn()
         .unwrap_or_else(|e| panic!("coap-server-notls: {e}"));
     let server = KillOnDrop(server);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_libcoap_server(port);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("image.bin");
     std::fs::write(&file, image()).unwrap_or_else(|e| panic!("{e}"));

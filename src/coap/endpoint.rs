@@ -495,10 +495,13 @@ impl<P: PeerKey> Endpoint<P> {
     /// Forgets a request (an Observe registration is then cancelled by the Reset we send to its
     /// next notification). True if it existed.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> bool {
-        let existed = self.remove_request(id).is_some();
+        let removed = self.remove_request(id);
+        if let Some(ex) = &removed {
+            // Hand its NSTART slot on, or the peer's queue would stall.
+            self.release(now, ex.peer, id);
+        }
         self.update_timers();
-        let _ = now;
-        existed
+        removed.is_some()
     }
 
     fn start(
@@ -624,9 +627,9 @@ impl<P: PeerKey> Endpoint<P> {
             return;
         };
         if ex.fetch.is_some() {
-            match result {
-                Ok(_) => self.metrics.fetches_completed += 1,
-                Err(_) => self.metrics.fetches_failed += 1,
+            match &result {
+                Ok(r) if is_success(r.code) => self.metrics.fetches_completed += 1,
+                _ => self.metrics.fetches_failed += 1,
             }
         }
         let peer = ex.peer;

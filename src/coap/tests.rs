@@ -670,3 +670,26 @@ fn random_datagrams_never_panic() {
         ep.handle_timeout(now);
     }
 }
+
+#[test]
+fn cancel_hands_the_nstart_slot_on() {
+    let t0 = Instant::now();
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    let a = ep
+        .start_request(t0, PEER, Request::get("a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _b = ep
+        .start_request(t0, PEER, Request::get("b"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(drain(&mut ep, t0).len(), 1);
+    assert!(ep.cancel(t0, a));
+    let next = drain(&mut ep, t0);
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0]
+            .get_first_option(CoapOption::UriPath)
+            .map(Vec::as_slice),
+        Some(&b"b"[..])
+    );
+    assert!(!ep.cancel(t0, a));
+}
