@@ -150,9 +150,10 @@ impl Router {
         let path = req.path_string();
         if path == WELL_KNOWN_CORE {
             return Outcome::Respond(match req.method {
-                RequestType::Get => {
-                    Response::content(content_format::LINK_FORMAT, self.link_format())
-                }
+                RequestType::Get => Response::content(
+                    content_format::LINK_FORMAT,
+                    self.link_format_filtered(req.query.first()),
+                ),
                 _ => Response::new(ResponseType::MethodNotAllowed),
             });
         }
@@ -164,22 +165,63 @@ impl Router {
 
     /// The RFC 6690 link format of all registered resources, e.g. `</a>;ct=0;obs,</b>`.
     pub fn link_format(&self) -> String {
+        self.link_format_filtered(None)
+    }
+
+    /// The link format, filtered by one `name=value` query (RFC 6690 §4.1): `href` matches the
+    /// path, other names the link's attributes; a value ending in `*` matches as a prefix, and
+    /// space-separated attribute values (`rt`, `if`) match on any of their words.
+    pub fn link_format_filtered(&self, query: Option<&String>) -> String {
+        let filter = query.map(|q| match q.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (q.as_str(), ""),
+        });
         let mut links = Vec::with_capacity(self.entries.len());
         for (path, entry) in &self.entries {
             let r = entry.resource_ref();
-            let mut link = format!("</{path}>");
-            let attrs = r.link_attributes();
+            let href = format!("/{path}");
+            let mut attrs = r.link_attributes();
+            if r.observable() {
+                if !attrs.is_empty() {
+                    attrs.push(';');
+                }
+                attrs.push_str("obs");
+            }
+            if let Some((name, value)) = filter {
+                if !link_matches(&href, &attrs, name, value) {
+                    continue;
+                }
+            }
+            let mut link = format!("<{href}>");
             if !attrs.is_empty() {
                 link.push(';');
                 link.push_str(&attrs);
-            }
-            if r.observable() {
-                link.push_str(";obs");
             }
             links.push(link);
         }
         links.join(",")
     }
+}
+
+fn value_matches(have: &str, want: &str) -> bool {
+    match want.strip_suffix('*') {
+        Some(prefix) => have.starts_with(prefix),
+        None => have == want,
+    }
+}
+
+fn link_matches(href: &str, attrs: &str, name: &str, value: &str) -> bool {
+    if name == "href" {
+        return value_matches(href, value);
+    }
+    attrs.split(';').any(|a| {
+        let (n, v) = a.split_once('=').unwrap_or((a, ""));
+        n == name
+            && (value.is_empty()
+                || v.trim_matches('"')
+                    .split(' ')
+                    .any(|w| value_matches(w, value)))
+    })
 }
 
 fn normalise(path: &str) -> String {
@@ -210,6 +252,19 @@ mod tests {
             &resp.payload[..],
             b"</fw/image>;ct=42;obs,</riot/board>;ct=0"
         );
+        let mut q = Request::get("/.well-known/core");
+        for (query, want) in [
+            ("ct=0", "</riot/board>;ct=0"),
+            ("href=/fw*", "</fw/image>;ct=42;obs"),
+            ("obs", "</fw/image>;ct=42;obs"),
+            ("rt=none", ""),
+        ] {
+            q.query = vec![query.to_owned()];
+            let Outcome::Respond(resp) = r.handle(&q) else {
+                panic!("deferred")
+            };
+            assert_eq!(&resp.payload[..], want.as_bytes(), "query {query}");
+        }
         let Outcome::Respond(nf) = r.handle(&Request::get("nope")) else {
             panic!("deferred")
         };
