@@ -219,6 +219,8 @@ enum ExState {
 #[derive(Debug)]
 struct Fetch {
     body: Vec<u8>,
+    /// ETag of block 0: a different one later means the representation changed under us.
+    etag: Option<Vec<u8>>,
     szx: u8,
     max: usize,
     retries_left: u32,
@@ -485,6 +487,7 @@ impl<P: PeerKey> Endpoint<P> {
         });
         let fetch = Fetch {
             body: Vec::new(),
+            etag: None,
             szx,
             max: opts.max_size,
             retries_left: self.cfg.block_retries,
@@ -1199,6 +1202,17 @@ impl<P: PeerKey> Endpoint<P> {
             }
             fetch.retries_left -= 1;
             return self.transmit_request(now, id);
+        }
+        if b.num == 0 {
+            fetch.etag = resp.etag.clone();
+        } else if fetch.etag.is_some() && resp.etag != fetch.etag {
+            return self.finish(
+                now,
+                id,
+                Err(RequestError::BadBlock(
+                    "representation changed during the transfer (ETag)",
+                )),
+            );
         }
         if b.more && resp.payload.len() != b.size() {
             return self.finish(

@@ -34,18 +34,22 @@ pub trait Resource: Send {
     }
 }
 
-/// A resource serving fixed bytes to GET; replace them with [`Router::set_static`].
+/// A resource serving fixed bytes to GET; replace them with [`Router::set_static`]. Every
+/// response carries an ETag of the body, so a block-wise client notices a change mid-transfer.
 #[derive(Debug, Clone)]
 pub struct StaticResource {
-    pub body: Bytes,
+    body: Bytes,
+    etag: [u8; 8],
     pub content_format: u16,
     pub observable: bool,
 }
 
 impl StaticResource {
     pub fn new(body: impl Into<Bytes>, content_format: u16) -> Self {
+        let body = body.into();
         Self {
-            body: body.into(),
+            etag: etag_of(&body),
+            body,
             content_format,
             observable: false,
         }
@@ -56,12 +60,32 @@ impl StaticResource {
         self.observable = true;
         self
     }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    pub fn set_body(&mut self, body: impl Into<Bytes>) {
+        self.body = body.into();
+        self.etag = etag_of(&self.body);
+    }
+}
+
+/// FNV-1a 64 of the body: cheap, and only has to differ between versions of one resource.
+fn etag_of(body: &[u8]) -> [u8; 8] {
+    let h = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    h.to_be_bytes()
 }
 
 impl Resource for StaticResource {
     fn handle(&mut self, req: &Request) -> Outcome {
         Outcome::Respond(match req.method {
-            RequestType::Get => Response::content(self.content_format, self.body.clone()),
+            RequestType::Get => Response {
+                etag: Some(self.etag.to_vec()),
+                ..Response::content(self.content_format, self.body.clone())
+            },
             _ => Response::new(ResponseType::MethodNotAllowed),
         })
     }
@@ -126,7 +150,7 @@ impl Router {
     pub fn set_static(&mut self, path: &str, body: impl Into<Bytes>) -> bool {
         match self.entries.get_mut(&normalise(path)) {
             Some(Entry::Static(s)) => {
-                s.body = body.into();
+                s.set_body(body);
                 true
             }
             _ => false,

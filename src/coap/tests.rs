@@ -132,9 +132,11 @@ fn duplicate_con_gets_same_response_replayed() {
     assert_eq!(r1.len(), 1);
     // 0x61: ver 1, ACK, TKL 1 | 0x45: 2.05 | MID 0x1234 echoed | token 0xaa
     assert_eq!(&r1[0][..5], &[0x61, 0x45, 0x12, 0x34, 0xaa]);
-    // Content-Format 42 (delta 12, len 1), payload marker, 10 bytes body
-    assert_eq!(&r1[0][5..8], &[0xc1, 42, 0xff]);
-    assert_eq!(r1[0].len(), 8 + 10);
+    // 0x48: ETag (4), 8 bytes of body hash
+    assert_eq!(r1[0][5], 0x48);
+    // 0x81: Content-Format (4 + 8 = 12), len 1, 42 | 0xff payload marker | 10 bytes body
+    assert_eq!(&r1[0][14..17], &[0x81, 42, 0xff]);
+    assert_eq!(r1[0].len(), 17 + 10);
     let t1 = t0 + Duration::from_secs(5);
     ep.handle_datagram(t1, PEER, &req);
     assert_eq!(drain_raw(&mut ep, t1), r1);
@@ -692,4 +694,53 @@ fn cancel_hands_the_nstart_slot_on() {
         Some(&b"b"[..])
     );
     assert!(!ep.cancel(t0, a));
+}
+
+#[test]
+fn fetch_fails_when_the_etag_changes_mid_transfer() {
+    let t0 = Instant::now();
+    let mut srv = server(1000, Config::default());
+    let mut cli: Ep = Endpoint::new(
+        Config {
+            rng_seed: 3,
+            ..Config::default()
+        },
+        Router::new(),
+    );
+    let id = cli
+        .start_fetch(
+            t0,
+            PEER,
+            Request::get("fw/image"),
+            FetchOptions {
+                szx: 2,
+                max_size: 4096,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for round in 0..20 {
+        if round == 3 {
+            srv.router_mut().set_static("fw/image", vec![9u8; 1000]);
+        }
+        for t in std::iter::from_fn(|| cli.poll_transmit(t0)).collect::<Vec<_>>() {
+            srv.handle_datagram(t0, PEER, &t.bytes);
+        }
+        for t in std::iter::from_fn(|| srv.poll_transmit(t0)).collect::<Vec<_>>() {
+            cli.handle_datagram(t0, PEER, &t.bytes);
+        }
+        if let Some(ev) = cli.poll_event() {
+            assert_eq!(
+                ev,
+                Event::Failed {
+                    id,
+                    peer: PEER,
+                    error: RequestError::BadBlock(
+                        "representation changed during the transfer (ETag)"
+                    )
+                }
+            );
+            return;
+        }
+    }
+    panic!("the fetch did not notice the change");
 }
