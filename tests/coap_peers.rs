@@ -24,6 +24,12 @@ fn image() -> Vec<u8> {
         .collect()
 }
 
+/// Prints past libtest's output capture, so skips show in CI logs.
+fn skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
 /// True if `cmd` can be run; otherwise skip (or fail under FERRY_REQUIRE_TOOLS=1).
 fn have(cmd: &str, args: &[&str], what: &str) -> bool {
     let ok = Command::new(cmd)
@@ -36,7 +42,9 @@ fn have(cmd: &str, args: &[&str], what: &str) -> bool {
         if std::env::var("FERRY_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("{what} is required (FERRY_REQUIRE_TOOLS=1) but `{cmd}` is not usable");
         }
-        eprintln!("SKIP: {what} not available (`{cmd}`); install it to run this test");
+        skip(&format!(
+            "SKIP: {what} not available (`{cmd}`); install it to run this test"
+        ));
     }
     ok
 }
@@ -57,7 +65,7 @@ fn have_spawnable(cmd: &str, what: &str) -> bool {
         if std::env::var("FERRY_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("{what} is required (FERRY_REQUIRE_TOOLS=1) but `{cmd}` is not on PATH");
         }
-        eprintln!("SKIP: {what} not available (`{cmd}`)");
+        skip(&format!("SKIP: {what} not available (`{cmd}`)"));
     }
     ok
 }

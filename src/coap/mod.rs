@@ -5,6 +5,21 @@
 //! ([`udp`]) and later over 6LoWPAN. It knows nothing of what the bytes mean: resources do.
 //! RIOT devices fetch with 64-byte blocks and abort if a block is larger than asked, so the
 //! server never answers with a larger SZX than the request's Block2.
+//!
+//! | file | what |
+//! |---|---|
+//! | `endpoint.rs` | [`Endpoint`]: message layer, client exchanges, server dispatch, timers |
+//! | `block.rs` | [`BlockOpt`], the Block1/Block2 option value |
+//! | `msg.rs` | [`Request`] / [`Response`], decoded once from a coap-lite `Packet` |
+//! | `resource.rs` | [`Resource`], [`Router`], [`StaticResource`], `/.well-known/core` |
+//! | `metrics.rs` | [`Metrics`], plain counters for the daemon to export |
+//! | `udp.rs` | the tokio shell |
+//!
+//! Deliberate limits: one NSTART slot per peer (a block-wise fetch holds it for the whole
+//! transfer); dedup remembers answers for EXCHANGE_LIFETIME for CON and NON alike; Observe
+//! sequence numbers come from one endpoint-wide counter (increasing for every observer);
+//! a notification body larger than a block is sent as block 0 only (the client fetches the
+//! rest); no proxying yet (5.05), no BERT, no OSCORE.
 
 pub mod block;
 pub mod endpoint;
