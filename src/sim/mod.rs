@@ -1,0 +1,19 @@
+//! ferry's simulator (`DESIGN.md` §6): a virtual IEEE 802.15.4 medium with the standard's
+//! PHY/MAC timing, collisions, CSMA-CA, ACKs and per-link loss, in virtual time, sans-IO.
+//!
+//! - [`medium`]: the air and every node's radio MAC, driven by `advance(until)`;
+//! - [`frame`]: the MAC header fields and FCS the medium needs;
+//! - [`link`]: directed links (PRR, RSSI) and a path-loss helper;
+//! - [`timing`]: the constants of `shared/reference/radio.md`;
+//! - [`rng`]: the seeded generator every random choice comes from.
+
+pub mod frame;
+pub mod link;
+pub mod medium;
+pub mod rng;
+pub mod timing;
+
+pub use frame::{Address, FrameType, Header, Psdu};
+pub use link::{Link, PathLoss};
+pub use medium::{Delivery, Medium, NodeConfig, NodeEvent, NodeId, NodeStats, RxInfo, TxRequest};
+pub use timing::Timing;
