@@ -5,6 +5,7 @@
 //! - [`frame`]: the MAC header fields and FCS the medium needs;
 //! - [`link`]: directed links (PRR, RSSI) and a path-loss helper;
 //! - [`timing`]: the constants of `shared/reference/radio.md`;
+//! - [`pcap`]: capture files of the air that Wireshark decodes;
 //! - [`radio`]: `SimRadio`, the RCP core's `Radio` trait on a medium node;
 //! - [`rcp_node`]: the real RCP state machine on a `SimRadio`, speaking Spinel to a host;
 //! - [`rng`]: the seeded generator every random choice comes from.
@@ -12,6 +13,7 @@
 pub mod frame;
 pub mod link;
 pub mod medium;
+pub mod pcap;
 pub mod radio;
 pub mod rcp_node;
 pub mod rng;
@@ -20,6 +22,7 @@ pub mod timing;
 pub use frame::{Address, FrameType, Header, Psdu};
 pub use link::{Link, PathLoss};
 pub use medium::{Delivery, Medium, NodeConfig, NodeEvent, NodeId, NodeStats, RxInfo, TxRequest};
+pub use pcap::PcapWriter;
 pub use radio::SimRadio;
 pub use rcp_node::RcpNode;
 pub use timing::Timing;
