@@ -1,8 +1,10 @@
-//! The part of the IEEE 802.15.4 MAC frame the simulated MAC needs: frame control, sequence
-//! number and addressing (IEEE 802.15.4-2015 §7.2.1–§7.2.2, PAN ID Compression per Table 7-2),
-//! the auxiliary security header length (§9.4), the command identifier of a MAC Data Request
-//! (§7.5.5), and the FCS (§7.2.10: CRC-16/ITU-T, the "KERMIT" variant: polynomial 0x1021
-//! reflected, initial value 0, no final XOR, sent low byte first).
+//! The part of the IEEE 802.15.4 MAC frame the simulated MAC needs (clause numbers of
+//! IEEE 802.15.4-2006 unless marked 2015): frame control, sequence number and addressing
+//! (§7.2.1 General MAC frame format; for version-2 frames the PAN ID Compression rules of
+//! 802.15.4-2015 Table 7-2), the auxiliary security header length (§7.6.2), the command
+//! identifier of a Data Request (§7.3.4), the immediate ACK (§7.2.2.3), and the FCS (§7.2.1.9:
+//! CRC-16/ITU-T, the "KERMIT" variant: polynomial 0x1021 reflected, initial value 0, no final
+//! XOR, sent low byte first).
 //!
 //! ```text
 //! octets: 2        1      0/2       0/2/8     0/2      0/2/8     0/5/6/10/14  ...      2
@@ -25,7 +27,7 @@ pub const MAX_PSDU_LEN: usize = 127;
 pub const FCS_LEN: usize = 2;
 /// Broadcast PAN ID and short address.
 pub const BROADCAST: u16 = 0xFFFF;
-/// MAC command identifier of a Data Request (§7.5.5).
+/// MAC command identifier of a Data Request (§7.3.4).
 pub const CMD_DATA_REQUEST: u8 = 0x04;
 
 /// Frame control bit positions (§7.2.1).
@@ -317,7 +319,7 @@ fn put_address(put: &mut impl FnMut(&[u8]), a: Address) {
     }
 }
 
-/// Which PAN IDs are present (§7.2.2.6): 2003/2006 rules for versions 0–1, Table 7-2 for 2015.
+/// Which PAN IDs are present: 2003/2006 rules (§7.2.1.1.5) for versions 0–1, 2015 Table 7-2 for 2.
 fn pan_ids_present(version: u8, dst_mode: u16, src_mode: u16, compression: bool) -> (bool, bool) {
     if version < 2 {
         return (dst_mode != 0, src_mode != 0 && !(compression && dst_mode != 0));

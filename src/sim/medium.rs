@@ -1,11 +1,12 @@
 //! A sans-IO, discrete-event IEEE 802.15.4 medium (2.4 GHz O-QPSK) in virtual time.
 //!
-//! Each node is a radio with the MAC functions that run below a host round trip: unslotted
-//! CSMA-CA (IEEE 802.15.4-2015 §6.2.5.1), immediate ACKs sent aTurnaroundTime after the frame
-//! (§6.7.4.2) with Frame Pending for MAC Data Requests from a source-match table (§6.7.3),
-//! ACK wait and retransmission (§6.7.4.3, macAckWaitDuration, macMaxFrameRetries), IFS (§6.2.4),
-//! third-level address filtering (§6.7.2) and CCA mode 1, energy above threshold (§10.2.8).
-//! Numbers come from [`Timing`] (`shared/reference/radio.md`).
+//! Each node is a radio with the MAC functions that run below a host round trip (clauses of
+//! IEEE 802.15.4-2006): unslotted CSMA-CA (§7.5.1.4 CSMA-CA algorithm), immediate ACKs sent
+//! aTurnaroundTime after the frame with Frame Pending for Data Requests from a source-match
+//! table (§7.5.6.3 extracting pending data, §7.5.6.4 use of acknowledgments and
+//! retransmissions: macAckWaitDuration, macMaxFrameRetries), interframe spacing (§7.5.1.3),
+//! third-level address filtering (§7.5.6.2 reception and rejection) and CCA mode 1, energy
+//! above threshold (§6.9.9). Numbers come from [`Timing`] (`shared/reference/radio.md`).
 //!
 //! The air: a frame occupies its channel for (PSDU + 6)·32 µs. A node hears a transmitter when a
 //! directed [`Link`] exists from it; that link's RSSI feeds CCA and energy scans and its packet
@@ -46,6 +47,8 @@ pub const AIR_LOG_CAPACITY: usize = 16_384;
 /// Source-match table sizes per node (ot-rcp builds on nRF52840 use similar sizes).
 pub const SRC_MATCH_SHORT: usize = 32;
 pub const SRC_MATCH_EXTENDED: usize = 32;
+/// Driver timers a node may have pending at once ([`Medium::schedule_timer`]).
+pub const MAX_TIMERS_PER_NODE: usize = 64;
 /// The energy a radio measures on a quiet channel.
 pub const NOISE_FLOOR_DBM: i8 = -100;
 /// 2.4 GHz O-QPSK channels.
@@ -63,6 +66,8 @@ pub enum MediumError {
     /// A transmission or scan is already running on the node.
     Busy,
     InvalidChannel,
+    /// [`MAX_TIMERS_PER_NODE`] timers are already pending.
+    TooManyTimers,
 }
 
 impl fmt::Display for MediumError {
@@ -72,6 +77,7 @@ impl fmt::Display for MediumError {
             MediumError::TooManyNodes => "too many nodes",
             MediumError::Busy => "node busy with a transmission or scan",
             MediumError::InvalidChannel => "channel outside 11..=26",
+            MediumError::TooManyTimers => "too many pending timers on the node",
         })
     }
 }
@@ -87,7 +93,7 @@ pub struct NodeConfig {
     pub ext_addr: [u8; 8],
     /// Deliver every frame, without filtering or ACKs.
     pub promiscuous: bool,
-    /// Accept frames without a destination address from our PAN (§6.7.2 rule for coordinators).
+    /// Accept frames without a destination address from our PAN (§7.5.6.2 rule for coordinators).
     pub pan_coordinator: bool,
     /// Send ACKs to frames that request them (every radio does; off only to model a dead peer).
     pub auto_ack: bool,
@@ -166,6 +172,10 @@ pub enum NodeEvent {
     EnergyScanDone {
         channel: u8,
         max_rssi_dbm: i8,
+    },
+    /// A timer the node's driver set with [`Medium::schedule_timer`] fired.
+    Timer {
+        token: u64,
     },
 }
 
@@ -276,6 +286,7 @@ struct Node {
     ifs_until: u64,
     stats: NodeStats,
     on_mark: u64,
+    timers: usize,
 }
 
 impl Node {
@@ -314,6 +325,7 @@ enum Ev {
     AckSend(NodeId, u64),
     Mac(NodeId, u64),
     ScanEnd(NodeId, u64),
+    Timer(NodeId, u64),
 }
 
 impl Ev {
@@ -324,6 +336,7 @@ impl Ev {
             Ev::AckSend(..) => 1,
             Ev::Mac(..) => 2,
             Ev::ScanEnd(..) => 3,
+            Ev::Timer(..) => 4,
         }
     }
 }
@@ -416,6 +429,7 @@ impl Medium {
             ifs_until: 0,
             stats: NodeStats::default(),
             on_mark: self.now,
+            timers: 0,
         });
         for row in &mut self.links {
             row.push(None);
@@ -607,6 +621,20 @@ impl Medium {
         Ok(())
     }
 
+    /// Wakes the node's driver at `at_us` (or now, if that has passed) with
+    /// [`NodeEvent::Timer`], so devices built on the medium share its clock. Timers cannot be
+    /// cancelled: drivers ignore tokens they no longer want.
+    pub fn schedule_timer(&mut self, id: NodeId, at_us: u64, token: u64) -> Result<(), MediumError> {
+        self.check(id)?;
+        let n = &mut self.nodes[id.0];
+        if n.timers >= MAX_TIMERS_PER_NODE {
+            return Err(MediumError::TooManyTimers);
+        }
+        n.timers += 1;
+        self.schedule(at_us.max(self.now), Ev::Timer(id, token));
+        Ok(())
+    }
+
     /// When the next event happens, if any.
     pub fn next_event_time(&self) -> Option<u64> {
         self.queue.peek().map(|s| s.time)
@@ -626,6 +654,10 @@ impl Medium {
                 Ev::AckSend(id, gen) => self.on_ack_send(id, gen),
                 Ev::Mac(id, gen) => self.on_mac(id, gen),
                 Ev::ScanEnd(id, gen) => self.on_scan_end(id, gen),
+                Ev::Timer(id, token) => {
+                    self.nodes[id.0].timers -= 1;
+                    self.deliver(id, NodeEvent::Timer { token });
+                }
             }
         }
         self.now = self.now.max(until);
@@ -928,10 +960,16 @@ impl Medium {
 
     fn on_ack_send(&mut self, id: NodeId, gen: u64) {
         let n = &self.nodes[id.0];
-        if n.ack_gen != gen || n.transmitting.is_some() {
+        if n.ack_gen != gen {
             return;
         }
         let Some(ack) = n.ack_out else { return };
+        if n.transmitting.is_some() {
+            // The transmitter is taken (not reachable with standard timing): no ACK, and the
+            // radio must not stay in "about to ACK".
+            self.nodes[id.0].ack_out = None;
+            return;
+        }
         self.account(id);
         self.nodes[id.0].stats.acks_sent += 1;
         self.start_air(id, ack, true);
@@ -947,7 +985,7 @@ impl Medium {
         if result.is_ok() {
             n.stats.tx_ok += 1;
         }
-        // §6.2.4: the next frame waits an IFS after this one (after its ACK, if any).
+        // §7.5.1.3: the next frame waits an IFS after this one (after its ACK, if any).
         n.ifs_until = now + timing.ifs_us(p.req.psdu.len());
         if n.channel != p.req.rx_channel_after {
             n.rx = None;
@@ -980,7 +1018,7 @@ fn check_channel(channel: u8) -> Result<(), MediumError> {
     }
 }
 
-/// Third-level filtering (§6.7.2).
+/// Third-level filtering (§7.5.6.2).
 fn passes_filter(cfg: &NodeConfig, h: &Header) -> bool {
     if matches!(h.frame_type, FrameType::Unknown(_)) || h.version > 2 {
         return false;
@@ -1078,6 +1116,20 @@ mod tests {
         assert_eq!(m.stats(b).unwrap().radio_on_us, 0);
         m.advance(10_000);
         assert_eq!(m.stats(a).unwrap().radio_on_us, 10_000);
+    }
+
+    #[test]
+    fn timers_share_the_clock_and_are_bounded() {
+        let (mut m, a, _) = pair();
+        m.schedule_timer(a, 500, 7).unwrap();
+        assert_eq!(m.next_event_time(), Some(500));
+        let ev = m.advance(1_000);
+        assert_eq!(ev, [Delivery { node: a, time_us: 500, event: NodeEvent::Timer { token: 7 } }]);
+        for i in 0..MAX_TIMERS_PER_NODE as u64 {
+            m.schedule_timer(a, 2_000, i).unwrap();
+        }
+        assert_eq!(m.schedule_timer(a, 2_000, 99), Err(MediumError::TooManyTimers));
+        assert_eq!(m.schedule_timer(NodeId(9), 2_000, 0), Err(MediumError::NoSuchNode));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! virtual air exactly as it runs against the nRF52840 driver.
 //!
 //! Everything with a deadline shorter than a host round trip happens in the medium's MAC for
-//! this node, as it does in the radio hardware: CSMA-CA (IEEE 802.15.4-2015 §6.2.5.1), auto-ACK
-//! with Frame Pending from the [`SrcMatchTable`](ferry_rcp_core::radio::SrcMatchTable)
-//! (§6.7.3, §6.7.4.2), retries and ACK wait (§6.7.4.3), address filtering (§6.7.2), timed TX,
-//! energy detection (§10.2.7). Sleep turns the radio off in the medium's accounting.
+//! this node, as it does in the radio hardware (IEEE 802.15.4-2006 clauses): CSMA-CA (§7.5.1.4),
+//! auto-ACK with Frame Pending from the
+//! [`SrcMatchTable`](ferry_rcp_core::radio::SrcMatchTable) (§7.5.6.3, §7.5.6.4), retries and
+//! ACK wait (§7.5.6.4), address filtering (§7.5.6.2), timed TX, energy detection (§6.9.7).
+//! Sleep turns the radio off in the medium's accounting.
 //!
 //! # Sans-IO shape
 //!
@@ -110,9 +111,9 @@ impl SimRadio {
         refused
     }
 
-    /// The radio event for a medium event of this node.
-    pub fn on_event<'e>(&mut self, event: &'e NodeEvent) -> RadioEvent<'e> {
-        match event {
+    /// The radio event for a medium event of this node (none for driver timers).
+    pub fn on_event<'e>(&mut self, event: &'e NodeEvent) -> Option<RadioEvent<'e>> {
+        Some(match event {
             NodeEvent::Received(info) => RadioEvent::Received(received(info)),
             NodeEvent::TxDone(result) => {
                 self.tx_busy = false;
@@ -125,7 +126,8 @@ impl SimRadio {
                 self.scan_busy = false;
                 RadioEvent::EnergyScanDone { channel: *channel, max_rssi: *max_rssi_dbm }
             }
-        }
+            NodeEvent::Timer { .. } => return None,
+        })
     }
 
     fn config_changed(&mut self) {

@@ -82,7 +82,7 @@ impl RcpNode {
 
     fn radio_event(&mut self, event: &NodeEvent) {
         let mut out = [0u8; FRAME_MAX_LEN];
-        let radio_event = self.rcp.radio_mut().on_event(event);
+        let Some(radio_event) = self.rcp.radio_mut().on_event(event) else { return };
         match self.rcp.handle_radio_event(&radio_event, &mut out) {
             Ok(ToHost::Send(n)) => self.push(&out[..n]),
             Ok(ToHost::Nothing) => {}

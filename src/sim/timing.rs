@@ -1,6 +1,6 @@
 //! PHY and MAC timing of the 2.4 GHz O-QPSK PHY and the unslotted CSMA-CA MAC
-//! (IEEE 802.15.4-2015 §12 O-QPSK PHY, §11.3 PHY constants, §8.4 MAC constants and PIB,
-//! §6.2.5.1 unslotted CSMA-CA, §6.7.4 ACK timing, §6.2.4 IFS). Values and the analytic
+//! (IEEE 802.15.4-2006: §6.5 2450 MHz PHY, §6.4 PHY constants, §7.4 MAC constants and PIB,
+//! §7.5.1.4 CSMA-CA, §7.5.6.4 acknowledgments, §7.5.1.3 IFS). Values and the analytic
 //! single-sender ceiling: `shared/reference/radio.md`.
 
 /// Timing the medium runs on. [`Timing::STANDARD`] is the standard; the other profile exists
