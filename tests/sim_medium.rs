@@ -270,3 +270,98 @@ fn radio_on_time_follows_sleep() {
     assert_eq!(sa.radio_on_us, 2_000_000);
     assert_eq!(sb.radio_on_us, 1_000_000);
 }
+
+/// Random operations on a random topology: nothing panics, time never goes back, every
+/// accepted transmission ends in exactly one TxDone, every scan in one result, and radio-on
+/// time never exceeds elapsed time.
+#[test]
+fn random_operations_keep_the_invariants() {
+    use ferry::sim::rng::Rng;
+    for seed in 0..40u64 {
+        let mut r = Rng::new(seed);
+        let mut m = Medium::new(seed, Timing::STANDARD);
+        let n = 2 + r.up_to(6) as usize;
+        let ids: Vec<NodeId> = (0..n).map(|i| node(&mut m, 1 + i as u16)).collect();
+        for &a in &ids {
+            for &b in &ids {
+                if a != b && r.chance(0.7) {
+                    let link = Link::new(r.unit(), -40 - r.up_to(50) as i8);
+                    m.set_link(a, b, Some(link)).unwrap();
+                }
+            }
+        }
+        let mut outstanding_tx = vec![0i32; n];
+        let mut outstanding_scan = vec![0i32; n];
+        let mut last_time = 0;
+        for step in 0..400u32 {
+            let i = r.up_to(n as u32 - 1) as usize;
+            let id = ids[i];
+            match r.up_to(9) {
+                0..=3 => {
+                    let dst = if r.chance(0.2) { 0xffff } else { 1 + r.up_to(n as u32) as u16 };
+                    let h =
+                        Header::data(step as u8, PAN, Address::Short(dst), Address::Short(1 + i as u16), r.chance(0.8));
+                    let mut req = TxRequest::new(h.emit_frame(&vec![0u8; r.up_to(110) as usize]).unwrap(), CHANNEL);
+                    req.csma_ca = r.chance(0.8);
+                    req.max_frame_retries = r.up_to(3) as u8;
+                    req.start_at_us = r.chance(0.2).then(|| m.now() + u64::from(r.up_to(20_000)));
+                    if m.transmit(id, req).is_ok() {
+                        outstanding_tx[i] += 1;
+                    }
+                }
+                4 => {
+                    m.sleep(id).unwrap();
+                }
+                5 => m.receive(id, CHANNEL).unwrap(),
+                6 => {
+                    if m.energy_scan(id, CHANNEL, u64::from(r.up_to(5_000))).is_ok() {
+                        outstanding_scan[i] += 1;
+                    }
+                }
+                7 if r.chance(0.2) => {
+                    m.disable(id).unwrap();
+                    m.receive(id, CHANNEL).unwrap();
+                }
+                _ => {}
+            }
+            let until = m.now() + u64::from(r.up_to(8_000));
+            for d in m.advance(until) {
+                assert!(d.time_us >= last_time, "time went back");
+                last_time = d.time_us;
+                let k = ids.iter().position(|&x| x == d.node).unwrap();
+                match d.event {
+                    NodeEvent::TxDone(_) => outstanding_tx[k] -= 1,
+                    NodeEvent::EnergyScanDone { .. } => outstanding_scan[k] -= 1,
+                    _ => {}
+                }
+            }
+        }
+        // Drain: everything started must finish.
+        while let Some(t) = m.next_event_time() {
+            assert!(t < m.now() + 10_000_000, "events keep coming");
+            for d in m.advance(t) {
+                let k = ids.iter().position(|&x| x == d.node).unwrap();
+                match d.event {
+                    NodeEvent::TxDone(_) => outstanding_tx[k] -= 1,
+                    NodeEvent::EnergyScanDone { .. } => outstanding_scan[k] -= 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(outstanding_tx.iter().all(|&c| c == 0), "seed {seed}: {outstanding_tx:?}");
+        assert!(outstanding_scan.iter().all(|&c| c == 0), "seed {seed}: {outstanding_scan:?}");
+        for &id in &ids {
+            let s = m.stats(id).unwrap();
+            assert!(s.radio_on_us <= m.now(), "seed {seed}: {s:?}");
+            assert!(s.air_time_us <= m.now());
+        }
+        // Idle and asleep: nobody is stuck with the radio on.
+        for &id in &ids {
+            m.sleep(id).unwrap();
+        }
+        let before: Vec<u64> = ids.iter().map(|&id| m.stats(id).unwrap().radio_on_us).collect();
+        m.advance(m.now() + 1_000_000);
+        let after: Vec<u64> = ids.iter().map(|&id| m.stats(id).unwrap().radio_on_us).collect();
+        assert_eq!(before, after, "seed {seed}: a radio stayed on while asleep and idle");
+    }
+}

@@ -45,13 +45,18 @@ impl Bed {
         }
         let boot = bed.gw.take_to_host();
         assert_eq!(boot, [vec![0x80, 0x06, 0x00, 0x70]], "boot LAST_STATUS RESET_POWER_ON");
+        bed.configure();
+        bed
+    }
+
+    fn configure(&mut self) {
+        let bed = self;
         bed.set(Property::PhyEnabled, |w| w.bool(true));
         bed.set(Property::PhyChan, |w| w.u8(CHANNEL));
         bed.set(Property::Mac15_4Panid, |w| w.u16(PAN));
         bed.set(Property::Mac15_4Saddr, |w| w.u16(GW_SHORT));
         bed.set(Property::Mac15_4Laddr, |w| w.eui64(&GW_EUI64));
         bed.set(Property::MacRawStreamEnabled, |w| w.bool(true));
-        bed
     }
 
     fn next_tid(&mut self) -> u8 {
@@ -321,4 +326,54 @@ fn energy_scan_and_sleep() {
     bed.m.advance(bed.m.now() + 1_000_000);
     assert_eq!(bed.m.stats(gw).unwrap().radio_on_us, before);
     assert!(before > 0);
+}
+
+#[test]
+fn reset_during_a_transmission_then_transmit_again() {
+    let mut bed = Bed::new(1);
+    let frame = data_frame(0x10, 2, GW_SHORT);
+    let tid = bed.host_transmit(stream_raw::TxRequest::new(frame.as_slice(), CHANNEL));
+    // Until the frame is on air, then CMD_RESET (stack).
+    while bed.m.stats(bed.gw.node()).unwrap().frames_sent == 0 {
+        assert!(bed.step(10_000_000));
+    }
+    bed.gw.host_frame(&mut bed.m, &[0x80 | 1, 0x01, 0x02]);
+    assert_eq!(bed.gw.take_to_host(), [vec![0x81, 0x06, 0x00, 0x70]], "RESET_POWER_ON");
+    bed.configure();
+    // A new transmission is accepted at once and completes; the old one's Abort is swallowed.
+    let frame = data_frame(0x11, 2, GW_SHORT);
+    let tid2 = bed.host_transmit(stream_raw::TxRequest::new(frame.as_slice(), CHANNEL));
+    assert_ne!(tid, tid2);
+    let (status, _, ack) = bed.tx_done(tid2);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(ack.unwrap()[2], 0x11);
+    // Nothing else (no TX-done for the first request) reached the host.
+    let t = bed.m.now() + 100_000;
+    bed.run_for(t);
+    assert!(bed.gw.take_to_host().is_empty());
+}
+
+#[test]
+fn reset_during_an_energy_scan() {
+    let mut bed = Bed::new(0);
+    bed.set(Property::MacScanMask, |w| w.u8(CHANNEL));
+    bed.set(Property::MacScanPeriod, |w| w.u16(100));
+    bed.set(Property::MacScanState, |w| w.u8(2));
+    let t = bed.m.now() + 10_000;
+    bed.run_for(t);
+    bed.gw.host_frame(&mut bed.m, &[0x80 | 1, 0x01, 0x02]);
+    assert_eq!(bed.gw.take_to_host().len(), 1);
+    bed.configure();
+    // A new scan (the reset forgot the scan settings) is accepted and reports once.
+    bed.set(Property::MacScanMask, |w| w.u8(CHANNEL));
+    bed.set(Property::MacScanPeriod, |w| w.u16(5));
+    bed.set(Property::MacScanState, |w| w.u8(2));
+    let limit = bed.m.now() + 50_000;
+    let result =
+        bed.run_until(limit, |r| (r.prop() == Some(Property::MacEnergyScanResult)).then(|| r.value().to_vec()));
+    assert_eq!(result, [CHANNEL, (-100i8) as u8]);
+    let t = bed.m.now() + 200_000;
+    bed.run_for(t);
+    let later: Vec<_> = bed.gw.take_to_host();
+    assert!(later.iter().all(|f| Repr::parse(f).unwrap().prop() != Some(Property::MacEnergyScanResult)), "{later:?}");
 }

@@ -541,7 +541,8 @@ impl Medium {
         Ok(())
     }
 
-    /// Aborts the node's transmission (reported as [`TxError::Abort`]) and scan, and sleeps.
+    /// Aborts the node's transmission (reported as [`TxError::Abort`]) and ends its scan early
+    /// (reported with the peak so far), and sleeps.
     pub fn disable(&mut self, id: NodeId) -> Result<(), MediumError> {
         self.check(id)?;
         self.account(id);
@@ -549,8 +550,11 @@ impl Medium {
             // A frame already on air still finishes; nobody waits for its outcome.
             self.finish_tx(id, Err(TxError::Abort));
         }
+        if let Some(gen) = self.nodes[id.0].scan.map(|_| self.nodes[id.0].scan_gen) {
+            // Ends now with what it measured so far, so whoever waits for it is not left hanging.
+            self.on_scan_end(id, gen);
+        }
         let n = &mut self.nodes[id.0];
-        n.scan = None;
         n.scan_gen += 1;
         n.ack_out = None;
         n.ack_gen += 1;

@@ -50,6 +50,10 @@ pub struct SimRadio {
     pending_scan: Option<(u8, u64)>,
     tx_busy: bool,
     scan_busy: bool,
+    /// Outcomes of operations cut short by disabling, still to come from the medium and to be
+    /// swallowed: the RCP has forgotten them and may already have started new ones.
+    stale_tx_done: u32,
+    stale_scan_done: u32,
     energy_dbm: i8,
 }
 
@@ -72,6 +76,8 @@ impl SimRadio {
             pending_scan: None,
             tx_busy: false,
             scan_busy: false,
+            stale_tx_done: 0,
+            stale_scan_done: 0,
             energy_dbm: NOISE_FLOOR_DBM,
         })
     }
@@ -111,10 +117,19 @@ impl SimRadio {
         refused
     }
 
-    /// The radio event for a medium event of this node (none for driver timers).
+    /// The radio event for a medium event of this node (none for driver timers and for the
+    /// outcome of an operation the RCP abandoned by disabling the radio).
     pub fn on_event<'e>(&mut self, event: &'e NodeEvent) -> Option<RadioEvent<'e>> {
         Some(match event {
             NodeEvent::Received(info) => RadioEvent::Received(received(info)),
+            NodeEvent::TxDone(_) if self.stale_tx_done > 0 => {
+                self.stale_tx_done -= 1;
+                return None;
+            }
+            NodeEvent::EnergyScanDone { .. } if self.stale_scan_done > 0 => {
+                self.stale_scan_done -= 1;
+                return None;
+            }
             NodeEvent::TxDone(result) => {
                 self.tx_busy = false;
                 RadioEvent::TransmitDone(match result {
@@ -183,15 +198,18 @@ impl Radio for SimRadio {
         if self.enabled && !enabled {
             self.disable_pending = true;
             self.receiving = false;
-            self.rx_dirty = false; // disable already sleeps
-                                   // Requests that never reached the medium are simply forgotten (the RCP resets too);
-                                   // one already in the medium ends with an Abort event that clears its flag.
-            if self.pending_tx.take().is_some() {
-                self.tx_busy = false;
+            // Disabling sleeps the node already.
+            self.rx_dirty = false;
+            // Requests that never reached the medium are simply forgotten (the RCP resets too);
+            // one already in the medium reports once more (Abort, early scan end): swallow it.
+            if self.tx_busy && self.pending_tx.take().is_none() {
+                self.stale_tx_done += 1;
             }
-            if self.pending_scan.take().is_some() {
-                self.scan_busy = false;
+            if self.scan_busy && self.pending_scan.take().is_none() {
+                self.stale_scan_done += 1;
             }
+            self.tx_busy = false;
+            self.scan_busy = false;
         }
         self.enabled = enabled;
         Ok(())
