@@ -313,11 +313,7 @@ fn random_operations_keep_the_invariants() {
                     m.sleep(id).unwrap();
                 }
                 5 => m.receive(id, CHANNEL).unwrap(),
-                6 => {
-                    if m.energy_scan(id, CHANNEL, u64::from(r.up_to(5_000))).is_ok() {
-                        outstanding_scan[i] += 1;
-                    }
-                }
+                6 => outstanding_scan[i] += i32::from(m.energy_scan(id, CHANNEL, u64::from(r.up_to(5_000))).is_ok()),
                 7 if r.chance(0.2) => {
                     m.disable(id).unwrap();
                     m.receive(id, CHANNEL).unwrap();
