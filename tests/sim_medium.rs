@@ -361,3 +361,69 @@ fn random_operations_keep_the_invariants() {
         assert_eq!(before, after, "seed {seed}: a radio stayed on while asleep and idle");
     }
 }
+
+/// Nodes on a line, links from the path-loss model: the ends do not hear each other, so they
+/// are hidden terminals for the middle node; neighbours' links are good.
+#[test]
+fn positions_and_path_loss_give_hidden_terminals() {
+    use ferry::sim::PathLoss;
+    let mut m = Medium::new(2, Timing::STANDARD);
+    let ids: Vec<NodeId> = (0..3).map(|i| node(&mut m, 1 + i)).collect();
+    let model = PathLoss::default();
+    let placed: Vec<_> = ids.iter().enumerate().map(|(i, &id)| (id, (i as f64 * 60.0, 0.0))).collect();
+    m.place(&placed, &model, 0.0, 127).unwrap();
+    let near = m.link(ids[0], ids[1]).expect("60 m is in range");
+    assert!(near.prr > 0.9, "{near:?}");
+    assert_eq!(m.link(ids[1], ids[0]), Some(near));
+    assert!(m.link(ids[0], ids[2]).is_none(), "120 m is out of range");
+}
+
+/// Several saturated senders that all hear each other: CCA defers most of the time, same-slot
+/// choices still collide, and the channel carries no more than one sender could.
+#[test]
+fn contention_among_saturated_senders() {
+    let single = contention(1);
+    for n in [2, 5] {
+        let (total, collisions, cca_failures) = contention(n);
+        println!("{n} senders: {total:.1} kbit/s total, {collisions} collisions, {cca_failures} busy CCAs");
+        assert!(collisions > 0 && cca_failures > 0);
+        assert!(total < single.0 * 1.02, "{total} vs single {}", single.0);
+        assert!(total > single.0 * 0.5, "{total} vs single {}", single.0);
+    }
+}
+
+/// `n` senders to one sink, each re-sending as soon as it is done, for 10 s of virtual time.
+/// Returns (acknowledged MAC payload kbit/s in total, collisions at the sink, busy CCAs).
+fn contention(n: usize) -> (f64, u64, u64) {
+    const RUN_US: u64 = 10_000_000;
+    let mut m = Medium::new(99, Timing::STANDARD);
+    let sink = node(&mut m, 0x100);
+    let senders: Vec<NodeId> = (0..n).map(|i| node(&mut m, 1 + i as u16)).collect();
+    for &s in &senders {
+        m.set_link_both(s, sink, Some(Link::perfect())).unwrap();
+        for &o in &senders {
+            if o != s {
+                m.set_link(s, o, Some(Link::perfect())).unwrap();
+            }
+        }
+    }
+    let frame = |i: usize, seq: u8| {
+        Header::data(seq, PAN, Address::Short(0x100), Address::Short(1 + i as u16), true).emit_frame(&[0; 116]).unwrap()
+    };
+    for (i, &s) in senders.iter().enumerate() {
+        m.transmit(s, TxRequest::new(frame(i, 0), CHANNEL)).unwrap();
+    }
+    let mut acked = 0u64;
+    let mut seq = 0u8;
+    while let Some(t) = m.next_event_time().filter(|&t| t <= RUN_US) {
+        for d in m.advance(t) {
+            if let (Some(i), NodeEvent::TxDone(r)) = (senders.iter().position(|&s| s == d.node), d.event) {
+                acked += u64::from(matches!(r, Ok(Some(_))));
+                seq = seq.wrapping_add(1);
+                m.transmit(d.node, TxRequest::new(frame(i, seq), CHANNEL)).unwrap();
+            }
+        }
+    }
+    let cca: u64 = senders.iter().map(|&s| m.stats(s).unwrap().cca_failures).sum();
+    (acked as f64 * 116.0 * 8.0 / RUN_US as f64 * 1000.0, m.stats(sink).unwrap().collisions, cca)
+}

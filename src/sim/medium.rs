@@ -27,6 +27,31 @@
 //! Advancing to each event time in turn keeps reactions exact; advancing further in one step is
 //! allowed, the reactions then happen late.
 //!
+//! ```
+//! use ferry::sim::frame::{Address, Header};
+//! use ferry::sim::medium::{Medium, NodeConfig, NodeEvent, TxRequest};
+//! use ferry::sim::{Link, Timing};
+//!
+//! let mut m = Medium::new(42, Timing::STANDARD);
+//! let cfg = |short| NodeConfig { pan_id: 0xface, short_addr: short, ..NodeConfig::default() };
+//! let (a, b) = (m.add_node(cfg(1)).unwrap(), m.add_node(cfg(2)).unwrap());
+//! m.set_link_both(a, b, Some(Link::perfect())).unwrap();
+//! m.receive(b, 15).unwrap();
+//! let frame = Header::data(1, 0xface, Address::Short(2), Address::Short(1), true).emit_frame(b"hi").unwrap();
+//! m.transmit(a, TxRequest::new(frame, 15)).unwrap();
+//! let mut acked = false;
+//! while let Some(t) = m.next_event_time() {
+//!     for d in m.advance(t) {
+//!         acked |= d.node == a && matches!(d.event, NodeEvent::TxDone(Ok(Some(_))));
+//!     }
+//! }
+//! assert!(acked);
+//! ```
+//!
+//! Queues are bounded by the work in flight: each node has at most one transmission, one
+//! scan, one pending ACK and [`MAX_TIMERS_PER_NODE`] timers, so one `advance` returns at most a
+//! few deliveries per node and frame; the capture log is capped at [`AIR_LOG_CAPACITY`].
+//!
 //! Randomness (backoffs, losses) comes from one seeded [`Rng`]: a seed is a run.
 
 use std::cmp::Ordering;
@@ -36,7 +61,7 @@ use std::fmt;
 use ferry_rcp_core::radio::{SrcMatchTable, TxError};
 
 use super::frame::{is_data_request, Address, FrameType, Header, Psdu, BROADCAST};
-use super::link::Link;
+use super::link::{Link, PathLoss};
 use super::rng::Rng;
 use super::timing::Timing;
 
@@ -448,6 +473,27 @@ impl Medium {
         self.check(to)?;
         if from != to {
             self.links[from.0][to.0] = link;
+        }
+        Ok(())
+    }
+
+    /// Sets every link between the `placed` nodes from their positions (metres) with a
+    /// path-loss model, both ways; pairs out of range get no link. `psdu_len` is the frame
+    /// length the packet reception ratio is computed for.
+    pub fn place(
+        &mut self,
+        placed: &[(NodeId, (f64, f64))],
+        model: &PathLoss,
+        tx_dbm: f64,
+        psdu_len: usize,
+    ) -> Result<(), MediumError> {
+        for &(a, (ax, ay)) in placed {
+            for &(b, (bx, by)) in placed {
+                if a != b {
+                    let d = ((ax - bx).powi(2) + (ay - by).powi(2)).sqrt();
+                    self.set_link(a, b, model.link(d, tx_dbm, psdu_len))?;
+                }
+            }
         }
         Ok(())
     }
