@@ -560,18 +560,27 @@ impl Medium {
             .fold(NOISE_FLOOR_DBM, i8::max)
     }
 
-    /// Radio on, receiving on `channel` whenever not transmitting.
+    /// Radio on, receiving on `channel` whenever not transmitting. During a transmission or
+    /// scan the new channel applies once that ends.
     pub fn receive(&mut self, id: NodeId, channel: u8) -> Result<(), MediumError> {
         self.check(id)?;
         check_channel(channel)?;
         self.account(id);
         let n = &mut self.nodes[id.0];
+        n.rx_on_when_idle = true;
+        if let Some(scan) = n.scan.as_mut() {
+            scan.back_to = channel;
+            return Ok(());
+        }
+        if let Some(p) = n.tx.as_mut() {
+            p.req.rx_channel_after = channel;
+            return Ok(());
+        }
         if n.channel != channel {
             n.rx = None; // retuning loses a frame in progress
             n.energy_until = 0;
         }
         n.channel = channel;
-        n.rx_on_when_idle = true;
         Ok(())
     }
 
@@ -1166,6 +1175,23 @@ mod tests {
         assert_eq!(m.stats(b).unwrap().radio_on_us, 0);
         m.advance(10_000);
         assert_eq!(m.stats(a).unwrap().radio_on_us, 10_000);
+    }
+
+    #[test]
+    fn retuning_waits_for_the_transmission() {
+        let (mut m, a, b) = pair();
+        let mut req = TxRequest::new(frame(1, 2, true, 10), 15);
+        req.csma_ca = false;
+        m.transmit(a, req).unwrap();
+        m.receive(a, 20).unwrap(); // mid-operation: applies after the TX-done
+        assert_eq!(m.channel(a), Some(15));
+        let ev = run(&mut m);
+        assert!(matches!(ev.last().map(|d| d.event), Some(NodeEvent::TxDone(Ok(Some(_))))), "{ev:?}");
+        assert_eq!(m.channel(a), Some(20));
+        m.energy_scan(b, 11, 1_000).unwrap();
+        m.receive(b, 26).unwrap();
+        run(&mut m);
+        assert_eq!(m.channel(b), Some(26));
     }
 
     #[test]
