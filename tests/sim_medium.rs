@@ -40,6 +40,13 @@ fn saturated(timing: Timing, frame: impl Fn(u8) -> Psdu, payload: u64, ack: bool
     let mut done = 0u64;
     let mut received = 0u64;
     m.transmit(tx, TxRequest::new(frame(0), CHANNEL)).unwrap();
+    // Every cycle is the fixed part plus a whole number of backoff periods in 0..=2^macMinBE-1.
+    let psdu_len = frame(0).len();
+    let mut fixed = timing.cca_us + timing.cca_to_tx_us + timing.air_time_us(psdu_len);
+    if ack {
+        fixed += timing.turnaround_us + timing.air_time_us(5);
+    }
+    let mut backoff_sum = 0u64;
     let mut last_done = 0;
     while done < FRAMES {
         let t = m.next_event_time().expect("the sender always has something scheduled");
@@ -48,6 +55,12 @@ fn saturated(timing: Timing, frame: impl Fn(u8) -> Psdu, payload: u64, ack: bool
                 NodeEvent::TxDone(result) if node == tx => {
                     let ack_frame = result.expect("a lone sender on a perfect link never fails");
                     assert_eq!(ack_frame.is_some(), ack);
+                    // The first frame has no IFS before it.
+                    let ifs = if done == 0 { 0 } else { timing.lifs_us };
+                    let backoff = time_us - last_done - ifs - fixed;
+                    assert_eq!(backoff % timing.backoff_unit_us, 0, "backoff not whole periods");
+                    assert!(backoff <= 7 * timing.backoff_unit_us, "backoff {backoff} beyond 2^3-1 periods");
+                    backoff_sum += backoff;
                     done += 1;
                     last_done = time_us;
                     if done < FRAMES {
@@ -60,6 +73,9 @@ fn saturated(timing: Timing, frame: impl Fn(u8) -> Psdu, payload: u64, ack: bool
         }
     }
     assert_eq!(received, FRAMES);
+    let mean_backoff = backoff_sum as f64 / FRAMES as f64;
+    println!("mean backoff {mean_backoff:.1} µs over {FRAMES} frames (analytic 1120 µs)");
+    assert!((mean_backoff - 1120.0).abs() < 1120.0 * 0.02);
     let elapsed = last_done + timing.lifs_us;
     let stats = m.stats(tx).unwrap();
     assert_eq!((stats.frames_sent, stats.retries, stats.cca_failures), (FRAMES, 0, 0));
