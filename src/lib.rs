@@ -10,5 +10,6 @@ pub mod fleet;
 pub mod metrics;
 pub mod radio;
 pub mod schedule;
+pub mod sim;
 pub mod store;
 pub mod suit;

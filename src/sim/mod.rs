@@ -1,0 +1,28 @@
+//! ferry's simulator (`DESIGN.md` §6): a virtual IEEE 802.15.4 medium with the standard's
+//! PHY/MAC timing, collisions, CSMA-CA, ACKs and per-link loss, in virtual time, sans-IO.
+//!
+//! - [`medium`]: the air and every node's radio MAC, driven by `advance(until)`;
+//! - [`frame`]: the MAC header fields and FCS the medium needs;
+//! - [`link`]: directed links (PRR, RSSI) and a path-loss helper;
+//! - [`timing`]: the constants of `shared/reference/radio.md`;
+//! - [`pcap`]: capture files of the air that Wireshark decodes;
+//! - [`radio`]: `SimRadio`, the RCP core's `Radio` trait on a medium node;
+//! - [`rcp_node`]: the real RCP state machine on a `SimRadio`, speaking Spinel to a host;
+//! - [`rng`]: the seeded generator every random choice comes from.
+
+pub mod frame;
+pub mod link;
+pub mod medium;
+pub mod pcap;
+pub mod radio;
+pub mod rcp_node;
+pub mod rng;
+pub mod timing;
+
+pub use frame::{Address, FrameType, Header, Psdu};
+pub use link::{Link, PathLoss};
+pub use medium::{Delivery, Medium, NodeConfig, NodeEvent, NodeId, NodeStats, RxInfo, TxRequest};
+pub use pcap::PcapWriter;
+pub use radio::SimRadio;
+pub use rcp_node::RcpNode;
+pub use timing::Timing;
