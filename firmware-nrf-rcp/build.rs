@@ -1,0 +1,21 @@
+//! Picks the board's `memory.x` (exactly one `board-*` feature) and puts it where the linker
+//! script `link.x` of cortex-m-rt looks for it.
+
+use std::env;
+use std::fs;
+use std::path::PathBuf;
+
+fn main() {
+    let dk = env::var_os("CARGO_FEATURE_BOARD_DK").is_some();
+    let dongle = env::var_os("CARGO_FEATURE_BOARD_DONGLE").is_some();
+    let memory = match (dk, dongle) {
+        (true, false) => "memory-dk.x",
+        (false, true) => "memory-dongle.x",
+        _ => panic!("enable exactly one of the features `board-dk` or `board-dongle`"),
+    };
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed={memory}");
+    println!("cargo:rerun-if-changed=build.rs");
+}

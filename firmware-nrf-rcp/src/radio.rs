@@ -1,0 +1,573 @@
+//! The nRF52840 radio behind [`ferry_rcp_core::radio::Radio`], on Nordic's 802.15.4 driver
+//! (`nrf-802154`, over MPSL).
+//!
+//! Split of work:
+//! - [`NrfRadio`] is what the [`Rcp`](ferry_rcp_core::rcp::Rcp) machine owns. Configuration calls
+//!   (channel, addresses, source match, CCA, power) go straight to the C driver, which applies
+//!   them at once and uses them from its interrupt handlers: auto-ACK with Frame Pending, address
+//!   filtering and CSMA-CA run in hardware/ISR time, not here.
+//! - Operations with an outcome (transmit, energy scan) are posted to [`radio_task`], which owns
+//!   the driver's async [`nrf_802154::Radio`] and reports back through [`EVENTS`].
+//!
+//! Both run in the thread-mode executor, so the driver is only ever called from one priority.
+//!
+//! Two driver functions are not reachable through the safe crate in a way whose outcome we
+//! can observe, because the crate owns the driver's completion callbacks and keeps their results
+//! private: timed transmission (`nrf_802154_transmit_raw_at`) and energy detection
+//! (`nrf_802154_energy_detection`). Timed TX is therefore scheduled here in software against the
+//! driver's µs clock, and energy scans sample RSSI through the `-sys` bindings.
+
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::channel::Channel;
+use embassy_time::{Duration, Instant, Timer};
+use ferry_rcp_core::radio::{Radio, RadioError, RadioEvent, ReceivedFrame, SrcMatchTable, TxError, TxFrame};
+use ferry_rcp_core::spinel::RadioCaps;
+use nrf_802154::raw;
+
+use crate::mac_frame;
+
+/// Largest PSDU, FCS included (aMaxPhyPacketSize).
+pub const MAX_PSDU_LEN: usize = 127;
+/// Entries in the source-match tables: the C driver's defaults
+/// (`NRF_802154_PENDING_SHORT_ADDRESSES`, `NRF_802154_PENDING_EXTENDED_ADDRESSES`).
+const SRC_MATCH_SHORT: usize = 16;
+const SRC_MATCH_EXT: usize = 16;
+/// nRF52840 receiver sensitivity (product specification, 802.15.4 mode).
+const RX_SENSITIVITY_DBM: i8 = -100;
+/// "No RSSI reading" in OpenThread (`OT_RADIO_RSSI_INVALID`).
+const RSSI_INVALID: i8 = 127;
+/// Timed TX: call the driver this long before the requested start, to cover the transmit
+/// ramp-up (40 µs in fast mode) and the executor's latency.
+const TX_LEAD_US: u64 = 60;
+/// Energy scan: spacing of RSSI samples.
+const ED_SAMPLE_INTERVAL_US: u64 = 128;
+
+/// A PSDU copied between tasks (the driver's buffers cannot be borrowed across an `await`).
+#[derive(Clone, Copy)]
+pub struct Psdu {
+    len: u8,
+    bytes: [u8; MAX_PSDU_LEN],
+}
+
+impl Psdu {
+    /// `None` if `data` is longer than [`MAX_PSDU_LEN`].
+    fn new(data: &[u8]) -> Option<Psdu> {
+        let mut bytes = [0; MAX_PSDU_LEN];
+        bytes.get_mut(..data.len())?.copy_from_slice(data);
+        Some(Psdu { len: data.len() as u8, bytes })
+    }
+
+    /// Frame without FCS plus the FCS the driver reported, as the host expects.
+    fn with_fcs(frame: &[u8], fcs: u16) -> Option<Psdu> {
+        let mut p = Psdu::new(frame)?;
+        let end = usize::from(p.len);
+        p.bytes.get_mut(end..end + 2)?.copy_from_slice(&fcs.to_le_bytes());
+        p.len += 2;
+        Some(p)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// A received frame or ACK, owned.
+#[derive(Clone, Copy)]
+pub struct RxInfo {
+    pub psdu: Psdu,
+    pub channel: u8,
+    pub rssi: i8,
+    pub lqi: u8,
+    pub timestamp_us: u64,
+}
+
+impl RxInfo {
+    fn as_received(&self, acked_with_frame_pending: bool) -> ReceivedFrame<'_> {
+        ReceivedFrame {
+            psdu: self.psdu.as_slice(),
+            channel: self.channel,
+            rssi: self.rssi,
+            lqi: self.lqi,
+            timestamp_us: self.timestamp_us,
+            acked_with_frame_pending,
+        }
+    }
+}
+
+/// What [`radio_task`] reports; [`Event::as_radio_event`] lends it to the RCP machine.
+pub enum Event {
+    Received(RxInfo),
+    TransmitDone(Result<Option<RxInfo>, TxError>),
+    EnergyScanDone { channel: u8, max_rssi: i8 },
+}
+
+impl Event {
+    /// `frame_pending` decides `acked_with_frame_pending` of a received frame (the driver's
+    /// ACK-started callout is taken by the safe crate, so the decision is recomputed from the
+    /// same table the driver used).
+    pub fn as_radio_event(&self, frame_pending: impl Fn(&[u8]) -> bool) -> RadioEvent<'_> {
+        match self {
+            Event::Received(rx) => RadioEvent::Received(rx.as_received(frame_pending(rx.psdu.as_slice()))),
+            Event::TransmitDone(Ok(ack)) => RadioEvent::TransmitDone(Ok(ack.as_ref().map(|a| a.as_received(false)))),
+            Event::TransmitDone(Err(e)) => RadioEvent::TransmitDone(Err(*e)),
+            Event::EnergyScanDone { channel, max_rssi } => {
+                RadioEvent::EnergyScanDone { channel: *channel, max_rssi: *max_rssi }
+            }
+        }
+    }
+}
+
+struct TxRequest {
+    psdu: Psdu,
+    channel: u8,
+    csma_ca: bool,
+    max_csma_backoffs: u8,
+    max_frame_retries: u8,
+    start_at_us: Option<u64>,
+    tx_power: Option<i8>,
+    rx_channel_after: u8,
+}
+
+enum Command {
+    Transmit(TxRequest),
+    EnergyScan { channel: u8, duration_ms: u16 },
+    /// The receiver was switched on or off: re-check before waiting for frames again.
+    RxStateChanged,
+}
+
+static COMMANDS: Channel<CriticalSectionRawMutex, Command, 2> = Channel::new();
+/// Radio outcomes for the RCP loop. Frames beyond this wait in the driver crate's own queue.
+pub static EVENTS: Channel<CriticalSectionRawMutex, Event, 8> = Channel::new();
+/// The host wants the receiver on (PHY enabled and not asleep).
+static RX_ON: AtomicBool = AtomicBool::new(false);
+/// Channel to listen on between operations.
+static RX_CHANNEL: AtomicU8 = AtomicU8::new(11);
+/// A transmission or scan was accepted and its outcome is not yet in [`EVENTS`].
+static OP_IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+
+/// The radio's µs clock, the time base of RX timestamps and timed TX.
+pub fn now_us() -> u64 {
+    // SAFETY: a plain read of the driver's time base, initialised by `nrf_802154_init`.
+    unsafe { raw::nrf_802154_time_get() }
+}
+
+/// The handle the RCP machine drives.
+pub struct NrfRadio {
+    eui64: [u8; 8],
+    tx_power: i8,
+    promiscuous: bool,
+    /// Mirror of the driver's pending-bit tables, for `acked_with_frame_pending`.
+    src_match: SrcMatchTable<SRC_MATCH_SHORT, SRC_MATCH_EXT>,
+}
+
+impl NrfRadio {
+    /// Call after [`nrf_802154::Radio::new`], which initialises the driver.
+    pub fn new(eui64: [u8; 8]) -> NrfRadio {
+        // SAFETY (all calls): the driver is initialised and only called from thread mode.
+        unsafe {
+            // Asleep until the host turns the receiver on (`receive` also sets rx-on-when-idle,
+            // which brings the driver back to receive after each transmission).
+            raw::nrf_802154_rx_on_when_idle_set(false);
+            raw::nrf_802154_auto_ack_set(true);
+            raw::nrf_802154_auto_pending_bit_set(false);
+            raw::nrf_802154_sleep();
+        }
+        NrfRadio { eui64, tx_power: 0, promiscuous: false, src_match: SrcMatchTable::new() }
+    }
+
+    /// Whether our auto-ACK to `psdu` carried Frame Pending.
+    pub fn acked_with_frame_pending(&self, psdu: &[u8]) -> bool {
+        !self.promiscuous
+            && mac_frame::ack_frame_pending(
+                psdu,
+                |a| self.src_match.pending_for_short(a),
+                |a| self.src_match.pending_for_extended(a),
+            )
+    }
+
+    fn post(&self, cmd: Command) -> Result<(), RadioError> {
+        if OP_IN_FLIGHT.swap(true, Ordering::AcqRel) {
+            return Err(RadioError::Busy);
+        }
+        COMMANDS.try_send(cmd).map_err(|_| {
+            OP_IN_FLIGHT.store(false, Ordering::Release);
+            RadioError::Busy
+        })
+    }
+}
+
+fn check_channel(channel: u8) -> Result<(), RadioError> {
+    if (11..=26).contains(&channel) {
+        Ok(())
+    } else {
+        Err(RadioError::InvalidArgument)
+    }
+}
+
+/// Spinel `E` order (as written) to the little-endian order of the frame and the driver.
+fn ext_to_le(addr: [u8; 8]) -> [u8; 8] {
+    let mut le = addr;
+    le.reverse();
+    le
+}
+
+impl Radio for NrfRadio {
+    fn eui64(&self) -> [u8; 8] {
+        self.eui64
+    }
+
+    fn caps(&self) -> RadioCaps {
+        RadioCaps::ACK_TIMEOUT
+            .union(RadioCaps::ENERGY_SCAN)
+            .union(RadioCaps::TRANSMIT_RETRIES)
+            .union(RadioCaps::CSMA_BACKOFF)
+            .union(RadioCaps::SLEEP_TO_TX)
+            .union(RadioCaps::TRANSMIT_TIMING)
+            .union(RadioCaps::TRANSMIT_FRAME_POWER)
+    }
+
+    fn rx_sensitivity(&self) -> i8 {
+        RX_SENSITIVITY_DBM
+    }
+
+    fn rssi(&mut self) -> i8 {
+        // SAFETY: driver calls from thread mode. Only valid while receiving.
+        unsafe {
+            if !RX_ON.load(Ordering::Acquire) || !raw::nrf_802154_rssi_measure_begin() {
+                return RSSI_INVALID;
+            }
+            // One RSSI sample takes 0.25 µs; wait a little more for the RSSIEND event.
+            cortex_m::asm::delay(64 * 2);
+            raw::nrf_802154_rssi_last_get()
+        }
+    }
+
+    fn set_enabled(&mut self, enabled: bool) -> Result<(), RadioError> {
+        if !enabled {
+            self.sleep()?;
+        }
+        Ok(())
+    }
+
+    fn set_channel(&mut self, channel: u8) -> Result<(), RadioError> {
+        check_channel(channel)?;
+        RX_CHANNEL.store(channel, Ordering::Release);
+        // SAFETY: driver call from thread mode; the driver retunes if receiving.
+        unsafe { raw::nrf_802154_channel_set(channel) };
+        Ok(())
+    }
+
+    fn set_tx_power(&mut self, dbm: i8) -> Result<i8, RadioError> {
+        let set = mac_frame::tx_power_step(dbm);
+        self.tx_power = set;
+        // SAFETY: driver call from thread mode.
+        unsafe { raw::nrf_802154_tx_power_set(set) };
+        Ok(set)
+    }
+
+    fn set_cca_threshold(&mut self, dbm: i8) -> Result<i8, RadioError> {
+        // SAFETY: driver calls from thread mode; the config struct is read during the call.
+        unsafe {
+            let ed_threshold = raw::nrf_802154_ccaedthres_from_dbm_calculate(dbm);
+            raw::nrf_802154_cca_cfg_set(&raw::nrf_802154_cca_cfg_t {
+                mode: raw::NRF_RADIO_CCA_MODE_ED as _,
+                ed_threshold: ed_threshold as _,
+                // Unused in ED mode; the driver's defaults.
+                corr_threshold: 0x14,
+                corr_limit: 0x02,
+            });
+        }
+        Ok(dbm)
+    }
+
+    fn set_pan_id(&mut self, pan_id: u16) {
+        // SAFETY: the driver copies the 2 bytes during the call.
+        unsafe { raw::nrf_802154_pan_id_set(pan_id.to_le_bytes().as_ptr()) };
+    }
+
+    fn set_short_address(&mut self, addr: u16) {
+        // SAFETY: the driver copies the 2 bytes during the call.
+        unsafe { raw::nrf_802154_short_address_set(addr.to_le_bytes().as_ptr()) };
+    }
+
+    fn set_extended_address(&mut self, addr: [u8; 8]) {
+        // SAFETY: the driver copies the 8 bytes during the call.
+        unsafe { raw::nrf_802154_extended_address_set(ext_to_le(addr).as_ptr()) };
+    }
+
+    fn set_promiscuous(&mut self, on: bool) {
+        self.promiscuous = on;
+        // SAFETY: driver calls from thread mode. A sniffer must not ACK what it overhears.
+        unsafe {
+            raw::nrf_802154_promiscuous_set(on);
+            raw::nrf_802154_auto_ack_set(!on);
+        }
+    }
+
+    fn receive(&mut self, channel: u8) -> Result<(), RadioError> {
+        self.set_channel(channel)?;
+        // SAFETY: driver calls from thread mode.
+        unsafe { raw::nrf_802154_rx_on_when_idle_set(true) };
+        RX_ON.store(true, Ordering::Release);
+        // If a transmission or scan is running the driver refuses; the radio task re-enters
+        // receive when it finishes, because RX_ON is now set.
+        // SAFETY: as above.
+        let _ = unsafe { raw::nrf_802154_receive() };
+        let _ = COMMANDS.try_send(Command::RxStateChanged);
+        Ok(())
+    }
+
+    fn sleep(&mut self) -> Result<(), RadioError> {
+        RX_ON.store(false, Ordering::Release);
+        // SAFETY: driver calls from thread mode.
+        unsafe { raw::nrf_802154_rx_on_when_idle_set(false) };
+        // The driver refuses while it transmits; the radio task sleeps after the operation.
+        let _ = unsafe { raw::nrf_802154_sleep() };
+        let _ = COMMANDS.try_send(Command::RxStateChanged);
+        Ok(())
+    }
+
+    fn transmit(&mut self, frame: &TxFrame<'_>) -> Result<(), RadioError> {
+        check_channel(frame.channel)?;
+        check_channel(frame.rx_channel_after)?;
+        // The FCS is filled in by the radio, but must be counted in the PSDU.
+        if frame.psdu.len() < 2 {
+            return Err(RadioError::InvalidArgument);
+        }
+        let psdu = Psdu::new(frame.psdu).ok_or(RadioError::InvalidArgument)?;
+        self.post(Command::Transmit(TxRequest {
+            psdu,
+            channel: frame.channel,
+            csma_ca: frame.csma_ca,
+            max_csma_backoffs: frame.max_csma_backoffs,
+            max_frame_retries: frame.max_frame_retries,
+            start_at_us: frame.start_at_us,
+            tx_power: frame.tx_power.map(mac_frame::tx_power_step),
+            rx_channel_after: frame.rx_channel_after,
+        }))
+    }
+
+    fn energy_scan(&mut self, channel: u8, duration_ms: u16) -> Result<(), RadioError> {
+        check_channel(channel)?;
+        self.post(Command::EnergyScan { channel, duration_ms })
+    }
+
+    fn set_src_match_enabled(&mut self, enabled: bool) {
+        self.src_match.set_enabled(enabled);
+        // SAFETY: driver call from thread mode. Disabled means Frame Pending in every ACK.
+        unsafe { raw::nrf_802154_auto_pending_bit_set(enabled) };
+    }
+
+    fn add_src_match_short(&mut self, addr: u16) -> Result<(), RadioError> {
+        // SAFETY: the driver copies the address during the call.
+        if !unsafe { raw::nrf_802154_pending_bit_for_addr_set(addr.to_le_bytes().as_ptr(), false) } {
+            return Err(RadioError::NoBufs);
+        }
+        self.src_match.add_short(addr)
+    }
+
+    fn remove_src_match_short(&mut self, addr: u16) -> Result<(), RadioError> {
+        // SAFETY: the driver reads the address during the call.
+        let _ = unsafe { raw::nrf_802154_pending_bit_for_addr_clear(addr.to_le_bytes().as_ptr(), false) };
+        self.src_match.remove_short(addr)
+    }
+
+    fn clear_src_match_short(&mut self) {
+        // SAFETY: driver call from thread mode.
+        unsafe { raw::nrf_802154_pending_bit_for_addr_reset(false) };
+        self.src_match.clear_short();
+    }
+
+    fn add_src_match_extended(&mut self, addr: [u8; 8]) -> Result<(), RadioError> {
+        // SAFETY: the driver copies the address during the call.
+        if !unsafe { raw::nrf_802154_pending_bit_for_addr_set(ext_to_le(addr).as_ptr(), true) } {
+            return Err(RadioError::NoBufs);
+        }
+        self.src_match.add_extended(addr)
+    }
+
+    fn remove_src_match_extended(&mut self, addr: [u8; 8]) -> Result<(), RadioError> {
+        // SAFETY: the driver reads the address during the call.
+        let _ = unsafe { raw::nrf_802154_pending_bit_for_addr_clear(ext_to_le(addr).as_ptr(), true) };
+        self.src_match.remove_extended(addr)
+    }
+
+    fn clear_src_match_extended(&mut self) {
+        // SAFETY: driver call from thread mode.
+        unsafe { raw::nrf_802154_pending_bit_for_addr_reset(true) };
+        self.src_match.clear_extended();
+    }
+}
+
+/// Owns the driver's async half: receives while idle, runs one transmission or scan at a time.
+#[embassy_executor::task]
+pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
+    let mut buf = [0u8; MAX_PSDU_LEN];
+    loop {
+        let cmd = if RX_ON.load(Ordering::Acquire) {
+            match select(radio.receive(&mut buf), COMMANDS.receive()).await {
+                Either::First(Ok(meta)) => {
+                    if let Some(rx) = received(&buf, &meta) {
+                        EVENTS.send(Event::Received(rx)).await;
+                    }
+                    continue;
+                }
+                // The driver would not enter receive (busy with an ACK or ramp-down): retry.
+                Either::First(Err(_)) => {
+                    Timer::after_micros(100).await;
+                    continue;
+                }
+                Either::Second(cmd) => cmd,
+            }
+        } else {
+            COMMANDS.receive().await
+        };
+        match cmd {
+            Command::RxStateChanged => {}
+            Command::Transmit(req) => {
+                let result = transmit(&mut radio, &req).await;
+                RX_CHANNEL.store(req.rx_channel_after, Ordering::Release);
+                after_operation(req.rx_channel_after);
+                OP_IN_FLIGHT.store(false, Ordering::Release);
+                EVENTS.send(Event::TransmitDone(result)).await;
+            }
+            Command::EnergyScan { channel, duration_ms } => {
+                let max_rssi = energy_scan(channel, duration_ms).await;
+                after_operation(RX_CHANNEL.load(Ordering::Acquire));
+                OP_IN_FLIGHT.store(false, Ordering::Release);
+                EVENTS.send(Event::EnergyScanDone { channel, max_rssi }).await;
+            }
+        }
+    }
+}
+
+fn received(buf: &[u8], meta: &nrf_802154::PsduMeta) -> Option<RxInfo> {
+    let frame = buf.get(..usize::from(meta.len))?;
+    Some(RxInfo {
+        psdu: Psdu::with_fcs(frame, meta.crc)?,
+        channel: RX_CHANNEL.load(Ordering::Acquire),
+        rssi: meta.power,
+        lqi: meta.lqi.unwrap_or(0),
+        // The driver stamps frames with its µs clock; fall back to "now" if it could not.
+        timestamp_us: meta.time.unwrap_or_else(now_us),
+    })
+}
+
+/// Back to what the host asked for: receiving on `channel`, or asleep.
+fn after_operation(channel: u8) {
+    // SAFETY: driver calls from thread mode.
+    unsafe {
+        raw::nrf_802154_channel_set(channel);
+        if RX_ON.load(Ordering::Acquire) {
+            let _ = raw::nrf_802154_receive();
+        } else {
+            let _ = raw::nrf_802154_sleep();
+        }
+    }
+}
+
+async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Result<Option<RxInfo>, TxError> {
+    let psdu = req.psdu.as_slice();
+    // The driver appends the FCS itself.
+    let frame = &psdu[..psdu.len() - 2];
+    // SAFETY: driver calls from thread mode, between operations.
+    let saved_power = unsafe {
+        raw::nrf_802154_channel_set(req.channel);
+        raw::nrf_802154_csma_ca_max_backoffs_set(req.max_csma_backoffs);
+        let saved = raw::nrf_802154_tx_power_get();
+        if let Some(p) = req.tx_power {
+            raw::nrf_802154_tx_power_set(p);
+        }
+        saved
+    };
+    if let Some(at) = req.start_at_us {
+        wait_until_us(at.saturating_sub(TX_LEAD_US)).await;
+    }
+    let mut ack = [0u8; nrf_802154::MAX_PSDU_SIZE];
+    let mut result = Err(TxError::Abort);
+    for _attempt in 0..=req.max_frame_retries {
+        let r = if req.csma_ca {
+            radio.transmit_csma_ca(frame, Some(&mut ack)).await
+        } else {
+            radio.transmit(frame, false, Some(&mut ack)).await
+        };
+        result = match r {
+            Ok(Some(meta)) => Ok(ack_info(&ack, &meta, req.channel)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(tx_error(e)),
+        };
+        // Like OpenThread's SubMac: retry after a missing ACK or a busy channel, not after an
+        // abort; a timed frame is sent once, at its time.
+        match result {
+            Err(TxError::NoAck | TxError::ChannelAccessFailure) if req.start_at_us.is_none() => continue,
+            _ => break,
+        }
+    }
+    // SAFETY: driver call from thread mode.
+    unsafe { raw::nrf_802154_tx_power_set(saved_power) };
+    result
+}
+
+fn ack_info(ack: &[u8], meta: &nrf_802154::PsduMeta, channel: u8) -> Option<RxInfo> {
+    let frame = ack.get(..usize::from(meta.len))?;
+    Some(RxInfo {
+        psdu: Psdu::with_fcs(frame, meta.crc)?,
+        channel,
+        rssi: meta.power,
+        lqi: meta.lqi.unwrap_or(0),
+        timestamp_us: meta.time.unwrap_or_else(now_us),
+    })
+}
+
+fn tx_error(e: nrf_802154::Error) -> TxError {
+    use nrf_802154::TxError as Nrf;
+    match e {
+        nrf_802154::Error::Transmit(Nrf::NoAck | Nrf::InvalidAck) => TxError::NoAck,
+        // No air time (busy channel, MPSL denied the slot, driver busy): the host retries later.
+        nrf_802154::Error::Transmit(Nrf::BusyChannel | Nrf::TimeslotDenied | Nrf::TimeslotEnded)
+        | nrf_802154::Error::ScheduleTransmit => TxError::ChannelAccessFailure,
+        _ => TxError::Abort,
+    }
+}
+
+/// Sleeps on the executor's timer until shortly before `deadline_us` (radio clock), then spins
+/// for the rest: the timer ticks at 30.5 µs, too coarse for the last stretch.
+async fn wait_until_us(deadline_us: u64) {
+    const SPIN_US: u64 = 100;
+    let now = now_us();
+    if deadline_us > now + SPIN_US {
+        Timer::after(Duration::from_micros(deadline_us - now - SPIN_US)).await;
+    }
+    while now_us() < deadline_us {}
+}
+
+/// Peak RSSI on `channel` over `duration_ms`, sampled through the driver.
+async fn energy_scan(channel: u8, duration_ms: u16) -> i8 {
+    // SAFETY: driver calls from thread mode; nothing else runs on the radio meanwhile.
+    unsafe {
+        raw::nrf_802154_channel_set(channel);
+        let _ = raw::nrf_802154_receive();
+    }
+    let end = Instant::now() + Duration::from_millis(u64::from(duration_ms));
+    let mut max_rssi = i8::MIN;
+    loop {
+        // SAFETY: as above.
+        let started = unsafe { raw::nrf_802154_rssi_measure_begin() };
+        Timer::after(Duration::from_micros(ED_SAMPLE_INTERVAL_US)).await;
+        if started {
+            // SAFETY: as above.
+            max_rssi = max_rssi.max(unsafe { raw::nrf_802154_rssi_last_get() });
+        }
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    if max_rssi == i8::MIN {
+        RSSI_INVALID
+    } else {
+        max_rssi
+    }
+}
