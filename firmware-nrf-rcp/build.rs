@@ -1,5 +1,5 @@
 //! Picks the board's `memory.x` (exactly one `board-*` feature) and puts it where the linker
-//! script `link.x` of cortex-m-rt looks for it.
+//! script `link.x` of cortex-m-rt looks for it; adds defmt's linker script with `defmt`.
 
 use std::env;
 use std::fs;
@@ -16,6 +16,10 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
+    // defmt's linker script, only when defmt is linked in (it is not found otherwise).
+    if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        println!("cargo:rustc-link-arg=-Tdefmt.x");
+    }
     println!("cargo:rerun-if-changed={memory}");
     println!("cargo:rerun-if-changed=build.rs");
 }

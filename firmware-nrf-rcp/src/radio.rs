@@ -19,9 +19,10 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use embassy_futures::select::{select, Either};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
+use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Instant, Timer};
 use ferry_rcp_core::radio::{Radio, RadioError, RadioEvent, ReceivedFrame, SrcMatchTable, TxError, TxFrame};
 use ferry_rcp_core::spinel::RadioCaps;
@@ -134,11 +135,13 @@ struct TxRequest {
 enum Command {
     Transmit(TxRequest),
     EnergyScan { channel: u8, duration_ms: u16 },
-    /// The receiver was switched on or off: re-check before waiting for frames again.
-    RxStateChanged,
 }
 
-static COMMANDS: Channel<CriticalSectionRawMutex, Command, 2> = Channel::new();
+/// One operation at a time (see [`OP_IN_FLIGHT`]), so one slot is enough.
+static COMMANDS: Channel<CriticalSectionRawMutex, Command, 1> = Channel::new();
+/// The receiver was switched on or off: the radio task re-checks [`RX_ON`]. A signal rather
+/// than a command so that on/off flips never fill the command queue.
+static RX_STATE_CHANGED: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 /// Radio outcomes for the RCP loop. Frames beyond this wait in the driver crate's own queue.
 pub static EVENTS: Channel<CriticalSectionRawMutex, Event, 8> = Channel::new();
 /// The host wants the receiver on (PHY enabled and not asleep).
@@ -316,7 +319,7 @@ impl Radio for NrfRadio {
         // receive when it finishes, because RX_ON is now set.
         // SAFETY: as above.
         let _ = unsafe { raw::nrf_802154_receive() };
-        let _ = COMMANDS.try_send(Command::RxStateChanged);
+        RX_STATE_CHANGED.signal(());
         Ok(())
     }
 
@@ -326,7 +329,7 @@ impl Radio for NrfRadio {
         unsafe { raw::nrf_802154_rx_on_when_idle_set(false) };
         // The driver refuses while it transmits; the radio task sleeps after the operation.
         let _ = unsafe { raw::nrf_802154_sleep() };
-        let _ = COMMANDS.try_send(Command::RxStateChanged);
+        RX_STATE_CHANGED.signal(());
         Ok(())
     }
 
@@ -408,25 +411,28 @@ pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
     let mut buf = [0u8; MAX_PSDU_LEN];
     loop {
         let cmd = if RX_ON.load(Ordering::Acquire) {
-            match select(radio.receive(&mut buf), COMMANDS.receive()).await {
-                Either::First(Ok(meta)) => {
+            match select3(radio.receive(&mut buf), COMMANDS.receive(), RX_STATE_CHANGED.wait()).await {
+                Either3::First(Ok(meta)) => {
                     if let Some(rx) = received(&buf, &meta) {
                         EVENTS.send(Event::Received(rx)).await;
                     }
                     continue;
                 }
                 // The driver would not enter receive (busy with an ACK or ramp-down): retry.
-                Either::First(Err(_)) => {
+                Either3::First(Err(_)) => {
                     Timer::after_micros(100).await;
                     continue;
                 }
-                Either::Second(cmd) => cmd,
+                Either3::Second(cmd) => cmd,
+                Either3::Third(()) => continue,
             }
         } else {
-            COMMANDS.receive().await
+            match select(COMMANDS.receive(), RX_STATE_CHANGED.wait()).await {
+                Either::First(cmd) => cmd,
+                Either::Second(()) => continue,
+            }
         };
         match cmd {
-            Command::RxStateChanged => {}
             Command::Transmit(req) => {
                 let result = transmit(&mut radio, &req).await;
                 RX_CHANNEL.store(req.rx_channel_after, Ordering::Release);
@@ -446,14 +452,42 @@ pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
 
 fn received(buf: &[u8], meta: &nrf_802154::PsduMeta) -> Option<RxInfo> {
     let frame = buf.get(..usize::from(meta.len))?;
+    let psdu = Psdu::with_fcs(frame, meta.crc)?;
+    // The crate's RX callback drops the driver's timestamp. The driver keeps the end time of the
+    // last frame it received, which is this one's when nothing newer is queued behind it.
+    let end_us = match meta.time {
+        Some(t) => Some(t),
+        None if nrf_802154::rx_stats().queue_len == 0 => last_rx_end_us(),
+        None => None,
+    };
     Some(RxInfo {
-        psdu: Psdu::with_fcs(frame, meta.crc)?,
+        timestamp_us: sfd_timestamp(end_us, psdu.len),
+        psdu,
         channel: RX_CHANNEL.load(Ordering::Acquire),
         rssi: meta.power,
         lqi: meta.lqi.unwrap_or(0),
-        // The driver stamps frames with its µs clock; fall back to "now" if it could not.
-        timestamp_us: meta.time.unwrap_or_else(now_us),
     })
+}
+
+/// End of the last received frame on the radio clock, if the driver captured it.
+fn last_rx_end_us() -> Option<u64> {
+    // SAFETY: the driver fills the plain-data struct during the call.
+    let stamps = unsafe {
+        let mut stamps = core::mem::zeroed::<raw::nrf_802154_stat_timestamps_t>();
+        raw::nrf_802154_stat_timestamps_get(&mut stamps);
+        stamps
+    };
+    Some(stamps.last_rx_end_timestamp)
+}
+
+/// Spinel wants the time at the end of the SFD (= start of the PHR); the driver stamps the end
+/// of the frame. `NRF_802154_NO_TIMESTAMP` (0) or none: the best we have is "now".
+fn sfd_timestamp(end_us: Option<u64>, psdu_len: u8) -> u64 {
+    match end_us {
+        // SAFETY: pure arithmetic in the driver's utilities.
+        Some(end) if end != 0 => unsafe { raw::nrf_802154_timestamp_end_to_phr_convert(end, psdu_len) },
+        _ => now_us(),
+    }
 }
 
 /// Back to what the host asked for: receiving on `channel`, or asleep.
@@ -513,13 +547,8 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
 
 fn ack_info(ack: &[u8], meta: &nrf_802154::PsduMeta, channel: u8) -> Option<RxInfo> {
     let frame = ack.get(..usize::from(meta.len))?;
-    Some(RxInfo {
-        psdu: Psdu::with_fcs(frame, meta.crc)?,
-        channel,
-        rssi: meta.power,
-        lqi: meta.lqi.unwrap_or(0),
-        timestamp_us: meta.time.unwrap_or_else(now_us),
-    })
+    let psdu = Psdu::with_fcs(frame, meta.crc)?;
+    Some(RxInfo { timestamp_us: sfd_timestamp(meta.time, psdu.len), psdu, channel, rssi: meta.power, lqi: meta.lqi.unwrap_or(0) })
 }
 
 fn tx_error(e: nrf_802154::Error) -> TxError {
