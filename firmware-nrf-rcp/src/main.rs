@@ -92,6 +92,15 @@ async fn main(spawner: Spawner) {
         Err(_) => panic!("MPSL init failed"),
     };
     spawner.spawn(unwrap_spawn(mpsl_task(mpsl)));
+    // Keep the crystal running for good: USB needs it, and at 460800 baud the UART is past what
+    // the internal RC oscillator's tolerance allows. MPSL owns the clock, so ask it.
+    let _hfxo = match mpsl.request_hfclk().await {
+        Ok(guard) => guard,
+        Err(_) => panic!("HFXO request refused"),
+    };
+    if nrf_mpsl::Hfclk::wait().await.is_err() {
+        panic!("HFXO did not start");
+    }
 
     // The driver takes EGU0, TIMER2 and RTC2, and PPI channels 6-14 and groups 0-2 directly
     // through the PAC; nothing else here touches them.
@@ -208,7 +217,9 @@ async fn flush_unsolicited<R: ferry_rcp_core::radio::Radio>(
     }
 }
 
-fn unwrap_spawn<S>(token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>) -> embassy_executor::SpawnToken<S> {
+fn unwrap_spawn<S>(
+    token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>,
+) -> embassy_executor::SpawnToken<S> {
     match token {
         Ok(t) => t,
         // Each task is spawned once at boot; a failure is a build mistake.

@@ -523,10 +523,11 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
     let mut ack = [0u8; nrf_802154::MAX_PSDU_SIZE];
     let mut result = Err(TxError::Abort);
     for _attempt in 0..=req.max_frame_retries {
-        let r = if req.csma_ca {
+        let r = if req.csma_ca && req.start_at_us.is_none() {
             radio.transmit_csma_ca(frame, Some(&mut ack)).await
         } else {
-            radio.transmit(frame, false, Some(&mut ack)).await
+            // A timed frame gets at most one CCA, as a random backoff would move it off its slot.
+            radio.transmit(frame, req.csma_ca, Some(&mut ack)).await
         };
         result = match r {
             Ok(Some(meta)) => Ok(ack_info(&ack, &meta, req.channel)),
@@ -548,7 +549,13 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
 fn ack_info(ack: &[u8], meta: &nrf_802154::PsduMeta, channel: u8) -> Option<RxInfo> {
     let frame = ack.get(..usize::from(meta.len))?;
     let psdu = Psdu::with_fcs(frame, meta.crc)?;
-    Some(RxInfo { timestamp_us: sfd_timestamp(meta.time, psdu.len), psdu, channel, rssi: meta.power, lqi: meta.lqi.unwrap_or(0) })
+    Some(RxInfo {
+        timestamp_us: sfd_timestamp(meta.time, psdu.len),
+        psdu,
+        channel,
+        rssi: meta.power,
+        lqi: meta.lqi.unwrap_or(0),
+    })
 }
 
 fn tx_error(e: nrf_802154::Error) -> TxError {
