@@ -112,12 +112,13 @@ for board in "${BOARDS[@]}"; do
         verdict=ok
     fi
     rows+=("$(awk -v b="$board" -v f="$flash" -v r="$ram" -v v="$verdict" 'BEGIN {
-        printf "| %-6s | %6d B (%5.1f KiB) | %6d B (%4.1f KiB) | %s |", b, f, f / 1024, r, r / 1024, v }')")
+        printf "| %-6s | %-22s | %-20s | %s |", b,
+            sprintf("%d B (%.1f KiB)", f, f / 1024), sprintf("%d B (%.1f KiB)", r, r / 1024), v }')")
 done
 
 echo
-echo "| board  | flash (limit 128 KiB)   | RAM (limit 32 KiB)    | verdict |"
-echo "|--------|-------------------------|-----------------------|---------|"
+echo "| board  | flash (budget 128 KiB) | RAM (budget 32 KiB)  | verdict |"
+echo "|--------|------------------------|----------------------|---------|"
 printf '%s\n' "${rows[@]}"
 echo
 ((over_budget == 0)) || die "a build is over its flash/RAM budget"
