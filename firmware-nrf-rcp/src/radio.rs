@@ -17,7 +17,7 @@
 //! (`nrf_802154_energy_detection`). Timed TX is therefore scheduled here in software against the
 //! driver's µs clock, and energy scans sample RSSI through the `-sys` bindings.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, Ordering};
 
 use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -129,7 +129,6 @@ struct TxRequest {
     max_frame_retries: u8,
     start_at_us: Option<u64>,
     tx_power: Option<i8>,
-    rx_channel_after: u8,
 }
 
 enum Command {
@@ -150,6 +149,12 @@ static RX_ON: AtomicBool = AtomicBool::new(false);
 static RX_CHANNEL: AtomicU8 = AtomicU8::new(11);
 /// A transmission or scan was accepted and its outcome is not yet in [`EVENTS`].
 static OP_IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+/// The host's TX power, restored after a frame sent with its own power.
+static TX_POWER: AtomicI8 = AtomicI8::new(0);
+
+fn busy() -> bool {
+    OP_IN_FLIGHT.load(Ordering::Acquire)
+}
 
 /// The radio's µs clock, the time base of RX timestamps and timed TX.
 pub fn now_us() -> u64 {
@@ -160,7 +165,6 @@ pub fn now_us() -> u64 {
 /// The handle the RCP machine drives.
 pub struct NrfRadio {
     eui64: [u8; 8],
-    tx_power: i8,
     promiscuous: bool,
     /// Mirror of the driver's pending-bit tables, for `acked_with_frame_pending`.
     src_match: SrcMatchTable<SRC_MATCH_SHORT, SRC_MATCH_EXT>,
@@ -178,7 +182,7 @@ impl NrfRadio {
             raw::nrf_802154_auto_pending_bit_set(false);
             raw::nrf_802154_sleep();
         }
-        NrfRadio { eui64, tx_power: 0, promiscuous: false, src_match: SrcMatchTable::new() }
+        NrfRadio { eui64, promiscuous: false, src_match: SrcMatchTable::new() }
     }
 
     /// Whether our auto-ACK to `psdu` carried Frame Pending.
@@ -258,16 +262,22 @@ impl Radio for NrfRadio {
     fn set_channel(&mut self, channel: u8) -> Result<(), RadioError> {
         check_channel(channel)?;
         RX_CHANNEL.store(channel, Ordering::Release);
-        // SAFETY: driver call from thread mode; the driver retunes if receiving.
-        unsafe { raw::nrf_802154_channel_set(channel) };
+        // During an operation the radio task tunes to RX_CHANNEL when it is done.
+        if !busy() {
+            // SAFETY: driver call from thread mode; the driver retunes if receiving.
+            unsafe { raw::nrf_802154_channel_set(channel) };
+        }
         Ok(())
     }
 
     fn set_tx_power(&mut self, dbm: i8) -> Result<i8, RadioError> {
         let set = mac_frame::tx_power_step(dbm);
-        self.tx_power = set;
-        // SAFETY: driver call from thread mode.
-        unsafe { raw::nrf_802154_tx_power_set(set) };
+        TX_POWER.store(set, Ordering::Release);
+        // During a transmission (maybe with its own power) the radio task applies it after.
+        if !busy() {
+            // SAFETY: driver call from thread mode; applies to the next transmission.
+            unsafe { raw::nrf_802154_tx_power_set(set) };
+        }
         Ok(set)
     }
 
@@ -315,10 +325,12 @@ impl Radio for NrfRadio {
         // SAFETY: driver calls from thread mode.
         unsafe { raw::nrf_802154_rx_on_when_idle_set(true) };
         RX_ON.store(true, Ordering::Release);
-        // If a transmission or scan is running the driver refuses; the radio task re-enters
-        // receive when it finishes, because RX_ON is now set.
-        // SAFETY: as above.
-        let _ = unsafe { raw::nrf_802154_receive() };
+        // The driver's receive request would abort a running transmission or scan; the radio
+        // task enters receive after it, as RX_ON is now set.
+        if !busy() {
+            // SAFETY: as above.
+            let _ = unsafe { raw::nrf_802154_receive() };
+        }
         RX_STATE_CHANGED.signal(());
         Ok(())
     }
@@ -327,8 +339,11 @@ impl Radio for NrfRadio {
         RX_ON.store(false, Ordering::Release);
         // SAFETY: driver calls from thread mode.
         unsafe { raw::nrf_802154_rx_on_when_idle_set(false) };
-        // The driver refuses while it transmits; the radio task sleeps after the operation.
-        let _ = unsafe { raw::nrf_802154_sleep() };
+        // As with receive: never abort an operation; the radio task sleeps after it.
+        if !busy() {
+            // SAFETY: as above.
+            let _ = unsafe { raw::nrf_802154_sleep() };
+        }
         RX_STATE_CHANGED.signal(());
         Ok(())
     }
@@ -349,8 +364,10 @@ impl Radio for NrfRadio {
             max_frame_retries: frame.max_frame_retries,
             start_at_us: frame.start_at_us,
             tx_power: frame.tx_power.map(mac_frame::tx_power_step),
-            rx_channel_after: frame.rx_channel_after,
-        }))
+        }))?;
+        // Where to listen afterwards, recorded now so that a later PHY_CHAN from the host wins.
+        RX_CHANNEL.store(frame.rx_channel_after, Ordering::Release);
+        Ok(())
     }
 
     fn energy_scan(&mut self, channel: u8, duration_ms: u16) -> Result<(), RadioError> {
@@ -435,8 +452,7 @@ pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
         match cmd {
             Command::Transmit(req) => {
                 let result = transmit(&mut radio, &req).await;
-                RX_CHANNEL.store(req.rx_channel_after, Ordering::Release);
-                after_operation(req.rx_channel_after);
+                after_operation(RX_CHANNEL.load(Ordering::Acquire));
                 OP_IN_FLIGHT.store(false, Ordering::Release);
                 EVENTS.send(Event::TransmitDone(result)).await;
             }
@@ -508,15 +524,13 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
     // The driver appends the FCS itself.
     let frame = &psdu[..psdu.len() - 2];
     // SAFETY: driver calls from thread mode, between operations.
-    let saved_power = unsafe {
+    unsafe {
         raw::nrf_802154_channel_set(req.channel);
         raw::nrf_802154_csma_ca_max_backoffs_set(req.max_csma_backoffs);
-        let saved = raw::nrf_802154_tx_power_get();
         if let Some(p) = req.tx_power {
             raw::nrf_802154_tx_power_set(p);
         }
-        saved
-    };
+    }
     if let Some(at) = req.start_at_us {
         wait_until_us(at.saturating_sub(TX_LEAD_US)).await;
     }
@@ -542,7 +556,7 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
         }
     }
     // SAFETY: driver call from thread mode.
-    unsafe { raw::nrf_802154_tx_power_set(saved_power) };
+    unsafe { raw::nrf_802154_tx_power_set(TX_POWER.load(Ordering::Acquire)) };
     result
 }
 
