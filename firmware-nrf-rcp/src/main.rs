@@ -191,10 +191,11 @@ async fn send(
         }
     };
     let Some(frame) = spinel.get(..n) else { return };
-    match hdlc::encode(frame, hdlc_buf) {
-        Ok(len) => tx.write_all(&hdlc_buf[..len]).await,
-        Err(_) => warn!("HDLC buffer too small"),
-    }
+    let Ok(len) = hdlc::encode(frame, hdlc_buf) else {
+        warn!("HDLC buffer too small");
+        return;
+    };
+    tx.write_all(&hdlc_buf[..len]).await;
 }
 
 /// Sends every queued unsolicited frame (boot status, end of scan).

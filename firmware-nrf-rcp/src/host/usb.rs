@@ -52,7 +52,6 @@ pub fn start(
     serial: &'static str,
     irqs: impl Binding<interrupt::typelevel::USBD, usb::InterruptHandler<USBD>>
         + Binding<interrupt::typelevel::CLOCK_POWER, vbus_detect::InterruptHandler>
-        + Copy
         + 'static,
 ) -> (HostRx, HostTx) {
     let driver = Driver::new(usbd, irqs, HardwareVbusDetect::new(irqs));
