@@ -16,6 +16,16 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
+    // Route five of the 802.15.4 driver's callouts through src/callouts.rs (see there).
+    for callout in [
+        "nrf_802154_transmitted_raw",
+        "nrf_802154_transmit_failed",
+        "nrf_802154_energy_detected",
+        "nrf_802154_energy_detection_failed",
+        "nrf_802154_received_raw",
+    ] {
+        println!("cargo:rustc-link-arg=--wrap={callout}");
+    }
     // defmt's linker script, only when defmt is linked in (it is not found otherwise).
     if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
         println!("cargo:rustc-link-arg=-Tdefmt.x");

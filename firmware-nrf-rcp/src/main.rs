@@ -14,6 +14,7 @@
 #[macro_use]
 mod fmt;
 
+mod callouts;
 mod host;
 mod mac_frame;
 mod radio;

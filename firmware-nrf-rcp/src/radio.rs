@@ -11,11 +11,9 @@
 //!
 //! Both run in the thread-mode executor, so the driver is only ever called from one priority.
 //!
-//! Two driver functions are not reachable through the safe crate in a way whose outcome we
-//! can observe, because the crate owns the driver's completion callbacks and keeps their results
-//! private: timed transmission (`nrf_802154_transmit_raw_at`) and energy detection
-//! (`nrf_802154_energy_detection`). Timed TX is therefore scheduled here in software against the
-//! driver's µs clock, and energy scans sample RSSI through the `-sys` bindings.
+//! Immediate transmissions (with CSMA-CA or not) go through the safe crate. Timed transmissions
+//! (`nrf_802154_transmit_raw_at`) and energy detection (`nrf_802154_energy_detection`) are
+//! called through the `-sys` bindings, and their outcomes come back through [`crate::callouts`].
 
 use core::sync::atomic::{AtomicBool, AtomicI8, AtomicU8, Ordering};
 
@@ -23,11 +21,12 @@ use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
 use embassy_sync::signal::Signal;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::Timer;
 use ferry_rcp_core::radio::{Radio, RadioError, RadioEvent, ReceivedFrame, SrcMatchTable, TxError, TxFrame};
 use ferry_rcp_core::spinel::RadioCaps;
 use nrf_802154::raw;
 
+use crate::callouts::{self, Outcome};
 use crate::mac_frame;
 
 /// Largest PSDU, FCS included (aMaxPhyPacketSize).
@@ -40,11 +39,6 @@ const SRC_MATCH_EXT: usize = 16;
 const RX_SENSITIVITY_DBM: i8 = -100;
 /// "No RSSI reading" in OpenThread (`OT_RADIO_RSSI_INVALID`).
 const RSSI_INVALID: i8 = 127;
-/// Timed TX: call the driver this long before the requested start, to cover the transmit
-/// ramp-up (40 µs in fast mode) and the executor's latency.
-const TX_LEAD_US: u64 = 60;
-/// Energy scan: spacing of RSSI samples.
-const ED_SAMPLE_INTERVAL_US: u64 = 128;
 
 /// A PSDU copied between tasks (the driver's buffers cannot be borrowed across an `await`).
 #[derive(Clone, Copy)]
@@ -469,15 +463,8 @@ pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
 fn received(buf: &[u8], meta: &nrf_802154::PsduMeta) -> Option<RxInfo> {
     let frame = buf.get(..usize::from(meta.len))?;
     let psdu = Psdu::with_fcs(frame, meta.crc)?;
-    // The crate's RX callback drops the driver's timestamp. The driver keeps the end time of the
-    // last frame it received, which is this one's when nothing newer is queued behind it.
-    let end_us = match meta.time {
-        Some(t) => Some(t),
-        None if nrf_802154::rx_stats().queue_len == 0 => last_rx_end_us(),
-        None => None,
-    };
     Some(RxInfo {
-        timestamp_us: sfd_timestamp(end_us, psdu.len),
+        timestamp_us: sfd_timestamp(meta.time, psdu.len),
         psdu,
         channel: RX_CHANNEL.load(Ordering::Acquire),
         rssi: meta.power,
@@ -485,19 +472,8 @@ fn received(buf: &[u8], meta: &nrf_802154::PsduMeta) -> Option<RxInfo> {
     })
 }
 
-/// End of the last received frame on the radio clock, if the driver captured it.
-fn last_rx_end_us() -> Option<u64> {
-    // SAFETY: the driver fills the plain-data struct during the call.
-    let stamps = unsafe {
-        let mut stamps = core::mem::zeroed::<raw::nrf_802154_stat_timestamps_t>();
-        raw::nrf_802154_stat_timestamps_get(&mut stamps);
-        stamps
-    };
-    Some(stamps.last_rx_end_timestamp)
-}
-
 /// Spinel wants the time at the end of the SFD (= start of the PHR); the driver stamps the end
-/// of the frame. `NRF_802154_NO_TIMESTAMP` (0) or none: the best we have is "now".
+/// of the frame. Without a stamp (`NRF_802154_NO_TIMESTAMP`, 0) the best we have is "now".
 fn sfd_timestamp(end_us: Option<u64>, psdu_len: u8) -> u64 {
     match end_us {
         // SAFETY: pure arithmetic in the driver's utilities.
@@ -520,6 +496,9 @@ fn after_operation(channel: u8) {
 }
 
 async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Result<Option<RxInfo>, TxError> {
+    if let Some(at) = req.start_at_us {
+        return transmit_at(req, at).await;
+    }
     let psdu = req.psdu.as_slice();
     // The driver appends the FCS itself.
     let frame = &psdu[..psdu.len() - 2];
@@ -531,17 +510,13 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
             raw::nrf_802154_tx_power_set(p);
         }
     }
-    if let Some(at) = req.start_at_us {
-        wait_until_us(at.saturating_sub(TX_LEAD_US)).await;
-    }
     let mut ack = [0u8; nrf_802154::MAX_PSDU_SIZE];
     let mut result = Err(TxError::Abort);
     for _attempt in 0..=req.max_frame_retries {
-        let r = if req.csma_ca && req.start_at_us.is_none() {
+        let r = if req.csma_ca {
             radio.transmit_csma_ca(frame, Some(&mut ack)).await
         } else {
-            // A timed frame gets at most one CCA, as a random backoff would move it off its slot.
-            radio.transmit(frame, req.csma_ca, Some(&mut ack)).await
+            radio.transmit(frame, false, Some(&mut ack)).await
         };
         result = match r {
             Ok(Some(meta)) => Ok(ack_info(&ack, &meta, req.channel)),
@@ -549,15 +524,64 @@ async fn transmit(radio: &mut nrf_802154::Radio<'static>, req: &TxRequest) -> Re
             Err(e) => Err(tx_error(e)),
         };
         // Like OpenThread's SubMac: retry after a missing ACK or a busy channel, not after an
-        // abort; a timed frame is sent once, at its time.
+        // abort.
         match result {
-            Err(TxError::NoAck | TxError::ChannelAccessFailure) if req.start_at_us.is_none() => continue,
+            Err(TxError::NoAck | TxError::ChannelAccessFailure) => continue,
             _ => break,
         }
     }
     // SAFETY: driver call from thread mode.
     unsafe { raw::nrf_802154_tx_power_set(TX_POWER.load(Ordering::Acquire)) };
     result
+}
+
+/// Preamble and SFD: 5 octets at 32 µs each.
+const SHR_DURATION_US: u64 = 160;
+
+/// A timed frame, sent once by the driver's own scheduler (`nrf_802154_transmit_raw_at`) with at
+/// most one CCA, as a backoff would move it off its slot. `sfd_end_us` is when the host wants the
+/// end of the SFD on air (OpenThread's `mTxDelayBaseTime + mTxDelay`).
+async fn transmit_at(req: &TxRequest, sfd_end_us: u64) -> Result<Option<RxInfo>, TxError> {
+    let psdu = req.psdu.as_slice();
+    let metadata = raw::nrf_802154_transmit_at_metadata_t {
+        // We never claim TRANSMIT_SEC: the host has secured the frame already.
+        frame_props: raw::nrf_802154_transmitted_frame_props_t { is_secured: true, dynamic_data_is_set: true },
+        cca: req.csma_ca,
+        channel: req.channel,
+        tx_power: raw::nrf_802154_tx_power_metadata_t {
+            use_metadata_value: req.tx_power.is_some(),
+            power: req.tx_power.unwrap_or(0),
+        },
+        extra_cca_attempts: 0,
+        tx_timestamp_encode: false,
+    };
+    callouts::DONE.reset();
+    // SAFETY: one operation at a time, so no timed transmission holds the buffer; the driver
+    // reads it (and the metadata, during the call) until it reports the outcome, which we await
+    // below without ever being cancelled.
+    let err = unsafe {
+        let frame = callouts::TIMED_TX.fill(psdu);
+        raw::nrf_802154_transmit_raw_at(frame, sfd_end_us.saturating_sub(SHR_DURATION_US), &metadata)
+    };
+    if u32::from(err) != raw::NRF_802154_TX_ERROR_NONE {
+        // The time has passed or the driver is busy: no slot for this frame.
+        return Err(TxError::ChannelAccessFailure);
+    }
+    match callouts::DONE.wait().await {
+        Outcome::Transmitted(ack) => Ok(ack.and_then(|a| {
+            let psdu = Psdu::new(a.psdu()?)?;
+            Some(RxInfo {
+                timestamp_us: sfd_timestamp(Some(a.end_us), psdu.len),
+                psdu,
+                channel: req.channel,
+                rssi: a.power,
+                lqi: a.lqi,
+            })
+        })),
+        Outcome::TransmitFailed(code) => Err(tx_error(nrf_802154::Error::Transmit(code.into()))),
+        // Only one operation runs at a time, so nothing else can end here.
+        Outcome::EnergyDetected(_) | Outcome::EnergyDetectionFailed => Err(TxError::Abort),
+    }
 }
 
 fn ack_info(ack: &[u8], meta: &nrf_802154::PsduMeta, channel: u8) -> Option<RxInfo> {
@@ -583,41 +607,19 @@ fn tx_error(e: nrf_802154::Error) -> TxError {
     }
 }
 
-/// Sleeps on the executor's timer until shortly before `deadline_us` (radio clock), then spins
-/// for the rest: the timer ticks at 30.5 µs, too coarse for the last stretch.
-async fn wait_until_us(deadline_us: u64) {
-    const SPIN_US: u64 = 100;
-    let now = now_us();
-    if deadline_us > now + SPIN_US {
-        Timer::after(Duration::from_micros(deadline_us - now - SPIN_US)).await;
-    }
-    while now_us() < deadline_us {}
-}
-
-/// Peak RSSI on `channel` over `duration_ms`, sampled through the driver.
+/// Peak energy on `channel` over `duration_ms`, measured by the driver's energy detection.
 async fn energy_scan(channel: u8, duration_ms: u16) -> i8 {
-    // SAFETY: driver calls from thread mode; nothing else runs on the radio meanwhile.
-    unsafe {
+    callouts::DONE.reset();
+    // SAFETY: driver calls from thread mode, between operations.
+    let started = unsafe {
         raw::nrf_802154_channel_set(channel);
-        let _ = raw::nrf_802154_receive();
+        raw::nrf_802154_energy_detection(u32::from(duration_ms) * 1000)
+    };
+    if !started {
+        return RSSI_INVALID;
     }
-    let end = Instant::now() + Duration::from_millis(u64::from(duration_ms));
-    let mut max_rssi = i8::MIN;
-    loop {
-        // SAFETY: as above.
-        let started = unsafe { raw::nrf_802154_rssi_measure_begin() };
-        Timer::after(Duration::from_micros(ED_SAMPLE_INTERVAL_US)).await;
-        if started {
-            // SAFETY: as above.
-            max_rssi = max_rssi.max(unsafe { raw::nrf_802154_rssi_last_get() });
-        }
-        if Instant::now() >= end {
-            break;
-        }
-    }
-    if max_rssi == i8::MIN {
-        RSSI_INVALID
-    } else {
-        max_rssi
+    match callouts::DONE.wait().await {
+        Outcome::EnergyDetected(dbm) => dbm,
+        _ => RSSI_INVALID,
     }
 }
