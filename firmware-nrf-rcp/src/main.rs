@@ -73,7 +73,6 @@ async fn main(spawner: Spawner) {
     // Both boards carry a 32.768 kHz crystal; MPSL and the embassy timer (RTC1) share LFCLK.
     config.lfclk_source = embassy_nrf::config::LfclkSource::ExternalXtal;
     // Priorities 0 and 1 belong to MPSL and the radio driver's ISRs.
-    config.gpiote_interrupt_priority = Priority::P2;
     config.time_interrupt_priority = Priority::P2;
     let p = embassy_nrf::init(config);
 
