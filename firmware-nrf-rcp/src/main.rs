@@ -142,7 +142,7 @@ async fn main(spawner: Spawner) {
                 let mut input = &chunk[..n];
                 while !input.is_empty() {
                     let (used, frame) = bufs.decoder.feed(input);
-                    input = &input[used..];
+                    input = input.get(used..).unwrap_or_default();
                     match frame {
                         Some(Ok(frame)) => {
                             let reply = rcp.handle_host_frame(radio::now_us(), frame, &mut bufs.spinel);
@@ -218,7 +218,7 @@ async fn flush_unsolicited<R: ferry_rcp_core::radio::Radio>(
     }
 }
 
-fn unwrap_spawn<S>(
+pub(crate) fn unwrap_spawn<S>(
     token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>,
 ) -> embassy_executor::SpawnToken<S> {
     match token {

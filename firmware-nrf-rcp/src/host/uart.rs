@@ -35,9 +35,9 @@ impl HostTx {
     pub async fn write_all(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match self.0.write(bytes).await {
-                Ok(n) => bytes = &bytes[n..],
+                Ok(n) if n > 0 => bytes = bytes.get(n..).unwrap_or_default(),
                 // The UARTE reports no TX errors today; dropping the rest keeps us going.
-                Err(_) => return,
+                _ => return,
             }
         }
     }

@@ -81,8 +81,8 @@ pub fn start(
     let device = builder.build();
     let (tx, rx) = class.split();
 
-    spawner.spawn(usb_device_task(device).expect("USB device task spawned once"));
-    spawner.spawn(usb_rx_task(rx).expect("USB reader task spawned once"));
+    spawner.spawn(crate::unwrap_spawn(usb_device_task(device)));
+    spawner.spawn(crate::unwrap_spawn(usb_rx_task(rx)));
     (HostRx(()), HostTx(tx))
 }
 
