@@ -21,8 +21,9 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
-    // Route five of the 802.15.4 driver's callouts through src/callouts.rs (see there).
+    // Route six of the 802.15.4 driver's callouts through src/callouts.rs (see there).
     for callout in [
+        "nrf_802154_tx_ack_started",
         "nrf_802154_transmitted_raw",
         "nrf_802154_transmit_failed",
         "nrf_802154_energy_detected",

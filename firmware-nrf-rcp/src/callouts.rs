@@ -3,19 +3,26 @@
 //! energy detection (`nrf_802154_energy_detection`), plus RX timestamps.
 //!
 //! The crate defines the driver's callouts itself and keeps what they report private. The
-//! linker's `--wrap` (set in `build.rs`) sends the driver's calls of five callouts here instead;
+//! linker's `--wrap` (set in `build.rs`) sends the driver's calls of six callouts here instead;
 //! each `__wrap_X` takes what is ours and hands everything else to the crate's `X`, reachable as
-//! `__real_X`. All five are called from `nrf_802154_co.c` in the driver's notification interrupt
-//! (EGU0_SWI0), which the MPSL critical section masks, so `Signal` is safe to use here.
+//! `__real_X`. They are called from `nrf_802154_co.c`: five in the driver's notification
+//! interrupt (EGU0_SWI0), which the MPSL critical section masks, so `Signal` and the blocking
+//! mutex are safe there; `nrf_802154_tx_ack_started` straight from the radio interrupt, above
+//! that critical section, so it only stores an atomic.
 //!
-//! Ours are: a transmission from [`TIMED_TX`] (only [`crate::radio`] starts those), and any
-//! energy detection (the crate never starts one).
+//! Ours are: a transmission from [`TIMED_TX`] (only [`crate::radio`] starts those), any energy
+//! detection (the crate never starts one), the time and the ACK's Frame Pending bit of each
+//! received frame.
 
-use core::cell::UnsafeCell;
+use core::cell::{RefCell, UnsafeCell};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use nrf_802154::raw;
+
+use crate::mac_frame::{AckNotes, FCF_FRAME_PENDING};
 
 /// What a driver operation we started ended with.
 #[derive(Clone, Copy)]
@@ -141,11 +148,36 @@ unsafe extern "C" fn __wrap_nrf_802154_energy_detection_failed(_error: raw::nrf_
     DONE.signal(Outcome::EnergyDetectionFailed);
 }
 
+/// Frame Pending of the ACK we last started sending; the driver calls
+/// `nrf_802154_tx_ack_started` before it reports the frame that ACK answers.
+static ACK_FRAME_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Frame Pending of our ACK to each received frame, until the RCP loop asks for it (the crate's
+/// RX queue has no room for it). As deep as that queue.
+pub static ACK_NOTES: Mutex<CriticalSectionRawMutex, RefCell<AckNotes<16>>> = Mutex::new(RefCell::new(AckNotes::new()));
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn __wrap_nrf_802154_tx_ack_started(p_data: *const u8) {
+    // `p_data` is the ACK as PHR then PSDU, so the frame control field starts at index 1.
+    // SAFETY: the driver passes its ACK buffer, at least PHR + FCF long, for the call.
+    let pending = !p_data.is_null() && unsafe { *p_data.add(1) } & FCF_FRAME_PENDING != 0;
+    ACK_FRAME_PENDING.store(pending, Ordering::Release);
+}
+
 /// The crate's `nrf_802154_received_raw` queues frames without a time; its
 /// `nrf_802154_received_timestamp_raw` does the same with one. Give it the time the driver
-/// recorded for the end of this frame.
+/// recorded for the end of this frame, and note the Frame Pending bit of our ACK to it.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn __wrap_nrf_802154_received_raw(p_data: *mut u8, power: i8, lqi: u8) {
+    // Cleared, so that a later frame we did not ACK does not inherit it.
+    let pending = ACK_FRAME_PENDING.swap(false, Ordering::AcqRel);
+    // SAFETY: `p_data` is PHR then PSDU (FCS included), valid until the crate frees it below.
+    let phr = unsafe { *p_data };
+    if (3..=127).contains(&phr) {
+        // SAFETY: as above; the FCS is the last two of the `phr` bytes after the PHR.
+        let fcs = unsafe { u16::from_le_bytes([*p_data.add(usize::from(phr) - 1), *p_data.add(usize::from(phr))]) };
+        ACK_NOTES.lock(|notes| notes.borrow_mut().push(phr - 2, fcs, pending));
+    }
     // SAFETY: plain-data struct filled by the driver; then the crate's callout with the driver's
     // own arguments (it frees the buffer).
     unsafe {

@@ -38,7 +38,8 @@ pub enum Source {
 /// with its Thread matching method: only frames that asked for an ACK; in 2003/2006 frames only
 /// Data Request commands, in 2015 frames any data or command frame; and then the source
 /// address must be pending (`short`/`ext` say so; they answer true for everyone when source
-/// matching is disabled). Malformed frames give false.
+/// matching is disabled). Malformed frames give false. The fallback for when the driver's own
+/// bit was not noted (see [`AckNotes`]).
 pub fn ack_frame_pending(psdu: &[u8], short: impl Fn(u16) -> bool, ext: impl Fn([u8; 8]) -> bool) -> bool {
     let Some(parsed) = parse(psdu) else { return false };
     if parsed.fcf & FCF_ACK_REQUEST == 0 {
@@ -127,6 +128,59 @@ fn parse(psdu: &[u8]) -> Option<Parsed> {
     Some(Parsed { fcf, version, source, command_id })
 }
 
+/// Frame Pending bit in the first octet of the frame control field.
+pub const FCF_FRAME_PENDING: u8 = 1 << 4;
+
+/// Notes of the Frame Pending bit our auto-ACK carried, one per received frame, taken when the
+/// driver reports the frame and looked up when the frame reaches the RCP loop, which may be a
+/// few frames later. Frames are matched by length and FCS, so notes of frames that were dropped
+/// on the way are skipped. Holds the newest `N`.
+#[derive(Debug)]
+pub struct AckNotes<const N: usize> {
+    /// (PSDU length without FCS, FCS, Frame Pending), oldest first from `head`.
+    notes: [(u8, u16, bool); N],
+    head: usize,
+    len: usize,
+}
+
+impl<const N: usize> Default for AckNotes<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> AckNotes<N> {
+    pub const fn new() -> Self {
+        AckNotes { notes: [(0, 0, false); N], head: 0, len: 0 }
+    }
+
+    /// Notes a received frame; when full, the oldest note goes.
+    pub fn push(&mut self, len: u8, fcs: u16, frame_pending: bool) {
+        if N == 0 {
+            return;
+        }
+        if self.len == N {
+            self.head = (self.head + 1) % N;
+            self.len -= 1;
+        }
+        self.notes[(self.head + self.len) % N] = (len, fcs, frame_pending);
+        self.len += 1;
+    }
+
+    /// The note of the oldest frame with this length and FCS, dropping it and every older note
+    /// (their frames will not come). `None`, and nothing dropped, if there is none.
+    pub fn take(&mut self, len: u8, fcs: u16) -> Option<bool> {
+        let i = (0..self.len).find(|&i| {
+            let (l, f, _) = self.notes[(self.head + i) % N];
+            l == len && f == fcs
+        })?;
+        let (_, _, frame_pending) = self.notes[(self.head + i) % N];
+        self.head = (self.head + i + 1) % N;
+        self.len -= i + 1;
+        Some(frame_pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +260,38 @@ mod tests {
         assert!(!pending(&[0x63, 0x88, 0x17, 0xCD]));
         // Reserved source address mode.
         assert!(!pending(&[0x63, 0x48, 0x17, 0xCD, 0xAB, 0x00, 0x00, 0x01, 0x04, 0x04]));
+    }
+
+    #[test]
+    fn ack_notes_match_in_order_and_skip_dropped_frames() {
+        let mut notes = AckNotes::<3>::new();
+        assert_eq!(notes.take(10, 0x1234), None);
+        notes.push(10, 0x1111, true);
+        notes.push(20, 0x2222, false); // this frame will be dropped before the RCP loop
+        notes.push(10, 0x3333, true);
+        assert_eq!(notes.take(10, 0x1111), Some(true));
+        // Unknown frame: nothing is consumed.
+        assert_eq!(notes.take(99, 0x9999), None);
+        // The dropped frame's note is skipped on the way to the next match.
+        assert_eq!(notes.take(10, 0x3333), Some(true));
+        assert_eq!(notes.take(20, 0x2222), None);
+    }
+
+    #[test]
+    fn ack_notes_keep_the_newest() {
+        let mut notes = AckNotes::<2>::new();
+        notes.push(1, 1, true);
+        notes.push(2, 2, false);
+        notes.push(3, 3, true); // pushes out (1, 1)
+        assert_eq!(notes.take(1, 1), None);
+        assert_eq!(notes.take(2, 2), Some(false));
+        assert_eq!(notes.take(3, 3), Some(true));
+        // Wrap-around after emptying.
+        for i in 0..5u8 {
+            notes.push(i, u16::from(i), i % 2 == 0);
+        }
+        assert_eq!(notes.take(4, 4), Some(true));
+        assert_eq!(notes.take(3, 3), None);
     }
 
     #[test]

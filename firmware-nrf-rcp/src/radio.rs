@@ -77,6 +77,8 @@ pub struct RxInfo {
     pub rssi: i8,
     pub lqi: u8,
     pub timestamp_us: u64,
+    /// Frame Pending of our auto-ACK to this frame, as the driver sent it, if known.
+    pub acked_with_frame_pending: Option<bool>,
 }
 
 impl RxInfo {
@@ -100,12 +102,14 @@ pub enum Event {
 }
 
 impl Event {
-    /// `frame_pending` decides `acked_with_frame_pending` of a received frame (the driver's
-    /// ACK-started callout is taken by the safe crate, so the decision is recomputed from the
-    /// same table the driver used).
+    /// `frame_pending` decides `acked_with_frame_pending` of a received frame when the driver's
+    /// own bit was not noted (see [`callouts::ACK_NOTES`]).
     pub fn as_radio_event(&self, frame_pending: impl Fn(&[u8]) -> bool) -> RadioEvent<'_> {
         match self {
-            Event::Received(rx) => RadioEvent::Received(rx.as_received(frame_pending(rx.psdu.as_slice()))),
+            Event::Received(rx) => {
+                let fp = rx.acked_with_frame_pending.unwrap_or_else(|| frame_pending(rx.psdu.as_slice()));
+                RadioEvent::Received(rx.as_received(fp))
+            }
             Event::TransmitDone(Ok(ack)) => RadioEvent::TransmitDone(Ok(ack.as_ref().map(|a| a.as_received(false)))),
             Event::TransmitDone(Err(e)) => RadioEvent::TransmitDone(Err(*e)),
             Event::EnergyScanDone { channel, max_rssi } => {
@@ -463,12 +467,14 @@ pub async fn radio_task(mut radio: nrf_802154::Radio<'static>) -> ! {
 fn received(buf: &[u8], meta: &nrf_802154::PsduMeta) -> Option<RxInfo> {
     let frame = buf.get(..usize::from(meta.len))?;
     let psdu = Psdu::with_fcs(frame, meta.crc)?;
+    let acked_with_frame_pending = callouts::ACK_NOTES.lock(|notes| notes.borrow_mut().take(meta.len, meta.crc));
     Some(RxInfo {
         timestamp_us: sfd_timestamp(meta.time, psdu.len),
         psdu,
         channel: RX_CHANNEL.load(Ordering::Acquire),
         rssi: meta.power,
         lqi: meta.lqi.unwrap_or(0),
+        acked_with_frame_pending,
     })
 }
 
@@ -576,6 +582,7 @@ async fn transmit_at(req: &TxRequest, sfd_end_us: u64) -> Result<Option<RxInfo>,
                 channel: req.channel,
                 rssi: a.power,
                 lqi: a.lqi,
+                acked_with_frame_pending: None,
             })
         })),
         Outcome::TransmitFailed(code) => Err(tx_error(nrf_802154::Error::Transmit(code.into()))),
@@ -593,6 +600,7 @@ fn ack_info(ack: &[u8], meta: &nrf_802154::PsduMeta, channel: u8) -> Option<RxIn
         channel,
         rssi: meta.power,
         lqi: meta.lqi.unwrap_or(0),
+        acked_with_frame_pending: None,
     })
 }
 
