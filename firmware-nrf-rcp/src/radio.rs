@@ -164,7 +164,7 @@ pub fn now_us() -> u64 {
 pub struct NrfRadio {
     eui64: [u8; 8],
     promiscuous: bool,
-    /// Mirror of the driver's pending-bit tables, for `acked_with_frame_pending`.
+    /// Mirror of the driver's pending-bit tables, for the `acked_with_frame_pending` fallback.
     src_match: SrcMatchTable<SRC_MATCH_SHORT, SRC_MATCH_EXT>,
 }
 
