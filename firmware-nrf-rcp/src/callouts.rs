@@ -6,10 +6,10 @@
 //! linker's `--wrap` (set in `build.rs`) sends the driver's calls of six callouts here instead;
 //! each `__wrap_X` takes what is ours and hands the rest to the crate (its `X` is reachable as
 //! `__real_X`; the crate's energy-detection and ACK-started callouts are unused or empty, so
-//! those are not forwarded). They are called from `nrf_802154_co.c`: five in the driver's notification
-//! interrupt (EGU0_SWI0), which the MPSL critical section masks, so `Signal` and the blocking
-//! mutex are safe there; `nrf_802154_tx_ack_started` straight from the radio interrupt, above
-//! that critical section, so it only stores an atomic.
+//! those are not forwarded). They are called from `nrf_802154_co.c`: five in the driver's
+//! notification interrupt (EGU0_SWI0), which the MPSL critical section masks, so `Signal` and
+//! the blocking mutex are safe there; `nrf_802154_tx_ack_started` straight from the radio
+//! interrupt, above that critical section, so it only stores an atomic.
 //!
 //! Ours are: a transmission from [`TIMED_TX`] (only [`crate::radio`] starts those), any energy
 //! detection (the crate never starts one), the time and the ACK's Frame Pending bit of each
