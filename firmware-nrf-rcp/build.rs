@@ -16,7 +16,10 @@ fn main() {
     // `core/` must keep building for the host, so the target is not a config default: say so.
     let target = env::var("TARGET").unwrap_or_default();
     if target != "thumbv7em-none-eabihf" {
-        panic!("ferry-rcp runs on the nRF52840: build with `--target thumbv7em-none-eabihf` (e.g. `cargo build-dk`), not for {target}");
+        panic!(
+            "ferry-rcp runs on the nRF52840: build with `--target thumbv7em-none-eabihf` \
+             (e.g. `cargo build-dk`), not for {target}"
+        );
     }
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
