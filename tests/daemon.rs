@@ -217,3 +217,38 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     }
     assert!(child.wait().expect("wait").success());
 }
+
+#[test]
+fn a_stock_ot_rcp_on_forkpty_brings_the_radio_up() {
+    // tests/peers/fake_ot_rcp.py answers like a stock ot-rcp, built on pyspinel's codec.
+    if !have_tool("python3") {
+        return;
+    }
+    let pyspinel = Command::new("python3").args(["-c", "import spinel.hdlc"]).status().is_ok_and(|s| s.success());
+    if !pyspinel {
+        assert!(std::env::var("FERRY_REQUIRE_TOOLS").as_deref() != Ok("1"), "pyspinel is required");
+        eprintln!("skipping: pyspinel is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/fake_ot_rcp.py");
+    let log = dir.path().join("rcp.log");
+    let config = format!(
+        "[radio]\nurl = \"spinel+hdlc+forkpty:///usr/bin/env?arg=python3&arg={peer}&arg=--stdio&arg=--log&arg={}\"\n\
+         [store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[control]\nsocket = \"control.sock\"\n",
+        log.display()
+    );
+    let mut ferryd = Ferryd::spawn(dir.path(), &config);
+    ferryd.wait_ready();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let status = common::status(&ferryd.socket()).expect("status");
+        if status.radio.up || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.radio.up, "radio: {:?}\nlog:\n{}", status.radio, ferryd.log());
+    let metrics = scrape(status.metrics_listen);
+    assert_eq!(sample(&metrics, "ferry_rcp_up"), Some(1.0), "{metrics}");
+}

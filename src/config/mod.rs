@@ -68,6 +68,23 @@ pub struct RadioConfig {
     /// `spinel+hdlc+uart:///dev/ttyACM0?uart-baudrate=460800`, `spinel+hdlc+forkpty:///path?arg=..`,
     /// or `sim:scenario.toml`.
     pub url: RadioUrl,
+    /// How long start-up waits for the radio before telling systemd it is ready anyway (the
+    /// cache, metrics and control socket are useful without it).
+    #[serde(default = "RadioConfig::default_ready_timeout_s")]
+    pub ready_timeout_s: u64,
+    /// How long the radio may stay unreachable before ferryd stops feeding systemd's watchdog,
+    /// so that systemd restarts it.
+    #[serde(default = "RadioConfig::default_unreachable_grace_s")]
+    pub unreachable_grace_s: u64,
+}
+
+impl RadioConfig {
+    fn default_ready_timeout_s() -> u64 {
+        30
+    }
+    fn default_unreachable_grace_s() -> u64 {
+        300
+    }
 }
 
 /// `[network]`: the PAN ferry is the border router of.

@@ -6,6 +6,7 @@
 
 pub mod logging;
 mod notify;
+mod radio;
 mod status;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use crate::metrics::{Metrics, MetricsServer};
 use crate::store::{runs, Store};
 
 use notify::Notifier;
-pub use status::RadioState;
+pub use radio::RadioState;
 
 /// How often the daemon proves it is alive (store heartbeat) when systemd sets no watchdog.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -37,6 +38,10 @@ pub async fn run(config: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
 /// A started daemon: store open, sockets bound, not yet serving.
 pub struct Daemon {
     shared: Arc<status::Shared>,
+    /// Cancelled when serving ends (or the daemon is dropped unserved); rooms started in
+    /// `start` stop with it.
+    rooms: CancellationToken,
+    _rooms_guard: tokio_util::sync::DropGuard,
     config: watch::Sender<Arc<Config>>,
     metrics_server: MetricsServer,
     control_server: ControlServer,
@@ -62,9 +67,8 @@ impl Daemon {
             format!("cannot bind control socket {} ([control] socket)", config.control.socket.display())
         })?;
 
-        // The radio driver arrives with the RCP issue; until then nothing pretends to be one.
-        let radio = RadioState::down(&config.radio.url, "this ferryd build has no radio driver yet");
-        metrics.rcp_up.set(0);
+        let rooms = CancellationToken::new();
+        let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
 
         let shared = Arc::new(status::Shared {
             started: Instant::now(),
@@ -73,10 +77,12 @@ impl Daemon {
             run_id,
             metrics,
             metrics_listen: metrics_server.local_addr()?,
-            radio: std::sync::Mutex::new(radio),
+            radio,
         });
         Ok(Daemon {
             shared,
+            _rooms_guard: rooms.clone().drop_guard(),
+            rooms,
             config: watch::Sender::new(Arc::new(config)),
             metrics_server,
             control_server,
@@ -95,8 +101,7 @@ impl Daemon {
 
     /// Serves until `shutdown`; then records a clean stop in the store.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Daemon { shared, config, metrics_server, control_server, log, notifier } = self;
-        let rooms = shutdown.child_token();
+        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, log, notifier } = self;
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics_server.serve(rooms.clone()));
         tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
@@ -107,6 +112,16 @@ impl Daemon {
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+        // systemd hears READY once the store is open and the radio is up, or after the wait
+        // runs out: the cache, metrics and control socket serve without a radio.
+        let ready_timeout = Duration::from_secs(config.borrow().radio.ready_timeout_s);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            up = shared.radio.wait_up(ready_timeout) => if !up {
+                let radio = shared.radio.state();
+                tracing::warn!(url = radio.url, detail = radio.detail, "the radio is not up; ferryd serves without it and keeps trying");
+            },
+        }
         let mut last_status = shared.summary();
         notifier.ready(&last_status);
         tracing::info!(
@@ -120,8 +135,14 @@ impl Daemon {
                 _ = shutdown.cancelled() => break,
                 _ = hangup.recv() => reload(&shared, &config, log.as_ref()),
                 _ = heartbeat.tick() => {
-                    // The watchdog is only fed while the daemon can still write its state.
-                    if beat(&shared).await {
+                    // The watchdog is only fed while the daemon can still write its state and
+                    // the radio has not been gone for longer than the configured grace.
+                    let grace = Duration::from_secs(config.borrow().radio.unreachable_grace_s);
+                    let radio_lost = shared.radio.unreachable_for_longer_than(grace);
+                    if radio_lost {
+                        tracing::error!(grace_s = grace.as_secs(), detail = shared.radio.state().detail, "the radio has been unreachable too long; withholding the watchdog");
+                    }
+                    if beat(&shared).await && !radio_lost {
                         notifier.watchdog();
                         let status = shared.summary();
                         if status != last_status {

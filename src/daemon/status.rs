@@ -2,28 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::RadioUrl;
 use crate::control::api::{Counts, RadioStatus, StatusReport, StoreStatus};
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
 use crate::store::{runs, Store};
-
-/// What the radio is doing, in one line for people.
-#[derive(Debug, Clone)]
-pub struct RadioState {
-    pub url: String,
-    pub up: bool,
-    pub detail: String,
-}
-
-impl RadioState {
-    pub fn down(url: &RadioUrl, why: &str) -> RadioState {
-        RadioState { url: url.to_string(), up: false, detail: why.to_owned() }
-    }
-}
 
 pub(super) struct Shared {
     pub started: Instant,
@@ -32,17 +17,13 @@ pub(super) struct Shared {
     pub run_id: runs::RunId,
     pub metrics: Metrics,
     pub metrics_listen: SocketAddr,
-    pub radio: Mutex<RadioState>,
+    pub radio: super::radio::RadioRoom,
 }
 
 impl Shared {
-    fn radio(&self) -> RadioState {
-        self.radio.lock().map(|r| r.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
-    }
-
     /// systemd's one-line STATUS=.
     pub fn summary(&self) -> String {
-        let radio = self.radio();
+        let radio = self.radio.state();
         format!("radio {}, metrics on {}", if radio.up { "up" } else { "down" }, self.metrics_listen)
     }
 }
@@ -66,7 +47,7 @@ impl ControlApi for DaemonApi {
         let (db_bytes, blobs) = tokio::task::spawn_blocking(move || (file_size(&paths.db), count_files(&paths.blobs)))
             .await
             .map_err(ApiError::internal)?;
-        let radio = shared.radio();
+        let radio = shared.radio.state();
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
