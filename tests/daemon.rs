@@ -252,3 +252,38 @@ fn a_stock_ot_rcp_on_forkpty_brings_the_radio_up() {
     let metrics = scrape(status.metrics_listen);
     assert_eq!(sample(&metrics, "ferry_rcp_up"), Some(1.0), "{metrics}");
 }
+
+#[test]
+fn coap_on_kernel_udp_answers_libcoap_and_counts_in_metrics() {
+    if !have_tool("coap-client-notls") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ferryd = Ferryd::spawn(dir.path(), &test_config("[coap]\nlisten = [\"[::1]:0\"]\n"));
+    let status = ferryd.wait_ready();
+    let [coap] = status.coap_listen[..] else { panic!("one CoAP address expected: {:?}", status.coap_listen) };
+    let get = |path: &str| {
+        let out = Command::new("coap-client-notls")
+            .args(["-m", "get", "-B", "5", &format!("coap://[::1]:{}/{path}", coap.port())])
+            .output()
+            .expect("coap-client-notls");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(get(".well-known/core").contains("</ferry/version>"));
+    assert_eq!(get("ferry/version").trim(), env!("CARGO_PKG_VERSION"));
+
+    // The endpoint's counters reach Prometheus within one export period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let metrics = scrape(status.metrics_listen);
+        let con_in = metrics
+            .lines()
+            .find(|l| l.starts_with("ferry_coap_messages_total{direction=\"rx\",type=\"con\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if con_in.is_some_and(|n| n >= 2.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "CoAP requests never counted:\n{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}

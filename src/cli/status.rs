@@ -28,7 +28,8 @@ fn render(r: &StatusReport) -> String {
          store:    {db} (schema {schema}, {kib} KiB); {runs} runs, {unclean} unclean stops; {previous}\n\
          cache:    {blobs} blobs\n\
          audit:    {audit} entries\n\
-         metrics:  http://{metrics}/metrics\n",
+         metrics:  http://{metrics}/metrics\n\
+         coap:     {coap}\n",
         version = r.version,
         pid = r.pid,
         uptime = human_duration(r.uptime_s),
@@ -43,6 +44,11 @@ fn render(r: &StatusReport) -> String {
         blobs = r.counts.blobs,
         audit = r.counts.audit_entries,
         metrics = r.metrics_listen,
+        coap = if r.coap_listen.is_empty() {
+            "not on kernel UDP ([coap] listen is empty)".to_owned()
+        } else {
+            r.coap_listen.iter().map(|a| format!("coap://{a}")).collect::<Vec<_>>().join(", ")
+        },
     )
 }
 

@@ -17,6 +17,8 @@ pub struct StatusReport {
     pub radio: RadioStatus,
     pub store: StoreStatus,
     pub metrics_listen: SocketAddr,
+    /// Where the CoAP endpoint answers on kernel UDP (`[coap] listen`, ports resolved).
+    pub coap_listen: Vec<SocketAddr>,
     pub counts: Counts,
 }
 

@@ -4,6 +4,7 @@
 //! `run` is the library entry point `ferryd` calls; tests use [`Daemon::start`] to learn the
 //! bound addresses before serving.
 
+mod coap;
 pub mod logging;
 mod notify;
 mod radio;
@@ -45,6 +46,7 @@ pub struct Daemon {
     config: watch::Sender<Arc<Config>>,
     metrics_server: MetricsServer,
     control_server: ControlServer,
+    coap: Option<coap::CoapRoom>,
     log: Option<logging::LogHandle>,
     notifier: Notifier,
 }
@@ -67,6 +69,9 @@ impl Daemon {
             format!("cannot bind control socket {} ([control] socket)", config.control.socket.display())
         })?;
 
+        let coap = coap::CoapRoom::bind(&config.coap.listen, metrics.registry())
+            .await
+            .with_context(|| "cannot serve CoAP on [coap] listen")?;
         let rooms = CancellationToken::new();
         let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
 
@@ -77,6 +82,7 @@ impl Daemon {
             run_id,
             metrics,
             metrics_listen: metrics_server.local_addr()?,
+            coap_listen: coap.as_ref().map(|c| c.local_addrs()).unwrap_or_default(),
             radio,
         });
         Ok(Daemon {
@@ -86,6 +92,7 @@ impl Daemon {
             config: watch::Sender::new(Arc::new(config)),
             metrics_server,
             control_server,
+            coap,
             log,
             notifier: Notifier::from_env(),
         })
@@ -101,10 +108,13 @@ impl Daemon {
 
     /// Serves until `shutdown`; then records a clean stop in the store.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, log, notifier } = self;
+        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, coap, log, notifier } = self;
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics_server.serve(rooms.clone()));
         tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
+        if let Some(coap) = coap {
+            tasks.spawn(coap.serve(rooms.clone()));
+        }
 
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?;

@@ -17,6 +17,7 @@ pub(super) struct Shared {
     pub run_id: runs::RunId,
     pub metrics: Metrics,
     pub metrics_listen: SocketAddr,
+    pub coap_listen: Vec<SocketAddr>,
     pub radio: super::radio::RadioRoom,
 }
 
@@ -62,6 +63,7 @@ impl ControlApi for DaemonApi {
                 runs,
             },
             metrics_listen: shared.metrics_listen,
+            coap_listen: shared.coap_listen.clone(),
             counts: Counts { audit_entries, blobs },
         })
     }
