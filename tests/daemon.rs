@@ -287,3 +287,27 @@ fn coap_on_kernel_udp_answers_libcoap_and_counts_in_metrics() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+#[test]
+fn owner_files_are_checked_and_a_refused_one_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let owners = "[[owner]]\nname = \"landlord\"\nuid = 0\n[[group]]\nname = \"flat\"\nadmin = \"landlord\"\n";
+    let owners_d = dir.path().join("owners.d");
+    std::fs::create_dir(&owners_d).expect("owners.d");
+    let file = owners_d.join("landlord.toml");
+    std::fs::write(&file, "[group.flat]\nwindows = [\"Mon-Fri 02:00-05:00\"]\n").expect("write");
+    // World-writable: anyone could change the landlord's windows, so ferry refuses it.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let mut ferryd = Ferryd::spawn(dir.path(), &test_config(owners));
+    let status = ferryd.wait_ready();
+    assert_eq!(status.counts.owner_files_in_force, 0);
+    assert!(ferryd.log().contains("owner file refused"), "{}", ferryd.log());
+    assert!(ferryd.log().contains("chmod go-w"), "the log says how to fix it:\n{}", ferryd.log());
+    assert_eq!(sample(&scrape(status.metrics_listen), "ferry_owner_files{state=\"rejected\"}"), Some(1.0));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    ferryd.signal("HUP");
+    ferryd.wait_log("owner settings in force");
+    assert_eq!(common::status(&ferryd.socket()).expect("status").counts.owner_files_in_force, 1);
+}

@@ -28,6 +28,7 @@ fn render(r: &StatusReport) -> String {
          store:    {db} (schema {schema}, {kib} KiB); {runs} runs, {unclean} unclean stops; {previous}\n\
          cache:    {blobs} blobs\n\
          audit:    {audit} entries\n\
+         owners:   {owners} owner files in force\n\
          metrics:  http://{metrics}/metrics\n\
          coap:     {coap}\n",
         version = r.version,
@@ -43,6 +44,7 @@ fn render(r: &StatusReport) -> String {
         unclean = runs.unclean_stops,
         blobs = r.counts.blobs,
         audit = r.counts.audit_entries,
+        owners = r.counts.owner_files_in_force,
         metrics = r.metrics_listen,
         coap = if r.coap_listen.is_empty() {
             "not on kernel UDP ([coap] listen is empty)".to_owned()

@@ -43,6 +43,8 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub coap: CoapConfig,
+    #[serde(default)]
+    pub owner_files: OwnerFilesConfig,
     #[serde(default, rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
     #[serde(default, rename = "authority", skip_serializing_if = "Vec::is_empty")]
@@ -195,6 +197,28 @@ impl Default for ControlConfig {
 pub struct CoapConfig {
     #[serde(default, deserialize_with = "types::socket_addrs")]
     pub listen: Vec<SocketAddr>,
+}
+
+/// `[owner_files]`: where owners keep their windows and blackouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerFilesConfig {
+    /// One `<owner>.toml` per owner (see docs/owners.md); relative to this file's folder, so
+    /// `/etc/ferry/owners.d` for `/etc/ferry/ferry.toml`.
+    #[serde(default = "OwnerFilesConfig::default_dir")]
+    pub dir: PathBuf,
+}
+
+impl OwnerFilesConfig {
+    fn default_dir() -> PathBuf {
+        PathBuf::from("owners.d")
+    }
+}
+
+impl Default for OwnerFilesConfig {
+    fn default() -> Self {
+        OwnerFilesConfig { dir: Self::default_dir() }
+    }
 }
 
 /// `[[repository]]`: an upstream source of signed updates.
@@ -435,6 +459,7 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         resolve_path(&mut self.store.state_dir, base);
         resolve_path(&mut self.control.socket, base);
+        resolve_path(&mut self.owner_files.dir, base);
         self.radio.url.resolve_paths(base);
         for repository in &mut self.repositories {
             if let RepositoryUrl::Dir(dir) = &mut repository.url {

@@ -43,4 +43,6 @@ pub struct StoreStatus {
 pub struct Counts {
     pub audit_entries: i64,
     pub blobs: u64,
+    /// owners.d files whose settings are in force.
+    pub owner_files_in_force: usize,
 }

@@ -7,6 +7,7 @@
 mod coap;
 pub mod logging;
 mod notify;
+mod owners;
 mod radio;
 mod status;
 
@@ -72,6 +73,8 @@ impl Daemon {
         let coap = coap::CoapRoom::bind(&config.coap.listen, metrics.registry())
             .await
             .with_context(|| "cannot serve CoAP on [coap] listen")?;
+        let owners = owners::OwnersRoom::new(metrics.registry())?;
+        owners.reload(&config);
         let rooms = CancellationToken::new();
         let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
 
@@ -84,6 +87,7 @@ impl Daemon {
             metrics_listen: metrics_server.local_addr()?,
             coap_listen: coap.as_ref().map(|c| c.local_addrs()).unwrap_or_default(),
             radio,
+            owners,
         });
         Ok(Daemon {
             shared,
@@ -152,6 +156,7 @@ impl Daemon {
                     if radio_lost {
                         tracing::error!(grace_s = grace.as_secs(), detail = shared.radio.state().detail, "the radio has been unreachable too long; withholding the watchdog");
                     }
+                    shared.owners.reload(&config.borrow());
                     if beat(&shared).await && !radio_lost {
                         notifier.watchdog();
                         let status = shared.summary();
@@ -230,6 +235,7 @@ fn reload(shared: &status::Shared, config: &watch::Sender<Arc<Config>>, log: Opt
     if let Some(log) = log {
         log.set_level(new.log.level);
     }
+    shared.owners.reload(&new);
     config.send_replace(Arc::new(new));
     shared.metrics.config_reloads_total.inc();
     tracing::info!(config = %path.display(), "configuration reloaded");

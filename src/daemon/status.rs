@@ -19,6 +19,7 @@ pub(super) struct Shared {
     pub metrics_listen: SocketAddr,
     pub coap_listen: Vec<SocketAddr>,
     pub radio: super::radio::RadioRoom,
+    pub owners: super::owners::OwnersRoom,
 }
 
 impl Shared {
@@ -64,7 +65,7 @@ impl ControlApi for DaemonApi {
             },
             metrics_listen: shared.metrics_listen,
             coap_listen: shared.coap_listen.clone(),
-            counts: Counts { audit_entries, blobs },
+            counts: Counts { audit_entries, blobs, owner_files_in_force: shared.owners.effective().owners.len() },
         })
     }
 }
