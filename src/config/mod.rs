@@ -226,7 +226,7 @@ impl AuthorityConfig {
 /// One key of an authority: the plain string form, or a table with a validity window so a
 /// key can be rotated in (`not_before`) and out (`not_after`) without editing the list on
 /// the day. Times are RFC 3339 with an offset, e.g. `2027-01-01T00:00:00Z`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AuthorityKey {
     Plain(String),
@@ -274,6 +274,27 @@ impl AuthorityKey {
             AuthorityKey::Plain(_) => None,
             AuthorityKey::Window(w) => w.not_after.as_ref(),
         }
+    }
+}
+
+// Hand-written rather than `#[serde(untagged)]`, so a typo inside the table form is reported
+// as that field ("unknown field `not_afer`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for AuthorityKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AuthorityKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key string, or a table { key = \"...\", not_before = ..., not_after = ... }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AuthorityKey, E> {
+                Ok(AuthorityKey::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AuthorityKey, A::Error> {
+                KeyWindow::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(AuthorityKey::Window)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
