@@ -148,13 +148,11 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<()> {
         .map_err(|r| anyhow::anyhow!("the envelope would be refused by a gateway: {r}"))?;
 
     write_output(&args.output, &envelope, args.force)?;
-    println!(
-        "wrote {} ({} bytes, {:?} format, sequence number {})",
-        args.output.display(),
-        envelope.len(),
-        format,
-        args.seq
-    );
+    let name = match format {
+        Format::Ietf => "draft-37",
+        Format::Riot => "RIOT draft-09",
+    };
+    println!("wrote {} ({} bytes, {name} format, sequence number {})", args.output.display(), envelope.len(), args.seq);
     println!("vendor {}  class {}  component {:?}", spec.vendor_id, spec.class_id, spec.component);
     for c in accepted.manifest().components.iter() {
         for i in &c.images {

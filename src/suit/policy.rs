@@ -495,6 +495,15 @@ fn check_deployable(envelope: &Envelope<'_>, manifest: &Manifest) -> Result<(), 
             envelope.as_bytes().len()
         ));
     }
+    if envelope.format() == Format::Riot {
+        if let Some(s) = envelope.signatures().iter().find(|s| s.alg() != super::CoseAlg::EdDsa) {
+            return bad(format!(
+                "signature block {} of a RIOT envelope uses {}; RIOT devices verify EdDSA (-8) only",
+                s.index(),
+                s.alg()
+            ));
+        }
+    }
     for c in manifest.components.iter().filter(|c| c.fetched) {
         for image in &c.images {
             let slot = image.slot.map_or(String::new(), |s| format!(" slot {s}"));
