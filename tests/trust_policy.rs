@@ -440,3 +440,77 @@ fn threat_mfst_toctou_accepted_keeps_the_bytes_it_checked() {
     let again = Envelope::parse(accepted.envelope_bytes()).expect("parses");
     assert_eq!(policy().evaluate(&again, now()).expect("still accepted"), accepted);
 }
+
+/// A two-component draft-37 manifest: the RIOT OS as [h'00'] (riot-os.org, samr21-xpro) and
+/// acme's application as [h'01'] (acme.example, lamp-v2), each with its own image.
+fn os_and_app_manifest(seq: u64) -> Vec<u8> {
+    let riot = vendor_uuid("riot-os.org");
+    let acme = vendor_uuid("acme.example");
+    let parts = [
+        (riot.clone(), class_uuid(&riot, "samr21-xpro"), b"os image".as_slice(), "coap://[fd00::1]/fw/os.bin"),
+        (acme.clone(), class_uuid(&acme, "lamp-v2"), APP, "coap://[fd00::1]/fw/app.bin"),
+    ];
+    let digest = |data: &[u8]| {
+        enc(|e| {
+            e.array(2)?.i8(-16)?.bytes(&Digest::sha256(data).bytes)?;
+            Ok(())
+        })
+    };
+    let shared = enc(|e| {
+        e.array(2 * 4 * parts.len() as u64)?;
+        for (i, (vendor, class, data, _)) in parts.iter().enumerate() {
+            e.u8(12)?.u64(i as u64)?;
+            e.u8(20)?.map(4)?.u8(1)?.bytes(vendor.as_bytes())?.u8(2)?.bytes(class.as_bytes())?;
+            e.u8(3)?.bytes(&digest(data))?.u8(14)?.u64(data.len() as u64)?;
+            e.u8(1)?.u8(15)?.u8(2)?.u8(15)?;
+        }
+        Ok(())
+    });
+    let common = enc(|e| {
+        e.map(2)?.u8(2)?.array(2)?.array(1)?.bytes(&[0])?.array(1)?.bytes(&[1])?.u8(4)?.bytes(&shared)?;
+        Ok(())
+    });
+    let install = enc(|e| {
+        e.array(2 * 3 * parts.len() as u64)?;
+        for (i, (_, _, _, uri)) in parts.iter().enumerate() {
+            e.u8(12)?.u64(i as u64)?.u8(20)?.map(1)?.u8(21)?.str(uri)?.u8(21)?.u8(2)?;
+        }
+        Ok(())
+    });
+    let manifest = enc(|e| {
+        e.map(4)?.u8(1)?.u8(1)?.u8(2)?.u64(seq)?.u8(3)?.bytes(&common)?.u8(20)?.bytes(&install)?;
+        Ok(())
+    });
+    enc(|e| {
+        e.bytes(&manifest)?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_manifest_touching_os_and_app_needs_both_authorities() {
+    let item = os_and_app_manifest(5);
+    let sign = |seeds: &[u8]| {
+        let keys: Vec<SigningKey> = seeds.iter().map(|s| key(*s)).collect();
+        let signers: Vec<(&SigningKey, CoseAlg)> = keys.iter().map(|k| (k, CoseAlg::EdDsa)).collect();
+        sign_manifest(Format::Ietf, &item, &signers).expect("signs")
+    };
+    // The vendor alone may not carry the OS along with its app ...
+    let r = rejected(&sign(&[1]), now(), Threat::MfstOverride);
+    assert!(r.reason.contains("h'00'") && r.reason.contains("riot-community"), "{r}");
+    // ... nor the community the app along with the OS.
+    let r = rejected(&sign(&[2]), now(), Threat::MfstOverride);
+    assert!(r.reason.contains("h'01'") && r.reason.contains("acme"), "{r}");
+    // Both signing: each component is vouched for by its own authority.
+    let ok = evaluate(&sign(&[1, 2]), now()).expect("both authorities signed");
+    let by: Vec<(&str, &str)> =
+        ok.components().iter().map(|c| (c.authority.as_str(), if c.id.0[0] == [0] { "os" } else { "app" })).collect();
+    assert_eq!(by, [("riot-community", "os"), ("acme", "app")]);
+    // And anti-rollback tracks both components.
+    let mut db = db();
+    sequence::admit(&mut db, &ok, 1).expect("admitted");
+    assert_eq!(sequence::keys_of(&ok).len(), 2);
+    for k in sequence::keys_of(&ok) {
+        assert_eq!(sequence::highest_accepted(&db, &k).expect("query"), Some(5));
+    }
+}
