@@ -1,6 +1,9 @@
 //! The `ferry` command line: talks to ferryd over its control socket, and hosts the offline
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
+mod keygen;
+mod manifest;
+mod publish;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +34,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a signing key for `ferry publish` (offline): KEY (PKCS#8 PEM, 0600) and KEY.pub.
+    Keygen {
+        /// Where to write the private key; the public key goes to KEY.pub.
+        #[arg(long, value_name = "KEY")]
+        out: PathBuf,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value = "ed25519")]
+        alg: keygen::KeyAlg,
+    },
+    /// Build and sign a SUIT envelope for an update (offline).
+    Publish(publish::PublishArgs),
+    /// Look into SUIT envelopes (offline).
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match &self.command {
             Command::Status { json } => status::run(&self.client()?, *json).await,
+            Command::Keygen { out, alg } => keygen::run(out, *alg),
+            Command::Publish(args) => publish::run(args),
+            Command::Manifest(cmd) => manifest::run(cmd),
         }
     }
 

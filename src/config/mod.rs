@@ -251,8 +251,9 @@ impl RepositoryConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuthorityConfig {
     pub name: String,
-    /// Public keys: raw hex, base64, or PEM file paths.
-    pub keys: Vec<String>,
+    /// Public keys: raw hex, base64, inline PEM or PEM file paths, each optionally with a
+    /// validity window for rotation.
+    pub keys: Vec<AuthorityKey>,
     /// How many of `keys` must have signed.
     #[serde(default = "AuthorityConfig::default_threshold")]
     pub threshold: usize,
@@ -263,6 +264,87 @@ pub struct AuthorityConfig {
 impl AuthorityConfig {
     fn default_threshold() -> usize {
         1
+    }
+}
+
+/// One key of an authority: the plain string form, or a table with a validity window so a
+/// key can be rotated in (`not_before`) and out (`not_after`) without editing the list on
+/// the day. Times are RFC 3339 with an offset, e.g. `2027-01-01T00:00:00Z`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AuthorityKey {
+    Plain(String),
+    Window(KeyWindow),
+}
+
+/// `{ key = "...", not_before = ..., not_after = ... }` in an authority's `keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWindow {
+    pub key: String,
+    /// The key signs nothing before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<toml::value::Datetime>,
+    /// The key signs nothing from this instant on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<toml::value::Datetime>,
+}
+
+impl AuthorityKey {
+    /// The key text (hex, base64, PEM or a path).
+    pub fn key(&self) -> &str {
+        match self {
+            AuthorityKey::Plain(k) => k,
+            AuthorityKey::Window(w) => &w.key,
+        }
+    }
+
+    fn key_mut(&mut self) -> &mut String {
+        match self {
+            AuthorityKey::Plain(k) => k,
+            AuthorityKey::Window(w) => &mut w.key,
+        }
+    }
+
+    pub fn not_before(&self) -> Option<&toml::value::Datetime> {
+        match self {
+            AuthorityKey::Plain(_) => None,
+            AuthorityKey::Window(w) => w.not_before.as_ref(),
+        }
+    }
+
+    pub fn not_after(&self) -> Option<&toml::value::Datetime> {
+        match self {
+            AuthorityKey::Plain(_) => None,
+            AuthorityKey::Window(w) => w.not_after.as_ref(),
+        }
+    }
+}
+
+// Hand-written rather than `#[serde(untagged)]`, so a typo inside the table form is reported
+// as that field ("unknown field `not_afer`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for AuthorityKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AuthorityKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key string, or a table { key = \"...\", not_before = ..., not_after = ... }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AuthorityKey, E> {
+                Ok(AuthorityKey::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AuthorityKey, A::Error> {
+                KeyWindow::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(AuthorityKey::Window)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl From<&str> for AuthorityKey {
+    fn from(key: &str) -> Self {
+        AuthorityKey::Plain(key.to_owned())
     }
 }
 
@@ -466,6 +548,17 @@ impl Config {
                 resolve_path(dir, base);
             }
         }
+        // Key files are the only authority strings that name a path; inline keys stay as written.
+        for authority in &mut self.authorities {
+            for key in &mut authority.keys {
+                let text = key.key_mut();
+                if crate::suit::policy::parse_inline_key(text).is_none() {
+                    let mut path = PathBuf::from(text.as_str());
+                    resolve_path(&mut path, base);
+                    *text = path.to_string_lossy().into_owned();
+                }
+            }
+        }
     }
 
     /// Rules that span several keys; returns the key at fault and what is wrong.
@@ -483,6 +576,20 @@ impl Config {
                     format!("authority[{i}].threshold"),
                     format!("must be between 1 and the number of keys ({})", authority.keys.len()),
                 ));
+            }
+            for (k, key) in authority.keys.iter().enumerate() {
+                let field = format!("authority[{i}].keys[{k}]");
+                let nb = key
+                    .not_before()
+                    .map(|t| crate::suit::policy::datetime_to_system_time(t).map_err(|m| (field.clone(), m)));
+                let na = key
+                    .not_after()
+                    .map(|t| crate::suit::policy::datetime_to_system_time(t).map_err(|m| (field.clone(), m)));
+                if let (Some(nb), Some(na)) = (nb.transpose()?, na.transpose()?) {
+                    if nb >= na {
+                        return Err((field, "not_before must be earlier than not_after".into()));
+                    }
+                }
             }
         }
         let owner_names: Vec<&str> = self.owners.iter().map(|o| o.name.as_str()).collect();

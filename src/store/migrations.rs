@@ -28,6 +28,24 @@ const MIGRATIONS: &[&str] = &[
          action      TEXT    NOT NULL,
          detail      TEXT    NOT NULL
      ) STRICT;",
+    // 2: anti-rollback. The highest sequence number accepted per (vendor, class, component),
+    // and the one each device reports installed. IDs are raw bytes; component IDs are their
+    // CBOR encoding, so multi-segment IDs compare exactly.
+    "CREATE TABLE sequence_accepted (
+         vendor_id     BLOB    NOT NULL,
+         class_id      BLOB    NOT NULL,
+         component_id  BLOB    NOT NULL,
+         sequence      INTEGER NOT NULL CHECK (sequence >= 0),
+         at_unix_ms    INTEGER NOT NULL,
+         PRIMARY KEY (vendor_id, class_id, component_id)
+     ) STRICT;
+     CREATE TABLE device_components (
+         device_eui64  BLOB    NOT NULL CHECK (length(device_eui64) = 8),
+         component_id  BLOB    NOT NULL,
+         sequence      INTEGER NOT NULL CHECK (sequence >= 0),
+         at_unix_ms    INTEGER NOT NULL,
+         PRIMARY KEY (device_eui64, component_id)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

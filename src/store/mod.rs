@@ -8,6 +8,7 @@
 mod lock;
 mod migrations;
 pub mod runs;
+pub mod sequence;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -113,6 +114,16 @@ impl Store {
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         Ok(answer.await.map_err(|_| StoreError::Closed)??)
     }
+}
+
+/// The schema version this build writes.
+pub fn schema_version() -> i64 {
+    migrations::latest()
+}
+
+/// Brings the schema of an already open connection up to date (tests, tools, in-memory stores).
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrations::apply(conn, Path::new(":memory:"))
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {

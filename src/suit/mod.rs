@@ -36,6 +36,7 @@ pub mod error;
 mod hex;
 pub mod key;
 pub mod manifest;
+pub mod policy;
 mod sequence;
 pub mod text;
 
@@ -49,6 +50,7 @@ pub use envelope::{Authenticated, Envelope, Signature, Signer};
 pub use error::{Error, Result};
 pub use key::{KeyType, PublicKey, SigningKey};
 pub use manifest::{Component, ComponentId, Identifier, Image, Manifest, Member};
+pub use policy::{Accepted, Policy, Rejection, Threat};
 pub use text::{ComponentText, Text};
 
 /// Which SUIT encoding an envelope uses.
