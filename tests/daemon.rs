@@ -311,3 +311,46 @@ fn owner_files_are_checked_and_a_refused_one_is_reported() {
     ferryd.wait_log("owner settings in force");
     assert_eq!(common::status(&ferryd.socket()).expect("status").counts.owner_files_in_force, 1);
 }
+
+#[test]
+fn the_watchdog_stops_when_the_radio_stays_unreachable() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let notify_path = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&notify_path).expect("bind a notify socket");
+    systemd.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    // An "RCP" that never answers: the handshake cannot complete.
+    let config = "[radio]\nurl = \"spinel+hdlc+forkpty:///usr/bin/env?arg=sleep&arg=600\"\nready_timeout_s = 0\n\
+                  unreachable_grace_s = 1\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+                  [control]\nsocket = \"control.sock\"\n";
+    std::fs::write(dir.path().join("ferry.toml"), config).expect("config");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1""#)
+        .arg(env!("CARGO_BIN_EXE_ferryd"))
+        .arg(dir.path().join("ferry.toml"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferryd");
+
+    let started = Instant::now();
+    let mut pings = Vec::new();
+    let mut buf = [0u8; 512];
+    while started.elapsed() < Duration::from_secs(4) {
+        if let Ok(n) = systemd.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                pings.push(started.elapsed());
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!pings.is_empty(), "the watchdog was fed while the radio was within its grace period");
+    let last = pings.last().copied().unwrap_or_default();
+    assert!(last < Duration::from_millis(2500), "pings went on after the grace period: {pings:?}");
+}
