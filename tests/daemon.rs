@@ -173,26 +173,11 @@ fn ferry_without_a_daemon_says_how_to_find_one() {
 
 #[test]
 fn systemd_hears_ready_watchdog_and_stopping() {
-    use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let notify_path = dir.path().join("notify.sock");
-    let systemd = UnixDatagram::bind(&notify_path).expect("bind a notify socket");
+    let (systemd, mut child) = spawn_under_systemd_notify(dir.path(), &test_config(""), 400_000);
     systemd.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    std::fs::write(dir.path().join("ferry.toml"), test_config("")).expect("config");
-    // systemd names the watched pid; `exec` keeps the shell's pid for ferryd.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1""#)
-        .arg(env!("CARGO_BIN_EXE_ferryd"))
-        .arg(dir.path().join("ferry.toml"))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ferryd");
 
     let mut heard = Vec::new();
     let mut buf = [0u8; 512];
@@ -314,29 +299,15 @@ fn owner_files_are_checked_and_a_refused_one_is_reported() {
 
 #[test]
 fn the_watchdog_stops_when_the_radio_stays_unreachable() {
-    use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let notify_path = dir.path().join("notify.sock");
-    let systemd = UnixDatagram::bind(&notify_path).expect("bind a notify socket");
-    systemd.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
     // An "RCP" that never answers: the handshake cannot complete.
     let config = "[radio]\nurl = \"spinel+hdlc+forkpty:///usr/bin/env?arg=sleep&arg=600\"\nready_timeout_s = 0\n\
                   unreachable_grace_s = 1\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
                   [control]\nsocket = \"control.sock\"\n";
-    std::fs::write(dir.path().join("ferry.toml"), config).expect("config");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1""#)
-        .arg(env!("CARGO_BIN_EXE_ferryd"))
-        .arg(dir.path().join("ferry.toml"))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "200000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ferryd");
+    let (systemd, mut child) = spawn_under_systemd_notify(dir.path(), config, 200_000);
+    systemd.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
 
     let started = Instant::now();
     let mut pings = Vec::new();
@@ -353,4 +324,29 @@ fn the_watchdog_stops_when_the_radio_stays_unreachable() {
     assert!(!pings.is_empty(), "the watchdog was fed while the radio was within its grace period");
     let last = pings.last().copied().unwrap_or_default();
     assert!(last < Duration::from_millis(2500), "pings went on after the grace period: {pings:?}");
+}
+
+/// Starts ferryd on `config` in `dir` as systemd would with `WatchdogSec=`: a notify socket
+/// (returned, for the test to read) and the watchdog variables naming ferryd's pid.
+fn spawn_under_systemd_notify(
+    dir: &std::path::Path,
+    config: &str,
+    watchdog_usec: u64,
+) -> (std::os::unix::net::UnixDatagram, std::process::Child) {
+    let notify_path = dir.join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind a notify socket");
+    std::fs::write(dir.join("ferry.toml"), config).expect("config");
+    // systemd names the watched pid; `exec` keeps the shell's pid for ferryd.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1""#)
+        .arg(env!("CARGO_BIN_EXE_ferryd"))
+        .arg(dir.join("ferry.toml"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferryd");
+    (systemd, child)
 }
