@@ -1,6 +1,7 @@
 //! The `ferry` command line: talks to ferryd over its control socket, and hosts the offline
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
+mod sim;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +32,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a simulated PAN: behind a pty for ferryd (real time), or in virtual time.
+    Sim(sim::SimArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match &self.command {
             Command::Status { json } => status::run(&self.client()?, *json).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     }
 
