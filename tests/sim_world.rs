@@ -158,11 +158,14 @@ fn wake_log_is_ground_truth_with_drift_and_jitter() {
     assert!(wakes.iter().all(|r| r.poll_acked && r.awake_us > 0 && r.awake_us < 100_000), "{wakes:?}");
 }
 
+/// Frames an upper layer received, with their times.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// A test upper layer: sends the frames it is given, counts what it receives.
 #[derive(Default)]
 struct Script {
     out: Vec<Vec<u8>>,
-    got: std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>,
+    got: Received,
 }
 
 impl Upper for Script {
