@@ -82,3 +82,20 @@ async fn ferryd_radio_driver_talks_to_the_simulated_rcp() {
     assert!(plug_row.radio.acks_sent >= 1 && plug_row.mac.frames_to_upper >= 1, "{plug_row:?}");
     shutdown.cancel();
 }
+
+/// The one call ferryd needs for `sim:FILE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_url_opener_reconnects() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/sim/home.toml");
+    let scenario = home();
+    let shutdown = CancellationToken::new();
+    let (mut opener, world) = ferry::sim::world::sim_opener(&path, shutdown.clone()).unwrap();
+    // A first connection that goes away at once: the next open attaches a new stream.
+    drop(opener().await.unwrap());
+    let settings = Settings { channel: scenario.channel, pan_id: scenario.pan_id, ..Settings::default() };
+    let (radio, _frames) = spawn_with(opener, "sim".into(), settings, RadioMetrics::standalone(), shutdown.clone());
+    let ready = tokio::time::timeout(Duration::from_secs(10), radio.wait_ready()).await;
+    assert_eq!(ready, Ok(true));
+    assert!(world.report().await.is_ok());
+    shutdown.cancel();
+}

@@ -494,6 +494,35 @@ pub fn spawn_realtime(
     Ok((host, handle))
 }
 
+/// Why [`sim_opener`] could not start the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Scenario(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    World(#[from] WorldError),
+}
+
+/// What ferryd does with `[radio] url = "sim:FILE"`: loads the scenario, runs its world in real
+/// time until `shutdown`, and returns an opener for `radio::spawn_with` (each open attaches a
+/// fresh in-memory stream to the gateway RCP) and the world's handle. Needs a tokio runtime.
+pub fn sim_opener(
+    scenario: &std::path::Path,
+    shutdown: CancellationToken,
+) -> Result<(crate::radio::link::Opener, WorldHandle), OpenError> {
+    let world = World::new(&Scenario::load(scenario)?)?;
+    let handle = spawn_world(world, None, shutdown);
+    let h = handle.clone();
+    let opener: crate::radio::link::Opener = Box::new(move || {
+        let h = h.clone();
+        Box::pin(async move {
+            let io = h.connect().await.map_err(std::io::Error::other)?;
+            Ok(crate::radio::link::Connection::new(io))
+        })
+    });
+    Ok((opener, handle))
+}
+
 /// Runs `world` in real time in a tokio task, serving its gateway RCP on `io` if given (else
 /// after [`WorldHandle::attach`]/[`WorldHandle::connect`]).
 pub fn spawn_world(world: World, io: Option<Box<dyn HostIo>>, shutdown: CancellationToken) -> WorldHandle {
