@@ -5,6 +5,8 @@
 //!   (`[radio] url = "spinel+hdlc+uart://PATH"`). Runs until Ctrl-C/SIGTERM (or `--duration`).
 //! * `--virtual --duration 10m`: virtual time, as fast as the CPU goes, then prints every
 //!   node's accounting (a table, or `--json`).
+//! * `--zep [ADDR:]PORT` (real time): a ZEP v2 bridge for RIOT `native` nodes (`-z` pointing
+//!   at it), which join the simulated air as external nodes.
 //! * `--pcap FILE` in either mode writes everything on air (Wireshark: IEEE 802.15.4 with FCS).
 
 use std::fs::File;
@@ -41,6 +43,10 @@ pub struct SimArgs {
     /// Print the accounting as JSON.
     #[arg(long)]
     json: bool,
+    /// Real time: accept ZEP v2 nodes (RIOT native) on this UDP port (default 17754).
+    #[arg(long, value_name = "[ADDR:]PORT", num_args = 0..=1, default_missing_value = "17754",
+          value_parser = crate::sim::zep::parse_listen, conflicts_with = "virtual_time")]
+    zep: Option<std::net::SocketAddr>,
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -76,10 +82,10 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
     if args.virtual_time {
         let Some(duration) = args.duration else { bail!("--virtual needs --duration") };
         run_virtual(world, duration, args)
-    } else if let Some(pty) = &args.pty {
-        run_pty(world, pty, args).await
+    } else if args.pty.is_some() || args.zep.is_some() {
+        run_realtime(world, args).await
     } else {
-        bail!("say how to run: --pty PATH (real time, for ferryd) or --virtual --duration 10m");
+        bail!("say how to run: --pty PATH and/or --zep PORT (real time) or --virtual --duration 10m");
     }
 }
 
@@ -106,28 +112,22 @@ fn run_virtual(mut world: World, duration: Duration, args: &SimArgs) -> anyhow::
     Ok(())
 }
 
-async fn run_pty(world: World, link: &Path, args: &SimArgs) -> anyhow::Result<()> {
-    let (master, slave) = open_raw_pty().context("cannot open a pty")?;
-    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-        .context("cannot find the pty's device path")?;
-    // Replace only a symlink we (or an earlier run) left; never a real file.
-    if let Ok(meta) = std::fs::symlink_metadata(link) {
-        if !meta.file_type().is_symlink() {
-            bail!("{} exists and is not a symlink; pick another --pty path", link.display());
-        }
-        std::fs::remove_file(link).with_context(|| format!("cannot replace {}", link.display()))?;
-    }
-    std::os::unix::fs::symlink(&slave_path, link)
-        .with_context(|| format!("cannot create symlink {} -> {}", link.display(), slave_path.display()))?;
-    let io = PtyStream::new(master).context("cannot watch the pty")?;
+async fn run_realtime(world: World, args: &SimArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let handle = spawn_world(world, Some(Box::new(io)), shutdown.clone());
-    eprintln!(
-        "ferry sim: gateway RCP on {} -> {}; point ferryd at radio.url = \"spinel+hdlc+uart://{}\"",
-        link.display(),
-        slave_path.display(),
-        link.display()
-    );
+    let channel = world.scenario().channel;
+    let (handle, pty) = match &args.pty {
+        Some(link) => {
+            let (handle, slave) = serve_pty(world, link, shutdown.clone())?;
+            (handle, Some((link, slave)))
+        }
+        None => (spawn_world(world, None, shutdown.clone()), None),
+    };
+    if let Some(listen) = args.zep {
+        let (local, _task) = crate::sim::zep::spawn_bridge(listen, handle.clone(), channel, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot bind the ZEP port {listen}"))?;
+        eprintln!("ferry sim: ZEP v2 bridge on udp {local}; start RIOT native nodes with -z [::1]:{}", local.port());
+    }
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let limit = async {
@@ -144,9 +144,11 @@ async fn run_pty(world: World, link: &Path, args: &SimArgs) -> anyhow::Result<()
     let report = handle.report().await;
     let pcap = if args.pcap.is_some() { handle.with(|w| w.finish_pcap()).await.ok() } else { None };
     shutdown.cancel();
-    // The slave stays open until here so ferryd can close and reopen the port meanwhile.
-    drop(slave);
-    let _ = std::fs::remove_file(link);
+    if let Some((link, slave)) = pty {
+        // The slave stays open until here so ferryd can close and reopen the port meanwhile.
+        drop(slave);
+        let _ = std::fs::remove_file(link);
+    }
     if let Some(r) = pcap {
         let frames = r.map_err(anyhow::Error::msg).context("writing the pcap")?;
         eprintln!("pcap: {frames} frames");
@@ -155,6 +157,36 @@ async fn run_pty(world: World, link: &Path, args: &SimArgs) -> anyhow::Result<()
         print_report(&report, args.json)?;
     }
     Ok(())
+}
+
+/// Serves the gateway RCP on a new raw pty whose slave is symlinked at `link`; returns the
+/// slave, to keep open while running.
+fn serve_pty(
+    world: World,
+    link: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(crate::sim::WorldHandle, std::os::fd::OwnedFd)> {
+    let (master, slave) = open_raw_pty().context("cannot open a pty")?;
+    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .context("cannot find the pty's device path")?;
+    // Replace only a symlink we (or an earlier run) left; never a real file.
+    if let Ok(meta) = std::fs::symlink_metadata(link) {
+        if !meta.file_type().is_symlink() {
+            bail!("{} exists and is not a symlink; pick another --pty path", link.display());
+        }
+        std::fs::remove_file(link).with_context(|| format!("cannot replace {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(&slave_path, link)
+        .with_context(|| format!("cannot create symlink {} -> {}", link.display(), slave_path.display()))?;
+    let io = PtyStream::new(master).context("cannot watch the pty")?;
+    let handle = spawn_world(world, Some(Box::new(io)), shutdown);
+    eprintln!(
+        "ferry sim: gateway RCP on {} -> {}; point ferryd at radio.url = \"spinel+hdlc+uart://{}\"",
+        link.display(),
+        slave_path.display(),
+        link.display()
+    );
+    Ok((handle, slave))
 }
 
 fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {

@@ -11,7 +11,8 @@
 //! - [`rng`]: the seeded generator every random choice comes from;
 //! - [`scenario`]: scenario files (devices, positions or links, duty cycles, failures);
 //! - [`device`]: MAC-level device behaviour (always-on, sleepy polling) and the [`Upper`] hook;
-//! - [`world`]: a scenario's medium, gateway RCP and devices, in virtual or real time.
+//! - [`world`]: a scenario's medium, gateway RCP and devices, in virtual or real time;
+//! - [`zep`]: ZEP v2 and the bridge that puts RIOT `native` nodes on the medium.
 
 pub mod device;
 pub mod frame;
@@ -24,6 +25,7 @@ pub mod rng;
 pub mod scenario;
 pub mod timing;
 pub mod world;
+pub mod zep;
 
 pub use device::{Device, NoUpper, RxMeta, Upper, WakeRecord};
 pub use frame::{Address, FrameType, Header, Psdu};

@@ -42,8 +42,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::device::{Device, DeviceParams, DeviceStats, WakeRecord};
+use super::frame::{Address, FrameType, Header, Psdu};
 use super::link::{Link, PathLoss};
-use super::medium::{Delivery, Medium, MediumError, NodeConfig, NodeId, NodeStats};
+use super::medium::{Delivery, Medium, MediumError, NodeConfig, NodeEvent, NodeId, NodeStats, TxRequest};
 use super::pcap::PcapWriter;
 use super::rcp_node::RcpNode;
 use super::rng::Rng;
@@ -66,6 +67,29 @@ pub enum WorldError {
     UnknownNode(String),
 }
 
+/// The link between an external node and every other node: reliable, comfortably strong.
+pub const EXTERNAL_LINK: Link = Link { prr: 1.0, rssi_dbm: -60 };
+/// Frames an external node may have waiting for the air.
+const EXTERNAL_TX_QUEUE: usize = 16;
+/// Frames for external nodes waiting to be sent to them.
+const EXTERNAL_OUT_CAPACITY: usize = 1024;
+
+/// A frame for an external node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalFrame {
+    pub node: NodeId,
+    /// PSDU, FCS included.
+    pub psdu: Vec<u8>,
+    pub lqi: u8,
+}
+
+#[derive(Debug)]
+struct External {
+    node: NodeId,
+    txq: VecDeque<Psdu>,
+    busy: bool,
+}
+
 /// A simulated PAN. See the module docs.
 pub struct World {
     scenario: Scenario,
@@ -74,6 +98,10 @@ pub struct World {
     devices: Vec<Device>,
     /// Device index per medium node.
     by_node: Vec<Option<usize>>,
+    /// Nodes outside the simulator (ZEP peers), attached at run time.
+    externals: Vec<External>,
+    external_out: VecDeque<ExternalFrame>,
+    external_dropped: u64,
     pcap: Option<PcapWriter<Box<dyn Write + Send>>>,
     pcap_error: Option<String>,
     discard_host_output: bool,
@@ -187,6 +215,9 @@ impl World {
             gateway,
             devices,
             by_node,
+            externals: Vec::new(),
+            external_out: VecDeque::new(),
+            external_dropped: 0,
             pcap: None,
             pcap_error: None,
             discard_host_output: false,
@@ -280,6 +311,102 @@ impl World {
             self.gateway.on_delivery(&mut self.medium, d);
         } else if let Some(i) = self.by_node.get(d.node.0).copied().flatten() {
             self.devices[i].on_event(&mut self.medium, d);
+        } else if let Some(i) = self.externals.iter().position(|e| e.node == d.node) {
+            self.external_event(i, d);
+        }
+    }
+
+    /// Attaches a node that lives outside the simulator (a ZEP peer such as a RIOT `native`
+    /// node): a medium node on the scenario's channel and PAN, receiving, with
+    /// [`EXTERNAL_LINK`] both ways to every other node (it has no position). Its addresses are
+    /// learnt from its frames; `eui64` (Spinel `E` order) if it announced one.
+    ///
+    /// The medium ACKs frames addressed to it in air time, on its behalf, because an ACK that
+    /// crosses UDP and a host scheduler arrives long after macAckWaitDuration; the ACK frames
+    /// the peer sends itself are therefore dropped ([`World::external_transmit`]).
+    pub fn add_external(&mut self, eui64: Option<[u8; 8]>) -> Result<NodeId, WorldError> {
+        let mut cfg = NodeConfig { pan_id: self.scenario.pan_id, ..NodeConfig::default() };
+        if let Some(e) = eui64 {
+            cfg.ext_addr = e;
+        }
+        // Frame Pending only from entries, and it has none.
+        cfg.src_match.set_enabled(true);
+        let node = self.medium.add_node(cfg)?;
+        for other in (0..self.medium.node_count()).map(NodeId).filter(|&o| o != node) {
+            self.medium.set_link_both(node, other, Some(EXTERNAL_LINK))?;
+        }
+        self.medium.receive(node, self.scenario.channel)?;
+        self.by_node.push(None);
+        self.externals.push(External { node, txq: VecDeque::new(), busy: false });
+        Ok(node)
+    }
+
+    /// A frame (PSDU, FCS included) an external node sent: it goes on air from that node with
+    /// CSMA-CA and no MAC retries (the peer retries itself). ACK frames are dropped (see
+    /// [`add_external`](Self::add_external)). Returns false if the frame was dropped.
+    pub fn external_transmit(&mut self, node: NodeId, psdu: &[u8]) -> bool {
+        let Some(i) = self.externals.iter().position(|e| e.node == node) else { return false };
+        let Ok(psdu) = Psdu::new(psdu) else { return false };
+        let Ok(h) = Header::parse(psdu.as_slice()) else { return false };
+        if h.frame_type == FrameType::Ack {
+            return false;
+        }
+        // Learn the addresses it uses, so the medium filters and ACKs for it.
+        if let Some(cfg) = self.medium.config_mut(node) {
+            match h.src {
+                Address::Short(a) => cfg.short_addr = a,
+                Address::Extended(e) => cfg.ext_addr = e,
+                Address::None => {}
+            }
+        }
+        let e = &mut self.externals[i];
+        if e.txq.len() >= EXTERNAL_TX_QUEUE {
+            self.external_dropped += 1;
+            return false;
+        }
+        e.txq.push_back(psdu);
+        self.external_start(i);
+        true
+    }
+
+    /// Frames on air that external nodes heard (with the LQI they heard them at), and the ACKs
+    /// their own frames got, oldest first.
+    pub fn take_external_frames(&mut self) -> Vec<ExternalFrame> {
+        self.external_out.drain(..).collect()
+    }
+
+    fn external_start(&mut self, i: usize) {
+        let channel = self.scenario.channel;
+        let e = &mut self.externals[i];
+        if e.busy {
+            return;
+        }
+        let Some(psdu) = e.txq.pop_front() else { return };
+        let req = TxRequest { max_frame_retries: 0, ..TxRequest::new(psdu, channel) };
+        if self.medium.transmit(e.node, req).is_ok() {
+            e.busy = true;
+        } else {
+            self.external_dropped += 1;
+        }
+    }
+
+    fn external_event(&mut self, i: usize, d: &Delivery) {
+        let node = self.externals[i].node;
+        let heard = match d.event {
+            NodeEvent::Received(info) => Some(info),
+            NodeEvent::TxDone(result) => {
+                self.externals[i].busy = false;
+                self.external_start(i);
+                result.ok().flatten()
+            }
+            _ => None,
+        };
+        if let Some(info) = heard {
+            if self.external_out.len() >= EXTERNAL_OUT_CAPACITY {
+                self.external_out.pop_front();
+                self.external_dropped += 1;
+            }
+            self.external_out.push_back(ExternalFrame { node, psdu: info.psdu.as_slice().to_vec(), lqi: info.lqi });
         }
     }
 
@@ -430,6 +557,7 @@ type WorldFn = Box<dyn FnOnce(&mut World) + Send>;
 enum Control {
     Attach(Box<dyn HostIo>),
     With(WorldFn),
+    ExternalSink(mpsc::Sender<ExternalFrame>),
 }
 
 /// The handle on a world running in real time. Cheap to clone.
@@ -473,6 +601,12 @@ impl WorldHandle {
         });
         self.ctl.send(Control::With(job)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
+    }
+
+    /// Sends every frame for external nodes to `sink` from now on (frames that do not fit are
+    /// dropped, as on a congested link).
+    pub async fn external_sink(&self, sink: mpsc::Sender<ExternalFrame>) -> Result<(), Stopped> {
+        self.ctl.send(Control::ExternalSink(sink)).await.map_err(|_| Stopped)
     }
 
     /// The accounting up to now.
@@ -562,8 +696,14 @@ async fn run_realtime(
     let mut host = io.map(HostLink::new);
     let mut ctl_open = true;
     let mut buf = vec![0u8; 4096];
+    let mut external_sink: Option<mpsc::Sender<ExternalFrame>> = None;
     loop {
         world.run_until(clock());
+        for f in world.take_external_frames() {
+            if external_sink.as_ref().is_none_or(|s| s.try_send(f).is_err()) {
+                world.external_dropped += 1;
+            }
+        }
         let frames = world.take_to_host();
         if let Some(h) = host.as_mut() {
             for f in frames {
@@ -636,6 +776,7 @@ async fn run_realtime(
             }
             Woke::Ctl(None) => ctl_open = false,
             Woke::Ctl(Some(Control::Attach(io))) => host = Some(HostLink::new(io)),
+            Woke::Ctl(Some(Control::ExternalSink(sink))) => external_sink = Some(sink),
             Woke::Ctl(Some(Control::With(f))) => {
                 world.run_until(clock());
                 f(&mut world);
