@@ -10,10 +10,10 @@ use common::{have_tool, sample, scrape, test_config, Ferryd};
 fn status_and_metrics_of_a_running_daemon() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut ferryd = Ferryd::spawn(dir.path(), &test_config(""));
-    let status = ferryd.wait_ready();
+    // The simulated flat's gateway RCP answers the real Spinel handshake.
+    let status = ferryd.wait_radio_up();
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(status.pid, ferryd.pid());
-    assert!(!status.radio.up, "no radio driver exists yet, so the radio must be reported down");
     assert_eq!(status.store.state_dir, dir.path().join("state"));
     assert_eq!(status.store.schema_version, ferry::store::schema_version());
     assert_eq!(status.store.runs.runs, 1);
@@ -23,10 +23,10 @@ fn status_and_metrics_of_a_running_daemon() {
     assert!(human.status.success());
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains(&format!("pid {}", ferryd.pid())), "{text}");
-    assert!(text.contains("radio:    down"), "{text}");
+    assert!(text.contains("radio:    up"), "{text}");
 
     let metrics = scrape(status.metrics_listen);
-    assert_eq!(sample(&metrics, "ferry_rcp_up"), Some(0.0), "{metrics}");
+    assert_eq!(sample(&metrics, "ferry_rcp_up"), Some(1.0), "{metrics}");
     assert_eq!(sample(&metrics, "ferry_config_reload_failures_total"), Some(0.0));
     assert!(sample(&metrics, "process_resident_memory_bytes").is_some_and(|rss| rss > 0.0), "{metrics}");
     assert!(sample(&metrics, "process_open_fds").is_some(), "{metrics}");
@@ -96,8 +96,9 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
 
     let second_dir = tempfile::tempdir().expect("temp dir");
     let config = format!(
-        "[radio]\nurl = \"sim:home.toml\"\n[store]\nstate_dir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+        "[radio]\nurl = \"sim:{}\"\n[store]\nstate_dir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [control]\nsocket = \"control.sock\"\n",
+        common::HOME_SCENARIO,
         dir.path().join("state").display()
     );
     let mut second = Ferryd::spawn(second_dir.path(), &config);
@@ -189,7 +190,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         };
         heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    assert!(heard[0].contains("READY=1") && heard[0].contains("STATUS=radio down"), "{heard:?}");
+    assert!(heard[0].contains("READY=1") && heard[0].contains("STATUS=radio up"), "{heard:?}");
     assert!(heard.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2, "{heard:?}");
 
     let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");

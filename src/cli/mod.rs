@@ -4,6 +4,7 @@
 mod keygen;
 mod manifest;
 mod publish;
+mod sim;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ enum Command {
     /// Look into SUIT envelopes (offline).
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Run a simulated PAN: behind a pty for ferryd (real time), or in virtual time.
+    Sim(sim::SimArgs),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
             Command::Keygen { out, alg } => keygen::run(out, *alg),
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
+            Command::Sim(args) => sim::run(args).await,
         }
     }
 

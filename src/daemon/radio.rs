@@ -2,6 +2,8 @@
 //! state that `ferry status`, systemd's STATUS= and the watchdog read.
 
 use std::sync::Mutex;
+
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -14,9 +16,7 @@ use crate::radio::{self, LinkStatus, RadioMetrics, RxFrame, Settings};
 /// What the rest of the daemon sees of the radio.
 pub(super) struct RadioRoom {
     url: String,
-    /// `None` while this build cannot open the URL (the simulator is not wired in yet).
-    link: Option<(radio::Radio, watch::Receiver<LinkStatus>)>,
-    unavailable: String,
+    link: (radio::Radio, watch::Receiver<LinkStatus>),
     /// Since when the radio has been down; the watchdog stops after the grace period.
     down_since: Mutex<Option<Instant>>,
 }
@@ -34,35 +34,30 @@ impl RadioRoom {
         let url = config.radio.url.to_string();
         let radio_metrics = RadioMetrics::register(metrics.registry(), metrics.rcp_up.clone())?;
         metrics.rcp_up.set(0);
-        if let RadioUrl::Sim { .. } = config.radio.url {
-            return Ok(RadioRoom {
-                url,
-                link: None,
-                unavailable: "the simulated PAN is not built into this ferryd yet".into(),
-                down_since: Mutex::new(Some(Instant::now())),
-            });
-        }
         let settings = Settings::for_network(&config.network);
-        let (handle, frames) = radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?;
+        let (handle, frames) = match &config.radio.url {
+            // The simulated PAN runs inside ferryd; its gateway RCP is the real RCP core, reached
+            // over an in-memory byte stream with the same Spinel driver as hardware.
+            RadioUrl::Sim { scenario } => {
+                let (opener, _world) = crate::sim::world::sim_opener(scenario, shutdown.clone())
+                    .with_context(|| format!("cannot start the simulated PAN {}", scenario.display()))?;
+                radio::spawn_with(opener, url.clone(), settings, radio_metrics, shutdown.clone())
+            }
+            _ => radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?,
+        };
         tokio::spawn(drain(frames, shutdown));
         let status = handle.state();
-        Ok(RadioRoom { url, link: Some((handle, status)), unavailable: String::new(), down_since: Mutex::new(None) })
+        Ok(RadioRoom { url, link: (handle, status), down_since: Mutex::new(None) })
     }
 
     pub(super) fn state(&self) -> RadioState {
-        match &self.link {
-            Some((_, status)) => {
-                let status = status.borrow();
-                RadioState { url: self.url.clone(), up: status.up, detail: status.detail.clone() }
-            }
-            None => RadioState { url: self.url.clone(), up: false, detail: self.unavailable.clone() },
-        }
+        let status = self.link.1.borrow();
+        RadioState { url: self.url.clone(), up: status.up, detail: status.detail.clone() }
     }
 
     /// Waits up to `timeout` for the radio; returns whether it is up.
     pub(super) async fn wait_up(&self, timeout: Duration) -> bool {
-        let Some((handle, _)) = &self.link else { return false };
-        tokio::time::timeout(timeout, handle.wait_ready()).await.unwrap_or(false)
+        tokio::time::timeout(timeout, self.link.0.wait_ready()).await.unwrap_or(false)
     }
 
     /// Whether the radio has been unreachable for longer than `grace` (checked on each

@@ -8,8 +8,13 @@
 //! - [`pcap`]: capture files of the air that Wireshark decodes;
 //! - [`radio`]: `SimRadio`, the RCP core's `Radio` trait on a medium node;
 //! - [`rcp_node`]: the real RCP state machine on a `SimRadio`, speaking Spinel to a host;
-//! - [`rng`]: the seeded generator every random choice comes from.
+//! - [`rng`]: the seeded generator every random choice comes from;
+//! - [`scenario`]: scenario files (devices, positions or links, duty cycles, failures);
+//! - [`device`]: MAC-level device behaviour (always-on, sleepy polling) and the [`Upper`] hook;
+//! - [`world`]: a scenario's medium, gateway RCP and devices, in virtual or real time;
+//! - [`zep`]: ZEP v2 and the bridge that puts RIOT `native` nodes on the medium.
 
+pub mod device;
 pub mod frame;
 pub mod link;
 pub mod medium;
@@ -17,12 +22,18 @@ pub mod pcap;
 pub mod radio;
 pub mod rcp_node;
 pub mod rng;
+pub mod scenario;
 pub mod timing;
+pub mod world;
+pub mod zep;
 
+pub use device::{Device, NoUpper, RxMeta, Upper, WakeRecord};
 pub use frame::{Address, FrameType, Header, Psdu};
 pub use link::{Link, PathLoss};
 pub use medium::{Delivery, Medium, NodeConfig, NodeEvent, NodeId, NodeStats, RxInfo, TxRequest};
 pub use pcap::PcapWriter;
 pub use radio::SimRadio;
 pub use rcp_node::RcpNode;
+pub use scenario::Scenario;
 pub use timing::Timing;
+pub use world::{spawn_realtime, World, WorldHandle};

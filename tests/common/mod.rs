@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use ferry::control::api::StatusReport;
 
-/// A config for tests: everything in `dir`, metrics on an ephemeral port.
+/// The simulated flat the embedded default runs on.
+pub const HOME_SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim/home.toml");
+
+/// A config for tests: the simulated flat, state in the config's folder, metrics on an
+/// ephemeral port.
 pub fn test_config(extra: &str) -> String {
     format!(
-        "[radio]\nurl = \"sim:home.toml\"\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+        "[radio]\nurl = \"sim:{HOME_SCENARIO}\"\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [control]\nsocket = \"control.sock\"\n{extra}"
     )
 }
@@ -47,6 +51,19 @@ impl Ferryd {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits until ferryd answers `ferry status` with its radio up.
+    pub fn wait_radio_up(&mut self) -> StatusReport {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let report = self.wait_ready();
+            if report.radio.up {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "the radio never came up: {:?}\nlog:\n{}", report.radio, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until ferryd answers `ferry status`.

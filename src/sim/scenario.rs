@@ -1,0 +1,523 @@
+//! Scenario files: the simulated PAN a [`World`](super::world::World) is built from.
+//!
+//! A scenario is TOML (unknown keys are refused, errors name file, line, column and key, as for
+//! `ferry.toml`). Relative paths (public keys) resolve against the scenario file's folder.
+//!
+//! ```toml
+//! seed = 42              # every random choice of the run; same seed, same run
+//! channel = 26           # 802.15.4 channel of the PAN (11..=26)
+//! pan_id = 0xface
+//!
+//! [propagation]          # log-distance path loss for nodes with positions (all optional)
+//! loss_at_1m_db = 40.0
+//! exponent = 3.0         # 2 free space, ~3 indoors, 3.5 through walls
+//! sensitivity_dbm = -95.0
+//! noise_dbm = -100.0
+//!
+//! [gateway]              # the RCP ferryd drives
+//! eui64 = "f0:0d:00:00:00:00:00:01"
+//! short = 0x0000         # what ferryd is expected to set; sleepy children poll it
+//! position = [0.0, 0.0]  # metres
+//! tx_dbm = 0.0
+//!
+//! [[node]]
+//! name = "thermostat"
+//! eui64 = "02:00:00:00:00:00:00:02"
+//! short = 0x0002
+//! position = [4.0, 2.5]  # or omit, and give every link in [[link]]
+//! role = "leaf"          # "router" (always on, forwards, holds frames for children) or "leaf"
+//! parent = "gateway"     # a router's name, or "gateway" (the default)
+//! tx_dbm = -8.0
+//! duty_cycle = { mode = "sleepy", poll_period_s = 30.0, jitter_s = 0.5, drift_ppm = 25.0, listen_window_ms = 20.0 }
+//! board = { vendor = "riot-os.org", class = "nrf52840dk" }   # names or UUIDs
+//! firmware = { version = "1.2.0", sequence = 7 }
+//! keys = ["keys/riot-community.pub"]
+//! failure = { flash_write_error_rate = 0.01, power_loss_at_byte = 40960, battery_percent = 12 }
+//!
+//! [[link]]               # explicit link, overrides positions
+//! from = "thermostat"
+//! to = "gateway"
+//! prr = 0.8
+//! rssi_dbm = -82
+//! both_ways = true       # default
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{deserialize_located, ConfigError, Invalid};
+
+/// The name links and `parent` use for the gateway.
+pub const GATEWAY: &str = "gateway";
+/// Upper bound on devices in one scenario (the medium holds 512 nodes; one is the gateway).
+pub const MAX_DEVICES: usize = 500;
+
+/// An EUI-64, written `02:00:00:00:00:00:00:2a` (or 16 hex digits), held most significant
+/// byte first (Spinel `E` order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Eui64(pub [u8; 8]);
+
+impl TryFrom<String> for Eui64 {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let hex: String = s.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+        let bad = || format!("`{s}` is not an EUI-64; write 8 hex bytes like 02:00:00:00:00:00:00:2a");
+        if hex.len() != 16 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 8];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Eui64(out))
+    }
+}
+
+impl From<Eui64> for String {
+    fn from(e: Eui64) -> String {
+        e.to_string()
+    }
+}
+
+impl fmt::Display for Eui64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_channel")]
+    pub channel: u8,
+    #[serde(default = "default_pan_id")]
+    pub pan_id: u16,
+    #[serde(default)]
+    pub propagation: Propagation,
+    pub gateway: GatewaySpec,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
+}
+
+fn default_channel() -> u8 {
+    26
+}
+
+fn default_pan_id() -> u16 {
+    0xface
+}
+
+/// Log-distance path loss parameters ([`super::link::PathLoss`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Propagation {
+    pub loss_at_1m_db: f64,
+    pub exponent: f64,
+    pub noise_dbm: f64,
+    /// Below this RSSI there is no link at all.
+    pub sensitivity_dbm: f64,
+    /// Frame length the link's PRR is computed for (a typical 6LoWPAN frame).
+    pub psdu_len: usize,
+}
+
+impl Default for Propagation {
+    fn default() -> Self {
+        Propagation { loss_at_1m_db: 40.0, exponent: 3.0, noise_dbm: -100.0, sensitivity_dbm: -95.0, psdu_len: 100 }
+    }
+}
+
+/// The gateway's radio (the RCP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    pub eui64: Eui64,
+    /// The short address ferryd is expected to give the RCP; children send their polls to it.
+    #[serde(default)]
+    pub short: u16,
+    #[serde(default)]
+    pub position: Option<[f64; 2]>,
+    #[serde(default)]
+    pub tx_dbm: f64,
+}
+
+/// Router (always on, holds indirect frames for its sleepy children) or leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Router,
+    #[default]
+    Leaf,
+}
+
+/// When a device's radio is on.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DutyCycle {
+    /// Radio always receiving.
+    #[default]
+    AlwaysOn,
+    /// Radio off except every `poll_period_s` (on the device's own clock): wake, send a MAC Data
+    /// Request to the parent, listen, sleep.
+    Sleepy {
+        poll_period_s: f64,
+        /// Each period is drawn uniformly from `poll_period_s ± jitter_s`.
+        #[serde(default)]
+        jitter_s: f64,
+        /// The device clock runs fast by this many parts per million (negative: slow).
+        #[serde(default)]
+        drift_ppm: f64,
+        /// How long the radio stays on after the poll's ACK without Frame Pending.
+        #[serde(default = "default_listen_window_ms")]
+        listen_window_ms: f64,
+        /// After an ACK with Frame Pending, the longest wait for the queued frame.
+        #[serde(default = "default_pending_timeout_ms")]
+        pending_timeout_ms: f64,
+    },
+}
+
+fn default_listen_window_ms() -> f64 {
+    10.0
+}
+
+fn default_pending_timeout_ms() -> f64 {
+    300.0
+}
+
+/// Which manifests apply to the device (SUIT vendor/class IDs: names, or UUIDs as text).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub class: String,
+}
+
+/// The firmware installed at the start of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firmware {
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// SUIT manifest sequence number of the installed image.
+    #[serde(default)]
+    pub sequence: u64,
+}
+
+fn default_version() -> String {
+    "0.0.0".into()
+}
+
+impl Default for Firmware {
+    fn default() -> Self {
+        Firmware { version: default_version(), sequence: 0 }
+    }
+}
+
+/// Failure injection for the device model that runs updates (flash, boot, battery). The MAC
+/// layer only uses `battery_percent` (reported); the rest is read by the update logic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failures {
+    /// Probability that one flash page write reports an error.
+    pub flash_write_error_rate: f64,
+    /// A write reports success but stores wrong bytes (the digest check must catch it).
+    pub corrupt_write: bool,
+    /// The device loses power after writing this many bytes of the new image.
+    pub power_loss_at_byte: Option<u64>,
+    /// The new image fails to boot (the bootloader must fall back to the old slot).
+    pub boot_failure: bool,
+    /// Battery level 0..=100; low levels make a device refuse updates.
+    pub battery_percent: u8,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures {
+            flash_write_error_rate: 0.0,
+            corrupt_write: false,
+            power_loss_at_byte: None,
+            boot_failure: false,
+            battery_percent: 100,
+        }
+    }
+}
+
+/// One simulated device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub eui64: Eui64,
+    pub short: u16,
+    #[serde(default)]
+    pub position: Option<[f64; 2]>,
+    #[serde(default)]
+    pub role: Role,
+    /// Name of the node this one polls and sends to: a router or `gateway`.
+    #[serde(default = "default_parent")]
+    pub parent: String,
+    #[serde(default)]
+    pub tx_dbm: f64,
+    #[serde(default)]
+    pub duty_cycle: DutyCycle,
+    #[serde(default)]
+    pub board: Board,
+    #[serde(default)]
+    pub firmware: Firmware,
+    /// Public keys compiled into the firmware (PEM files), relative to the scenario file.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    #[serde(default)]
+    pub failure: Failures,
+}
+
+fn default_parent() -> String {
+    GATEWAY.into()
+}
+
+/// An explicit link between two named nodes (or `gateway`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub from: String,
+    pub to: String,
+    /// Packet reception ratio 0..=1 before collisions.
+    pub prr: f64,
+    pub rssi_dbm: i8,
+    #[serde(default = "default_true")]
+    pub both_ways: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file; key paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut s = Scenario::parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for node in &mut s.nodes {
+            for key in &mut node.keys {
+                if key.is_relative() {
+                    *key = base.join(&*key);
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Parses and validates `text`; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ConfigError> {
+        let s: Scenario = deserialize_located(path, text)?;
+        s.validate().map_err(|(key, message)| {
+            let position = locate(text, &key);
+            ConfigError::Invalid(Box::new(Invalid { path: path.to_owned(), position, key: Some(key), message }))
+        })?;
+        Ok(s)
+    }
+
+    /// The node with `name`, if any.
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(11..=26).contains(&self.channel) {
+            return Err(("channel".into(), format!("channel {} is not a 2.4 GHz channel; use 11..=26", self.channel)));
+        }
+        if self.nodes.len() > MAX_DEVICES {
+            return Err(("node".into(), format!("{} nodes; at most {MAX_DEVICES}", self.nodes.len())));
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut shorts: HashMap<u16, usize> = HashMap::new();
+        let mut euis: HashMap<[u8; 8], usize> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let at = |field: &str| format!("node[{i}].{field}");
+            if n.name == GATEWAY || n.name.is_empty() {
+                return Err((at("name"), format!("`{}` is reserved or empty; pick another name", n.name)));
+            }
+            if let Some(j) = names.insert(&n.name, i) {
+                return Err((at("name"), format!("node[{j}] is already named `{}`", n.name)));
+            }
+            if n.short == self.gateway.short || n.short >= 0xfffe {
+                return Err((at("short"), format!("short address {:#06x} is the gateway's or reserved", n.short)));
+            }
+            if let Some(j) = shorts.insert(n.short, i) {
+                return Err((at("short"), format!("node[{j}] already has short address {:#06x}", n.short)));
+            }
+            if n.eui64 == self.gateway.eui64 {
+                return Err((at("eui64"), "the gateway already has this EUI-64".into()));
+            }
+            if let Some(j) = euis.insert(n.eui64.0, i) {
+                return Err((at("eui64"), format!("node[{j}] already has EUI-64 {}", n.eui64)));
+            }
+            if let DutyCycle::Sleepy { poll_period_s, jitter_s, listen_window_ms, pending_timeout_ms, drift_ppm } =
+                n.duty_cycle
+            {
+                if n.role == Role::Router {
+                    return Err((at("duty_cycle"), "a router must be always-on".into()));
+                }
+                let ok = poll_period_s.is_finite()
+                    && poll_period_s >= 0.01
+                    && (0.0..poll_period_s / 2.0).contains(&jitter_s)
+                    && (0.0..1000.0 * poll_period_s).contains(&listen_window_ms)
+                    && (0.0..60_000.0).contains(&pending_timeout_ms)
+                    && drift_ppm.abs() < 10_000.0;
+                if !ok {
+                    return Err((
+                        at("duty_cycle"),
+                        "need poll_period_s ≥ 0.01, 0 ≤ jitter_s < period/2, 0 ≤ listen_window_ms < period, \
+                         0 ≤ pending_timeout_ms < 60000, |drift_ppm| < 10000"
+                            .into(),
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&n.failure.flash_write_error_rate) || n.failure.battery_percent > 100 {
+                return Err((at("failure"), "flash_write_error_rate is 0..=1, battery_percent 0..=100".into()));
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.parent == n.name {
+                return Err((format!("node[{i}].parent"), "a node cannot be its own parent".into()));
+            }
+            if n.parent != GATEWAY {
+                match self.node(&n.parent) {
+                    Some(p) if p.role == Role::Router => {}
+                    Some(_) => {
+                        return Err((format!("node[{i}].parent"), format!("`{}` is not a router", n.parent)));
+                    }
+                    None => {
+                        return Err((
+                            format!("node[{i}].parent"),
+                            format!("no node named `{}`; use a router's name or `gateway`", n.parent),
+                        ))
+                    }
+                }
+            }
+        }
+        let known = |name: &str| name == GATEWAY || names.contains_key(name);
+        for (i, l) in self.links.iter().enumerate() {
+            for (field, name) in [("from", &l.from), ("to", &l.to)] {
+                if !known(name) {
+                    return Err((format!("link[{i}].{field}"), format!("no node named `{name}`")));
+                }
+            }
+            if l.from == l.to {
+                return Err((format!("link[{i}].to"), "a link needs two different nodes".into()));
+            }
+            if !(0.0..=1.0).contains(&l.prr) {
+                return Err((format!("link[{i}].prr"), "prr is a probability, 0..=1".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where `node[3].short` or `link[0].prr` is written, for the error message.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (table, field) = key.split_once('.').unwrap_or((key, ""));
+    let (table, index) = match table.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()?),
+        None => {
+            // A top-level key.
+            return line_of(text, 0, |l| l.split('=').next().map(str::trim) == Some(table));
+        }
+    };
+    let header = format!("[[{table}]]");
+    let mut seen = 0usize;
+    let mut start = None;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim() == header {
+            if seen == index {
+                start = Some((n, offset));
+            }
+            seen += 1;
+        }
+        offset += line.len();
+    }
+    let (n, _) = start?;
+    if field.is_empty() {
+        return Some((n + 1, 1));
+    }
+    line_of(text, n + 1, |l| l.split('=').next().map(str::trim) == Some(field)).or(Some((n + 1, 1)))
+}
+
+/// The first line from `from` (0-based) on that matches, stopping at the next table header.
+fn line_of(text: &str, from: usize, mut hit: impl FnMut(&str) -> bool) -> Option<(usize, usize)> {
+    for (n, line) in text.lines().enumerate().skip(from) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            return None;
+        }
+        if hit(t) {
+            return Some((n + 1, line.len() - t.len() + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+seed = 7
+[gateway]
+eui64 = "f0:0d:00:00:00:00:00:01"
+
+[[node]]
+name = "a"
+eui64 = "0200000000000002"
+short = 2
+duty_cycle = { mode = "sleepy", poll_period_s = 5.0 }
+"#;
+
+    #[test]
+    fn minimal_parses_with_defaults() {
+        let s = Scenario::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!((s.seed, s.channel, s.pan_id), (7, 26, 0xface));
+        assert_eq!(s.nodes[0].eui64.0, [2, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(s.nodes[0].parent, GATEWAY);
+        assert!(
+            matches!(s.nodes[0].duty_cycle, DutyCycle::Sleepy { listen_window_ms, .. } if listen_window_ms == 10.0)
+        );
+        assert_eq!(s.nodes[0].failure.battery_percent, 100);
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let bad = MINIMAL.replace("short = 2", "short = 2\nbogus = 1");
+        let e = Scenario::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:") && e.contains("bogus"), "{e}");
+        let bad = MINIMAL.replace("short = 2", "short = 0");
+        let e = Scenario::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("t.toml:9:1: key `node[0].short`"), "{e}");
+        let bad = format!("{MINIMAL}parent = \"nobody\"\n");
+        let e = Scenario::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("node[0].parent") && e.contains("nobody"), "{e}");
+        let bad = MINIMAL.replace("0200000000000002", "02zz");
+        let e = Scenario::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("not an EUI-64"), "{e}");
+    }
+}
