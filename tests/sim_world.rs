@@ -217,3 +217,40 @@ fn router_holds_frames_for_a_sleepy_child_until_it_polls() {
     w.run_until(w.now() + 3 * (poll_period_s * 1e6) as u64);
     assert_eq!(w.device(child).unwrap().stats().polls_frame_pending, 2);
 }
+
+#[test]
+fn explicit_links_need_no_positions() {
+    let text = r#"
+seed = 3
+[gateway]
+eui64 = "f0:0d:00:00:00:00:00:01"
+
+[[node]]
+name = "far"
+eui64 = "02:00:00:00:00:00:00:02"
+short = 2
+duty_cycle = { mode = "sleepy", poll_period_s = 1.0, listen_window_ms = 0.0 }
+
+[[link]]
+from = "far"
+to = "gateway"
+prr = 0.5
+rssi_dbm = -90
+"#;
+    let s = Scenario::parse(std::path::Path::new("links.toml"), text).unwrap();
+    let mut w = World::new(&s).unwrap();
+    w.configure_gateway();
+    w.set_discard_host_output(true);
+    let (far, gw) = (w.device("far").unwrap().node(), w.gateway().node());
+    assert_eq!(w.medium().link(far, gw).map(|l| (l.prr, l.rssi_dbm)), Some((0.5, -90)));
+    assert!(w.medium().link(gw, far).is_some(), "both ways by default");
+    w.run_until(200 * SEC);
+    let st = w.device("far").unwrap().stats();
+    // A poll and its ACK each cross a 50 % link: with retries most polls still get through.
+    assert!(st.wakes >= 195 && st.polls_failed > 0 && st.polls_acked > st.wakes / 2, "{st:?}");
+    let r = w.report();
+    let far_row = &r.nodes[1];
+    assert!(far_row.radio.retries > 0 && far_row.radio.rx_lost > 0, "{far_row:?}");
+    // Listen window 0: radio on only for CSMA, the poll and the ACK wait, ~2-10 ms per wake.
+    assert!(far_row.radio_on_pct < 1.5, "{}", far_row.radio_on_pct);
+}

@@ -497,7 +497,13 @@ impl World {
                 mac: d.stats(),
             });
         }
-        Report { seed: self.scenario.seed, duration_us: now, host_frames_dropped: self.host_dropped, nodes }
+        Report {
+            seed: self.scenario.seed,
+            duration_us: now,
+            host_frames_dropped: self.host_dropped,
+            external_frames_dropped: self.external_dropped,
+            nodes,
+        }
     }
 
     /// Ground truth of a device's wakes.
@@ -544,7 +550,10 @@ fn ser_node_stats<S: serde::Serializer>(s: &NodeStats, ser: S) -> Result<S::Ok, 
 pub struct Report {
     pub seed: u64,
     pub duration_us: u64,
+    /// Spinel frames for the host lost (no host attached, or it read too slowly).
     pub host_frames_dropped: u64,
+    /// Frames from or for ZEP peers lost to full queues.
+    pub external_frames_dropped: u64,
     pub nodes: Vec<NodeReport>,
 }
 
