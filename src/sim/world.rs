@@ -21,9 +21,20 @@
 //!
 //! [`spawn_realtime`] runs the world in a tokio task that follows the wall clock and exposes
 //! the gateway RCP as an async byte stream carrying Spinel in HDLC-lite frames, exactly as a
-//! serial RCP would. ferryd opens it with `radio::spawn_with` and an opener around
-//! [`WorldHandle::connect`] (each call attaches a fresh stream; the RCP keeps its state, as a
-//! USB RCP does when its port is reopened).
+//! serial RCP would. For `[radio] url = "sim:FILE"` ferryd needs one call:
+//!
+//! ```no_run
+//! # async fn demo(settings: ferry::radio::Settings, metrics: ferry::radio::RadioMetrics,
+//! #               shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+//! let path = std::path::Path::new("config/sim/home.toml");
+//! let (opener, world) = ferry::sim::world::sim_opener(path, shutdown.clone())?;
+//! let (radio, frames) = ferry::radio::spawn_with(opener, "sim:home.toml".into(), settings, metrics, shutdown);
+//! # let _ = (radio, frames, world); Ok(()) }
+//! ```
+//!
+//! Each open attaches a fresh stream ([`WorldHandle::connect`]); the RCP keeps its state, as a
+//! USB RCP does when its port is reopened. The world's handle gives the accounting
+//! ([`WorldHandle::report`]) and any access to the world ([`WorldHandle::with`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -641,7 +652,7 @@ pub fn spawn_realtime(
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
-    Scenario(#[from] crate::config::ConfigError),
+    Scenario(#[from] super::scenario::ScenarioError),
     #[error("{0}")]
     World(#[from] WorldError),
 }
