@@ -104,7 +104,7 @@ fn run_virtual(mut world: World, duration: Duration, args: &SimArgs) -> anyhow::
     let report = world.report();
     print_report(&report, args.json)?;
     eprintln!(
-        "simulated {:.1} s in {:.3} s of CPU ({:.0}x real time)",
+        "simulated {:.1} s in {:.3} s wall clock ({:.0}x real time)",
         duration.as_secs_f64(),
         took.as_secs_f64(),
         duration.as_secs_f64() / took.as_secs_f64().max(1e-9)

@@ -309,11 +309,21 @@ fn default_true() -> bool {
     true
 }
 
+/// Why a scenario file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    /// Located as in `ferry.toml` errors: file, line, column, key.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
 impl Scenario {
     /// Reads, parses and validates a scenario file; key paths resolve against its folder.
-    pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: path.to_owned(), error })?;
         let mut s = Scenario::parse(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for node in &mut s.nodes {

@@ -21,9 +21,20 @@
 //!
 //! [`spawn_realtime`] runs the world in a tokio task that follows the wall clock and exposes
 //! the gateway RCP as an async byte stream carrying Spinel in HDLC-lite frames, exactly as a
-//! serial RCP would. ferryd opens it with `radio::spawn_with` and an opener around
-//! [`WorldHandle::connect`] (each call attaches a fresh stream; the RCP keeps its state, as a
-//! USB RCP does when its port is reopened).
+//! serial RCP would. For `[radio] url = "sim:FILE"` ferryd needs one call:
+//!
+//! ```no_run
+//! # async fn demo(settings: ferry::radio::Settings, metrics: ferry::radio::RadioMetrics,
+//! #               shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+//! let path = std::path::Path::new("config/sim/home.toml");
+//! let (opener, world) = ferry::sim::world::sim_opener(path, shutdown.clone())?;
+//! let (radio, frames) = ferry::radio::spawn_with(opener, "sim:home.toml".into(), settings, metrics, shutdown);
+//! # let _ = (radio, frames, world); Ok(()) }
+//! ```
+//!
+//! Each open attaches a fresh stream ([`WorldHandle::connect`]); the RCP keeps its state, as a
+//! USB RCP does when its port is reopened. The world's handle gives the accounting
+//! ([`WorldHandle::report`]) and any access to the world ([`WorldHandle::with`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -497,7 +508,13 @@ impl World {
                 mac: d.stats(),
             });
         }
-        Report { seed: self.scenario.seed, duration_us: now, host_frames_dropped: self.host_dropped, nodes }
+        Report {
+            seed: self.scenario.seed,
+            duration_us: now,
+            host_frames_dropped: self.host_dropped,
+            external_frames_dropped: self.external_dropped,
+            nodes,
+        }
     }
 
     /// Ground truth of a device's wakes.
@@ -544,7 +561,10 @@ fn ser_node_stats<S: serde::Serializer>(s: &NodeStats, ser: S) -> Result<S::Ok, 
 pub struct Report {
     pub seed: u64,
     pub duration_us: u64,
+    /// Spinel frames for the host lost (no host attached, or it read too slowly).
     pub host_frames_dropped: u64,
+    /// Frames from or for ZEP peers lost to full queues.
+    pub external_frames_dropped: u64,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -632,7 +652,7 @@ pub fn spawn_realtime(
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
-    Scenario(#[from] crate::config::ConfigError),
+    Scenario(#[from] super::scenario::ScenarioError),
     #[error("{0}")]
     World(#[from] WorldError),
 }
