@@ -100,6 +100,9 @@ pub struct NetworkConfig {
     /// The /64 the devices get their addresses from; a ULA by default.
     #[serde(default = "NetworkConfig::default_prefix")]
     pub prefix: Ipv6Prefix,
+    /// ferry's 802.15.4 short address; the border router is the PAN coordinator, 0x0000.
+    #[serde(default)]
+    pub short_address: u16,
 }
 
 impl NetworkConfig {
@@ -120,6 +123,7 @@ impl Default for NetworkConfig {
             channel: Self::default_channel(),
             pan_id: Self::default_pan_id(),
             prefix: Self::default_prefix(),
+            short_address: 0x0000,
         }
     }
 }

@@ -112,7 +112,12 @@ impl Settings {
     /// The defaults with the channel and PAN ID of `[network]`. The short address stays
     /// 0xFFFE (none) until the MAC layer sets one with [`Op::SetShortAddress`].
     pub fn for_network(network: &crate::config::NetworkConfig) -> Settings {
-        Settings { channel: network.channel.into(), pan_id: network.pan_id.0, ..Settings::default() }
+        Settings {
+            channel: network.channel.into(),
+            pan_id: network.pan_id.0,
+            short_address: network.short_address,
+            ..Settings::default()
+        }
     }
 }
 
