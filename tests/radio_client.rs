@@ -802,5 +802,5 @@ fn random_line_noise_never_panics_and_the_client_recovers() {
 fn settings_from_the_network_section() {
     let network = ferry::config::NetworkConfig::default();
     let s = Settings::for_network(&network);
-    assert_eq!((s.channel, s.pan_id, s.short_address), (26, 0xface, 0xfffe));
+    assert_eq!((s.channel, s.pan_id, s.short_address), (26, 0xface, 0x0000));
 }
