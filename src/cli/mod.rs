@@ -3,6 +3,7 @@
 
 mod keygen;
 mod manifest;
+pub mod plan;
 mod publish;
 mod status;
 
@@ -48,6 +49,8 @@ enum Command {
     /// Look into SUIT envelopes (offline).
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// What the scheduler would start now and why the rest waits (offline, from a snapshot).
+    Plan(plan::PlanArgs),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
             Command::Keygen { out, alg } => keygen::run(out, *alg),
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
+            Command::Plan(args) => plan::run(args),
         }
     }
 
