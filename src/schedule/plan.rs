@@ -783,7 +783,7 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
             if link.lqi < ready.min_lqi {
                 reasons.push(WaitReason::LinkWeak(LinkProblem::Lqi { lqi: link.lqi, min: ready.min_lqi }));
             }
-            if !(link.etx <= ready.max_etx) {
+            if link.etx.is_nan() || link.etx > ready.max_etx {
                 reasons.push(WaitReason::LinkWeak(LinkProblem::Etx { etx: link.etx, max: ready.max_etx }));
             }
         }
