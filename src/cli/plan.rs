@@ -34,7 +34,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
 
 /// The text `ferry plan` prints; `now` is used when neither `--at` nor the snapshot says when.
 pub fn render_for(args: &PlanArgs, now: Timestamp) -> anyhow::Result<String> {
-    let loaded = Snapshot::load(&args.snapshot)?;
+    let name = args.snapshot.display().to_string();
+    let text = std::fs::read_to_string(&args.snapshot).with_context(|| format!("cannot read snapshot {name}"))?;
+    // JSON when the name says so, TOML otherwise.
+    let json = args.snapshot.extension().is_some_and(|e| e == "json");
+    let loaded = Snapshot::parse(&name, &text, json)?.into_state(&name)?;
     let at = match &args.at {
         Some(text) => text
             .parse::<Timestamp>()

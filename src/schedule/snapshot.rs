@@ -1,4 +1,4 @@
-//! A plan's whole input in one file, for `ferry plan --snapshot FILE` (offline) and for tests.
+//! A plan's whole input in one file (read by the caller: this room does no I/O), for `ferry plan --snapshot FILE` (offline) and for tests.
 //!
 //! JSON (`.json`) or TOML (anything else). Groups carry their time zone, `[group.policy]` as in
 //! `ferry.toml` (windows, `max_deferral`, readiness thresholds, urgency overrides) and
@@ -22,7 +22,6 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -82,8 +81,6 @@ pub struct SnapshotDevice {
 /// Why a snapshot was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("cannot read snapshot {path}: {source}")]
-    Read { path: String, source: std::io::Error },
     #[error("snapshot {path}: {message}")]
     Parse { path: String, message: String },
     #[error("snapshot {path}: group `{group}` has time zone `{zone}`, which is not a known IANA zone")]
@@ -102,15 +99,6 @@ pub struct Loaded {
 }
 
 impl Snapshot {
-    /// Reads `path`: JSON when it ends in `.json`, TOML otherwise.
-    pub fn load(path: &Path) -> Result<Loaded, SnapshotError> {
-        let name = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| SnapshotError::Read { path: name.clone(), source })?;
-        let json = path.extension().is_some_and(|e| e == "json");
-        Snapshot::parse(&name, &text, json)?.into_state(&name)
-    }
-
     pub fn parse(name: &str, text: &str, json: bool) -> Result<Snapshot, SnapshotError> {
         let parsed = if json {
             let mut de = serde_json::Deserializer::from_str(text);
