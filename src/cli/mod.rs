@@ -3,6 +3,7 @@
 
 mod keygen;
 mod manifest;
+pub mod plan;
 mod publish;
 mod sim;
 mod status;
@@ -51,6 +52,8 @@ enum Command {
     Manifest(manifest::ManifestCommand),
     /// Run a simulated PAN: behind a pty for ferryd (real time), or in virtual time.
     Sim(sim::SimArgs),
+    /// What the scheduler would start now and why the rest waits (offline, from a snapshot).
+    Plan(plan::PlanArgs),
 }
 
 impl Cli {
@@ -61,6 +64,7 @@ impl Cli {
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
             Command::Sim(args) => sim::run(args).await,
+            Command::Plan(args) => plan::run(args),
         }
     }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::plan::{ApprovalMode, PanPolicy, SkipFrom};
 use crate::schedule::{Length, WeeklySpan, Window};
 
 pub use radio_url::RadioUrl;
@@ -45,6 +46,8 @@ pub struct Config {
     pub coap: CoapConfig,
     #[serde(default)]
     pub owner_files: OwnerFilesConfig,
+    #[serde(default)]
+    pub plan: PlanConfig,
     #[serde(default, rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
     #[serde(default, rename = "authority", skip_serializing_if = "Vec::is_empty")]
@@ -263,6 +266,10 @@ pub struct AuthorityConfig {
     pub threshold: usize,
     #[serde(default)]
     pub scope: ScopeConfig,
+    /// Whether this authority's updates install on their own (`automatic`) or wait for
+    /// `ferry update approve` (`manual`).
+    #[serde(default)]
+    pub approval: ApprovalMode,
 }
 
 impl AuthorityConfig {
@@ -364,6 +371,76 @@ pub struct ScopeConfig {
     pub component_ids: Vec<String>,
 }
 
+/// `[plan]`: PAN-wide limits of the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Largest share of the channel's time ferry's sessions may use together (0 < x ≤ 1).
+    #[serde(default = "PlanConfig::default_air_time_budget")]
+    pub air_time_budget: f64,
+    /// At most this many sessions at once among the children of one parent.
+    #[serde(default = "PlanConfig::default_max_concurrent_per_parent")]
+    pub max_concurrent_per_parent: u8,
+    /// CoAP Block2 size the devices fetch with (16, 32, …, 1024); RIOT's default is 64.
+    #[serde(default = "PlanConfig::default_block_size")]
+    pub block_size: u16,
+    /// How long before its deferral deadline a security update starts regardless of windows.
+    #[serde(default = "PlanConfig::default_deadline_lead")]
+    pub deadline_lead: Length,
+}
+
+impl PlanConfig {
+    fn default_air_time_budget() -> f64 {
+        0.6
+    }
+    fn default_max_concurrent_per_parent() -> u8 {
+        2
+    }
+    fn default_block_size() -> u16 {
+        64
+    }
+    fn default_deadline_lead() -> Length {
+        Length::from_minutes(6 * 60)
+    }
+
+    /// The scheduler's view.
+    pub fn pan_policy(&self) -> PanPolicy {
+        PanPolicy {
+            air_time_budget: self.air_time_budget,
+            max_concurrent_per_parent: self.max_concurrent_per_parent,
+            block_size: self.block_size,
+            deadline_lead: self.deadline_lead.duration(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(self.air_time_budget > 0.0 && self.air_time_budget <= 1.0) {
+            return Err(("plan.air_time_budget".into(), "must be above 0 and at most 1 (0.6 is 60 %)".into()));
+        }
+        if self.max_concurrent_per_parent == 0 {
+            return Err(("plan.max_concurrent_per_parent".into(), "must be at least 1".into()));
+        }
+        if !self.block_size.is_power_of_two() || !(16..=1024).contains(&self.block_size) {
+            return Err((
+                "plan.block_size".into(),
+                "must be a CoAP block size: 16, 32, 64, 128, 256, 512 or 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            air_time_budget: Self::default_air_time_budget(),
+            max_concurrent_per_parent: Self::default_max_concurrent_per_parent(),
+            block_size: Self::default_block_size(),
+            deadline_lead: Self::default_deadline_lead(),
+        }
+    }
+}
+
 /// `[[owner]]`: a person or party holding rights over groups of devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,9 +514,29 @@ pub struct GroupPolicy {
     /// still find a slot.
     #[serde(default = "GroupPolicy::default_min_weekly_open")]
     pub min_weekly_open: Length,
-    /// Longest the occupant's windows and blackouts together may keep the group closed.
+    /// Longest the occupant's windows and blackouts together may keep the group closed, and
+    /// longest a security update may wait for a window: by then it starts regardless.
     #[serde(default = "GroupPolicy::default_max_deferral")]
     pub max_deferral: Length,
+    /// Readiness: a battery-powered device below this charge is not updated.
+    #[serde(default = "GroupPolicy::default_min_battery_percent")]
+    pub min_battery_percent: u8,
+    /// Readiness: weakest RSSI of the device's link to its parent, dBm.
+    #[serde(default = "GroupPolicy::default_min_rssi_dbm")]
+    pub min_rssi_dbm: i16,
+    /// Readiness: lowest LQI of the device's link.
+    #[serde(default)]
+    pub min_lqi: u8,
+    /// Readiness: highest ETX (expected transmissions per frame) of the device's link.
+    #[serde(default = "GroupPolicy::default_max_etx")]
+    pub max_etx: f64,
+    /// From which urgency on updates may install outside the windows: `never`, `security`,
+    /// `critical`.
+    #[serde(default = "GroupPolicy::default_skip_windows_from")]
+    pub skip_windows_from: SkipFrom,
+    /// From which urgency on updates may install during blackouts.
+    #[serde(default = "GroupPolicy::default_skip_blackouts_from")]
+    pub skip_blackouts_from: SkipFrom,
 }
 
 impl GroupPolicy {
@@ -448,6 +545,21 @@ impl GroupPolicy {
     }
     fn default_max_deferral() -> Length {
         Length::from_minutes(14 * 24 * 60)
+    }
+    fn default_min_battery_percent() -> u8 {
+        30
+    }
+    fn default_min_rssi_dbm() -> i16 {
+        -90
+    }
+    fn default_max_etx() -> f64 {
+        3.0
+    }
+    fn default_skip_windows_from() -> SkipFrom {
+        SkipFrom::Critical
+    }
+    fn default_skip_blackouts_from() -> SkipFrom {
+        SkipFrom::Never
     }
 }
 
@@ -458,6 +570,12 @@ impl Default for GroupPolicy {
             occupant_hours: Vec::new(),
             min_weekly_open: Self::default_min_weekly_open(),
             max_deferral: Self::default_max_deferral(),
+            min_battery_percent: Self::default_min_battery_percent(),
+            min_rssi_dbm: Self::default_min_rssi_dbm(),
+            min_lqi: 0,
+            max_etx: Self::default_max_etx(),
+            skip_windows_from: Self::default_skip_windows_from(),
+            skip_blackouts_from: Self::default_skip_blackouts_from(),
         }
     }
 }
@@ -567,6 +685,7 @@ impl Config {
 
     /// Rules that span several keys; returns the key at fault and what is wrong.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.plan.validate()?;
         unique_names("repository", self.repositories.iter().map(|r| r.name.as_str()))?;
         unique_names("authority", self.authorities.iter().map(|a| a.name.as_str()))?;
         unique_names("owner", self.owners.iter().map(|o| o.name.as_str()))?;

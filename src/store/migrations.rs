@@ -46,6 +46,23 @@ const MIGRATIONS: &[&str] = &[
          at_unix_ms    INTEGER NOT NULL,
          PRIMARY KEY (device_eui64, component_id)
      ) STRICT;",
+    // 3 (plan branch): the fleet. One row per device with its lifecycle; every fact ferry knows
+    // about it in `fleet_facts`, keyed by fact name, with its value as JSON, its source and when
+    // it was learned (see `store::devices`).
+    "CREATE TABLE fleet_devices (
+         eui64              BLOB    PRIMARY KEY CHECK (length(eui64) = 8),
+         lifecycle          TEXT    NOT NULL
+                            CHECK (lifecycle IN ('discovered', 'commissioned', 'active', 'decommissioned')),
+         lifecycle_unix_ms  INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE fleet_facts (
+         eui64            BLOB    NOT NULL REFERENCES fleet_devices (eui64) ON DELETE CASCADE,
+         fact             TEXT    NOT NULL,
+         value            TEXT    NOT NULL,
+         source           TEXT    NOT NULL,
+         learned_unix_ms  INTEGER NOT NULL,
+         PRIMARY KEY (eui64, fact)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

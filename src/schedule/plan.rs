@@ -1,0 +1,839 @@
+//! The plan: which (device, update) sessions may start now, and why every other one waits.
+//!
+//! [`plan`] is pure: `(PlanState, topology, now) → Plan`. The daemon calls it on every tick and
+//! when something changes, starts the sessions in [`Plan::starts`], and records them as active.
+//!
+//! # Rules, in the order they are checked
+//!
+//! 1. **Which update.** Per device, the updates whose vendor and class IDs match the device and
+//!    that touch a component it has; of those, per component the highest sequence number, which
+//!    must be above the installed one. One session per device: the most urgent goes first.
+//! 2. **Allowed.** Verified; not paused; approved (automatically for an authority whose approval
+//!    mode is automatic, else by `ferry update approve`); the device is active.
+//! 3. **When.** Inside a window of the device's group and not in a blackout, unless the group's
+//!    policy lets this urgency skip windows (or blackouts), or the update's **deferral
+//!    deadline** (`available_at + max_deferral`, for security and critical updates) is within
+//!    [`PanPolicy::deadline_lead`]: then it starts regardless, so it starts by its deadline.
+//! 4. **Ready.** Battery (unless mains powered), free storage for the image, link quality.
+//! 5. **Fits.** The estimated session (see [`super::estimate`]) ends before the window closes.
+//! 6. **Topology and air.** Candidates are taken in order (urgency, earliest window end, fewest
+//!    hops); each must have no session on its path to the border router (a rebooting router
+//!    cuts its subtree off), no active or startable session in its own subtree (leaves before
+//!    routers), fewer than `max_concurrent_per_parent` sessions among its siblings, and its
+//!    air-time share must fit the PAN's remaining budget.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::estimate::{self, Model, SessionEstimate};
+use super::{Schedule, WindowState};
+use crate::config::GroupPolicy;
+use crate::fleet::device::{eui64_text, Eui64, Lifecycle, LinkQuality, Parent};
+use crate::fleet::topology::Topology;
+
+/// How pressing an update is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Urgency {
+    Routine,
+    Security,
+    Critical,
+}
+
+impl fmt::Display for Urgency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Urgency::Routine => "routine",
+            Urgency::Security => "security",
+            Urgency::Critical => "critical",
+        })
+    }
+}
+
+/// From which urgency on a group's windows (or blackouts) give way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipFrom {
+    Never,
+    Security,
+    Critical,
+}
+
+impl SkipFrom {
+    pub fn allows(self, urgency: Urgency) -> bool {
+        match self {
+            SkipFrom::Never => false,
+            SkipFrom::Security => urgency >= Urgency::Security,
+            SkipFrom::Critical => urgency >= Urgency::Critical,
+        }
+    }
+}
+
+/// Whether an authority's updates need an operator's `ferry update approve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// A verified (or not yet verified) update ferry could deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub id: String,
+    pub authority: String,
+    pub vendor_id: String,
+    pub class_id: String,
+    pub component: String,
+    pub sequence: u64,
+    pub image_bytes: u64,
+    pub urgency: Urgency,
+    #[serde(default = "yes")]
+    pub verified: bool,
+    /// An operator approved it (`ferry update approve`).
+    #[serde(default)]
+    pub approved: bool,
+    #[serde(default)]
+    pub paused: bool,
+    /// When ferry accepted it; the deferral deadline counts from here.
+    #[serde(with = "super::instant::rfc3339")]
+    pub available_at: Timestamp,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The planner's view of a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanDevice {
+    #[serde(with = "eui64_text")]
+    pub eui64: Eui64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub group: String,
+    #[serde(default = "active")]
+    pub lifecycle: Lifecycle,
+    pub vendor_id: Option<String>,
+    pub class_id: Option<String>,
+    /// Installed sequence number per component.
+    #[serde(default)]
+    pub installed: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub mains_powered: bool,
+    #[serde(default)]
+    pub battery_percent: Option<u8>,
+    #[serde(default)]
+    pub free_storage_bytes: Option<u64>,
+    #[serde(default)]
+    pub link: Option<LinkQuality>,
+    /// The learned wake period of a sleepy device, ms; absent for always-on ones.
+    #[serde(default)]
+    pub wake_period_ms: Option<u64>,
+}
+
+fn active() -> Lifecycle {
+    Lifecycle::Active
+}
+
+impl PlanDevice {
+    /// The planner's view of a stored device; `None` without a group (nothing to plan for).
+    pub fn from_device(device: &crate::fleet::Device, mains_powered: bool) -> Option<PlanDevice> {
+        Some(PlanDevice {
+            eui64: device.eui64,
+            name: device.board.as_ref().map(|b| b.value.clone()),
+            group: device.group.as_ref()?.value.clone(),
+            lifecycle: device.lifecycle,
+            vendor_id: device.vendor_id.as_ref().map(|k| k.value.clone()),
+            class_id: device.class_id.as_ref().map(|k| k.value.clone()),
+            installed: device.components.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
+            mains_powered,
+            battery_percent: device.battery_percent.as_ref().map(|k| k.value),
+            free_storage_bytes: device.free_storage_bytes.as_ref().map(|k| k.value),
+            link: device.link.as_ref().map(|k| k.value),
+            wake_period_ms: device.duty_cycle.as_ref().map(|k| (k.value.period_us / 1000.0).round() as u64),
+        })
+    }
+
+    fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.eui64.to_string())
+    }
+}
+
+/// A session that is running (the delivery room's record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveSession {
+    #[serde(with = "eui64_text")]
+    pub device: Eui64,
+    pub update: String,
+    #[serde(with = "super::instant::rfc3339")]
+    pub started_at: Timestamp,
+    #[serde(with = "super::instant::rfc3339")]
+    pub expected_end: Timestamp,
+    pub air_time_share: f64,
+}
+
+/// Readiness thresholds of a group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Readiness {
+    pub min_battery_percent: u8,
+    pub min_rssi_dbm: i16,
+    pub min_lqi: u8,
+    pub max_etx: f64,
+}
+
+/// A group as the planner needs it.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    pub name: String,
+    /// Windows minus blackouts.
+    pub schedule: Schedule,
+    /// Windows alone, to tell "closed" from "in a blackout".
+    pub windows_only: Schedule,
+    pub readiness: Readiness,
+    pub max_deferral: SignedDuration,
+    pub skip_windows_from: SkipFrom,
+    pub skip_blackouts_from: SkipFrom,
+}
+
+impl GroupPlan {
+    /// `schedule` is the group's schedule in force (e.g. `EffectiveSettings::group_schedule`).
+    pub fn new(name: &str, schedule: Schedule, policy: &GroupPolicy) -> GroupPlan {
+        let windows_only = Schedule::new(schedule.time_zone().clone(), schedule.windows().to_vec(), []);
+        GroupPlan {
+            name: name.to_owned(),
+            schedule,
+            windows_only,
+            readiness: Readiness {
+                min_battery_percent: policy.min_battery_percent,
+                min_rssi_dbm: policy.min_rssi_dbm,
+                min_lqi: policy.min_lqi,
+                max_etx: policy.max_etx,
+            },
+            max_deferral: policy.max_deferral.duration(),
+            skip_windows_from: policy.skip_windows_from,
+            skip_blackouts_from: policy.skip_blackouts_from,
+        }
+    }
+
+    fn zone(&self) -> String {
+        self.schedule.time_zone().iana_name().unwrap_or("UTC").to_owned()
+    }
+}
+
+/// PAN-wide limits (`[plan]` in ferry.toml).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PanPolicy {
+    /// Largest share of the channel's time ferry's sessions may use together, 0..=1.
+    pub air_time_budget: f64,
+    pub max_concurrent_per_parent: u8,
+    /// CoAP Block2 size the devices fetch with.
+    pub block_size: u16,
+    /// How long before a deferral deadline an update starts regardless of windows.
+    pub deadline_lead: SignedDuration,
+}
+
+impl Default for PanPolicy {
+    fn default() -> Self {
+        PanPolicy {
+            air_time_budget: 0.6,
+            max_concurrent_per_parent: 2,
+            block_size: 64,
+            deadline_lead: SignedDuration::from_hours(6),
+        }
+    }
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, Default)]
+pub struct PlanState {
+    pub devices: Vec<PlanDevice>,
+    pub updates: Vec<Update>,
+    pub sessions: Vec<ActiveSession>,
+    pub groups: BTreeMap<String, GroupPlan>,
+    /// Approval mode per authority name; authorities not listed need manual approval.
+    pub authorities: BTreeMap<String, ApprovalMode>,
+    pub pan: PanPolicy,
+    pub model: Model,
+}
+
+/// An instant shown in a group's time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTime {
+    pub at: Timestamp,
+    pub zone: String,
+    /// Within a week of the plan's `now`, so the weekday alone is clear.
+    pub soon: bool,
+}
+
+impl LocalTime {
+    fn new(at: Timestamp, zone: &str, now: Timestamp) -> LocalTime {
+        let soon = at.duration_since(now) < SignedDuration::from_hours(6 * 24);
+        LocalTime { at, zone: zone.to_owned(), soon }
+    }
+}
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tz = jiff::tz::TimeZone::get(&self.zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let local = tz.to_datetime(self.at);
+        let pattern = if self.soon { "%a %H:%M" } else { "%a %-d %b %Y %H:%M" };
+        write!(f, "{} {}", local.strftime(pattern), self.zone)
+    }
+}
+
+impl Serialize for LocalTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.at)
+    }
+}
+
+/// A fact the planner needs but does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fact {
+    Battery,
+    Storage,
+    Link,
+    Route,
+    Identity,
+}
+
+/// Which link threshold failed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "metric")]
+pub enum LinkProblem {
+    Rssi { dbm: i16, min: i16 },
+    Lqi { lqi: u8, min: u8 },
+    Etx { etx: f64, max: f64 },
+}
+
+/// Why a (device, update) session does not start now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "code")]
+pub enum WaitReason {
+    NotNewer {
+        sequence: u64,
+        installed: u64,
+    },
+    NotVerified,
+    Paused,
+    AwaitingApproval {
+        authority: String,
+        update: String,
+    },
+    NotActive {
+        lifecycle: Lifecycle,
+    },
+    UnknownGroup {
+        group: String,
+    },
+    OutsideWindow {
+        opens: Option<LocalTime>,
+    },
+    Blackout {
+        resumes: Option<LocalTime>,
+    },
+    BatteryLow {
+        percent: u8,
+        min: u8,
+    },
+    StorageLow {
+        free: u64,
+        need: u64,
+    },
+    LinkWeak(LinkProblem),
+    Unknown {
+        fact: Fact,
+    },
+    WouldNotFit {
+        needs_s: i64,
+        closes: LocalTime,
+    },
+    OtherUpdateFirst {
+        update: String,
+    },
+    PathBusy {
+        #[serde(with = "eui64_text")]
+        router: Eui64,
+    },
+    SubtreeBusy {
+        active: usize,
+    },
+    SubtreeFirst {
+        pending: usize,
+    },
+    ParentLimit {
+        parent: String,
+        active: usize,
+        max: u8,
+    },
+    AirTimeBudget {
+        used: f64,
+        need: f64,
+        budget: f64,
+    },
+}
+
+impl WaitReason {
+    /// A stable machine-readable name (the `code` of the JSON form).
+    pub fn code(&self) -> &'static str {
+        match self {
+            WaitReason::NotNewer { .. } => "not-newer",
+            WaitReason::NotVerified => "not-verified",
+            WaitReason::Paused => "paused",
+            WaitReason::AwaitingApproval { .. } => "awaiting-approval",
+            WaitReason::NotActive { .. } => "not-active",
+            WaitReason::UnknownGroup { .. } => "unknown-group",
+            WaitReason::OutsideWindow { .. } => "outside-window",
+            WaitReason::Blackout { .. } => "blackout",
+            WaitReason::BatteryLow { .. } => "battery-low",
+            WaitReason::StorageLow { .. } => "storage-low",
+            WaitReason::LinkWeak(_) => "link-weak",
+            WaitReason::Unknown { .. } => "unknown",
+            WaitReason::WouldNotFit { .. } => "would-not-fit",
+            WaitReason::OtherUpdateFirst { .. } => "other-update-first",
+            WaitReason::PathBusy { .. } => "path-busy",
+            WaitReason::SubtreeBusy { .. } => "subtree-busy",
+            WaitReason::SubtreeFirst { .. } => "subtree-first",
+            WaitReason::ParentLimit { .. } => "parent-limit",
+            WaitReason::AirTimeBudget { .. } => "air-time-budget",
+        }
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{} kB", bytes.div_ceil(1000))
+}
+
+fn minutes(seconds: i64) -> String {
+    if seconds < 90 {
+        format!("{seconds} s")
+    } else {
+        format!("{} min", (seconds + 59) / 60)
+    }
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::NotNewer { sequence, installed } => {
+                write!(f, "sequence {sequence} not higher than installed {installed}")
+            }
+            WaitReason::NotVerified => f.write_str("update not verified"),
+            WaitReason::Paused => f.write_str("paused by an operator"),
+            WaitReason::AwaitingApproval { authority, update } => {
+                write!(f, "awaiting approval (authority {authority}: ferry update approve {update})")
+            }
+            WaitReason::NotActive { lifecycle } => write!(f, "device is {lifecycle}, not active"),
+            WaitReason::UnknownGroup { group } => write!(f, "group `{group}` is not configured"),
+            WaitReason::OutsideWindow { opens: Some(t) } => write!(f, "outside window until {t}"),
+            WaitReason::OutsideWindow { opens: None } => f.write_str("outside window; no window ever opens"),
+            WaitReason::Blackout { resumes: Some(t) } => write!(f, "blackout; installs resume {t}"),
+            WaitReason::Blackout { resumes: None } => f.write_str("blackout; no window opens after it"),
+            WaitReason::BatteryLow { percent, min } => write!(f, "battery {percent} % < {min} %"),
+            WaitReason::StorageLow { free, need } => {
+                write!(f, "free storage {} < image {}", kib(*free), kib(*need))
+            }
+            WaitReason::LinkWeak(LinkProblem::Rssi { dbm, min }) => write!(f, "link RSSI {dbm} dBm < {min} dBm"),
+            WaitReason::LinkWeak(LinkProblem::Lqi { lqi, min }) => write!(f, "link LQI {lqi} < {min}"),
+            WaitReason::LinkWeak(LinkProblem::Etx { etx, max }) => write!(f, "link ETX {etx:.1} > {max:.1}"),
+            WaitReason::Unknown { fact } => f.write_str(match fact {
+                Fact::Battery => "battery level unknown",
+                Fact::Storage => "free storage unknown",
+                Fact::Link => "link quality unknown",
+                Fact::Route => "no route to the device in the DODAG",
+                Fact::Identity => "vendor/class IDs unknown",
+            }),
+            WaitReason::WouldNotFit { needs_s, closes } => {
+                write!(f, "needs ~{}, window closes {closes}", minutes(*needs_s))
+            }
+            WaitReason::OtherUpdateFirst { update } => write!(f, "update {update} goes first"),
+            WaitReason::PathBusy { router } => write!(f, "router {router} on its path is updating"),
+            WaitReason::SubtreeBusy { active } => {
+                write!(f, "router: {active} {} still updating", if *active == 1 { "child" } else { "children" })
+            }
+            WaitReason::SubtreeFirst { pending } => {
+                write!(f, "router: {pending} {} behind it update first", if *pending == 1 { "node" } else { "nodes" })
+            }
+            WaitReason::ParentLimit { parent, active, max } => {
+                write!(f, "parent {parent}: {active} of {max} concurrent sessions busy")
+            }
+            WaitReason::AirTimeBudget { used, need, budget } => write!(
+                f,
+                "air time: {:.0} % in use + {:.0} % > {:.0} % budget",
+                used * 100.0,
+                need * 100.0,
+                budget * 100.0
+            ),
+        }
+    }
+}
+
+/// Why a session may start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartBasis {
+    /// Inside a window, no blackout.
+    Window,
+    /// Outside a window or in a blackout, which the group lets this urgency skip.
+    Urgency,
+    /// The deferral deadline is near or past.
+    Deadline,
+}
+
+/// A session to start now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub device: Eui64,
+    pub update: String,
+    pub urgency: Urgency,
+    pub basis: StartBasis,
+    pub estimate: SessionEstimate,
+    /// When the window closes (`None`: started on urgency/deadline, or it never closes).
+    pub window_closes: Option<Timestamp>,
+    pub deadline: Option<Timestamp>,
+}
+
+impl Start {
+    /// What it must finish or start by: the window's end, or for a deadline start the deadline
+    /// (earliest first, so an overdue security update goes before in-window ones).
+    fn due(&self) -> Timestamp {
+        match self.basis {
+            StartBasis::Deadline => self.deadline,
+            _ => self.window_closes,
+        }
+        .unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// What happens with one device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Start(Start),
+    Wait { update: String, reasons: Vec<WaitReason>, retry_at: Option<Timestamp> },
+    InProgress { update: String, expected_end: Timestamp },
+    UpToDate { reason: Option<WaitReason> },
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub device: Eui64,
+    pub label: String,
+    pub group: String,
+    pub action: Action,
+}
+
+/// The scheduler's decisions for `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub at: Timestamp,
+    pub entries: Vec<Entry>,
+    /// Air-time share in use after the starts, and the budget.
+    pub air_time_used: f64,
+    pub air_time_budget: f64,
+}
+
+impl Plan {
+    pub fn starts(&self) -> impl Iterator<Item = &Start> {
+        self.entries.iter().filter_map(|e| match &e.action {
+            Action::Start(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The session record to keep once `start` has been started at `now`.
+    pub fn session_for(start: &Start, now: Timestamp) -> ActiveSession {
+        ActiveSession {
+            device: start.device,
+            update: start.update.clone(),
+            started_at: now,
+            expected_end: now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX),
+            air_time_share: start.estimate.air_time_share,
+        }
+    }
+}
+
+/// A candidate that passed the device-level checks (rules 1–5).
+struct Candidate {
+    index: usize,
+    start: Start,
+    hops: u8,
+}
+
+/// Decides what starts at `now`. See the module doc for the rules.
+pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan {
+    let busy_devices: BTreeMap<[u8; 8], &ActiveSession> = state.sessions.iter().map(|s| (s.device.0, s)).collect();
+    let mut entries: Vec<Option<Entry>> = vec![None; state.devices.len()];
+    let mut candidates: Vec<Candidate> = Vec::new();
+
+    for (index, device) in state.devices.iter().enumerate() {
+        let entry = |action| Entry { device: device.eui64, label: device.label(), group: device.group.clone(), action };
+        if let Some(session) = busy_devices.get(&device.eui64.0) {
+            let action = Action::InProgress { update: session.update.clone(), expected_end: session.expected_end };
+            entries[index] = Some(entry(action));
+            continue;
+        }
+        match check_device(state, topology, device, now) {
+            DeviceCheck::Nothing(reason) => entries[index] = Some(entry(Action::UpToDate { reason })),
+            DeviceCheck::Wait { update, reasons, retry_at } => {
+                entries[index] = Some(entry(Action::Wait { update, reasons, retry_at }))
+            }
+            DeviceCheck::Ready { start, hops } => candidates.push(Candidate { index, start, hops }),
+        }
+    }
+
+    // Rule 6, in order: urgency, earliest window end (or deadline), fewest hops, then EUI-64.
+    candidates.sort_by(|a, b| {
+        b.start
+            .urgency
+            .cmp(&a.start.urgency)
+            .then_with(|| a.start.due().cmp(&b.start.due()))
+            .then_with(|| a.hops.cmp(&b.hops))
+            .then_with(|| a.start.device.0.cmp(&b.start.device.0))
+    });
+    let pending: BTreeSet<[u8; 8]> = candidates.iter().map(|c| c.start.device.0).collect();
+    let mut busy: BTreeSet<[u8; 8]> = busy_devices.keys().copied().collect();
+    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).sum();
+    let budget = state.pan.air_time_budget;
+    let session_ends: BTreeMap<[u8; 8], Timestamp> =
+        state.sessions.iter().map(|s| (s.device.0, s.expected_end)).collect();
+
+    for candidate in candidates {
+        let device = &state.devices[candidate.index];
+        let eui = device.eui64;
+        let mut reasons = Vec::new();
+        let mut retry_at: Option<Timestamp> = None;
+        let wait_for = |d: &Eui64, retry: &mut Option<Timestamp>| {
+            if let Some(end) = session_ends.get(&d.0) {
+                *retry = Some(retry.map_or(*end, |r: Timestamp| r.min(*end)));
+            }
+        };
+        if let Some(router) = topology.ancestors(eui).into_iter().find(|a| busy.contains(&a.0)) {
+            wait_for(&router, &mut retry_at);
+            reasons.push(WaitReason::PathBusy { router });
+        }
+        let subtree = topology.subtree(eui);
+        let active_below: Vec<&Eui64> = subtree.iter().filter(|d| busy.contains(&d.0)).collect();
+        if !active_below.is_empty() {
+            for d in &active_below {
+                wait_for(d, &mut retry_at);
+            }
+            reasons.push(WaitReason::SubtreeBusy { active: active_below.len() });
+        } else {
+            let pending_below = subtree.iter().filter(|d| pending.contains(&d.0)).count();
+            if pending_below > 0 {
+                reasons.push(WaitReason::SubtreeFirst { pending: pending_below });
+            }
+        }
+        let parent = topology.parent(eui);
+        let siblings_busy = busy.iter().filter(|d| topology.parent(Eui64(**d)) == parent).count();
+        if siblings_busy >= usize::from(state.pan.max_concurrent_per_parent) {
+            reasons.push(WaitReason::ParentLimit {
+                parent: parent.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+                active: siblings_busy,
+                max: state.pan.max_concurrent_per_parent,
+            });
+        }
+        let need = candidate.start.estimate.air_time_share;
+        // A small epsilon so rounding never refuses what exactly fits, nor admits an excess.
+        if used + need > budget + 1e-9 {
+            reasons.push(WaitReason::AirTimeBudget { used, need, budget });
+        }
+        let entry = |action| Entry { device: eui, label: device.label(), group: device.group.clone(), action };
+        if reasons.is_empty() {
+            busy.insert(eui.0);
+            used += need;
+            entries[candidate.index] = Some(entry(Action::Start(candidate.start)));
+        } else {
+            let update = candidate.start.update.clone();
+            entries[candidate.index] = Some(entry(Action::Wait { update, reasons, retry_at }));
+        }
+    }
+
+    Plan { at: now, entries: entries.into_iter().flatten().collect(), air_time_used: used, air_time_budget: budget }
+}
+
+enum DeviceCheck {
+    Nothing(Option<WaitReason>),
+    Wait { update: String, reasons: Vec<WaitReason>, retry_at: Option<Timestamp> },
+    Ready { start: Start, hops: u8 },
+}
+
+/// Rules 1–5 for one device.
+fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice, now: Timestamp) -> DeviceCheck {
+    let (Some(vendor), Some(class)) = (&device.vendor_id, &device.class_id) else {
+        return DeviceCheck::Nothing(Some(WaitReason::Unknown { fact: Fact::Identity }));
+    };
+    // Rule 1: per component, the newest matching update.
+    let mut newest: BTreeMap<&str, &Update> = BTreeMap::new();
+    for update in state.updates.iter().filter(|u| &u.vendor_id == vendor && &u.class_id == class) {
+        if !device.installed.contains_key(&update.component) {
+            continue;
+        }
+        let slot = newest.entry(update.component.as_str()).or_insert(update);
+        if update.sequence > slot.sequence {
+            *slot = update;
+        }
+    }
+    let mut to_do: Vec<&Update> = Vec::new();
+    let mut not_newer = None;
+    for (component, update) in newest {
+        let installed = device.installed.get(component).copied().unwrap_or(0);
+        if update.sequence > installed {
+            to_do.push(update);
+        } else {
+            not_newer = Some(WaitReason::NotNewer { sequence: update.sequence, installed });
+        }
+    }
+    // One session per device: the most urgent, then the oldest, first.
+    to_do.sort_by(|a, b| b.urgency.cmp(&a.urgency).then(a.available_at.cmp(&b.available_at)).then(a.id.cmp(&b.id)));
+    let Some(update) = to_do.first().copied() else { return DeviceCheck::Nothing(not_newer) };
+    let mut reasons = Vec::new();
+    let mut retry_at = None;
+
+    // Rule 2.
+    if !update.verified {
+        reasons.push(WaitReason::NotVerified);
+    }
+    if update.paused {
+        reasons.push(WaitReason::Paused);
+    }
+    let mode = state.authorities.get(&update.authority).copied().unwrap_or(ApprovalMode::Manual);
+    if mode == ApprovalMode::Manual && !update.approved {
+        reasons.push(WaitReason::AwaitingApproval { authority: update.authority.clone(), update: update.id.clone() });
+    }
+    if device.lifecycle != Lifecycle::Active {
+        reasons.push(WaitReason::NotActive { lifecycle: device.lifecycle });
+    }
+    let Some(group) = state.groups.get(&device.group) else {
+        reasons.push(WaitReason::UnknownGroup { group: device.group.clone() });
+        return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
+    };
+
+    // Rule 3.
+    let zone = group.zone();
+    let deadline = (update.urgency >= Urgency::Security)
+        .then(|| update.available_at.saturating_add(group.max_deferral).unwrap_or(Timestamp::MAX));
+    let deadline_due =
+        deadline.is_some_and(|d| now >= d.saturating_sub(state.pan.deadline_lead).unwrap_or(Timestamp::MIN));
+    let mut basis = StartBasis::Window;
+    let mut window_closes = None;
+    if deadline_due {
+        basis = StartBasis::Deadline;
+    } else {
+        let window_open = group.windows_only.is_open(now);
+        let state_now = group.schedule.state(now);
+        let in_blackout = window_open && matches!(state_now, WindowState::Closed { .. });
+        let next_open = match state_now {
+            WindowState::Open { .. } => None,
+            WindowState::Closed { opens } => opens,
+        };
+        let windows_ok = window_open || group.skip_windows_from.allows(update.urgency);
+        let blackouts_ok = !in_blackout || group.skip_blackouts_from.allows(update.urgency);
+        if !windows_ok {
+            reasons.push(WaitReason::OutsideWindow { opens: next_open.map(|t| LocalTime::new(t, &zone, now)) });
+            retry_at = next_open;
+        } else if !blackouts_ok {
+            reasons.push(WaitReason::Blackout { resumes: next_open.map(|t| LocalTime::new(t, &zone, now)) });
+            retry_at = next_open;
+        }
+        match state_now {
+            WindowState::Open { closes } => window_closes = closes,
+            WindowState::Closed { .. } => basis = StartBasis::Urgency,
+        }
+        // The deadline-lead moment is also worth retrying at.
+        if let Some(d) = deadline {
+            let due = d.saturating_sub(state.pan.deadline_lead).unwrap_or(d);
+            if retry_at.is_none_or(|r| due < r) && !reasons.is_empty() {
+                retry_at = Some(due);
+            }
+        }
+    }
+
+    // Rule 4.
+    let ready = &group.readiness;
+    if !device.mains_powered {
+        match device.battery_percent {
+            None => reasons.push(WaitReason::Unknown { fact: Fact::Battery }),
+            Some(p) if p < ready.min_battery_percent => {
+                reasons.push(WaitReason::BatteryLow { percent: p, min: ready.min_battery_percent })
+            }
+            Some(_) => {}
+        }
+    }
+    match device.free_storage_bytes {
+        None => reasons.push(WaitReason::Unknown { fact: Fact::Storage }),
+        Some(free) if free < update.image_bytes => {
+            reasons.push(WaitReason::StorageLow { free, need: update.image_bytes })
+        }
+        Some(_) => {}
+    }
+    match device.link {
+        None => reasons.push(WaitReason::Unknown { fact: Fact::Link }),
+        Some(link) => {
+            if link.rssi_dbm < ready.min_rssi_dbm {
+                reasons.push(WaitReason::LinkWeak(LinkProblem::Rssi { dbm: link.rssi_dbm, min: ready.min_rssi_dbm }));
+            }
+            if link.lqi < ready.min_lqi {
+                reasons.push(WaitReason::LinkWeak(LinkProblem::Lqi { lqi: link.lqi, min: ready.min_lqi }));
+            }
+            if link.etx.is_nan() || link.etx > ready.max_etx {
+                reasons.push(WaitReason::LinkWeak(LinkProblem::Etx { etx: link.etx, max: ready.max_etx }));
+            }
+        }
+    }
+    let hops = topology.hops(device.eui64);
+    if hops.is_none() {
+        reasons.push(WaitReason::Unknown { fact: Fact::Route });
+    }
+
+    // Rule 5.
+    let path = estimate::Path {
+        image_bytes: update.image_bytes,
+        block_size: state.pan.block_size,
+        hops: hops.unwrap_or(1),
+        etx: device.link.map_or(1.0, |l| l.etx),
+        wake_period: device.wake_period_ms.map(|ms| SignedDuration::from_millis(ms as i64)),
+    };
+    let estimate = estimate::session(path, &state.model, state.pan.air_time_budget);
+    if basis == StartBasis::Window {
+        if let Some(closes) = window_closes {
+            if now.saturating_add(estimate.total).unwrap_or(Timestamp::MAX) > closes {
+                reasons.push(WaitReason::WouldNotFit {
+                    needs_s: estimate.total.as_secs(),
+                    closes: LocalTime::new(closes, &zone, now),
+                });
+                // Try again when the next stretch opens.
+                retry_at = group.schedule.next_open(closes);
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
+    }
+    let start = Start {
+        device: device.eui64,
+        update: update.id.clone(),
+        urgency: update.urgency,
+        basis,
+        estimate,
+        window_closes: if basis == StartBasis::Window { window_closes } else { None },
+        deadline,
+    };
+    DeviceCheck::Ready { start, hops: hops.unwrap_or(u8::MAX) }
+}
+
+/// The parent a device hangs under, for display.
+pub fn parent_label(topology: &impl Topology, device: Eui64) -> String {
+    match topology.parent(device) {
+        Some(Parent::BorderRouter) => "border-router".into(),
+        Some(Parent::Node(p)) => p.to_string(),
+        None => "unknown".into(),
+    }
+}

@@ -1,0 +1,183 @@
+//! The planner's reasons on small hand-made fleets, and how they read.
+
+use std::collections::BTreeMap;
+
+use ferry::config::GroupPolicy;
+use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
+use ferry::fleet::topology::InMemoryTopology;
+use ferry::schedule::plan::{
+    plan, Action, ActiveSession, ApprovalMode, GroupPlan, PlanDevice, PlanState, StartBasis, Update, Urgency,
+    WaitReason,
+};
+use ferry::schedule::{Blackout, Length, Schedule, Window};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+fn e(n: u8) -> Eui64 {
+    Eui64([2, 0, 0, 0, 0, 0, 0, n])
+}
+
+fn device(n: u8) -> PlanDevice {
+    PlanDevice {
+        eui64: e(n),
+        name: Some(format!("d{n}")),
+        group: "g".into(),
+        lifecycle: Lifecycle::Active,
+        vendor_id: Some("v".into()),
+        class_id: Some("c".into()),
+        installed: BTreeMap::from([("app".into(), 4)]),
+        mains_powered: true,
+        battery_percent: None,
+        free_storage_bytes: Some(500_000),
+        link: Some(LinkQuality { rssi_dbm: -60, lqi: 230, etx: 1.0 }),
+        wake_period_ms: None,
+    }
+}
+
+fn update(sequence: u64, urgency: Urgency, image_bytes: u64) -> Update {
+    Update {
+        id: format!("app@{sequence}"),
+        authority: "riot".into(),
+        vendor_id: "v".into(),
+        class_id: "c".into(),
+        component: "app".into(),
+        sequence,
+        image_bytes,
+        urgency,
+        verified: true,
+        approved: false,
+        paused: false,
+        available_at: "2026-11-20T00:00:00Z".parse().unwrap(),
+    }
+}
+
+fn state(windows: &[&str], blackouts: Vec<Blackout>, devices: Vec<PlanDevice>, updates: Vec<Update>) -> PlanState {
+    let tz = TimeZone::get("Europe/Berlin").unwrap();
+    let windows: Vec<Window> = windows.iter().map(|w| Window::Weekly(w.parse().unwrap())).collect();
+    let policy = GroupPolicy { max_deferral: Length::from_minutes(30 * 24 * 60), ..GroupPolicy::default() };
+    let group = GroupPlan::new("g", Schedule::new(tz, windows, blackouts), &policy);
+    PlanState {
+        devices,
+        updates,
+        sessions: Vec::new(),
+        groups: BTreeMap::from([("g".to_owned(), group)]),
+        authorities: BTreeMap::from([("riot".to_owned(), ApprovalMode::Automatic)]),
+        pan: Default::default(),
+        model: Default::default(),
+    }
+}
+
+fn reasons(action: &Action) -> Vec<String> {
+    match action {
+        Action::Wait { reasons, .. } => reasons.iter().map(|r| r.to_string()).collect(),
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+/// Monday 2026-11-23 12:00 in Berlin.
+fn monday_noon() -> Timestamp {
+    "2026-11-23T11:00:00Z".parse().unwrap()
+}
+
+#[test]
+fn outside_window_names_the_local_opening() {
+    let s = state(&["Tue 02:00-05:00"], vec![], vec![device(1)], vec![update(5, Urgency::Routine, 10_000)]);
+    let topo = InMemoryTopology::from_parents([(e(1), Parent::BorderRouter)]);
+    let p = plan(&s, &topo, monday_noon());
+    assert_eq!(reasons(&p.entries[0].action), vec!["outside window until Tue 02:00 Europe/Berlin"]);
+}
+
+#[test]
+fn a_session_that_would_not_fit_waits_and_critical_skips_windows() {
+    // 12:00-12:01: too short for a 200 kB image.
+    let s = state(&["Mon 12:00-12:01"], vec![], vec![device(1)], vec![update(5, Urgency::Routine, 200_000)]);
+    let topo = InMemoryTopology::from_parents([(e(1), Parent::BorderRouter)]);
+    let p = plan(&s, &topo, monday_noon());
+    let text = reasons(&p.entries[0].action).join("; ");
+    assert!(text.starts_with("needs ~") && text.ends_with("window closes Mon 12:01 Europe/Berlin"), "{text}");
+    // Critical updates skip windows by default.
+    let s = state(&["Tue 02:00-05:00"], vec![], vec![device(1)], vec![update(5, Urgency::Critical, 10_000)]);
+    let p = plan(&s, &topo, monday_noon());
+    assert!(matches!(&p.entries[0].action, Action::Start(st) if st.basis == StartBasis::Urgency));
+}
+
+#[test]
+fn not_newer_and_blackouts() {
+    let s = state(&["Mon-Sun 00:00-24:00"], vec![], vec![device(1)], vec![update(4, Urgency::Routine, 10_000)]);
+    let topo = InMemoryTopology::from_parents([(e(1), Parent::BorderRouter)]);
+    let p = plan(&s, &topo, monday_noon());
+    match &p.entries[0].action {
+        Action::UpToDate { reason: Some(r) } => assert_eq!(r.to_string(), "sequence 4 not higher than installed 4"),
+        other => panic!("{other:?}"),
+    }
+    let start = monday_noon() - SignedDuration::from_hours(1);
+    let blackout = Blackout::new(start, start + SignedDuration::from_hours(24)).unwrap();
+    let s = state(&["Mon-Sun 00:00-24:00"], vec![blackout], vec![device(1)], vec![update(5, Urgency::Security, 1)]);
+    let p = plan(&s, &topo, monday_noon());
+    assert_eq!(reasons(&p.entries[0].action), vec!["blackout; installs resume Tue 11:00 Europe/Berlin"]);
+}
+
+#[test]
+fn routers_wait_for_their_subtree_and_children_for_their_router() {
+    let devices = vec![device(1), device(2), device(3), device(4), device(5)];
+    let mut s = state(&["Mon-Sun 00:00-24:00"], vec![], devices, vec![update(5, Urgency::Routine, 10_000)]);
+    let topo = InMemoryTopology::from_parents([
+        (e(1), Parent::BorderRouter),
+        (e(2), Parent::Node(e(1))),
+        (e(3), Parent::Node(e(1))),
+        (e(4), Parent::Node(e(1))),
+        (e(5), Parent::BorderRouter),
+    ]);
+    let now = monday_noon();
+    let end = now + SignedDuration::from_mins(20);
+    for n in [2, 3, 4] {
+        s.sessions.push(ActiveSession {
+            device: e(n),
+            update: "app@5".into(),
+            started_at: now,
+            expected_end: end,
+            air_time_share: 0.05,
+        });
+    }
+    let p = plan(&s, &topo, now);
+    let router = p.entries.iter().find(|x| x.device == e(1)).unwrap();
+    assert_eq!(reasons(&router.action), vec!["router: 3 children still updating"]);
+    match &router.action {
+        Action::Wait { retry_at, .. } => assert_eq!(*retry_at, Some(end)),
+        _ => unreachable!(),
+    }
+    // The other root child is free, within the budget (0.15 + its share ≤ 0.6).
+    assert!(matches!(p.entries.iter().find(|x| x.device == e(5)).unwrap().action, Action::Start(_)));
+
+    // A child of a router that is updating waits for it.
+    s.sessions = vec![ActiveSession {
+        device: e(1),
+        update: "app@5".into(),
+        started_at: now,
+        expected_end: end,
+        air_time_share: 0.05,
+    }];
+    let p = plan(&s, &topo, now);
+    let child = p.entries.iter().find(|x| x.device == e(2)).unwrap();
+    assert_eq!(reasons(&child.action)[0], "router 02:00:00:00:00:00:00:01 on its path is updating");
+}
+
+#[test]
+fn battery_approval_and_codes() {
+    let mut d = device(1);
+    d.mains_powered = false;
+    d.battery_percent = Some(12);
+    let mut s = state(&["Mon-Sun 00:00-24:00"], vec![], vec![d], vec![update(5, Urgency::Routine, 10_000)]);
+    s.authorities.insert("riot".into(), ApprovalMode::Manual);
+    let topo = InMemoryTopology::from_parents([(e(1), Parent::BorderRouter)]);
+    let p = plan(&s, &topo, monday_noon());
+    assert_eq!(
+        reasons(&p.entries[0].action),
+        vec!["awaiting approval (authority riot: ferry update approve app@5)", "battery 12 % < 30 %"]
+    );
+    let codes: Vec<&str> = match &p.entries[0].action {
+        Action::Wait { reasons, .. } => reasons.iter().map(WaitReason::code).collect(),
+        _ => unreachable!(),
+    };
+    assert_eq!(codes, ["awaiting-approval", "battery-low"]);
+}
