@@ -20,7 +20,11 @@ pub mod ipv6;
 pub mod mac;
 pub mod mac_layer;
 pub mod reassembly;
+pub mod rpl;
+pub mod rpl_root;
 pub mod sixlowpan;
+pub mod srh;
+pub mod trickle;
 pub mod udp_nhc;
 
 pub use iface::{Interface, InterfaceConfig, InterfaceStats, SendError, UdpDatagram};
