@@ -10,20 +10,27 @@
 //! Neighbour discovery is deliberately minimal. Missing: router advertisements (so no 6CO or
 //! ABRO: nodes must be configured with the prefix and context 0), duplicate address detection
 //! (DAR/DAC), neighbour unreachability detection, and compressed IPv6 extension headers (NHC
-//! EH); uncompressed extension headers (RPL hop-by-hop option) are skipped. Addresses that are
-//! neither registered nor derived from a MAC address are not resolvable (`SendError::NoRoute`);
-//! RPL source routes will add multi-hop destinations.
+//! EH); uncompressed extension headers (RPL hop-by-hop option) are skipped, and a received
+//! source routing header is not acted on (the root is every packet's last hop).
+//!
+//! With an RPL root enabled (`enable_rpl_root`), DIOs go out on Trickle's schedule, DAOs build
+//! the topology, and datagrams to nodes more than one hop away get an RFC 6554 source routing
+//! header and go to the first hop. Other destinations must be registered or have an address
+//! derived from their MAC address (`SendError::NoRoute` otherwise).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use super::icmpv6::{Icmpv6Error, Icmpv6Repr, NdOption, ARO_SUCCESS};
-use super::ipv6::{self, Ipv6Error, Ipv6Header, PROTO_ICMPV6, PROTO_UDP, UDP_HEADER_LEN};
+use super::icmpv6::{Icmpv6Error, Icmpv6Repr, NdOption, ARO_SUCCESS, TYPE_RPL};
+use super::ipv6::{self, Ipv6Error, Ipv6Header, PROTO_ICMPV6, PROTO_ROUTING, PROTO_UDP, UDP_HEADER_LEN};
 use super::mac::{MacAddr, MacError};
 use super::mac_layer::{MacConfig, MacLayer, MacStats, RxEvent, RxMeta, SourceMatch, Transmit};
 use super::reassembly::{Reassembler, ReassemblyConfig, ReassemblyError, ReassemblyStats};
+use super::rpl::RplRepr;
+use super::rpl_root::{RplRoot, RplRootConfig};
 use super::sixlowpan::{self, Dispatch, SixlowpanError};
+use super::srh::SrhRepr;
 
 /// ARO status "neighbour cache full" (RFC 6775 §4.1).
 const ARO_CACHE_FULL: u8 = 2;
@@ -130,6 +137,7 @@ pub struct Interface {
     cfg: InterfaceConfig,
     mac: MacLayer,
     reasm: Reassembler,
+    rpl: Option<RplRoot>,
     rx: VecDeque<UdpDatagram>,
     regs: BTreeMap<Ipv6Addr, Registration>,
     tag: u16,
@@ -141,6 +149,7 @@ impl Interface {
         Interface {
             mac: MacLayer::new(cfg.mac.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
+            rpl: None,
             cfg,
             rx: VecDeque::new(),
             regs: BTreeMap::new(),
@@ -168,6 +177,15 @@ impl Interface {
 
     pub fn mac_mut(&mut self) -> &mut MacLayer {
         &mut self.mac
+    }
+
+    /// Makes this interface the RPL DODAG root (non-storing mode).
+    pub fn enable_rpl_root(&mut self, now: Instant, cfg: RplRootConfig) {
+        self.rpl = Some(RplRoot::new(now, cfg));
+    }
+
+    pub fn rpl(&self) -> Option<&RplRoot> {
+        self.rpl.as_ref()
     }
 
     pub fn link_local(&self) -> Ipv6Addr {
@@ -242,10 +260,9 @@ impl Interface {
         if len > ipv6::MIN_MTU {
             return Err(SendError::TooLong(len));
         }
-        let ll = self.resolve(&dst.0).ok_or(SendError::NoRoute(dst.0))?;
         let src = self.source_for(&dst.0);
         let d = ipv6::build_udp((src, src_port), dst, self.cfg.hop_limit, payload);
-        self.send_ip(now, &d, ll)
+        self.send_datagram(now, d)
     }
 
     /// Sends an ICMPv6 echo request.
@@ -257,10 +274,41 @@ impl Interface {
         seq: u16,
         data: &[u8],
     ) -> Result<(), SendError> {
-        let ll = self.resolve(&dst).ok_or(SendError::NoRoute(dst))?;
         let msg = Icmpv6Repr::EchoRequest { ident, seq, data }.emit();
         let d = ipv6::build_icmpv6(self.source_for(&dst), dst, self.cfg.hop_limit, msg);
-        self.send_ip(now, &d, ll)
+        self.send_datagram(now, d)
+    }
+
+    /// Sends a datagram (checksums computed for its final destination): downwards along an RPL
+    /// source route when the destination is more than one hop away, else directly.
+    fn send_datagram(&mut self, now: Instant, d: Vec<u8>) -> Result<(), SendError> {
+        let (h, payload) = Ipv6Header::parse(&d).map_err(|_| SendError::TooLong(d.len()))?;
+        let hops = self.rpl.as_ref().and_then(|r| r.route(&h.dst)).filter(|hops| hops.len() > 1);
+        let Some(hops) = hops else {
+            let ll = self.resolve(&h.dst).ok_or(SendError::NoRoute(h.dst))?;
+            return self.send_ip(now, &d, ll);
+        };
+        let first = hops[0];
+        let srh = SrhRepr {
+            next_header: h.next_header,
+            segments_left: (hops.len() - 1).min(255) as u8,
+            addresses: hops[1..].to_vec(),
+        }
+        .emit(&first);
+        let total = d.len() + srh.len();
+        if total > ipv6::MIN_MTU {
+            return Err(SendError::TooLong(total));
+        }
+        let routed =
+            Ipv6Header { next_header: PROTO_ROUTING, dst: first, payload_len: (payload.len() + srh.len()) as u16, ..h };
+        let mut hb = [0u8; ipv6::HEADER_LEN];
+        routed.emit(&mut hb);
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&hb);
+        out.extend_from_slice(&srh);
+        out.extend_from_slice(payload);
+        let ll = self.resolve(&first).ok_or(SendError::NoRoute(first))?;
+        self.send_ip(now, &out, ll)
     }
 
     /// Compresses, fragments if needed, frames and queues one IPv6 datagram.
@@ -368,6 +416,19 @@ impl Interface {
             Icmpv6Repr::NeighborSolicit { target, options } if h.hop_limit == ND_HOP_LIMIT => {
                 self.handle_ns(now, link_src, h, target, &options);
             }
+            Icmpv6Repr::Other { kind: TYPE_RPL, code, body } if self.rpl.is_some() => {
+                let Ok(msg) = RplRepr::parse(code, body) else {
+                    self.stats.rx_icmp_other += 1;
+                    return Ok(());
+                };
+                let reply = self.rpl.as_mut().and_then(|r| r.handle_message(now, h.src, &msg));
+                if let Some((dst, reply)) = reply {
+                    let src = self.source_for(&dst);
+                    let d = ipv6::build_icmpv6(src, dst, self.cfg.hop_limit, reply.emit());
+                    // A DAO-ACK that cannot be routed is lost; the node retries its DAO.
+                    let _ = self.send_datagram(now, d);
+                }
+            }
             _ => self.stats.rx_icmp_other += 1,
         }
         Ok(())
@@ -447,12 +508,18 @@ impl Interface {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.mac.poll_timeout(), self.reasm.poll_timeout()].into_iter().flatten().min()
+        let rpl = self.rpl.as_ref().map(RplRoot::poll_timeout);
+        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.mac.handle_timeout(now);
         self.reasm.handle_timeout(now);
         self.regs.retain(|_, r| r.expires > now);
+        let dio = self.rpl.as_mut().and_then(|r| r.handle_timeout(now).then(|| r.dio().emit()));
+        if let Some(msg) = dio {
+            let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_RPL_NODES, ND_HOP_LIMIT, msg);
+            let _ = self.send_ip(now, &d, MacAddr::BROADCAST);
+        }
     }
 }
