@@ -219,8 +219,15 @@ impl MacFrame {
         if frame.security_enabled() {
             return Err(MacError::Secured);
         }
+        // 2015 frames (sequence suppression, IEs) are not what 6LoWPAN nodes send us.
+        if !matches!(
+            frame.frame_version(),
+            Ieee802154FrameVersion::Ieee802154_2003 | Ieee802154FrameVersion::Ieee802154_2006
+        ) {
+            return Err(MacError::Malformed);
+        }
         let repr = Ieee802154Repr::parse(&frame).map_err(|_| MacError::Malformed)?;
-        let mhr = frame.mac_header().len();
+        let mhr = header_len_2006(u16::from_le_bytes([body[0], body[1]]));
         let mut payload = body.get(mhr..).ok_or(MacError::Malformed)?;
         let kind = match repr.frame_type {
             Ieee802154FrameType::Beacon => FrameKind::Beacon,
@@ -248,6 +255,26 @@ impl MacFrame {
         };
         Ok((mac, payload))
     }
+}
+
+/// MAC header length of a 2003/2006 frame from its frame control field: the source PAN is
+/// elided when PAN ID compression is set and a destination is present.
+fn header_len_2006(fc: u16) -> usize {
+    let size = |mode: u16| match mode {
+        2 => 2,
+        3 => 8,
+        _ => 0,
+    };
+    let (dst, src, pan_comp) = ((fc >> 10) & 3, (fc >> 14) & 3, fc & 0x40 != 0);
+    let mut len = 3;
+    if dst != 0 {
+        len += 2 + size(dst);
+    }
+    if src != 0 {
+        len += if pan_comp && dst != 0 { 0 } else { 2 };
+        len += size(src);
+    }
+    len
 }
 
 /// CRC-16/KERMIT (poly 0x1021 reflected, init 0), the 802.15.4 FCS.
@@ -382,6 +409,25 @@ mod tests {
         set_frame_pending(&mut p, true);
         assert!(fcs_ok(&p));
         assert!(MacFrame::parse(&p).unwrap().0.frame_pending);
+    }
+
+    #[test]
+    fn uncompressed_pans_and_2015_frames() {
+        #[rustfmt::skip]
+        let mut v = [
+            0x21, 0x98, // FC: data, AR, no PAN compression; short/short, version 2006
+            0x01,       // seq
+            0x23, 0x00, 0x01, 0x00, // dst PAN, dst
+            0x23, 0x00, 0x02, 0x00, // src PAN, src
+            0xaa,       // payload
+            0, 0,
+        ];
+        fill_fcs(&mut v);
+        let (f, p) = MacFrame::parse(&v).unwrap();
+        assert_eq!((f.dst, f.src, p), (Some(MacAddr::Short(1)), Some(MacAddr::Short(2)), &[0xaa][..]));
+        v[1] = 0xa8; // frame version 2 (802.15.4-2015)
+        fill_fcs(&mut v);
+        assert_eq!(MacFrame::parse(&v), Err(MacError::Malformed));
     }
 
     #[test]
