@@ -99,6 +99,8 @@ pub enum MacError {
     Secured,
     #[error("MAC payload of {0} bytes does not fit one frame")]
     TooLong(usize),
+    #[error("only frames with a PAN and both addresses are emitted")]
+    Unsupported,
 }
 
 /// A parsed MAC header (the payload is returned beside it, borrowed from the PSDU).
@@ -185,8 +187,12 @@ impl MacFrame {
         MAX_PSDU.saturating_sub(self.psdu_len(0))
     }
 
-    /// Emits header, command identifier, payload and FCS.
+    /// Emits header, command identifier, payload and FCS. Frames without a PAN or without
+    /// both addresses are refused: the border router never sends them.
     pub fn emit(&self, payload: &[u8]) -> Result<Vec<u8>, MacError> {
+        if self.pan.is_none() || self.dst.is_none() || self.src.is_none() {
+            return Err(MacError::Unsupported);
+        }
         let len = self.psdu_len(payload.len());
         if len > MAX_PSDU {
             return Err(MacError::TooLong(payload.len()));
