@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod fleet;
 pub mod metrics;
+pub mod net;
 pub mod radio;
 pub mod schedule;
 pub mod sim;

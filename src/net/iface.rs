@@ -1,0 +1,525 @@
+//! The sans-IO LoWPAN interface of the border router: MAC frames in, UDP datagrams out to the
+//! CoAP endpoint; UDP datagrams in, MAC frames (fragmented as needed) out to the radio. It
+//! answers ICMPv6 echo and neighbour solicitations for its addresses, and accepts RFC 6775
+//! address registrations as RIOT 6LNs send them.
+//!
+//! Call order (see also the module doc of `net`):
+//! `handle_frame(now, psdu, meta)` → `poll_udp()` / `poll_source_match()` / `poll_transmit(now)`;
+//! `send_udp(now, …)` → `poll_transmit(now)`; `handle_timeout(now)` at `poll_timeout()`.
+//!
+//! Neighbour discovery is deliberately minimal. Missing: router advertisements (so no 6CO or
+//! ABRO: nodes must be configured with the prefix and context 0), duplicate address detection
+//! (DAR/DAC), neighbour unreachability detection, and compressed IPv6 extension headers (NHC
+//! EH); uncompressed extension headers (RPL hop-by-hop option) are skipped, and a received
+//! source routing header is not acted on (the root is every packet's last hop).
+//!
+//! With an RPL root enabled (`enable_rpl_root`), DIOs go out on Trickle's schedule, DAOs build
+//! the topology, and datagrams to nodes more than one hop away get an RFC 6554 source routing
+//! header and go to the first hop. Other destinations must be registered or have an address
+//! derived from their MAC address (`SendError::NoRoute` otherwise).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use super::icmpv6::{Icmpv6Error, Icmpv6Repr, NdOption, ARO_SUCCESS, TYPE_RPL};
+use super::ipv6::{self, Ipv6Error, Ipv6Header, PROTO_ICMPV6, PROTO_ROUTING, PROTO_UDP, UDP_HEADER_LEN};
+use super::mac::{MacAddr, MacError};
+use super::mac_layer::{MacConfig, MacLayer, MacStats, RxEvent, RxMeta, SourceMatch, Transmit};
+use super::reassembly::{Reassembler, ReassemblyConfig, ReassemblyError, ReassemblyStats};
+use super::rpl::RplRepr;
+use super::rpl_root::{RplRoot, RplRootConfig};
+use super::sixlowpan::{self, Dispatch, SixlowpanError};
+use super::srh::SrhRepr;
+
+/// ARO status "neighbour cache full" (RFC 6775 §4.1).
+const ARO_CACHE_FULL: u8 = 2;
+/// Hop limit required on neighbour discovery messages (RFC 4861 §7.1).
+const ND_HOP_LIMIT: u8 = 255;
+
+#[derive(Debug, Clone)]
+pub struct InterfaceConfig {
+    pub mac: MacConfig,
+    /// The /64 prefix of the LoWPAN; also 6LoWPAN context 0.
+    pub prefix: Option<Ipv6Addr>,
+    pub reassembly: ReassemblyConfig,
+    pub hop_limit: u8,
+    /// UDP datagrams waiting for `poll_udp`.
+    pub rx_queue: usize,
+    /// Address registrations kept (RFC 6775).
+    pub max_registrations: usize,
+    /// Set the router flag in neighbour advertisements.
+    pub router: bool,
+}
+
+impl InterfaceConfig {
+    pub fn new(pan: u16, ext_addr: [u8; 8], prefix: Option<Ipv6Addr>) -> InterfaceConfig {
+        InterfaceConfig {
+            mac: MacConfig::new(pan, ext_addr),
+            prefix,
+            reassembly: ReassemblyConfig::default(),
+            hop_limit: 64,
+            rx_queue: 64,
+            max_registrations: 256,
+            router: true,
+        }
+    }
+}
+
+/// A UDP datagram received for us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDatagram {
+    pub src: (Ipv6Addr, u16),
+    pub dst: (Ipv6Addr, u16),
+    pub payload: Vec<u8>,
+    /// The MAC neighbour it came from.
+    pub link_src: MacAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no link-layer address known for {0}")]
+    NoRoute(Ipv6Addr),
+    #[error("datagram of {0} bytes exceeds the 1280-byte IPv6 MTU")]
+    TooLong(usize),
+    #[error(transparent)]
+    Sixlowpan(#[from] SixlowpanError),
+    #[error(transparent)]
+    Mac(#[from] MacError),
+    #[error("transmit queue full")]
+    QueueFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RxError {
+    #[error(transparent)]
+    Mac(#[from] MacError),
+    #[error(transparent)]
+    Sixlowpan(#[from] SixlowpanError),
+    #[error(transparent)]
+    Reassembly(#[from] ReassemblyError),
+    #[error(transparent)]
+    Ipv6(#[from] Ipv6Error),
+    #[error(transparent)]
+    Icmpv6(#[from] Icmpv6Error),
+    #[error("UDP header malformed or checksum wrong")]
+    Udp,
+    #[error("unsupported 6LoWPAN dispatch 0x{0:02x}")]
+    Dispatch(u8),
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub rx_datagrams: u64,
+    pub rx_udp: u64,
+    pub rx_errors: u64,
+    pub rx_not_for_us: u64,
+    pub rx_queue_full: u64,
+    pub rx_echo_requests: u64,
+    pub rx_echo_replies: u64,
+    pub rx_icmp_other: u64,
+    pub ns_answered: u64,
+    pub registrations: u64,
+    pub registrations_refused: u64,
+    pub tx_datagrams: u64,
+    pub tx_fragmented: u64,
+    pub tx_frames_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Registration {
+    mac: MacAddr,
+    expires: Instant,
+}
+
+pub struct Interface {
+    cfg: InterfaceConfig,
+    mac: MacLayer,
+    reasm: Reassembler,
+    rpl: Option<RplRoot>,
+    rx: VecDeque<UdpDatagram>,
+    regs: BTreeMap<Ipv6Addr, Registration>,
+    tag: u16,
+    stats: InterfaceStats,
+}
+
+impl Interface {
+    pub fn new(cfg: InterfaceConfig) -> Interface {
+        Interface {
+            mac: MacLayer::new(cfg.mac.clone()),
+            reasm: Reassembler::new(cfg.reassembly.clone()),
+            rpl: None,
+            cfg,
+            rx: VecDeque::new(),
+            regs: BTreeMap::new(),
+            tag: 0,
+            stats: InterfaceStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> InterfaceStats {
+        self.stats
+    }
+
+    pub fn mac_stats(&self) -> MacStats {
+        self.mac.stats()
+    }
+
+    pub fn reassembly_stats(&self) -> ReassemblyStats {
+        self.reasm.stats()
+    }
+
+    /// The MAC layer, for neighbour metadata and sleepy-child configuration.
+    pub fn mac(&self) -> &MacLayer {
+        &self.mac
+    }
+
+    pub fn mac_mut(&mut self) -> &mut MacLayer {
+        &mut self.mac
+    }
+
+    /// Makes this interface the RPL DODAG root (non-storing mode).
+    pub fn enable_rpl_root(&mut self, now: Instant, cfg: RplRootConfig) {
+        self.rpl = Some(RplRoot::new(now, cfg));
+    }
+
+    pub fn rpl(&self) -> Option<&RplRoot> {
+        self.rpl.as_ref()
+    }
+
+    pub fn link_local(&self) -> Ipv6Addr {
+        ipv6::link_local(MacAddr::Ext(self.cfg.mac.ext_addr))
+    }
+
+    /// Our address under the configured prefix.
+    pub fn global(&self) -> Option<Ipv6Addr> {
+        self.cfg.prefix.map(|p| ipv6::with_iid(p, ipv6::iid_from_mac(MacAddr::Ext(self.cfg.mac.ext_addr))))
+    }
+
+    fn is_own(&self, a: &Ipv6Addr) -> bool {
+        let iid = ipv6::iid(a);
+        let ours = |m: MacAddr| ipv6::iid_from_mac(m) == iid;
+        let iid_ok = ours(MacAddr::Ext(self.cfg.mac.ext_addr))
+            || self.cfg.mac.short_addr.is_some_and(|s| ours(MacAddr::Short(s)));
+        let prefix_ok = ipv6::is_link_local(a) || self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, a));
+        iid_ok && prefix_ok
+    }
+
+    fn accepts(&self, dst: &Ipv6Addr) -> bool {
+        if dst.is_multicast() {
+            let sn = |m: MacAddr| ipv6::solicited_node(&ipv6::link_local(m)) == *dst;
+            return *dst == ipv6::ALL_NODES
+                || (self.cfg.router && *dst == ipv6::ALL_ROUTERS)
+                || *dst == ipv6::ALL_RPL_NODES
+                || sn(MacAddr::Ext(self.cfg.mac.ext_addr))
+                || self.cfg.mac.short_addr.is_some_and(|s| sn(MacAddr::Short(s)));
+        }
+        self.is_own(dst)
+    }
+
+    /// Source address for a destination: link-local on the link, else our prefix address.
+    fn source_for(&self, dst: &Ipv6Addr) -> Ipv6Addr {
+        if ipv6::is_link_local(dst) || dst.is_multicast() {
+            return self.link_local();
+        }
+        self.global().unwrap_or_else(|| self.link_local())
+    }
+
+    /// The MAC address an IPv6 destination is reached at, if it is one hop away.
+    pub fn resolve(&self, dst: &Ipv6Addr) -> Option<MacAddr> {
+        if dst.is_multicast() {
+            return Some(MacAddr::BROADCAST);
+        }
+        if let Some(r) = self.regs.get(dst) {
+            return Some(r.mac);
+        }
+        let on_link = ipv6::is_link_local(dst) || self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
+        on_link.then(|| ipv6::mac_from_iid(&ipv6::iid(dst)))
+    }
+
+    /// Registered addresses and the MAC address each was registered with.
+    pub fn registrations(&self) -> impl Iterator<Item = (&Ipv6Addr, MacAddr)> {
+        self.regs.iter().map(|(a, r)| (a, r.mac))
+    }
+
+    /// Marks a child as sleepy (frames held until it polls) or awake.
+    pub fn set_sleepy(&mut self, child: MacAddr, sleepy: bool) {
+        self.mac.set_sleepy(child, sleepy);
+    }
+
+    /// Sends a UDP datagram from our address for `dst`.
+    pub fn send_udp(
+        &mut self,
+        now: Instant,
+        src_port: u16,
+        dst: (Ipv6Addr, u16),
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let len = ipv6::HEADER_LEN + UDP_HEADER_LEN + payload.len();
+        if len > ipv6::MIN_MTU {
+            return Err(SendError::TooLong(len));
+        }
+        let src = self.source_for(&dst.0);
+        let d = ipv6::build_udp((src, src_port), dst, self.cfg.hop_limit, payload);
+        self.send_datagram(now, d)
+    }
+
+    /// Sends an ICMPv6 echo request.
+    pub fn send_ping(
+        &mut self,
+        now: Instant,
+        dst: Ipv6Addr,
+        ident: u16,
+        seq: u16,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        let msg = Icmpv6Repr::EchoRequest { ident, seq, data }.emit();
+        let d = ipv6::build_icmpv6(self.source_for(&dst), dst, self.cfg.hop_limit, msg);
+        self.send_datagram(now, d)
+    }
+
+    /// Sends a datagram (checksums computed for its final destination): downwards along an RPL
+    /// source route when the destination is more than one hop away, else directly.
+    fn send_datagram(&mut self, now: Instant, d: Vec<u8>) -> Result<(), SendError> {
+        let (h, payload) = Ipv6Header::parse(&d).map_err(|_| SendError::TooLong(d.len()))?;
+        let hops = self.rpl.as_ref().and_then(|r| r.route(&h.dst)).filter(|hops| hops.len() > 1);
+        let Some(hops) = hops else {
+            let ll = self.resolve(&h.dst).ok_or(SendError::NoRoute(h.dst))?;
+            return self.send_ip(now, &d, ll);
+        };
+        let first = hops[0];
+        let srh = SrhRepr {
+            next_header: h.next_header,
+            segments_left: (hops.len() - 1).min(255) as u8,
+            addresses: hops[1..].to_vec(),
+        }
+        .emit(&first);
+        let total = d.len() + srh.len();
+        if total > ipv6::MIN_MTU {
+            return Err(SendError::TooLong(total));
+        }
+        let routed =
+            Ipv6Header { next_header: PROTO_ROUTING, dst: first, payload_len: (payload.len() + srh.len()) as u16, ..h };
+        let mut hb = [0u8; ipv6::HEADER_LEN];
+        routed.emit(&mut hb);
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&hb);
+        out.extend_from_slice(&srh);
+        out.extend_from_slice(payload);
+        let ll = self.resolve(&first).ok_or(SendError::NoRoute(first))?;
+        self.send_ip(now, &out, ll)
+    }
+
+    /// Compresses, fragments if needed, frames and queues one IPv6 datagram.
+    fn send_ip(&mut self, now: Instant, datagram: &[u8], ll_dst: MacAddr) -> Result<(), SendError> {
+        if datagram.len() > ipv6::MIN_MTU {
+            return Err(SendError::TooLong(datagram.len()));
+        }
+        let c = sixlowpan::compress(datagram, self.mac.own_addr(), ll_dst)?;
+        let max = self.mac.max_payload(ll_dst);
+        let pieces = sixlowpan::fragment(&c, self.tag, max)?;
+        if pieces.len() > 1 {
+            self.tag = self.tag.wrapping_add(1);
+            self.stats.tx_fragmented += 1;
+        }
+        self.stats.tx_datagrams += 1;
+        let mut ok = true;
+        for p in pieces {
+            let psdu = self.mac.build_data(ll_dst, &p)?;
+            if !self.mac.enqueue(now, ll_dst, psdu) {
+                self.stats.tx_frames_dropped += 1;
+                ok = false;
+            }
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(SendError::QueueFull)
+        }
+    }
+
+    /// Handles one received PSDU (FCS included).
+    pub fn handle_frame(&mut self, now: Instant, psdu: &[u8], meta: RxMeta) -> Result<(), RxError> {
+        let r = self.handle_frame_inner(now, psdu, meta);
+        if r.is_err() {
+            self.stats.rx_errors += 1;
+        }
+        r
+    }
+
+    fn handle_frame_inner(&mut self, now: Instant, psdu: &[u8], meta: RxMeta) -> Result<(), RxError> {
+        let (src, dst, payload) = match self.mac.handle_rx(now, psdu, meta)? {
+            RxEvent::Data { src, dst, payload } => (src, dst, payload),
+            _ => return Ok(()),
+        };
+        let ctx = self.cfg.prefix;
+        let datagram = match Dispatch::of(payload) {
+            Some(Dispatch::Frag1 | Dispatch::FragN) => match self.reasm.accept(now, src, dst, payload, ctx)? {
+                Some(d) => d,
+                None => return Ok(()),
+            },
+            Some(Dispatch::Iphc | Dispatch::Ipv6) => sixlowpan::decompress_datagram(payload, src, dst, ctx)?,
+            Some(Dispatch::Unknown(b)) => return Err(RxError::Dispatch(b)),
+            None => return Ok(()),
+        };
+        self.handle_ipv6(now, src, &datagram)
+    }
+
+    fn handle_ipv6(&mut self, now: Instant, link_src: MacAddr, d: &[u8]) -> Result<(), RxError> {
+        let (h, payload) = Ipv6Header::parse(d)?;
+        self.stats.rx_datagrams += 1;
+        if !self.accepts(&h.dst) {
+            // No forwarding yet: the border router is the only destination.
+            self.stats.rx_not_for_us += 1;
+            return Ok(());
+        }
+        let (proto, upper) = ipv6::skip_extension_headers(h.next_header, payload)?;
+        match proto {
+            PROTO_UDP => {
+                let u = upper.get(..UDP_HEADER_LEN).ok_or(RxError::Udp)?;
+                let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+                if ulen != upper.len() || ipv6::pseudo_checksum(&h.src, &h.dst, PROTO_UDP, upper) != 0 {
+                    return Err(RxError::Udp);
+                }
+                if self.rx.len() >= self.cfg.rx_queue {
+                    self.stats.rx_queue_full += 1;
+                    return Ok(());
+                }
+                self.stats.rx_udp += 1;
+                self.rx.push_back(UdpDatagram {
+                    src: (h.src, u16::from_be_bytes([u[0], u[1]])),
+                    dst: (h.dst, u16::from_be_bytes([u[2], u[3]])),
+                    payload: upper[UDP_HEADER_LEN..].to_vec(),
+                    link_src,
+                });
+                Ok(())
+            }
+            PROTO_ICMPV6 => self.handle_icmpv6(now, link_src, &h, upper),
+            p => Err(RxError::Dispatch(p)),
+        }
+    }
+
+    fn handle_icmpv6(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, msg: &[u8]) -> Result<(), RxError> {
+        match Icmpv6Repr::parse(&h.src, &h.dst, msg)? {
+            Icmpv6Repr::EchoRequest { ident, seq, data } => {
+                self.stats.rx_echo_requests += 1;
+                // Reply from the address that was pinged unless it was multicast.
+                let src = if h.dst.is_multicast() { self.source_for(&h.src) } else { h.dst };
+                let reply = Icmpv6Repr::EchoReply { ident, seq, data }.emit();
+                let d = ipv6::build_icmpv6(src, h.src, self.cfg.hop_limit, reply);
+                let ll = self.resolve(&h.src).unwrap_or(link_src);
+                // A reply that cannot be queued is lost like any other frame.
+                let _ = self.send_ip(now, &d, ll);
+            }
+            Icmpv6Repr::EchoReply { .. } => self.stats.rx_echo_replies += 1,
+            Icmpv6Repr::NeighborSolicit { target, options } if h.hop_limit == ND_HOP_LIMIT => {
+                self.handle_ns(now, link_src, h, target, &options);
+            }
+            Icmpv6Repr::Other { kind: TYPE_RPL, code, body } if self.rpl.is_some() => {
+                let Ok(msg) = RplRepr::parse(code, body) else {
+                    self.stats.rx_icmp_other += 1;
+                    return Ok(());
+                };
+                let reply = self.rpl.as_mut().and_then(|r| r.handle_message(now, h.src, &msg));
+                if let Some((dst, reply)) = reply {
+                    let src = self.source_for(&dst);
+                    let d = ipv6::build_icmpv6(src, dst, self.cfg.hop_limit, reply.emit());
+                    // A DAO-ACK that cannot be routed is lost; the node retries its DAO.
+                    let _ = self.send_datagram(now, d);
+                }
+            }
+            _ => self.stats.rx_icmp_other += 1,
+        }
+        Ok(())
+    }
+
+    fn handle_ns(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, target: Ipv6Addr, options: &[NdOption]) {
+        let sllao = options.iter().find_map(|o| match o {
+            NdOption::SourceLla(m) => Some(*m),
+            _ => None,
+        });
+        let aro = options.iter().find_map(|o| match o {
+            NdOption::Aro { rest, lifetime_min, eui64, .. } => Some((*rest, *lifetime_min, *eui64)),
+            _ => None,
+        });
+        let ll_dst = sllao.unwrap_or(link_src);
+        let mut reply_opts = Vec::new();
+        if let (Some((rest, lifetime_min, eui64)), false) = (aro, h.src.is_unspecified()) {
+            // RFC 6775 registers the NS source; RFC 8505 the target. Accept both.
+            let registered = if self.is_own(&target) { h.src } else { target };
+            let status = self.register(now, registered, MacAddr::Ext(eui64), lifetime_min);
+            reply_opts.push(NdOption::Aro { status, rest, lifetime_min, eui64 });
+        } else if !self.is_own(&target) {
+            return;
+        }
+        if self.is_own(&target) {
+            reply_opts.push(NdOption::TargetLla(self.mac.own_addr()));
+        }
+        let (dst, solicited) = if h.src.is_unspecified() { (ipv6::ALL_NODES, false) } else { (h.src, true) };
+        let na = Icmpv6Repr::NeighborAdvert {
+            router: self.cfg.router,
+            solicited,
+            override_: true,
+            target,
+            options: reply_opts,
+        };
+        let src = if self.is_own(&target) { target } else { self.source_for(&dst) };
+        let d = ipv6::build_icmpv6(src, dst, ND_HOP_LIMIT, na.emit());
+        let ll = if dst.is_multicast() { MacAddr::BROADCAST } else { ll_dst };
+        if self.send_ip(now, &d, ll).is_ok() {
+            self.stats.ns_answered += 1;
+        }
+    }
+
+    /// Records or refreshes an address registration; lifetime 0 removes it. Returns the ARO
+    /// status to answer with.
+    fn register(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr, lifetime_min: u16) -> u8 {
+        if lifetime_min == 0 {
+            self.regs.remove(&addr);
+            return ARO_SUCCESS;
+        }
+        let expires = now + Duration::from_secs(60 * u64::from(lifetime_min));
+        if !self.regs.contains_key(&addr) {
+            self.regs.retain(|_, r| r.expires > now);
+            if self.regs.len() >= self.cfg.max_registrations {
+                self.stats.registrations_refused += 1;
+                return ARO_CACHE_FULL;
+            }
+        }
+        self.regs.insert(addr, Registration { mac, expires });
+        self.stats.registrations += 1;
+        ARO_SUCCESS
+    }
+
+    /// Next UDP datagram for the CoAP endpoint.
+    pub fn poll_udp(&mut self) -> Option<UdpDatagram> {
+        self.rx.pop_front()
+    }
+
+    /// Next frame for the radio.
+    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        self.mac.poll_transmit()
+    }
+
+    /// Next change for the RCP's source-match table.
+    pub fn poll_source_match(&mut self) -> Option<SourceMatch> {
+        self.mac.poll_source_match()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let rpl = self.rpl.as_ref().map(RplRoot::poll_timeout);
+        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.mac.handle_timeout(now);
+        self.reasm.handle_timeout(now);
+        self.regs.retain(|_, r| r.expires > now);
+        let dio = self.rpl.as_mut().and_then(|r| r.handle_timeout(now).then(|| r.dio().emit()));
+        if let Some(msg) = dio {
+            let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_RPL_NODES, ND_HOP_LIMIT, msg);
+            let _ = self.send_ip(now, &d, MacAddr::BROADCAST);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The border router as RPL root over an in-memory link: DIOs on the Trickle schedule, DAOs
+//! from a two-level tree answered with DAO-ACKs, and downward datagrams source-routed
+//! (RFC 6554) through the first hop.
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use ferry::net::ipv6::{self, Ipv6Header, PROTO_ICMPV6, PROTO_ROUTING, PROTO_UDP};
+use ferry::net::mac::{MacAddr, MacFrame};
+use ferry::net::rpl::{RplOption, RplRepr, CODE_DAO_ACK, CODE_DIO};
+use ferry::net::rpl_root::RplRootConfig;
+use ferry::net::srh::SrhRepr;
+use ferry::net::{sixlowpan, Interface, InterfaceConfig, RxMeta};
+
+const PAN: u16 = 0x23;
+const BR: [u8; 8] = [0x02, 0x00, 0x5e, 0xff, 0xfe, 0x00, 0x00, 0x01];
+const N1: [u8; 8] = [0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x00, 0x01];
+const N2: [u8; 8] = [0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x00, 0x02];
+
+fn prefix() -> Ipv6Addr {
+    "2001:db8:f:1::".parse().unwrap()
+}
+
+fn global(mac: [u8; 8]) -> Ipv6Addr {
+    ipv6::with_iid(prefix(), ipv6::iid_from_mac(MacAddr::Ext(mac)))
+}
+
+/// A DAO for `target` with `parent`, as sent (or forwarded upwards) by the one-hop node N1.
+fn dao_frame(seq: u8, target: Ipv6Addr, parent: Ipv6Addr, br: Ipv6Addr) -> Vec<u8> {
+    let dao = RplRepr::Dao {
+        instance: 0,
+        ack_requested: true,
+        sequence: seq,
+        dodag_id: None,
+        options: vec![
+            RplOption::Target { prefix_len: 128, prefix: target },
+            RplOption::Transit {
+                external: false,
+                path_control: 0,
+                path_sequence: seq,
+                path_lifetime: 30,
+                parent: Some(parent),
+            },
+        ],
+    };
+    let d = ipv6::build_icmpv6(target, br, 64, dao.emit());
+    let c = sixlowpan::compress(&d, MacAddr::Ext(N1), MacAddr::Ext(BR)).unwrap();
+    MacFrame::data(seq, PAN, MacAddr::Ext(BR), MacAddr::Ext(N1)).emit(&c.bytes).unwrap()
+}
+
+/// Decompresses a transmitted frame into (MAC dst, IPv6 datagram).
+fn open(psdu: &[u8]) -> (MacAddr, Vec<u8>) {
+    let (f, p) = MacFrame::parse(psdu).unwrap();
+    let d = sixlowpan::decompress_datagram(p, f.src.unwrap(), f.dst.unwrap(), Some(prefix())).unwrap();
+    (f.dst.unwrap(), d)
+}
+
+#[test]
+fn root_announces_learns_and_source_routes() {
+    let now = Instant::now();
+    let mut br = Interface::new(InterfaceConfig::new(PAN, BR, Some(prefix())));
+    let br_global = br.global().unwrap();
+    br.enable_rpl_root(now, RplRootConfig::new(br_global, prefix()));
+
+    // DIO on Trickle's first transmission time, multicast to all RPL nodes.
+    let t = br.poll_timeout().unwrap();
+    assert!(t > now && t <= now + Duration::from_secs(5));
+    br.handle_timeout(t);
+    let dio = br.poll_transmit(t).expect("a DIO");
+    let (mac_dst, d) = open(&dio.psdu);
+    assert_eq!(mac_dst, MacAddr::BROADCAST);
+    let (h, msg) = Ipv6Header::parse(&d).unwrap();
+    assert_eq!((h.dst, h.next_header), (ipv6::ALL_RPL_NODES, PROTO_ICMPV6));
+    assert_eq!(msg[1], CODE_DIO);
+    match RplRepr::parse(msg[1], &msg[4..]).unwrap() {
+        RplRepr::Dio { dodag_id, options, .. } => {
+            assert_eq!(dodag_id, br_global);
+            assert!(options.iter().any(|o| matches!(o, RplOption::PrefixInfo(p) if p.prefix == prefix())));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // N1 (parent: root) and N2 (parent: N1) announce themselves; each DAO is acknowledged.
+    br.handle_frame(now, &dao_frame(1, global(N1), br_global, br_global), RxMeta::default()).unwrap();
+    let (mac_dst, d) = open(&br.poll_transmit(now).expect("DAO-ACK to N1").psdu);
+    assert_eq!(mac_dst, MacAddr::Ext(N1));
+    let (h, msg) = Ipv6Header::parse(&d).unwrap();
+    assert_eq!((h.dst, msg[1]), (global(N1), CODE_DAO_ACK));
+
+    br.handle_frame(now, &dao_frame(2, global(N2), global(N1), br_global), RxMeta::default()).unwrap();
+    let (mac_dst, d) = open(&br.poll_transmit(now).expect("DAO-ACK to N2").psdu);
+    assert_eq!(mac_dst, MacAddr::Ext(N1), "through N1");
+    let (h, _) = Ipv6Header::parse(&d).unwrap();
+    assert_eq!((h.dst, h.next_header), (global(N1), PROTO_ROUTING));
+    assert_eq!(br.rpl().unwrap().route(&global(N2)), Some(vec![global(N1), global(N2)]));
+
+    // A CoAP datagram to N2 goes to N1's MAC with a source routing header naming N2.
+    br.send_udp(now, 5683, (global(N2), 5683), b"down the tree").unwrap();
+    let (mac_dst, d) = open(&br.poll_transmit(now).unwrap().psdu);
+    assert_eq!(mac_dst, MacAddr::Ext(N1));
+    let (h, payload) = Ipv6Header::parse(&d).unwrap();
+    assert_eq!((h.dst, h.next_header), (global(N1), PROTO_ROUTING));
+    let (srh, len) = SrhRepr::parse(payload, &h.dst).unwrap();
+    assert_eq!((srh.next_header, srh.segments_left, srh.addresses), (PROTO_UDP, 1, vec![global(N2)]));
+    // The UDP checksum covers the final destination (RFC 8200 §8.1).
+    assert_eq!(ipv6::pseudo_checksum(&h.src, &global(N2), PROTO_UDP, &payload[len..]), 0);
+    assert_eq!(&payload[len + 8..], b"down the tree");
+
+    // One-hop destinations are sent directly.
+    br.send_udp(now, 5683, (global(N1), 5683), b"direct").unwrap();
+    let (_, d) = open(&br.poll_transmit(now).unwrap().psdu);
+    assert_eq!(Ipv6Header::parse(&d).unwrap().0.next_header, PROTO_UDP);
+}
