@@ -4,6 +4,7 @@
 mod keygen;
 mod manifest;
 mod publish;
+mod serve;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ enum Command {
     /// Look into SUIT envelopes (offline).
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Serve one file over CoAP (block-wise) with ferry's endpoint, without a daemon: for
+    /// trying a device's fetch, and for scripts/bench-coap.sh.
+    CoapServe(serve::ServeArgs),
 }
 
 impl Cli {
@@ -57,6 +61,7 @@ impl Cli {
             Command::Keygen { out, alg } => keygen::run(out, *alg),
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
+            Command::CoapServe(args) => serve::run(args).await,
         }
     }
 
