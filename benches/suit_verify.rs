@@ -142,9 +142,9 @@ fn interleaved(f: &Fixture, rounds: usize, batch: u32) -> Vec<(Path, f64, f64)> 
             }
             this[i] = f64::from(batch) / start.elapsed().as_secs_f64();
         }
-        for i in 0..Path::ALL.len() {
-            rates[i].push(this[i]);
-            ratios[i].push(this[i] / this[0]);
+        for ((rate, ratio), &r) in rates.iter_mut().zip(ratios.iter_mut()).zip(&this) {
+            rate.push(r);
+            ratio.push(r / this[0]);
         }
     }
     Path::ALL.iter().enumerate().map(|(i, &p)| (p, median(&mut rates[i]), median(&mut ratios[i]))).collect()
