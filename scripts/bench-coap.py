@@ -236,7 +236,11 @@ def main():
     load_before = load_average()
     try:
         for s in servers:
-            s.start()
+            try:
+                s.start()
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                print(f"bench-coap: {s.name} did not start: {e}; logs in {workdir}", file=sys.stderr)
+                return 1
             print(f"bench-coap: {s.name} pid {s.proc.pid} on [::1]:{s.port}/{s.path}", flush=True)
         for rep in range(args.reps):
             order = servers[rep % len(servers):] + servers[: rep % len(servers)]
