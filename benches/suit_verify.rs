@@ -198,6 +198,10 @@ fn main() {
     }
     let target = 0.9;
     let eval = results.iter().find(|r| r.0 == Path::Evaluate).map_or(f64::NAN, |r| r.2);
-    let verdict = if eval >= target { "met" } else { "MISSED" };
+    let verdict = match (quick, eval >= target) {
+        (true, _) => "not judged in --test mode, too few calls",
+        (false, true) => "met",
+        (false, false) => "MISSED",
+    };
     println!("target parse_evaluate/raw >= {target}: {verdict} ({eval:.3})");
 }
