@@ -5,6 +5,7 @@ mod keygen;
 mod manifest;
 pub mod plan;
 mod publish;
+mod serve;
 mod sim;
 mod status;
 
@@ -54,6 +55,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// What the scheduler would start now and why the rest waits (offline, from a snapshot).
     Plan(plan::PlanArgs),
+    /// Serve one file over CoAP (block-wise) with ferry's endpoint, without a daemon: for
+    /// trying a device's fetch, and for scripts/bench-coap.sh.
+    CoapServe(serve::ServeArgs),
 }
 
 impl Cli {
@@ -65,6 +69,7 @@ impl Cli {
             Command::Manifest(cmd) => manifest::run(cmd),
             Command::Sim(args) => sim::run(args).await,
             Command::Plan(args) => plan::run(args),
+            Command::CoapServe(args) => serve::run(args).await,
         }
     }
 
