@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod metrics;
 pub mod radio;
+pub mod repo;
 pub mod schedule;
 pub mod sim;
 pub mod store;
