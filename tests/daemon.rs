@@ -15,7 +15,7 @@ fn status_and_metrics_of_a_running_daemon() {
     assert_eq!(status.pid, ferryd.pid());
     assert!(!status.radio.up, "no radio driver exists yet, so the radio must be reported down");
     assert_eq!(status.store.state_dir, dir.path().join("state"));
-    assert_eq!(status.store.schema_version, 1);
+    assert_eq!(status.store.schema_version, ferry::store::latest_schema_version());
     assert_eq!(status.store.runs.runs, 1);
 
     // The human view names the same facts.

@@ -17,6 +17,7 @@ use std::thread;
 use rusqlite::{Connection, OpenFlags};
 
 pub use lock::LockError;
+pub use migrations::latest as latest_schema_version;
 
 /// File names inside the state dir.
 const DB_FILE: &str = "ferry.db";
