@@ -135,3 +135,16 @@ async fn scrub_drops_corrupt_blobs_rows_without_files_and_files_without_rows() {
     let rejections = cache.store().call(|c| ferry::store::cache::rejections(c, 10)).await.expect("rejections");
     assert!(rejections.iter().any(|r| r.source == "scrub" && r.what == bad.hex()), "{rejections:?}");
 }
+
+#[tokio::test]
+async fn one_writer_per_digest_at_a_time() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let cache = open_cache(state.path(), u64::MAX);
+    let first = cache.writer(expected(SLOT0), "slot0").expect("writer");
+    assert!(matches!(cache.writer(expected(SLOT0), "slot0 again"), Err(CacheError::Busy(_))));
+    drop(first);
+    let mut again = cache.writer(expected(SLOT0), "slot0").expect("free after drop");
+    again.write(SLOT0).expect("write");
+    let landed = again.finish().expect("finish");
+    cache.register(landed, BlobKind::Payload, "test").await.expect("register");
+}

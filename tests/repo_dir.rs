@@ -37,6 +37,8 @@ async fn a_new_manifest_in_the_signed_index_is_fetched_verified_and_cached() {
     let rows = cache.store().call(|c| q::manifests(c, Some("local"))).await.expect("rows");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].path, MANIFEST_PATH);
+    // syncs, failures, accepted, rejections, payload bytes
+    assert_eq!(repo.metrics().snapshot(), [3, 0, 1, 0, 2048]);
 }
 
 #[tokio::test]

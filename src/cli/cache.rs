@@ -15,6 +15,9 @@ pub enum Action {
 }
 
 pub async fn run(state_dir: &Path, action: Action) -> anyhow::Result<()> {
+    if !crate::store::StorePaths::new(state_dir).db.is_file() {
+        anyhow::bail!("{} holds no ferry state (no ferry.db); give ferryd's [store] state_dir", state_dir.display());
+    }
     let store = Store::open(state_dir).with_context(|| format!("open state dir {}", state_dir.display()))?;
     let max_mib = match &action {
         Action::Gc { max_mib } => *max_mib,

@@ -16,14 +16,14 @@
 //! Blocking file I/O lives in [`BlobWriter`] (call it from `spawn_blocking` or a blocking
 //! thread); the async methods of [`BlobCache`] go through the store thread or `spawn_blocking`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -116,6 +116,8 @@ pub enum CacheError {
     DigestMismatch { what: String, expected: BlobDigest, got: BlobDigest },
     #[error("blob {0} is not in the cache; fetch it from its repository first")]
     NotCached(BlobDigest),
+    #[error("blob {0} is already being downloaded; it will be there when that download ends")]
+    Busy(BlobDigest),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("a cache worker stopped: {0}")]
@@ -170,6 +172,22 @@ pub struct BlobWriter {
     limit: Limit,
     what: String,
     resumable: bool,
+    /// Keeps a second writer off the same `.partial` file while this one lives.
+    _claim: Option<Claim>,
+}
+
+/// A digest being written; released on drop.
+struct Claim {
+    set: Arc<Mutex<HashSet<BlobDigest>>>,
+    digest: BlobDigest,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.digest);
+        }
+    }
 }
 
 impl BlobWriter {
@@ -323,6 +341,7 @@ struct Inner {
     max_bytes: u64,
     temp_counter: AtomicU64,
     last_ms: AtomicI64,
+    in_flight: Arc<Mutex<HashSet<BlobDigest>>>,
 }
 
 impl BlobCache {
@@ -338,6 +357,7 @@ impl BlobCache {
                 max_bytes,
                 temp_counter: AtomicU64::new(0),
                 last_ms: AtomicI64::new(0),
+                in_flight: Arc::new(Mutex::new(HashSet::new())),
             }),
         })
     }
@@ -373,7 +393,16 @@ impl BlobCache {
 
     /// A writer for a blob whose digest and size are known (signed). Resumes a `.partial`
     /// file left by an interrupted download: see [`BlobWriter::written`]. Blocking.
+    /// Fails with [`CacheError::Busy`] while another writer of this process holds the digest.
     pub fn writer(&self, expected: Expected, what: &str) -> Result<BlobWriter, CacheError> {
+        let claim = {
+            let mut set =
+                self.inner.in_flight.lock().map_err(|_| CacheError::Worker("in-flight set poisoned".into()))?;
+            if !set.insert(expected.digest) {
+                return Err(CacheError::Busy(expected.digest));
+            }
+            Claim { set: self.inner.in_flight.clone(), digest: expected.digest }
+        };
         let temp = self.inner.dir.join(format!("{PARTIAL_PREFIX}{}", expected.digest.hex()));
         let mut file = OpenOptions::new()
             .read(true)
@@ -410,6 +439,7 @@ impl BlobCache {
             limit: Limit::Exact(expected),
             what: what.to_owned(),
             resumable: false,
+            _claim: Some(claim),
         })
     }
 
@@ -429,6 +459,7 @@ impl BlobCache {
             limit: Limit::AtMost(max),
             what: what.to_owned(),
             resumable: false,
+            _claim: None,
         })
     }
 

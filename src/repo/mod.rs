@@ -11,6 +11,7 @@
 //! | `cache.rs` | [`BlobCache`]: blobs, streaming writer, pins, LRU, scrub |
 //! | `index.rs` | the signed index format (documented there), sign and verify |
 //! | `poll.rs` | [`Poller`]: interval, jitter and backoff, sans-IO |
+//! | `metrics.rs` | [`RepoMetrics`]: counters for `ferry_repo_*` |
 //! | `plan.rs` | what a verified manifest needs fetched, pure |
 //! | `transport/` | the thin I/O shells: folder, HTTP(S) (ureq + rustls), CoAP (our endpoint) |
 //!
@@ -39,6 +40,7 @@
 
 pub mod cache;
 pub mod index;
+pub mod metrics;
 pub mod plan;
 pub mod poll;
 pub mod transport;
@@ -51,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cache::{BlobCache, BlobDigest, BlobWriter, CacheError, Expected, GcReport, Landed, ScrubReport};
 pub use index::{Index, IndexEntry, IndexError};
+pub use metrics::RepoMetrics;
 pub use poll::{Jitter, Poller};
 pub use transport::{FetchError, Transport};
 
@@ -161,6 +164,7 @@ pub struct Repository {
     interval: Duration,
     /// The last index accepted this run, and its ETag, for conditional GETs.
     last_index: Option<(Index, Option<String>)>,
+    metrics: Arc<RepoMetrics>,
 }
 
 impl Repository {
@@ -183,7 +187,18 @@ impl Repository {
             verifier,
             interval: Duration::from_secs(cfg.poll_interval_s),
             last_index: None,
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts into `metrics` (share one between all repositories; the daemon exports it).
+    pub fn with_metrics(mut self, metrics: Arc<RepoMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<RepoMetrics> {
+        &self.metrics
     }
 
     pub fn name(&self) -> &str {
@@ -236,6 +251,12 @@ impl Repository {
     /// One poll: index (or watch list) → envelopes → verify → payloads → cache. `now` is the
     /// wall clock the index expiry is checked against.
     pub async fn sync(&mut self, now: jiff::Timestamp) -> Result<SyncReport, RepoError> {
+        let result = self.sync_inner(now).await;
+        self.metrics.count_sync(&result);
+        result
+    }
+
+    async fn sync_inner(&mut self, now: jiff::Timestamp) -> Result<SyncReport, RepoError> {
         let mut report = SyncReport::default();
         let entries: Vec<(String, Option<Expected>)> = match &self.index_key {
             Some(key) => {
@@ -410,14 +431,18 @@ impl Repository {
         let what = format!("payload {} of {}:{}", want.location, self.name, want.manifest_path);
         let cache = self.cache.clone();
         let expected = want.expected;
-        let writer = tokio::task::spawn_blocking(move || cache.writer(expected, &what))
-            .await
-            .map_err(|e| Step::Fatal(CacheError::Worker(e.to_string()).into()))?
-            .map_err(|e| Step::Fatal(e.into()))?;
+        let writer = match tokio::task::spawn_blocking(move || cache.writer(expected, &what)).await {
+            Ok(Ok(w)) => w,
+            // Another repository fetches the same bytes right now; ours is retried next poll.
+            Ok(Err(CacheError::Busy(d))) => return Err(Step::Failed(format!("{d} is being fetched elsewhere"))),
+            Ok(Err(e)) => return Err(Step::Fatal(e.into())),
+            Err(e) => return Err(Step::Fatal(CacheError::Worker(e.to_string()).into())),
+        };
         match self.transport.download(&want.location, writer).await {
             Ok(landed) => {
                 let source = format!("{}:{}", self.name, want.location);
                 self.cache.register(landed, BlobKind::Payload, &source).await.map_err(|e| Step::Fatal(e.into()))?;
+                self.metrics.add_downloaded(landed.size);
                 Ok(())
             }
             Err(FetchError::Cache(e)) if e.is_rejection() => {
