@@ -39,6 +39,15 @@ async fn a_new_manifest_in_the_signed_index_is_fetched_verified_and_cached() {
     assert_eq!(rows[0].path, MANIFEST_PATH);
     // syncs, failures, accepted, rejections, payload bytes
     assert_eq!(repo.metrics().snapshot(), [3, 0, 1, 0, 2048]);
+
+    // An unpinned payload evicted meanwhile is fetched again at the next poll.
+    let slot1 = digest_of(SLOT1);
+    std::fs::remove_file(blob_path(state.path(), &slot1)).expect("remove");
+    cache.scrub(true).await.expect("scrub");
+    assert!(!cache.contains(&slot1).await.expect("contains"));
+    let report = repo.sync(now()).await.expect("sync");
+    assert!(report.accepted.is_empty() && report.errors.is_empty(), "{report:?}");
+    assert!(cache.contains(&slot1).await.expect("contains"), "evicted payload fetched again");
 }
 
 #[tokio::test]

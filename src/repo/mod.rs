@@ -274,9 +274,15 @@ impl Repository {
         let known = self.cache.store().call(move |c| q::manifests(c, Some(&name))).await?;
         for (path, expected) in entries {
             if let Some(e) = expected {
-                let done = known.iter().any(|m| m.path == path && m.digest == e.digest.hex());
-                if done && self.cache.contains(&e.digest).await? {
-                    continue;
+                let done = known.iter().find(|m| m.path == path && m.digest == e.digest.hex());
+                if let Some(row) = done {
+                    if self.cache.contains(&e.digest).await? {
+                        // Verified before: only payloads evicted since need fetching again.
+                        if let Err(e) = self.refill(row).await {
+                            report.errors.push(e);
+                        }
+                        continue;
+                    }
                 }
             }
             match self.sync_manifest(&path, expected, &known).await {
@@ -377,9 +383,12 @@ impl Repository {
                 );
                 return Err(self.reject(path, "envelope", &reason, Some("THREAT.NET.ONPATH")).await);
             }
-        } else if known.iter().any(|m| m.path == path && m.digest == digest.hex()) {
+        } else if let Some(row) = known.iter().find(|m| m.path == path && m.digest == digest.hex()) {
             // A watched path that has not changed.
-            return Ok(None);
+            return match self.refill(row).await {
+                Ok(()) => Ok(None),
+                Err(e) => Err(Step::Failed(e)),
+            };
         }
         let manifest = match self.verifier.verify(&self.name, &bytes) {
             Ok(m) => m,
@@ -389,6 +398,8 @@ impl Repository {
             Ok(w) => w,
             Err(reason) => return Err(self.reject(path, "manifest", &reason, None).await),
         };
+        let wanted_rows: Vec<(String, String, u64)> =
+            wanted.iter().map(|w| (w.location.clone(), w.expected.digest.hex(), w.expected.size)).collect();
         let mut payloads = Vec::with_capacity(wanted.len());
         let mut failed = None;
         for want in wanted {
@@ -410,6 +421,7 @@ impl Repository {
             path: path.to_owned(),
             digest: envelope.hex(),
             sequence_number: manifest.sequence_number,
+            payloads: wanted_rows,
             accepted_unix_ms: jiff::Timestamp::now().as_millisecond(),
         };
         self.cache.store().call(move |c| q::record_manifest(c, &row)).await.map_err(|e| Step::Fatal(e.into()))?;
@@ -421,6 +433,27 @@ impl Repository {
             payloads,
             manifest,
         }))
+    }
+
+    /// Fetches again the payloads of an accepted manifest that are no longer cached (evicted
+    /// while unpinned). Their digests and sizes come from the verified manifest, as recorded.
+    async fn refill(&self, row: &ManifestRow) -> Result<(), String> {
+        let mut failed = None;
+        for (location, hex, size) in &row.payloads {
+            let Ok(digest) = hex.parse::<BlobDigest>() else { continue };
+            let want = plan::PayloadFetch {
+                location: location.clone(),
+                expected: Expected { digest, size: *size },
+                manifest_path: row.path.clone(),
+                uri: String::new(),
+            };
+            match self.fetch_payload(&want).await {
+                Ok(()) | Err(Step::Rejected) => {}
+                Err(Step::Failed(e)) => failed = Some(e),
+                Err(Step::Fatal(e)) => return Err(e.to_string()),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     async fn fetch_payload(&self, want: &plan::PayloadFetch) -> Result<(), Step> {

@@ -213,16 +213,27 @@ pub struct ManifestRow {
     /// Hex SHA-256 of the envelope blob.
     pub digest: String,
     pub sequence_number: u64,
+    /// Where each payload is in the repository, its hex SHA-256 and size, so payloads evicted
+    /// later are fetched again without re-verifying the envelope.
+    pub payloads: Vec<(String, String, u64)>,
     pub accepted_unix_ms: i64,
 }
 
 pub fn record_manifest(conn: &Connection, m: &ManifestRow) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO repo_manifests (repository, path, digest, sequence_number, accepted_unix_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO repo_manifests (repository, path, digest, sequence_number, payloads_json, accepted_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (repository, path) DO UPDATE SET digest = excluded.digest,
-             sequence_number = excluded.sequence_number, accepted_unix_ms = excluded.accepted_unix_ms",
-        params![m.repository, m.path, m.digest, m.sequence_number as i64, m.accepted_unix_ms],
+             sequence_number = excluded.sequence_number, payloads_json = excluded.payloads_json,
+             accepted_unix_ms = excluded.accepted_unix_ms",
+        params![
+            m.repository,
+            m.path,
+            m.digest,
+            m.sequence_number as i64,
+            serde_json::to_string(&m.payloads).unwrap_or_else(|_| "[]".into()),
+            m.accepted_unix_ms
+        ],
     )?;
     Ok(())
 }
@@ -230,7 +241,7 @@ pub fn record_manifest(conn: &Connection, m: &ManifestRow) -> rusqlite::Result<(
 /// Accepted manifests, of one repository or all.
 pub fn manifests(conn: &Connection, repository: Option<&str>) -> rusqlite::Result<Vec<ManifestRow>> {
     let mut stmt = conn.prepare(
-        "SELECT repository, path, digest, sequence_number, accepted_unix_ms FROM repo_manifests
+        "SELECT repository, path, digest, sequence_number, payloads_json, accepted_unix_ms FROM repo_manifests
          WHERE ?1 IS NULL OR repository = ?1 ORDER BY repository, path",
     )?;
     let rows = stmt.query_map([repository], |r| {
@@ -239,7 +250,10 @@ pub fn manifests(conn: &Connection, repository: Option<&str>) -> rusqlite::Resul
             path: r.get(1)?,
             digest: r.get(2)?,
             sequence_number: r.get::<_, i64>(3)?.max(0) as u64,
-            accepted_unix_ms: r.get(4)?,
+            // Unreadable text (never written by us) reads as "no payloads": the manifest is then
+            // fetched and verified again when its path changes.
+            payloads: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+            accepted_unix_ms: r.get(5)?,
         })
     })?;
     rows.collect()

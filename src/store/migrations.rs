@@ -69,6 +69,7 @@ const REPO_CACHE: &str = "CREATE TABLE cache_blobs (
          path              TEXT    NOT NULL,
          digest            TEXT    NOT NULL,
          sequence_number   INTEGER NOT NULL,
+         payloads_json     TEXT    NOT NULL,     -- [[location, sha256 hex, size], ...]
          accepted_unix_ms  INTEGER NOT NULL,
          PRIMARY KEY (repository, path)
      ) STRICT;";
