@@ -6,6 +6,14 @@
 //! and cache them content-addressed ([`cache`]), checking size and digest while streaming.
 //! Nothing is indexed as a manifest before its envelope verified and every payload matched.
 //!
+//! Each poll: with an `index_key`, fetch `ferry-index.cbor` (conditional GET over HTTP), refuse
+//! it if forged, expired or older than the last accepted version; otherwise follow the `watch`
+//! paths. For every listed envelope not yet accepted: fetch (≤ 64 KiB, in memory), check it
+//! against the index entry, verify, fetch each payload into the cache, then record the manifest
+//! (`repo_manifests`) and hand it to the daemon. Accepted manifests whose payloads were evicted
+//! meanwhile get them fetched again. Refusals land in `cache_rejections` with their RFC 9124
+//! threat. Transport errors fail the poll and back off; partial payloads resume.
+//!
 //! | file | what |
 //! |---|---|
 //! | `cache.rs` | [`BlobCache`]: blobs, streaming writer, pins, LRU, scrub |
@@ -31,9 +39,13 @@
 //!     tokio::spawn(repo.run(shutdown.clone(), tx.clone()));
 //! }
 //! while let Some(m) = accepted.recv().await {
-//!     // A delivery pins before it starts and unpins when done:
-//!     cache.pin("delivery:42", &m.envelope).await?;
-//!     let _file = cache.open_blob(&m.envelope).await?;
+//!     // A delivery pins what it serves before it starts, and unpins when the session ends;
+//!     // a device's installed version stays pinned as `installed:<device>`.
+//!     for d in std::iter::once(&m.envelope).chain(&m.payloads) {
+//!         cache.pin("delivery:42", d).await?;
+//!     }
+//!     let _file = cache.open_blob(&m.payloads[0]).await?; // serve block-wise from this
+//!     cache.unpin("delivery:42").await?;
 //! }
 //! # Ok(()) }
 //! ```
