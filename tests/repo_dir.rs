@@ -186,3 +186,22 @@ async fn ferry_repo_index_and_cache_commands() {
     assert_eq!(rows.len(), 1, "only the pinned blob survives a 0 MiB limit: {rows:?}");
     assert_eq!(rows[0]["digest"], digest_of(SLOT0).hex());
 }
+
+#[tokio::test]
+async fn run_polls_and_hands_accepted_manifests_to_the_daemon() {
+    let (repo_dir, state) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    write_release(repo_dir.path());
+    write_index(repo_dir.path(), 1, FAR, &[MANIFEST_PATH]);
+    let cache = open_cache(state.path(), u64::MAX);
+    let repo = repository(&config("local", dir_url(repo_dir.path()), true), &cache);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(repo.run(shutdown.clone(), tx));
+    let m = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a manifest within 10 s")
+        .expect("channel open");
+    assert_eq!((m.repository.as_str(), m.path.as_str()), ("local", MANIFEST_PATH));
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task).await.expect("stops on shutdown").expect("join");
+}
