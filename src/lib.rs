@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod net;
 pub mod radio;
+pub mod repo;
 pub mod schedule;
 pub mod sim;
 pub mod store;

@@ -1,10 +1,12 @@
 //! The `ferry` command line: talks to ferryd over its control socket, and hosts the offline
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
+mod cache;
 mod keygen;
 mod manifest;
 pub mod plan;
 mod publish;
+mod repo;
 mod serve;
 mod sim;
 mod status;
@@ -58,6 +60,58 @@ enum Command {
     /// Serve one file over CoAP (block-wise) with ferry's endpoint, without a daemon: for
     /// trying a device's fetch, and for scripts/bench-coap.sh.
     CoapServe(serve::ServeArgs),
+    /// The verified blob cache in a state dir (offline: stop ferryd first).
+    Cache {
+        #[command(subcommand)]
+        action: CacheCommand,
+    },
+    /// Tools for repository operators.
+    Repo {
+        #[command(subcommand)]
+        action: RepoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List cached blobs, least recently used first.
+    Ls {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every blob and report problems without changing anything.
+    Verify {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Drop corrupt and stray files, then evict unpinned blobs down to the size limit.
+    Gc {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Size limit in MiB (default: [store] cache_max_mib of the configuration).
+        #[arg(long, value_name = "MIB")]
+        max_mib: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Sign DIR's index (ferry-index.cbor) listing every SUIT envelope under it.
+    Index {
+        dir: PathBuf,
+        /// PKCS#8 PEM private key matching the repository's index_key.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// When gateways stop trusting this index (RFC 3339, e.g. 2026-12-31T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires: String,
+        /// Index version (default: the current one plus 1); never lower than the current.
+        #[arg(long)]
+        version: Option<u64>,
+    },
 }
 
 impl Cli {
@@ -70,7 +124,37 @@ impl Cli {
             Command::Sim(args) => sim::run(args).await,
             Command::Plan(args) => plan::run(args),
             Command::CoapServe(args) => serve::run(args).await,
+            Command::Cache { action } => {
+                let (dir, action) = match action {
+                    CacheCommand::Ls { state_dir, json } => (state_dir, cache::Action::Ls { json: *json }),
+                    CacheCommand::Verify { state_dir } => (state_dir, cache::Action::Verify),
+                    CacheCommand::Gc { state_dir, max_mib } => {
+                        let max_mib = match max_mib {
+                            Some(m) => *m,
+                            None => self.store_config()?.cache_max_mib,
+                        };
+                        (state_dir, cache::Action::Gc { max_mib })
+                    }
+                };
+                let dir = match dir {
+                    Some(d) => d.clone(),
+                    None => self.store_config()?.state_dir,
+                };
+                cache::run(&dir, action).await
+            }
+            Command::Repo { action: RepoCommand::Index { dir, key, expires, version } } => {
+                repo::index(dir, key, expires, *version)
+            }
         }
+    }
+
+    /// `[store]` of `--config`, else of the default configuration, else the defaults.
+    fn store_config(&self) -> anyhow::Result<crate::config::StoreConfig> {
+        let path = self.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        if self.config.is_none() && !path.exists() {
+            return Ok(crate::config::StoreConfig::default());
+        }
+        Ok(LoadedConfig::load(&path)?.config.store)
     }
 
     /// Finds ferryd: `--socket`, else `--config`'s `[control] socket`, else the default path.

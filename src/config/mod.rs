@@ -245,6 +245,9 @@ pub struct RepositoryConfig {
     /// Manifest paths followed in repositories without a signed index (RIOT-style folders).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<String>,
+    /// Upstream bandwidth limit for downloads from this repository, KiB per second (HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate_kib_s: Option<u64>,
 }
 
 impl RepositoryConfig {

@@ -63,7 +63,52 @@ const MIGRATIONS: &[&str] = &[
          learned_unix_ms  INTEGER NOT NULL,
          PRIMARY KEY (eui64, fact)
      ) STRICT;",
+    // 4: the repository cache (see `store::cache`).
+    REPO_CACHE,
 ];
+
+/// The `repo` room's content-addressed cache index (see `store::cache`). A block of its own so
+/// migrations from other branches can be ordered around it when merging.
+const REPO_CACHE: &str = "CREATE TABLE cache_blobs (
+         digest              TEXT    PRIMARY KEY,  -- lowercase hex SHA-256 of the file
+         size                INTEGER NOT NULL,
+         kind                TEXT    NOT NULL,     -- envelope | payload | index
+         source              TEXT    NOT NULL,     -- repository name and path it came from
+         first_used_unix_ms  INTEGER NOT NULL,
+         last_used_unix_ms   INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX cache_blobs_lru ON cache_blobs (last_used_unix_ms);
+     -- No foreign key: a delivery may pin a blob before it has been fetched.
+     CREATE TABLE cache_pins (
+         reference        TEXT    NOT NULL,
+         digest           TEXT    NOT NULL,
+         pinned_unix_ms   INTEGER NOT NULL,
+         PRIMARY KEY (reference, digest)
+     ) STRICT;
+     CREATE INDEX cache_pins_digest ON cache_pins (digest);
+     CREATE TABLE cache_rejections (
+         id          INTEGER PRIMARY KEY,
+         at_unix_ms  INTEGER NOT NULL,
+         source      TEXT    NOT NULL,
+         what        TEXT    NOT NULL,
+         reason      TEXT    NOT NULL,
+         threat      TEXT
+     ) STRICT;
+     CREATE TABLE repo_state (
+         repository            TEXT    PRIMARY KEY,
+         index_version         INTEGER,
+         index_expires_unix_s  INTEGER,
+         updated_unix_ms       INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE repo_manifests (
+         repository        TEXT    NOT NULL,
+         path              TEXT    NOT NULL,
+         digest            TEXT    NOT NULL,
+         sequence_number   INTEGER NOT NULL,
+         payloads_json     TEXT    NOT NULL,     -- [[location, sha256 hex, size], ...]
+         accepted_unix_ms  INTEGER NOT NULL,
+         PRIMARY KEY (repository, path)
+     ) STRICT;";
 
 /// The schema version this build writes.
 pub fn latest() -> i64 {
