@@ -9,6 +9,7 @@ pub mod logging;
 mod notify;
 mod owners;
 mod radio;
+mod repos;
 mod status;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub struct Daemon {
     metrics_server: MetricsServer,
     control_server: ControlServer,
     coap: Option<coap::CoapRoom>,
+    repos: repos::ReposRoom,
     log: Option<logging::LogHandle>,
     notifier: Notifier,
 }
@@ -73,6 +75,7 @@ impl Daemon {
         let coap = coap::CoapRoom::bind(&config.coap.listen, metrics.registry())
             .await
             .with_context(|| "cannot serve CoAP on [coap] listen")?;
+        let repos = repos::ReposRoom::start(&config, &store, metrics.registry()).await?;
         let owners = owners::OwnersRoom::new(metrics.registry())?;
         owners.reload(&config);
         let rooms = CancellationToken::new();
@@ -97,6 +100,7 @@ impl Daemon {
             metrics_server,
             control_server,
             coap,
+            repos,
             log,
             notifier: Notifier::from_env(),
         })
@@ -112,10 +116,12 @@ impl Daemon {
 
     /// Serves until `shutdown`; then records a clean stop in the store.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, coap, log, notifier } = self;
+        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, coap, repos, log, notifier } =
+            self;
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics_server.serve(rooms.clone()));
         tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
+        tasks.spawn(repos.serve(rooms.clone()));
         if let Some(coap) = coap {
             tasks.spawn(coap.serve(rooms.clone()));
         }

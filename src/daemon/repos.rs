@@ -1,0 +1,125 @@
+//! The daemon's repository room: the verified cache, one poller per `[[repository]]`, and the
+//! trust policy built from `[[authority]]` that every envelope must pass before anything of it
+//! is cached. Accepted manifests are written to the audit log.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use prometheus::{IntCounter, Registry};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::repo::metrics::RepoMetrics;
+use crate::repo::{AcceptedManifest, BlobCache, Rejection, Repository, Verifier};
+use crate::store::Store;
+use crate::suit::policy::Policy;
+use crate::suit::Envelope;
+
+/// How often the pollers' counters are copied into the registry.
+const EXPORT_PERIOD: Duration = Duration::from_secs(5);
+
+pub(super) struct ReposRoom {
+    repositories: Vec<Repository>,
+    metrics: Arc<RepoMetrics>,
+    exported: [IntCounter; 5],
+    store: Store,
+}
+
+impl ReposRoom {
+    /// Opens the cache (scrubbing it first) and builds the policy and the pollers; a bad
+    /// `[[authority]]` or `[[repository]]` stops start-up with its name in the message.
+    pub(super) async fn start(config: &Config, store: &Store, registry: &Registry) -> anyhow::Result<ReposRoom> {
+        let cache = BlobCache::open(store.clone(), config.store.cache_max_mib.saturating_mul(1024 * 1024))?;
+        let scrub = cache.scrub(true).await.context("cannot scrub the blob cache")?;
+        if !scrub.is_clean() {
+            tracing::warn!(?scrub, "blob cache scrubbed: corrupt or stray files were dropped");
+        }
+        let policy = Policy::from_config(&config.authorities, |path| std::fs::read_to_string(path))?;
+        let verifier: Arc<dyn Verifier> = Arc::new(PolicyVerifier(policy));
+        let metrics = Arc::new(RepoMetrics::default());
+        let mut repositories = Vec::new();
+        for rc in &config.repositories {
+            repositories.push(Repository::new(rc, cache.clone(), verifier.clone())?.with_metrics(metrics.clone()));
+        }
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        // In the order of `RepoMetrics::snapshot`.
+        let exported = [
+            counter("ferry_repo_syncs_total", "Repository polls run.")?,
+            counter("ferry_repo_sync_failures_total", "Repository polls that failed or stayed incomplete.")?,
+            counter("ferry_repo_manifests_accepted_total", "Manifests verified and cached with all their payloads.")?,
+            counter("ferry_repo_rejections_total", "Indexes, envelopes and payloads refused.")?,
+            counter("ferry_repo_downloaded_bytes_total", "Payload bytes that landed in the cache.")?,
+        ];
+        Ok(ReposRoom { repositories, metrics, exported, store: store.clone() })
+    }
+
+    pub(super) async fn serve(self, shutdown: CancellationToken) {
+        let ReposRoom { repositories, metrics, exported, store } = self;
+        let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);
+        for repository in repositories {
+            tokio::spawn(repository.run(shutdown.clone(), tx.clone()));
+        }
+        drop(tx);
+        let mut last = [0u64; 5];
+        let mut export = tokio::time::interval(EXPORT_PERIOD);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = export.tick() => {
+                    let now = metrics.snapshot();
+                    for ((counter, new), old) in exported.iter().zip(now).zip(last) {
+                        counter.inc_by(new.saturating_sub(old));
+                    }
+                    last = now;
+                }
+                Some(m) = accepted.recv() => record(&store, m).await,
+            }
+        }
+    }
+}
+
+/// The trust policy in the repository's seat: scopes, thresholds and key validity.
+struct PolicyVerifier(Policy);
+
+impl Verifier for PolicyVerifier {
+    fn verify(&self, repository: &str, bytes: &[u8]) -> Result<crate::suit::Manifest, Rejection> {
+        let envelope = Envelope::parse(bytes)?;
+        match self.0.evaluate(&envelope, SystemTime::now()) {
+            Ok(accepted) => Ok(accepted.manifest().clone()),
+            Err(rejection) => {
+                tracing::warn!(repository, reason = %rejection.reason, threat = %rejection.threat, "envelope refused");
+                Err(Rejection { reason: rejection.reason, threat: Some(rejection.threat.id()) })
+            }
+        }
+    }
+}
+
+async fn record(store: &Store, m: AcceptedManifest) {
+    let detail = format!(
+        "{}: sequence {}, envelope sha256:{}, {} payload(s)",
+        m.path,
+        m.manifest.sequence_number,
+        m.envelope.hex(),
+        m.payloads.len()
+    );
+    tracing::info!(repository = m.repository, "{detail}: verified and cached");
+    let actor = format!("repository:{}", m.repository);
+    let at = super::now_ms();
+    let written = store
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO audit_log (at_unix_ms, actor, action, detail) VALUES (?1, ?2, 'manifest accepted', ?3)",
+                rusqlite::params![at, actor, detail],
+            )
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+}
