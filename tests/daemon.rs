@@ -393,14 +393,34 @@ fn a_signed_update_in_the_repository_is_verified_cached_and_audited() {
 
 #[test]
 fn an_update_outside_every_authority_scope_is_refused_and_nothing_is_cached() {
-    // THREAT.IMG.NON_AUTH at the gateway: the key is known, but not for this vendor.
+    // The key is known, but no authority covers this vendor: the policy calls it
+    // THREAT.IMG.INCOMPATIBLE (no signer may speak for this device class).
     let dir = tempfile::tempdir().expect("temp dir");
     let mut ferryd = Ferryd::spawn(dir.path(), &repository_config("vendor.example"));
     let status = ferryd.wait_ready();
     let metrics = wait_metric(&ferryd, status.metrics_listen, "ferry_repo_rejections_total", 1.0);
     assert_eq!(sample(&metrics, "ferry_repo_manifests_accepted_total"), Some(0.0), "{metrics}");
     assert!(ferryd.log().contains("envelope refused"), "{}", ferryd.log());
+    assert!(
+        metrics.contains("ferry_manifests_total{reason=\"THREAT.IMG.INCOMPATIBLE\",result=\"rejected\"} 1"),
+        "{metrics}"
+    );
     let status = common::status(&ferryd.socket()).expect("status");
     assert_eq!(status.counts.blobs, 0, "nothing unverified is cached");
     assert_eq!(status.counts.audit_entries, 0);
+}
+
+#[test]
+fn the_same_sequence_number_is_admitted_once() {
+    // THREAT.IMG.EXPIRED (replay/rollback): two repositories offer the same signed manifest; the
+    // second copy is not above the highest sequence number accepted, so it is refused.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let second =
+        format!("[[repository]]\nname = \"mirror\"\nurl = \"{REPOSITORY}\"\nwatch = [\"samr21-xpro/manifest.suit\"]\n");
+    let config = repository_config("riot-os.org") + &second;
+    let mut ferryd = Ferryd::spawn(dir.path(), &config);
+    let status = ferryd.wait_ready();
+    wait_metric(&ferryd, status.metrics_listen, "ferry_repo_rejections_total", 1.0);
+    ferryd.wait_log("THREAT.IMG.EXPIRED");
+    assert_eq!(common::status(&ferryd.socket()).expect("status").counts.audit_entries, 1);
 }

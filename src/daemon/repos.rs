@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use prometheus::{IntCounter, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +22,11 @@ const EXPORT_PERIOD: Duration = Duration::from_secs(5);
 
 pub(super) struct ReposRoom {
     repositories: Vec<Repository>,
+    cache: BlobCache,
+    policy: Arc<Policy>,
     metrics: Arc<RepoMetrics>,
     exported: [IntCounter; 5],
+    manifests: IntCounterVec,
     store: Store,
 }
 
@@ -37,7 +40,17 @@ impl ReposRoom {
             tracing::warn!(?scrub, "blob cache scrubbed: corrupt or stray files were dropped");
         }
         let policy = Policy::from_config(&config.authorities, |path| std::fs::read_to_string(path))?;
-        let verifier: Arc<dyn Verifier> = Arc::new(PolicyVerifier(policy));
+        let policy = Arc::new(policy);
+        let manifests = IntCounterVec::new(
+            Opts::new(
+                "ferry_manifests_total",
+                "Envelopes judged by the trust policy, by result and reason (RFC 9124 threat).",
+            ),
+            &["result", "reason"],
+        )?;
+        registry.register(Box::new(manifests.clone()))?;
+        let verifier: Arc<dyn Verifier> =
+            Arc::new(PolicyVerifier { policy: policy.clone(), manifests: manifests.clone() });
         let metrics = Arc::new(RepoMetrics::default());
         let mut repositories = Vec::new();
         for rc in &config.repositories {
@@ -56,11 +69,11 @@ impl ReposRoom {
             counter("ferry_repo_rejections_total", "Indexes, envelopes and payloads refused.")?,
             counter("ferry_repo_downloaded_bytes_total", "Payload bytes that landed in the cache.")?,
         ];
-        Ok(ReposRoom { repositories, metrics, exported, store: store.clone() })
+        Ok(ReposRoom { repositories, cache, policy, metrics, exported, manifests, store: store.clone() })
     }
 
     pub(super) async fn serve(self, shutdown: CancellationToken) {
-        let ReposRoom { repositories, metrics, exported, store } = self;
+        let ReposRoom { repositories, cache, policy, metrics, exported, manifests, store } = self;
         let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);
         for repository in repositories {
             tokio::spawn(repository.run(shutdown.clone(), tx.clone()));
@@ -78,24 +91,59 @@ impl ReposRoom {
                     }
                     last = now;
                 }
-                Some(m) = accepted.recv() => record(&store, m).await,
+                Some(m) = accepted.recv() => {
+                    if admit(&store, &cache, &policy, &m).await {
+                        manifests.with_label_values(&["accepted", "verified"]).inc();
+                        record(&store, m).await;
+                    } else {
+                        manifests.with_label_values(&["rejected", "THREAT.IMG.EXPIRED"]).inc();
+                        metrics.rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
 }
 
 /// The trust policy in the repository's seat: scopes, thresholds and key validity.
-struct PolicyVerifier(Policy);
+struct PolicyVerifier {
+    policy: Arc<Policy>,
+    manifests: IntCounterVec,
+}
 
 impl Verifier for PolicyVerifier {
     fn verify(&self, repository: &str, bytes: &[u8]) -> Result<crate::suit::Manifest, Rejection> {
-        let envelope = Envelope::parse(bytes)?;
-        match self.0.evaluate(&envelope, SystemTime::now()) {
-            Ok(accepted) => Ok(accepted.manifest().clone()),
-            Err(rejection) => {
-                tracing::warn!(repository, reason = %rejection.reason, threat = %rejection.threat, "envelope refused");
-                Err(Rejection { reason: rejection.reason, threat: Some(rejection.threat.id()) })
-            }
+        let judged = Envelope::parse(bytes).map_err(Rejection::from).and_then(|envelope| {
+            self.policy
+                .evaluate(&envelope, SystemTime::now())
+                .map(|accepted| accepted.manifest().clone())
+                .map_err(|r| Rejection { reason: r.reason, threat: Some(r.threat.id()) })
+        });
+        if let Err(rejection) = &judged {
+            let threat = rejection.threat.unwrap_or("malformed");
+            self.manifests.with_label_values(&["rejected", threat]).inc();
+            tracing::warn!(repository, reason = %rejection.reason, threat, "envelope refused");
+        }
+        judged
+    }
+}
+
+/// Anti-rollback: every component's sequence number must be above the highest ever accepted
+/// (THREAT.IMG.EXPIRED); if so, the new highest is recorded in the same transaction. A manifest
+/// that fails stays in the cache unpinned, but is never recorded as an update to offer.
+async fn admit(store: &Store, cache: &BlobCache, policy: &Policy, m: &AcceptedManifest) -> bool {
+    let checked = async {
+        let bytes = cache.read_small(&m.envelope, 64 * 1024).await?;
+        let envelope = Envelope::parse(&bytes)?;
+        let accepted = policy.evaluate(&envelope, SystemTime::now())?;
+        let now = super::now_ms();
+        store.call(move |c| Ok(crate::store::sequence::admit(c, &accepted, now))).await?.map_err(anyhow::Error::from)
+    };
+    match checked.await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(repository = m.repository, path = m.path, "manifest refused: {e:#}");
+            false
         }
     }
 }
