@@ -22,7 +22,7 @@
 //!    routers), fewer than `max_concurrent_per_parent` sessions among its siblings, and its
 //!    air-time share must fit the PAN's remaining budget.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
@@ -571,6 +571,10 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let busy_devices: BTreeMap<[u8; 8], &ActiveSession> = state.sessions.iter().map(|s| (s.device.0, s)).collect();
     let mut entries: Vec<Option<Entry>> = vec![None; state.devices.len()];
     let mut candidates: Vec<Candidate> = Vec::new();
+    // Window states depend on the group and `now` only: computed once per group, not per
+    // device (time-zone arithmetic dominated a pass over a large fleet).
+    let group_now: BTreeMap<&str, GroupNow> =
+        state.groups.iter().map(|(name, group)| (name.as_str(), GroupNow::new(group, now))).collect();
 
     for (index, device) in state.devices.iter().enumerate() {
         let entry = |action| Entry { device: device.eui64, label: device.label(), group: device.group.clone(), action };
@@ -579,7 +583,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             entries[index] = Some(entry(action));
             continue;
         }
-        match check_device(state, topology, device, now) {
+        match check_device(state, topology, &group_now, device, now) {
             DeviceCheck::Nothing(reason) => entries[index] = Some(entry(Action::UpToDate { reason })),
             DeviceCheck::Wait { update, reasons, retry_at } => {
                 entries[index] = Some(entry(Action::Wait { update, reasons, retry_at }))
@@ -603,6 +607,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let budget = state.pan.air_time_budget;
     let session_ends: BTreeMap<[u8; 8], Timestamp> =
         state.sessions.iter().map(|s| (s.device.0, s.expected_end)).collect();
+    // Busy devices per parent, kept up to date as sessions are admitted (counting them per
+    // candidate was quadratic in a large fleet).
+    let mut busy_under: HashMap<Option<Parent>, usize> = HashMap::new();
+    for d in &busy {
+        *busy_under.entry(topology.parent(Eui64(*d))).or_default() += 1;
+    }
 
     for candidate in candidates {
         let device = &state.devices[candidate.index];
@@ -632,7 +642,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             }
         }
         let parent = topology.parent(eui);
-        let siblings_busy = busy.iter().filter(|d| topology.parent(Eui64(**d)) == parent).count();
+        let siblings_busy = busy_under.get(&parent).copied().unwrap_or(0);
         if siblings_busy >= usize::from(state.pan.max_concurrent_per_parent) {
             reasons.push(WaitReason::ParentLimit {
                 parent: parent.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
@@ -648,6 +658,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         let entry = |action| Entry { device: eui, label: device.label(), group: device.group.clone(), action };
         if reasons.is_empty() {
             busy.insert(eui.0);
+            *busy_under.entry(parent).or_default() += 1;
             used += need;
             entries[candidate.index] = Some(entry(Action::Start(candidate.start)));
         } else {
@@ -666,7 +677,35 @@ enum DeviceCheck {
 }
 
 /// Rules 1–5 for one device.
-fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice, now: Timestamp) -> DeviceCheck {
+/// What a group's windows say at the plan's `now`.
+struct GroupNow {
+    zone: String,
+    /// A window is open, blackouts aside.
+    window_open: bool,
+    state: WindowState,
+    /// When the schedule opens again after the current stretch closes (asked only when a
+    /// session would not fit, so computed on first use).
+    reopens: std::cell::OnceCell<Option<Timestamp>>,
+}
+
+impl GroupNow {
+    fn new(group: &GroupPlan, now: Timestamp) -> GroupNow {
+        GroupNow {
+            zone: group.zone(),
+            window_open: group.windows_only.is_open(now),
+            state: group.schedule.state(now),
+            reopens: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+fn check_device(
+    state: &PlanState,
+    topology: &impl Topology,
+    group_now: &BTreeMap<&str, GroupNow>,
+    device: &PlanDevice,
+    now: Timestamp,
+) -> DeviceCheck {
     let (Some(vendor), Some(class)) = (&device.vendor_id, &device.class_id) else {
         return DeviceCheck::Nothing(Some(WaitReason::Unknown { fact: Fact::Identity }));
     };
@@ -711,13 +750,13 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
     if device.lifecycle != Lifecycle::Active {
         reasons.push(WaitReason::NotActive { lifecycle: device.lifecycle });
     }
-    let Some(group) = state.groups.get(&device.group) else {
+    let (Some(group), Some(at_now)) = (state.groups.get(&device.group), group_now.get(device.group.as_str())) else {
         reasons.push(WaitReason::UnknownGroup { group: device.group.clone() });
         return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
     };
 
     // Rule 3.
-    let zone = group.zone();
+    let zone = &at_now.zone;
     let deadline = (update.urgency >= Urgency::Security)
         .then(|| update.available_at.saturating_add(group.max_deferral).unwrap_or(Timestamp::MAX));
     let deadline_due =
@@ -727,8 +766,8 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
     if deadline_due {
         basis = StartBasis::Deadline;
     } else {
-        let window_open = group.windows_only.is_open(now);
-        let state_now = group.schedule.state(now);
+        let window_open = at_now.window_open;
+        let state_now = at_now.state;
         let in_blackout = window_open && matches!(state_now, WindowState::Closed { .. });
         let next_open = match state_now {
             WindowState::Open { .. } => None,
@@ -737,10 +776,10 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
         let windows_ok = window_open || group.skip_windows_from.allows(update.urgency);
         let blackouts_ok = !in_blackout || group.skip_blackouts_from.allows(update.urgency);
         if !windows_ok {
-            reasons.push(WaitReason::OutsideWindow { opens: next_open.map(|t| LocalTime::new(t, &zone, now)) });
+            reasons.push(WaitReason::OutsideWindow { opens: next_open.map(|t| LocalTime::new(t, zone, now)) });
             retry_at = next_open;
         } else if !blackouts_ok {
-            reasons.push(WaitReason::Blackout { resumes: next_open.map(|t| LocalTime::new(t, &zone, now)) });
+            reasons.push(WaitReason::Blackout { resumes: next_open.map(|t| LocalTime::new(t, zone, now)) });
             retry_at = next_open;
         }
         match state_now {
@@ -807,10 +846,10 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
             if now.saturating_add(estimate.total).unwrap_or(Timestamp::MAX) > closes {
                 reasons.push(WaitReason::WouldNotFit {
                     needs_s: estimate.total.as_secs(),
-                    closes: LocalTime::new(closes, &zone, now),
+                    closes: LocalTime::new(closes, zone, now),
                 });
                 // Try again when the next stretch opens.
-                retry_at = group.schedule.next_open(closes);
+                retry_at = *at_now.reopens.get_or_init(|| group.schedule.next_open(closes));
             }
         }
     }
