@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Peak resident memory of ferryd under light management traffic.
 
-Starts `ferryd` on a temporary configuration (simulated radio `sim:home.toml`, state and control
+Starts `ferryd` on a temporary configuration (the simulated PAN of --scenario, by default
+config/sim/building.toml with ~100 devices, run in real time inside ferryd; state and control
 socket in a temp folder, metrics on 127.0.0.1:0, CoAP on [::1]:0), waits until `ferry status`
 answers, then for --seconds keeps scraping /metrics and running `ferry status` in turn. At the
 end it reads VmHWM (the kernel's peak RSS) and VmRSS from /proc/PID/status and prints them with
 the request counts and the load average. Target: VmHWM <= 24 MiB.
 
-    scripts/bench-memory.py [--ferryd PATH] [--ferry PATH] [--seconds N]
+    scripts/bench-memory.py [--ferryd PATH] [--ferry PATH] [--seconds N] [--scenario FILE]
     scripts/bench-memory.py --smoke     # 3 s: checks that ferryd starts, answers and stops
 
 Exit status: non-zero when ferryd does not start, a scrape or a status call fails, or ferryd
@@ -66,17 +67,19 @@ def main():
     ap.add_argument("--ferry", default=os.environ.get("FERRY_BIN", "target/release/ferry"))
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to load it (default 30)")
     ap.add_argument("--smoke", action="store_true", help="3 s: correctness only")
+    ap.add_argument("--scenario", default="config/sim/building.toml", help="simulated PAN ferryd runs")
     args = ap.parse_args()
     if args.smoke:
         args.seconds = 3.0
     ferryd, ferry = os.path.abspath(args.ferryd), os.path.abspath(args.ferry)
+    scenario = os.path.abspath(args.scenario)
 
     workdir = tempfile.mkdtemp(prefix="ferry-bench-memory-")
     config = os.path.join(workdir, "ferry.toml")
     socket_path = os.path.join(workdir, "control.sock")
     with open(config, "w") as f:
         f.write('[log]\nlevel = "warn"\n'
-                '[radio]\nurl = "sim:home.toml"\n'
+                f'[radio]\nurl = "sim:{scenario}"\n'
                 '[store]\nstate_dir = "state"\n'
                 '[metrics]\nlisten = "127.0.0.1:0"\n'
                 '[control]\nsocket = "control.sock"\n'

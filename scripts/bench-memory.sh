@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --bin ferryd --bin ferry >&2
-exec python3 scripts/bench-memory.py --ferryd "$target/release/ferryd" --ferry "$target/release/ferry" "$@"
+# FERRY_BENCH_PROFILE=debug reuses the test build (CI's smoke run); figures need release.
+profile="${FERRY_BENCH_PROFILE:-release}"
+if [ "$profile" = release ]; then flags=(--release); else flags=(); fi
+cargo build "${flags[@]}" --bin ferryd --bin ferry >&2
+exec python3 scripts/bench-memory.py --ferryd "$target/$profile/ferryd" --ferry "$target/$profile/ferry" "$@"
