@@ -32,7 +32,7 @@ use crate::net::rpl_root::RplRootConfig;
 use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch};
 use crate::radio::{RxFrame, SrcAddr, TxAck, TxError};
 
-pub use topology::{NeighborLink, NeighborInfo, NetTopology, TopologyNode};
+pub use topology::{NeighborInfo, NeighborLink, NetTopology, TopologyNode};
 
 /// The CoAP port on the LoWPAN side.
 pub const COAP_PORT: u16 = 5683;

@@ -155,8 +155,6 @@ mod opt_eui64_text {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Eui64>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|t| parse_eui64(&t).map_err(serde::de::Error::custom))
-            .transpose()
+        Option::<String>::deserialize(d)?.map(|t| parse_eui64(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }

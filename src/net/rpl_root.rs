@@ -95,7 +95,15 @@ impl RplRoot {
         let mut rng = cfg.seed | 1;
         let r = xorshift(&mut rng);
         let trickle = Trickle::new(now, cfg.dio_int_min, cfg.dio_int_doublings, cfg.dio_redundancy, r);
-        RplRoot { cfg, trickle, rng, dtsn: 0, routes: BTreeMap::new(), ranks: BTreeMap::new(), stats: RplStats::default() }
+        RplRoot {
+            cfg,
+            trickle,
+            rng,
+            dtsn: 0,
+            routes: BTreeMap::new(),
+            ranks: BTreeMap::new(),
+            stats: RplStats::default(),
+        }
     }
 
     pub fn stats(&self) -> RplStats {

@@ -15,8 +15,8 @@
 //! - [`zep`]: ZEP v2 and the bridge that puts RIOT `native` nodes on the medium.
 
 pub mod device;
-pub mod host;
 pub mod frame;
+pub mod host;
 pub mod link;
 pub mod medium;
 pub mod pcap;
