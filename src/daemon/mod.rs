@@ -6,6 +6,7 @@
 
 mod coap;
 pub mod logging;
+mod net;
 mod notify;
 mod owners;
 mod radio;
