@@ -163,6 +163,13 @@ fn node_pings_and_fetches_1k_both_ways_through_the_simulated_rcp() {
     assert_eq!(response_body(got.as_ref().unwrap()), body(0xa5));
     assert!(host.border().interface().reassembly_stats().completed >= 1, "reassembled upward");
 
+    // The LoWPAN side lists its resources (RFC 6690).
+    let now = host.now();
+    node.coap.start_request(now, peer, Request::get("/.well-known/core")).unwrap();
+    assert!(drive(&mut host, &mut node, 2_000_000, |n| !n.events.is_empty()), "discovery answered");
+    let links = String::from_utf8(response_body(&node.events.remove(0))).unwrap();
+    assert!(links.contains("</fw/blob>"), "{links}");
+
     // Nothing was lost on the way and the link to the node is perfect.
     let br = host.border().stats();
     assert_eq!(br.tx_failures, 0);
@@ -225,4 +232,30 @@ fn sleepy_node_gets_its_held_datagram_right_after_its_data_request() {
     assert!(delay_us < 16_000, "delivered {delay_us} µs after the poll");
     assert_eq!(host.border().interface().mac().held(&MacAddr::Ext(NODE)), 0);
     assert_eq!(host.border().interface().mac_stats().indirect_delivered, 1);
+}
+
+/// The scenario file's flat for a minute of virtual time, twice: a seed is a run.
+fn flat_minute() -> (String, ferry::border::BorderStats, ferry::sim::host::UartStats, std::time::Duration) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/home.toml");
+    let scenario = Scenario::load(&path).unwrap();
+    let world = World::new(&scenario).unwrap();
+    let started = Instant::now();
+    let mut host = SimHost::new(world, HostConfig::for_scenario(&scenario), Router::new());
+    host.run_until(60_000_000);
+    let report = format!("{:?}", host.world().report());
+    let t = host.border().topology(host.now());
+    assert!(!t.neighbors.is_empty(), "the flat's devices are heard");
+    (report, host.border().stats(), host.uart_stats(), started.elapsed())
+}
+
+#[test]
+fn same_seed_same_run_and_cheap() {
+    let (a, stats_a, uart_a, wall) = flat_minute();
+    let (b, stats_b, uart_b, _) = flat_minute();
+    assert_eq!(a, b);
+    assert_eq!((stats_a, uart_a), (stats_b, uart_b));
+    assert!(stats_a.frames_rx > 10 && stats_a.frames_tx >= 1, "{stats_a:?}");
+    // A virtual minute of the 12-device flat with its host stack costs well under a second
+    // even in a debug build.
+    assert!(wall < std::time::Duration::from_secs(5), "took {wall:?}");
 }
