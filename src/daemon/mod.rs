@@ -6,7 +6,7 @@
 
 mod coap;
 pub mod logging;
-mod net;
+pub mod net;
 mod notify;
 mod owners;
 mod radio;

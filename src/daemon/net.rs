@@ -1,8 +1,10 @@
 //! The daemon's LoWPAN room: one tokio task owns the sans-IO [`BorderRouter`] and shuttles
 //! between it and the radio link — received frames in, one transmission at a time out
 //! (`Radio::send_frame`, its outcome back into the router), source-match changes to the RCP in
-//! order, and the router's timers. Other rooms read the topology through [`NetView`] (a
-//! `watch` refreshed every second) and never touch the machine.
+//! order, and the router's timers. Other rooms hold a [`NetHandle`]: the topology from a
+//! `watch` refreshed every second, work run on the router inside its task
+//! ([`NetHandle::with`], e.g. starting a CoAP request to a device), and the endpoint's events
+//! (responses, deferred requests) on a channel one room takes.
 //!
 //! The router is built once the RCP has answered the handshake, because ferry's extended
 //! address is the RCP's factory EUI-64. Metrics: `ferry_net_*`.
@@ -15,8 +17,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 
-use crate::border::{rx_meta, BorderConfig, BorderRouter, NetTopology, RadioCommand};
-use crate::coap::{content_format, Router, StaticResource};
+use crate::border::{rx_meta, BorderConfig, BorderRouter, NetTopology, Peer, RadioCommand};
+use crate::coap::{content_format, Event, Router, StaticResource};
 use crate::config::NetworkConfig;
 use crate::net::{MacStats, ReassemblyStats};
 use crate::radio::{Op, Radio, RxFrame, TxAck, TxError, TxOptions};
@@ -26,21 +28,71 @@ const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
 /// Source-match changes waiting for the RCP.
 const SRC_MATCH_QUEUE: usize = 256;
 
-/// What other rooms see of the LoWPAN: `None` until the radio came up the first time.
-pub type NetView = watch::Receiver<Option<NetTopology>>;
+/// CoAP events waiting for the room that consumes them; later ones are dropped.
+const EVENT_QUEUE: usize = 1024;
+/// Jobs from other rooms waiting for the router.
+const JOB_QUEUE: usize = 64;
 
-/// Starts the room; returns the read handle.
+/// Work for the router, run inside its task with the current time.
+type Job = Box<dyn FnOnce(&mut BorderRouter, std::time::Instant) + Send>;
+
+/// The LoWPAN room stopped (shutdown) before it ran the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the LoWPAN room has stopped")]
+pub struct NetStopped;
+
+/// Other rooms' handle on the LoWPAN. Cheap to clone.
+#[derive(Clone)]
+pub struct NetHandle {
+    view: watch::Receiver<Option<NetTopology>>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl NetHandle {
+    /// The DODAG and the neighbours heard; `None` until the radio came up the first time.
+    pub fn topology(&self) -> Option<NetTopology> {
+        self.view.borrow().clone()
+    }
+
+    /// Runs `f` on the border router inside its task (waits for the radio's first handshake);
+    /// what `f` queues goes out right after. Keep `f` short: frames wait meanwhile.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BorderRouter, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, NetStopped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |border, now| {
+            let _ = reply.send(f(border, now));
+        });
+        self.jobs.send(job).await.map_err(|_| NetStopped)?;
+        answer.await.map_err(|_| NetStopped)
+    }
+}
+
+/// Starts the room; returns the handle and the receiver of the endpoint's events.
 pub(super) fn start(
     network: &NetworkConfig,
     radio: Radio,
     frames: mpsc::Receiver<RxFrame>,
     registry: &Registry,
     shutdown: CancellationToken,
-) -> anyhow::Result<NetView> {
+) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>)> {
     let metrics = NetMetrics::register(registry)?;
     let (view_tx, view) = watch::channel(None);
-    tokio::spawn(run(network.clone(), radio, frames, metrics, view_tx, shutdown));
-    Ok(view)
+    let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let io = Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx };
+    tokio::spawn(run(network.clone(), io, metrics, shutdown));
+    Ok((NetHandle { view, jobs }, events))
+}
+
+/// What the task talks to.
+struct Io {
+    radio: Radio,
+    frames: mpsc::Receiver<RxFrame>,
+    jobs: mpsc::Receiver<Job>,
+    events: mpsc::Sender<Event<Peer>>,
+    view: watch::Sender<Option<NetTopology>>,
 }
 
 /// The CoAP resources ferry serves on the LoWPAN (`/.well-known/core` lists them).
@@ -58,14 +110,8 @@ fn now() -> std::time::Instant {
     TokioInstant::now().into_std()
 }
 
-async fn run(
-    network: NetworkConfig,
-    radio: Radio,
-    mut frames: mpsc::Receiver<RxFrame>,
-    mut metrics: NetMetrics,
-    view: watch::Sender<Option<NetTopology>>,
-    shutdown: CancellationToken,
-) {
+async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: CancellationToken) {
+    let Io { radio, mut frames, mut jobs, events, view } = io;
     // Frames heard before the handshake completes have no router to go to.
     let mut status = radio.state();
     let hwaddr = loop {
@@ -83,6 +129,7 @@ async fn run(
     let src_match = spawn_src_match(radio.clone(), shutdown.clone());
     let mut tx: Option<JoinHandle<Result<TxAck, TxError>>> = None;
     let mut publish = tokio::time::interval(PUBLISH_PERIOD);
+    let mut jobs_open = true;
     loop {
         let deadline = border.poll_timeout().map(TokioInstant::from_std);
         tokio::select! {
@@ -95,15 +142,25 @@ async fn run(
                 }
                 None => break,
             },
-            result = async { tx.as_mut().expect("guarded by the branch condition").await }, if tx.is_some() => {
+            result = tx_done(&mut tx) => {
                 tx = None;
                 let result = result.unwrap_or(Err(TxError::Aborted));
                 border.handle_tx_done(now(), &result);
             }
             _ = sleep_until(deadline) => border.handle_timeout(now()),
+            job = jobs.recv(), if jobs_open => match job {
+                Some(job) => job(&mut border, now()),
+                // Every handle is gone: nobody will ask again, but frames still flow.
+                None => jobs_open = false,
+            },
             _ = publish.tick() => {
                 view.send_replace(Some(border.topology(now())));
                 metrics.update(&border);
+            }
+        }
+        while let Some(event) = border.poll_event() {
+            if let Err(e) = events.try_send(event) {
+                tracing::debug!("LoWPAN CoAP event dropped (nobody consumes them yet): {e}");
             }
         }
         while let Some(cmd) = border.poll_radio(now()) {
@@ -121,6 +178,16 @@ async fn run(
         t.abort();
     }
     metrics.update(&border);
+}
+
+/// The outcome of the transmission in flight; never resolves while there is none.
+async fn tx_done(
+    tx: &mut Option<JoinHandle<Result<TxAck, TxError>>>,
+) -> Result<Result<TxAck, TxError>, tokio::task::JoinError> {
+    match tx.as_mut() {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<TokioInstant>) {

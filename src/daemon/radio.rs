@@ -7,9 +7,11 @@ use std::sync::Mutex;
 use anyhow::Context;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::border::Peer;
+use crate::coap::Event;
 use crate::config::{Config, RadioUrl};
 use crate::metrics::Metrics;
 use crate::radio::{self, LinkStatus, RadioMetrics, Settings};
@@ -19,7 +21,9 @@ pub(super) struct RadioRoom {
     url: String,
     link: (radio::Radio, watch::Receiver<LinkStatus>),
     /// The LoWPAN behind the radio (the border router's read model).
-    net: super::net::NetView,
+    net: super::net::NetHandle,
+    /// The LoWPAN endpoint's CoAP events, until the room that consumes them takes them.
+    coap_events: Mutex<Option<mpsc::Receiver<Event<Peer>>>>,
     /// Since when the radio has been down; the watchdog stops after the grace period.
     down_since: Mutex<Option<Instant>>,
 }
@@ -48,9 +52,16 @@ impl RadioRoom {
             }
             _ => radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?,
         };
-        let net = super::net::start(&config.network, handle.clone(), frames, metrics.registry(), shutdown)?;
+        let (net, coap_events) =
+            super::net::start(&config.network, handle.clone(), frames, metrics.registry(), shutdown)?;
         let status = handle.state();
-        Ok(RadioRoom { url, link: (handle, status), net, down_since: Mutex::new(None) })
+        Ok(RadioRoom {
+            url,
+            link: (handle, status),
+            net,
+            coap_events: Mutex::new(Some(coap_events)),
+            down_since: Mutex::new(None),
+        })
     }
 
     pub(super) fn state(&self) -> RadioState {
@@ -60,7 +71,20 @@ impl RadioRoom {
 
     /// The topology, once the radio came up.
     pub(super) fn topology(&self) -> Option<crate::border::NetTopology> {
-        self.net.borrow().clone()
+        self.net.topology()
+    }
+
+    /// The handle on the border router, for rooms that talk to devices.
+    #[allow(dead_code)] // the delivery room is its first user
+    pub(super) fn net(&self) -> &super::net::NetHandle {
+        &self.net
+    }
+
+    /// The LoWPAN endpoint's CoAP events (responses to requests started through
+    /// [`Self::net`]); the first caller gets them.
+    #[allow(dead_code)] // the delivery room is its first user
+    pub(super) fn take_coap_events(&self) -> Option<mpsc::Receiver<Event<Peer>>> {
+        self.coap_events.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Waits up to `timeout` for the radio; returns whether it is up.
