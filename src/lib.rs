@@ -1,6 +1,7 @@
 //! ferry: a border-router daemon that ferries verified software updates to the constrained
 //! devices behind a home router. See `DESIGN.md` in the shared folder for the map of rooms.
 
+pub mod border;
 pub mod cli;
 pub mod coap;
 pub mod config;

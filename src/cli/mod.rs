@@ -10,6 +10,7 @@ mod repo;
 mod serve;
 mod sim;
 mod status;
+mod topology;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,13 @@ enum Command {
     /// Version, uptime, radio, store and counts of the running ferryd.
     Status {
         /// Print the report as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The LoWPAN as ferryd's RPL root sees it: root → routers → leaves, with rank, hops and
+    /// link quality.
+    Topology {
+        /// Print the table as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +126,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match &self.command {
             Command::Status { json } => status::run(&self.client()?, *json).await,
+            Command::Topology { json } => topology::run(&self.client()?, *json).await,
             Command::Keygen { out, alg } => keygen::run(out, *alg),
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),

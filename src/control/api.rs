@@ -47,6 +47,9 @@ pub struct Counts {
     pub owner_files_in_force: usize,
 }
 
+/// `GET /v1/topology`: the border router's read model of the LoWPAN (`ferry topology`).
+pub type TopologyReport = crate::border::NetTopology;
+
 /// `GET /v1/plan` (optionally `?at=RFC3339`): the scheduler's decisions, as `ferry plan` shows
 /// them. The daemon builds it with [`PlanReport::from`] on a [`crate::schedule::plan::Plan`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

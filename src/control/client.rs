@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-use super::api::StatusReport;
+use super::api::{StatusReport, TopologyReport};
 use super::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,10 @@ impl ControlClient {
 
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
         self.get("/v1/status").await
+    }
+
+    pub async fn topology(&self) -> Result<TopologyReport, ClientError> {
+        self.get("/v1/topology").await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

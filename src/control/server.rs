@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::api::StatusReport;
+use super::api::{StatusReport, TopologyReport};
 use super::ApiError;
 
 /// Who is asking, from the kernel (SO_PEERCRED), not from anything the client says.
@@ -28,6 +28,8 @@ pub struct Peer {
 /// What the daemon answers on the control socket.
 pub trait ControlApi: Send + Sync + 'static {
     fn status(&self, peer: Peer) -> impl Future<Output = Result<StatusReport, ApiError>> + Send;
+    /// The DODAG and the neighbours heard; 503 while the radio has not come up yet.
+    fn topology(&self, peer: Peer) -> impl Future<Output = Result<TopologyReport, ApiError>> + Send;
 }
 
 /// A bound control socket. The socket file is removed when the server is dropped.
@@ -110,7 +112,8 @@ async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>
     tracing::debug!(uid = peer.uid, method = %request.method(), path = request.uri().path(), "control request");
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/v1/status") => respond(api.status(peer).await),
-        (_, "/v1/status") => error(ApiError { status: 405, message: "use GET".into() }),
+        (&Method::GET, "/v1/topology") => respond(api.topology(peer).await),
+        (_, "/v1/status" | "/v1/topology") => error(ApiError { status: 405, message: "use GET".into() }),
         (_, path) => error(ApiError { status: 404, message: format!("no control endpoint {path}") }),
     }
 }

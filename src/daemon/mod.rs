@@ -6,6 +6,7 @@
 
 mod coap;
 pub mod logging;
+pub mod net;
 mod notify;
 mod owners;
 mod radio;

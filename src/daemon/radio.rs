@@ -1,5 +1,6 @@
-//! The daemon's radio room: opens `[radio] url` through `crate::radio` and keeps the one-line
-//! state that `ferry status`, systemd's STATUS= and the watchdog read.
+//! The daemon's radio room: opens `[radio] url` through `crate::radio`, hands the link to the
+//! LoWPAN room (`net.rs`), and keeps the one-line state that `ferry status`, systemd's STATUS=
+//! and the watchdog read.
 
 use std::sync::Mutex;
 
@@ -9,14 +10,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::border::Peer;
+use crate::coap::Event;
 use crate::config::{Config, RadioUrl};
 use crate::metrics::Metrics;
-use crate::radio::{self, LinkStatus, RadioMetrics, RxFrame, Settings};
+use crate::radio::{self, LinkStatus, RadioMetrics, Settings};
 
 /// What the rest of the daemon sees of the radio.
 pub(super) struct RadioRoom {
     url: String,
     link: (radio::Radio, watch::Receiver<LinkStatus>),
+    /// The LoWPAN behind the radio (the border router's read model).
+    net: super::net::NetHandle,
+    /// The LoWPAN endpoint's CoAP events, until the room that consumes them takes them.
+    coap_events: Mutex<Option<mpsc::Receiver<Event<Peer>>>>,
     /// Since when the radio has been down; the watchdog stops after the grace period.
     down_since: Mutex<Option<Instant>>,
 }
@@ -45,14 +52,39 @@ impl RadioRoom {
             }
             _ => radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?,
         };
-        tokio::spawn(drain(frames, shutdown));
+        let (net, coap_events) =
+            super::net::start(&config.network, handle.clone(), frames, metrics.registry(), shutdown)?;
         let status = handle.state();
-        Ok(RadioRoom { url, link: (handle, status), down_since: Mutex::new(None) })
+        Ok(RadioRoom {
+            url,
+            link: (handle, status),
+            net,
+            coap_events: Mutex::new(Some(coap_events)),
+            down_since: Mutex::new(None),
+        })
     }
 
     pub(super) fn state(&self) -> RadioState {
         let status = self.link.1.borrow();
         RadioState { url: self.url.clone(), up: status.up, detail: status.detail.clone() }
+    }
+
+    /// The topology, once the radio came up.
+    pub(super) fn topology(&self) -> Option<crate::border::NetTopology> {
+        self.net.topology()
+    }
+
+    /// The handle on the border router, for rooms that talk to devices.
+    #[allow(dead_code)] // the delivery room is its first user
+    pub(super) fn net(&self) -> &super::net::NetHandle {
+        &self.net
+    }
+
+    /// The LoWPAN endpoint's CoAP events (responses to requests started through
+    /// [`Self::net`]); the first caller gets them.
+    #[allow(dead_code)] // the delivery room is its first user
+    pub(super) fn take_coap_events(&self) -> Option<mpsc::Receiver<Event<Peer>>> {
+        self.coap_events.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Waits up to `timeout` for the radio; returns whether it is up.
@@ -75,20 +107,6 @@ impl RadioRoom {
                 false
             }
             (false, Some(since)) => since.elapsed() > grace,
-        }
-    }
-}
-
-/// Received frames have no consumer until the 6LoWPAN room is wired in; count and drop them
-/// so the link's bounded channel never fills.
-async fn drain(mut frames: mpsc::Receiver<RxFrame>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            frame = frames.recv() => match frame {
-                Some(frame) => tracing::trace!(len = frame.psdu.len(), rssi = frame.rssi, "radio frame received"),
-                None => return,
-            },
         }
     }
 }

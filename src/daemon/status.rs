@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::control::api::{Counts, RadioStatus, StatusReport, StoreStatus};
+use crate::control::api::{Counts, RadioStatus, StatusReport, StoreStatus, TopologyReport};
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
 use crate::store::{runs, Store};
@@ -66,6 +66,13 @@ impl ControlApi for DaemonApi {
             metrics_listen: shared.metrics_listen,
             coap_listen: shared.coap_listen.clone(),
             counts: Counts { audit_entries, blobs, owner_files_in_force: shared.owners.effective().owners.len() },
+        })
+    }
+
+    async fn topology(&self, _peer: Peer) -> Result<TopologyReport, ApiError> {
+        self.0.radio.topology().ok_or_else(|| ApiError {
+            status: 503,
+            message: "the radio has not come up yet, so there is no LoWPAN to show; see `ferry status`".into(),
         })
     }
 }

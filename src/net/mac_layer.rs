@@ -217,6 +217,11 @@ impl MacLayer {
         self.sleepy.contains_key(a)
     }
 
+    /// Frames held for all sleepy children together.
+    pub fn held_total(&self) -> usize {
+        self.held_total
+    }
+
     /// Frames currently held for `child`.
     pub fn held(&self, child: &MacAddr) -> usize {
         self.sleepy.get(child).map_or(0, VecDeque::len)

@@ -84,6 +84,9 @@ pub struct RplRoot {
     rng: u64,
     dtsn: u8,
     routes: BTreeMap<Ipv6Addr, Route>,
+    /// Ranks advertised in the DIOs of our neighbours, by interface identifier (DIOs come from
+    /// link-local addresses, DAO targets are global).
+    ranks: BTreeMap<[u8; 8], u16>,
     stats: RplStats,
 }
 
@@ -92,7 +95,15 @@ impl RplRoot {
         let mut rng = cfg.seed | 1;
         let r = xorshift(&mut rng);
         let trickle = Trickle::new(now, cfg.dio_int_min, cfg.dio_int_doublings, cfg.dio_redundancy, r);
-        RplRoot { cfg, trickle, rng, dtsn: 0, routes: BTreeMap::new(), stats: RplStats::default() }
+        RplRoot {
+            cfg,
+            trickle,
+            rng,
+            dtsn: 0,
+            routes: BTreeMap::new(),
+            ranks: BTreeMap::new(),
+            stats: RplStats::default(),
+        }
     }
 
     pub fn stats(&self) -> RplStats {
@@ -164,10 +175,14 @@ impl RplRoot {
                 self.trickle.reset(now, r);
                 None
             }
-            RplRepr::Dio { instance, version, dodag_id, .. } => {
+            RplRepr::Dio { instance, version, dodag_id, rank, .. } => {
                 // Another node's DIO for our DODAG and version is consistent.
                 if *instance == self.cfg.instance && *dodag_id == self.cfg.dodag_id && *version == self.cfg.version {
                     self.trickle.hear_consistent();
+                    let iid = super::ipv6::iid(&src);
+                    if self.ranks.contains_key(&iid) || self.ranks.len() < self.cfg.max_routes {
+                        self.ranks.insert(iid, *rank);
+                    }
                 }
                 None
             }
@@ -229,6 +244,16 @@ impl RplRoot {
             }
         }
         status
+    }
+
+    /// The rank `node` last advertised in a DIO we heard (only neighbours' DIOs reach the root).
+    pub fn rank_of(&self, node: &Ipv6Addr) -> Option<u16> {
+        self.ranks.get(&super::ipv6::iid(node)).copied()
+    }
+
+    /// The root's own rank (MinHopRankIncrease, RFC 6550 §8.2.2.2).
+    pub fn rank(&self) -> u16 {
+        self.cfg.min_hop_rank_increase
     }
 
     /// The topology table.

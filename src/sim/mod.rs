@@ -16,6 +16,7 @@
 
 pub mod device;
 pub mod frame;
+pub mod host;
 pub mod link;
 pub mod medium;
 pub mod pcap;

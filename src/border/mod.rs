@@ -1,0 +1,300 @@
+//! The border router as one sans-IO machine: the LoWPAN [`Interface`] (MAC, 6LoWPAN, IPv6, RPL
+//! root) with the CoAP [`Endpoint`] on UDP port 5683 on top, so the daemon, the virtual-time
+//! driver (`sim::host`) and tests wire the same thing the same way.
+//!
+//! It owns what sits between the two machines and the radio: datagrams for port 5683 go to the
+//! endpoint and its answers back through the interface; one radio transmission at a time (the
+//! RCP holds one in flight) with per-neighbour delivery counts from the TX results; the
+//! topology read model ([`NetTopology`]) from the RPL root's table and the neighbours heard.
+//!
+//! Call order (every call takes `now`, nothing reads a clock):
+//! 1. `handle_frame(now, psdu, meta)` for every received PSDU;
+//! 2. drain `poll_radio(now)`: send each [`RadioCommand::Transmit`] and report its outcome with
+//!    `handle_tx_done(now, result)` (no further transmit is handed out before that); apply
+//!    source-match changes to the RCP;
+//! 3. drain `poll_event()` (client responses, deferred requests);
+//! 4. call `handle_timeout(now)` at `poll_timeout()` (early calls are harmless).
+//!
+//! CoAP calls through [`BorderRouter::endpoint_mut`] are flushed to the interface by the next
+//! `poll_radio(now)`.
+
+pub mod topology;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::time::Instant;
+
+use crate::coap::{self, Endpoint, Event, FetchOptions, Request, RequestId, Router, StartError};
+use crate::config::NetworkConfig;
+use crate::net::iface::RxError;
+use crate::net::ipv6;
+use crate::net::rpl_root::RplRootConfig;
+use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch};
+use crate::radio::{RxFrame, SrcAddr, TxAck, TxError};
+
+pub use topology::{NeighborInfo, NeighborLink, NetTopology, TopologyNode};
+
+/// The CoAP port on the LoWPAN side.
+pub const COAP_PORT: u16 = 5683;
+
+/// A CoAP peer on the LoWPAN: its IPv6 address and UDP port.
+pub type Peer = SocketAddrV6;
+
+/// Everything the border router is built from.
+#[derive(Debug, Clone)]
+pub struct BorderConfig {
+    pub iface: InterfaceConfig,
+    /// `None` leaves the RPL root off (no DIOs, no source routes).
+    pub rpl: Option<RplRootConfig>,
+    pub coap: coap::Config,
+}
+
+impl BorderConfig {
+    /// From `[network]` and the RCP's extended address (canonical EUI-64 order): the configured
+    /// PAN, short address and prefix, RPL root on with our prefix address as DODAG ID.
+    pub fn new(network: &NetworkConfig, ext_addr: [u8; 8]) -> BorderConfig {
+        let prefix = network.prefix.network();
+        let mut iface = InterfaceConfig::new(network.pan_id.0, ext_addr, Some(prefix));
+        // 0xfffe means "no short address" (IEEE 802.15.4 macShortAddress).
+        iface.mac.short_addr = (network.short_address < 0xfffe).then_some(network.short_address);
+        let global = ipv6::with_iid(prefix, ipv6::iid_from_mac(MacAddr::Ext(ext_addr)));
+        BorderConfig { iface, rpl: Some(RplRootConfig::new(global, prefix)), coap: coap::Config::default() }
+    }
+}
+
+/// What the radio shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum RadioCommand {
+    /// Send this PSDU (FCS included) with CSMA-CA; report the outcome with
+    /// [`BorderRouter::handle_tx_done`].
+    Transmit { psdu: Vec<u8>, ack_request: bool },
+    /// Put a sleepy child in the RCP's source-match table (`radio::Op::SrcMatchInsert`).
+    SrcMatchInsert(SrcAddr),
+    /// Take it out again (`radio::Op::SrcMatchRemove`).
+    SrcMatchRemove(SrcAddr),
+}
+
+/// Counters of the border router itself (the interface and endpoint keep their own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BorderStats {
+    pub frames_rx: u64,
+    pub frames_rx_errors: u64,
+    pub frames_tx: u64,
+    /// Unicast frames not ACKed after all retries, CSMA failures and RCP errors.
+    pub tx_failures: u64,
+    /// UDP datagrams for ports nobody listens on.
+    pub udp_unclaimed: u64,
+    /// CoAP messages the interface could not send (no route, queue full, too long).
+    pub coap_send_errors: u64,
+}
+
+/// Transmissions to one neighbour and how many were ACKed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub tx_acked: u64,
+    pub tx_failed: u64,
+}
+
+impl LinkStats {
+    /// Share of unicast frames ACKed, `None` before the first.
+    pub fn delivery_ratio(&self) -> Option<f64> {
+        let all = self.tx_acked + self.tx_failed;
+        (all > 0).then(|| self.tx_acked as f64 / all as f64)
+    }
+}
+
+/// Bounds the per-neighbour TX table like the MAC's neighbour table.
+const MAX_LINKS: usize = 512;
+
+/// The border router. See the module docs for the call order.
+pub struct BorderRouter {
+    iface: Interface,
+    coap: Endpoint<Peer>,
+    /// Destination of the transmission the radio holds, if any.
+    in_flight: Option<(MacAddr, bool)>,
+    links: BTreeMap<MacAddr, LinkStats>,
+    stats: BorderStats,
+}
+
+/// RX metadata of a frame from the radio, for [`BorderRouter::handle_frame`].
+pub fn rx_meta(frame: &RxFrame) -> RxMeta {
+    RxMeta { rssi: frame.rssi, lqi: frame.lqi, timestamp_us: frame.timestamp_us }
+}
+
+/// The RCP's name for a MAC address.
+pub fn src_addr(mac: MacAddr) -> SrcAddr {
+    match mac {
+        MacAddr::Short(s) => SrcAddr::Short(s),
+        MacAddr::Ext(e) => SrcAddr::Extended(e),
+    }
+}
+
+impl BorderRouter {
+    pub fn new(cfg: BorderConfig, router: Router, now: Instant) -> BorderRouter {
+        let mut iface = Interface::new(cfg.iface);
+        if let Some(rpl) = cfg.rpl {
+            iface.enable_rpl_root(now, rpl);
+        }
+        BorderRouter {
+            iface,
+            coap: Endpoint::new(cfg.coap, router),
+            in_flight: None,
+            links: BTreeMap::new(),
+            stats: BorderStats::default(),
+        }
+    }
+
+    /// Our address under the prefix (the DODAG ID), or the link-local one without a prefix.
+    pub fn address(&self) -> Ipv6Addr {
+        self.iface.global().unwrap_or_else(|| self.iface.link_local())
+    }
+
+    pub fn stats(&self) -> BorderStats {
+        self.stats
+    }
+
+    /// TX outcomes towards one neighbour.
+    pub fn link_stats(&self, mac: &MacAddr) -> Option<LinkStats> {
+        self.links.get(mac).copied()
+    }
+
+    pub fn interface(&self) -> &Interface {
+        &self.iface
+    }
+
+    pub fn interface_mut(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    pub fn endpoint(&self) -> &Endpoint<Peer> {
+        &self.coap
+    }
+
+    /// The CoAP endpoint; what it queues goes out with the next `poll_radio(now)`.
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint<Peer> {
+        &mut self.coap
+    }
+
+    pub fn router_mut(&mut self) -> &mut Router {
+        self.coap.router_mut()
+    }
+
+    /// Marks a child as sleepy (frames held until its Data Request) or awake.
+    pub fn set_sleepy(&mut self, child: MacAddr, sleepy: bool) {
+        self.iface.set_sleepy(child, sleepy);
+    }
+
+    /// Starts a CoAP request to a node.
+    pub fn start_request(&mut self, now: Instant, peer: Peer, request: Request) -> Result<RequestId, StartError> {
+        self.coap.start_request(now, peer, request)
+    }
+
+    /// Starts a block-wise GET of a node's resource.
+    pub fn start_fetch(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        request: Request,
+        opts: FetchOptions,
+    ) -> Result<RequestId, StartError> {
+        self.coap.start_fetch(now, peer, request, opts)
+    }
+
+    /// Notifies the observers of `path`; returns how many.
+    pub fn notify(&mut self, now: Instant, path: &str) -> usize {
+        self.coap.notify(now, path)
+    }
+
+    /// The next CoAP event (responses to our requests, deferred requests).
+    pub fn poll_event(&mut self) -> Option<Event<Peer>> {
+        self.coap.poll_event()
+    }
+
+    /// Handles one received PSDU (FCS included). The error says why a frame was dropped; it is
+    /// also counted.
+    pub fn handle_frame(&mut self, now: Instant, psdu: &[u8], meta: RxMeta) -> Result<(), RxError> {
+        self.stats.frames_rx += 1;
+        let r = self.iface.handle_frame(now, psdu, meta);
+        if r.is_err() {
+            self.stats.frames_rx_errors += 1;
+        }
+        while let Some(d) = self.iface.poll_udp() {
+            if d.dst.1 != COAP_PORT {
+                self.stats.udp_unclaimed += 1;
+                continue;
+            }
+            self.coap.handle_datagram(now, SocketAddrV6::new(d.src.0, d.src.1, 0, 0), &d.payload);
+        }
+        self.flush_coap(now);
+        r
+    }
+
+    /// Moves the endpoint's datagrams into the interface.
+    fn flush_coap(&mut self, now: Instant) {
+        while let Some(t) = self.coap.poll_transmit(now) {
+            if let Err(e) = self.iface.send_udp(now, COAP_PORT, (*t.peer.ip(), t.peer.port()), &t.bytes) {
+                tracing::debug!(peer = %t.peer, "CoAP message not sent: {e}");
+                self.stats.coap_send_errors += 1;
+            }
+        }
+    }
+
+    /// The next thing for the radio: source-match changes first (so a held frame's child gets
+    /// Frame Pending before it polls), then a frame if none is in flight.
+    pub fn poll_radio(&mut self, now: Instant) -> Option<RadioCommand> {
+        self.flush_coap(now);
+        if let Some(sm) = self.iface.poll_source_match() {
+            return Some(match sm {
+                SourceMatch::Insert(m) => RadioCommand::SrcMatchInsert(src_addr(m)),
+                SourceMatch::Remove(m) => RadioCommand::SrcMatchRemove(src_addr(m)),
+            });
+        }
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let t = self.iface.poll_transmit(now)?;
+        self.in_flight = Some((t.dst, t.ack_request));
+        self.stats.frames_tx += 1;
+        Some(RadioCommand::Transmit { psdu: t.psdu, ack_request: t.ack_request })
+    }
+
+    /// Whether a transmission is waiting for its outcome.
+    pub fn tx_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The outcome of the last [`RadioCommand::Transmit`]; frees the radio for the next one.
+    pub fn handle_tx_done(&mut self, _now: Instant, result: &Result<TxAck, TxError>) {
+        let Some((dst, ack_request)) = self.in_flight.take() else { return };
+        if result.is_err() {
+            self.stats.tx_failures += 1;
+        }
+        if !ack_request {
+            return;
+        }
+        if !self.links.contains_key(&dst) && self.links.len() >= MAX_LINKS {
+            return;
+        }
+        let link = self.links.entry(dst).or_default();
+        match result {
+            Ok(_) => link.tx_acked += 1,
+            Err(_) => link.tx_failed += 1,
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.iface.poll_timeout(), self.coap.poll_timeout()].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.iface.handle_timeout(now);
+        self.coap.handle_timeout(now);
+        self.flush_coap(now);
+    }
+
+    /// The DODAG as the root knows it, and the neighbours heard.
+    pub fn topology(&self, now: Instant) -> NetTopology {
+        topology::build(self, now)
+    }
+}

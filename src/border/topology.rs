@@ -1,0 +1,160 @@
+//! The topology read model: a snapshot of the RPL root's table (each node's parent, rank, hops,
+//! path lifetime) joined with what the MAC heard of the root's neighbours (RSSI, LQI, last
+//! heard) and the TX outcomes towards them. It is plain data (serde) so the control API can
+//! ship it and `ferry topology` can print it; tree walks go through
+//! [`crate::fleet::topology::InMemoryTopology`] ([`NetTopology::to_fleet`]) rather than a
+//! second tree type.
+
+use std::net::Ipv6Addr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::BorderRouter;
+use crate::fleet::device::{Eui64, Parent};
+use crate::fleet::topology::InMemoryTopology;
+use crate::net::ipv6;
+use crate::net::MacAddr;
+
+/// The DODAG and the root's neighbours at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetTopology {
+    /// The root's (ferry's) address, the DODAG ID.
+    pub root: Ipv6Addr,
+    pub root_rank: Option<u16>,
+    /// Nodes with a downward route, in address order.
+    pub nodes: Vec<TopologyNode>,
+    /// Neighbours heard, in MAC address order.
+    pub neighbors: Vec<NeighborInfo>,
+}
+
+/// One node of the DODAG (from its DAO).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    pub address: Ipv6Addr,
+    /// From the interface identifier, when it was derived from an EUI-64.
+    #[serde(with = "opt_eui64_text", default)]
+    pub eui64: Option<Eui64>,
+    /// Its DAO parent: the root's address for the root's children.
+    pub parent: Ipv6Addr,
+    /// The rank of its last DIO we heard (only neighbours' DIOs reach the root).
+    pub rank: Option<u16>,
+    /// Hops from the root; `None` while the chain to the root is broken.
+    pub hops: Option<u8>,
+    /// Seconds until the route expires without a fresh DAO.
+    pub path_lifetime_s: u64,
+    /// The link to the root, when it is a neighbour.
+    pub link: Option<NeighborLink>,
+}
+
+/// What the root's radio sees of a neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NeighborLink {
+    pub rssi_dbm: i8,
+    pub lqi: u8,
+    pub last_heard_ms_ago: u64,
+    /// Share of our unicast frames it ACKed, once we sent some.
+    pub delivery_ratio: Option<f64>,
+}
+
+/// A neighbour heard on the air.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighborInfo {
+    /// MAC address (`xx:…` extended, 4 hex digits short).
+    pub mac: String,
+    pub frames: u64,
+    pub link: NeighborLink,
+    pub tx_acked: u64,
+    pub tx_failed: u64,
+}
+
+impl NetTopology {
+    /// The node with this EUI-64.
+    pub fn node(&self, eui: Eui64) -> Option<&TopologyNode> {
+        self.nodes.iter().find(|n| n.eui64 == Some(eui))
+    }
+
+    /// The parent relation for the planner and tree walks (subtree, hops, ancestors). Nodes
+    /// whose address does not carry their EUI-64 are left out.
+    pub fn to_fleet(&self) -> InMemoryTopology {
+        let eui_of = |a: &Ipv6Addr| self.nodes.iter().find(|n| n.address == *a).and_then(|n| n.eui64);
+        InMemoryTopology::from_parents(self.nodes.iter().filter_map(|n| {
+            let parent = if n.parent == self.root { Parent::BorderRouter } else { Parent::Node(eui_of(&n.parent)?) };
+            Some((n.eui64?, parent))
+        }))
+    }
+}
+
+/// The EUI-64 behind an address, if its IID was formed from one (RFC 4944 §6).
+pub fn eui64_of(addr: &Ipv6Addr) -> Option<Eui64> {
+    match ipv6::mac_from_iid(&ipv6::iid(addr)) {
+        MacAddr::Ext(e) => Some(Eui64(e)),
+        MacAddr::Short(_) => None,
+    }
+}
+
+pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
+    let iface = br.interface();
+    let link_of = |mac: &MacAddr| {
+        let n = iface.mac().neighbor(mac)?;
+        Some(NeighborLink {
+            rssi_dbm: n.rssi,
+            lqi: n.lqi,
+            last_heard_ms_ago: now.saturating_duration_since(n.last_heard).as_millis() as u64,
+            delivery_ratio: br.link_stats(mac).and_then(|l| l.delivery_ratio()),
+        })
+    };
+    let rpl = iface.rpl();
+    let nodes = rpl
+        .map(|r| {
+            r.routes()
+                .map(|(addr, route)| TopologyNode {
+                    address: *addr,
+                    eui64: eui64_of(addr),
+                    parent: route.parent,
+                    rank: r.rank_of(addr),
+                    hops: r.route(addr).and_then(|h| u8::try_from(h.len()).ok()),
+                    path_lifetime_s: route.expires.saturating_duration_since(now).as_secs(),
+                    link: if route.parent == r.dodag_id() {
+                        link_of(&ipv6::mac_from_iid(&ipv6::iid(addr)))
+                    } else {
+                        None
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let neighbors = iface
+        .mac()
+        .neighbors()
+        .filter_map(|(mac, n)| {
+            let tx = br.link_stats(mac).unwrap_or_default();
+            Some(NeighborInfo {
+                mac: mac.to_string(),
+                frames: n.frames,
+                link: link_of(mac)?,
+                tx_acked: tx.tx_acked,
+                tx_failed: tx.tx_failed,
+            })
+        })
+        .collect();
+    NetTopology { root: br.address(), root_rank: rpl.map(|r| r.rank()), nodes, neighbors }
+}
+
+/// `Option<Eui64>` as `"00:11:…:77"` or null.
+mod opt_eui64_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::fleet::device::{parse_eui64, Eui64};
+
+    pub fn serialize<S: Serializer>(eui: &Option<Eui64>, s: S) -> Result<S::Ok, S::Error> {
+        match eui {
+            Some(e) => s.collect_str(e),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Eui64>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|t| parse_eui64(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}

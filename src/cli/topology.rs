@@ -1,0 +1,138 @@
+//! `ferry topology`: the DODAG as a tree (root → routers → leaves) with rank, hops, link
+//! quality and route lifetime, then the neighbours heard that have no route yet; `--json` prints
+//! ferryd's `GET /v1/topology` answer as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::net::Ipv6Addr;
+
+use crate::border::{NeighborLink, NetTopology, TopologyNode};
+use crate::control::client::ControlClient;
+
+pub async fn run(client: &ControlClient, json: bool) -> anyhow::Result<()> {
+    let topology = client.topology().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&topology)?);
+    } else {
+        print!("{}", render(&topology));
+    }
+    Ok(())
+}
+
+pub(crate) fn render(t: &NetTopology) -> String {
+    let mut children: BTreeMap<Ipv6Addr, Vec<&TopologyNode>> = BTreeMap::new();
+    for n in &t.nodes {
+        children.entry(n.parent).or_default().push(n);
+    }
+    let mut out = String::new();
+    let rank = t.root_rank.map_or(String::new(), |r| format!(", rank {r}"));
+    let _ = writeln!(out, "{} (ferry, RPL root{rank}): {} nodes", t.root, t.nodes.len());
+    let mut shown = BTreeSet::new();
+    tree(&mut out, &children, t.root, "", &mut shown);
+    let unattached: Vec<&TopologyNode> = t.nodes.iter().filter(|n| !shown.contains(&n.address)).collect();
+    if !unattached.is_empty() {
+        let _ = writeln!(out, "no path to the root (parent unknown or a loop):");
+        for n in unattached {
+            let _ = writeln!(out, "  {} (parent {})", line(n), n.parent);
+        }
+    }
+    let routed: BTreeSet<String> = t.nodes.iter().filter_map(|n| n.eui64.map(|e| e.to_string())).collect();
+    let heard: Vec<_> = t.neighbors.iter().filter(|n| !routed.contains(&n.mac)).collect();
+    if !heard.is_empty() {
+        let _ = writeln!(out, "heard, no route yet:");
+        for n in heard {
+            let _ = writeln!(out, "  {} {} frames, {}", n.mac, n.frames, link(&n.link));
+        }
+    }
+    out
+}
+
+fn tree(
+    out: &mut String,
+    children: &BTreeMap<Ipv6Addr, Vec<&TopologyNode>>,
+    at: Ipv6Addr,
+    indent: &str,
+    shown: &mut BTreeSet<Ipv6Addr>,
+) {
+    let Some(kids) = children.get(&at) else { return };
+    for (i, n) in kids.iter().enumerate() {
+        if !shown.insert(n.address) {
+            continue; // a loop while the DODAG repairs
+        }
+        let last = i + 1 == kids.len();
+        let _ = writeln!(out, "{indent}{} {}", if last { "└─" } else { "├─" }, line(n));
+        let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+        tree(out, children, n.address, &deeper, shown);
+    }
+}
+
+fn line(n: &TopologyNode) -> String {
+    let name = n.eui64.map_or_else(|| n.address.to_string(), |e| format!("{e} {}", n.address));
+    let role = if n.hops.is_some() { "" } else { " (broken chain)" };
+    let mut parts = Vec::new();
+    if let Some(r) = n.rank {
+        parts.push(format!("rank {r}"));
+    }
+    if let Some(h) = n.hops {
+        parts.push(format!("{h} hop{}", if h == 1 { "" } else { "s" }));
+    }
+    if let Some(l) = &n.link {
+        parts.push(link(l));
+    }
+    parts.push(format!("route {} s", n.path_lifetime_s));
+    format!("{name}{role}: {}", parts.join(", "))
+}
+
+fn link(l: &NeighborLink) -> String {
+    let mut s = format!("RSSI {} dBm, LQI {}, heard {} s ago", l.rssi_dbm, l.lqi, l.last_heard_ms_ago / 1000);
+    if let Some(r) = l.delivery_ratio {
+        let _ = write!(s, ", {:.0} % ACKed", r * 100.0);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::border::topology::eui64_of;
+
+    fn node(addr: &str, parent: &str, hops: Option<u8>) -> TopologyNode {
+        let address: Ipv6Addr = addr.parse().unwrap();
+        TopologyNode {
+            address,
+            eui64: eui64_of(&address),
+            parent: parent.parse().unwrap(),
+            rank: None,
+            hops,
+            path_lifetime_s: 1790,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn draws_root_routers_and_leaves() {
+        let root = "fd00::1";
+        let mut r1 = node("fd00::11", root, Some(1));
+        r1.rank = Some(512);
+        r1.link = Some(NeighborLink { rssi_dbm: -70, lqi: 200, last_heard_ms_ago: 2500, delivery_ratio: Some(0.5) });
+        let t = NetTopology {
+            root: root.parse().unwrap(),
+            root_rank: Some(256),
+            nodes: vec![
+                r1,
+                node("fd00::12", "fd00::11", Some(2)),
+                node("fd00::13", root, Some(1)),
+                node("fd00::14", "fd00::99", None),
+            ],
+            neighbors: vec![],
+        };
+        let text = render(&t);
+        let want = "fd00::1 (ferry, RPL root, rank 256): 4 nodes\n\
+                    ├─ 02:00:00:00:00:00:00:11 fd00::11: rank 512, 1 hop, RSSI -70 dBm, LQI 200, heard 2 s ago, 50 % ACKed, route 1790 s\n\
+                    │  └─ 02:00:00:00:00:00:00:12 fd00::12: 2 hops, route 1790 s\n\
+                    └─ 02:00:00:00:00:00:00:13 fd00::13: 1 hop, route 1790 s\n\
+                    no path to the root (parent unknown or a loop):\n  \
+                    02:00:00:00:00:00:00:14 fd00::14 (broken chain): route 1790 s (parent fd00::99)\n";
+        assert_eq!(text, want);
+    }
+}

@@ -1,0 +1,319 @@
+//! The daemon's LoWPAN room: one tokio task owns the sans-IO [`BorderRouter`] and shuttles
+//! between it and the radio link — received frames in, one transmission at a time out
+//! (`Radio::send_frame`, its outcome back into the router), source-match changes to the RCP in
+//! order, and the router's timers. Other rooms hold a [`NetHandle`]: the topology from a
+//! `watch` refreshed every second, work run on the router inside its task
+//! ([`NetHandle::with`], e.g. starting a CoAP request to a device), and the endpoint's events
+//! (responses, deferred requests) on a channel one room takes.
+//!
+//! The router is built once the RCP has answered the handshake, because ferry's extended
+//! address is the RCP's factory EUI-64. Metrics: `ferry_net_*`.
+
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
+
+use crate::border::{rx_meta, BorderConfig, BorderRouter, NetTopology, Peer, RadioCommand};
+use crate::coap::{content_format, Event, Router, StaticResource};
+use crate::config::NetworkConfig;
+use crate::net::{MacStats, ReassemblyStats};
+use crate::radio::{Op, Radio, RxFrame, TxAck, TxError, TxOptions};
+
+/// How often the read model and the metrics are refreshed.
+const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
+/// Source-match changes waiting for the RCP.
+const SRC_MATCH_QUEUE: usize = 256;
+
+/// CoAP events waiting for the room that consumes them; later ones are dropped.
+const EVENT_QUEUE: usize = 1024;
+/// Jobs from other rooms waiting for the router.
+const JOB_QUEUE: usize = 64;
+
+/// Work for the router, run inside its task with the current time.
+type Job = Box<dyn FnOnce(&mut BorderRouter, std::time::Instant) + Send>;
+
+/// The LoWPAN room stopped (shutdown) before it ran the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the LoWPAN room has stopped")]
+pub struct NetStopped;
+
+/// Other rooms' handle on the LoWPAN. Cheap to clone.
+#[derive(Clone)]
+pub struct NetHandle {
+    view: watch::Receiver<Option<NetTopology>>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl NetHandle {
+    /// The DODAG and the neighbours heard; `None` until the radio came up the first time.
+    pub fn topology(&self) -> Option<NetTopology> {
+        self.view.borrow().clone()
+    }
+
+    /// Runs `f` on the border router inside its task (waits for the radio's first handshake);
+    /// what `f` queues goes out right after. Keep `f` short: frames wait meanwhile.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BorderRouter, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, NetStopped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |border, now| {
+            let _ = reply.send(f(border, now));
+        });
+        self.jobs.send(job).await.map_err(|_| NetStopped)?;
+        answer.await.map_err(|_| NetStopped)
+    }
+}
+
+/// Starts the room; returns the handle and the receiver of the endpoint's events.
+pub(super) fn start(
+    network: &NetworkConfig,
+    radio: Radio,
+    frames: mpsc::Receiver<RxFrame>,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>)> {
+    let metrics = NetMetrics::register(registry)?;
+    let (view_tx, view) = watch::channel(None);
+    let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let io = Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx };
+    tokio::spawn(run(network.clone(), io, metrics, shutdown));
+    Ok((NetHandle { view, jobs }, events))
+}
+
+/// What the task talks to.
+struct Io {
+    radio: Radio,
+    frames: mpsc::Receiver<RxFrame>,
+    jobs: mpsc::Receiver<Job>,
+    events: mpsc::Sender<Event<Peer>>,
+    view: watch::Sender<Option<NetTopology>>,
+}
+
+/// The CoAP resources ferry serves on the LoWPAN (`/.well-known/core` lists them).
+fn lowpan_router() -> Router {
+    let mut router = Router::new();
+    router.insert_static(
+        "ferry/version",
+        StaticResource::new(env!("CARGO_PKG_VERSION").as_bytes().to_vec(), content_format::TEXT_PLAIN),
+    );
+    router
+}
+
+fn now() -> std::time::Instant {
+    // Tokio's clock, so tests with a paused clock drive the router's timers too.
+    TokioInstant::now().into_std()
+}
+
+async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: CancellationToken) {
+    let Io { radio, mut frames, mut jobs, events, view } = io;
+    // Frames heard before the handshake completes have no router to go to.
+    let mut status = radio.state();
+    let hwaddr = loop {
+        if let Some(info) = status.borrow().info.as_ref().filter(|_| status.borrow().up) {
+            break info.hwaddr;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = status.changed() => if changed.is_err() { return },
+            frame = frames.recv() => if frame.is_none() { return },
+        }
+    };
+    let mut border = BorderRouter::new(BorderConfig::new(&network, hwaddr), lowpan_router(), now());
+    tracing::info!(address = %border.address(), "LoWPAN up: RPL root and CoAP on port 5683");
+    let src_match = spawn_src_match(radio.clone(), shutdown.clone());
+    let mut tx: Option<JoinHandle<Result<TxAck, TxError>>> = None;
+    let mut publish = tokio::time::interval(PUBLISH_PERIOD);
+    let mut jobs_open = true;
+    loop {
+        let deadline = border.poll_timeout().map(TokioInstant::from_std);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            frame = frames.recv() => match frame {
+                Some(f) => {
+                    if let Err(e) = border.handle_frame(now(), &f.psdu, rx_meta(&f)) {
+                        tracing::trace!(len = f.psdu.len(), "frame dropped: {e}");
+                    }
+                }
+                None => break,
+            },
+            result = tx_done(&mut tx) => {
+                tx = None;
+                let result = result.unwrap_or(Err(TxError::Aborted));
+                border.handle_tx_done(now(), &result);
+            }
+            _ = sleep_until(deadline) => border.handle_timeout(now()),
+            job = jobs.recv(), if jobs_open => match job {
+                Some(job) => job(&mut border, now()),
+                // Every handle is gone: nobody will ask again, but frames still flow.
+                None => jobs_open = false,
+            },
+            _ = publish.tick() => {
+                view.send_replace(Some(border.topology(now())));
+                metrics.update(&border);
+            }
+        }
+        while let Some(event) = border.poll_event() {
+            if let Err(e) = events.try_send(event) {
+                tracing::debug!("LoWPAN CoAP event dropped (nobody consumes them yet): {e}");
+            }
+        }
+        while let Some(cmd) = border.poll_radio(now()) {
+            match cmd {
+                RadioCommand::Transmit { psdu, .. } => {
+                    let radio = radio.clone();
+                    tx = Some(tokio::spawn(async move { radio.send_frame(&psdu, TxOptions::default()).await }));
+                }
+                RadioCommand::SrcMatchInsert(a) => queue_op(&src_match, Op::SrcMatchInsert(a)),
+                RadioCommand::SrcMatchRemove(a) => queue_op(&src_match, Op::SrcMatchRemove(a)),
+            }
+        }
+    }
+    if let Some(t) = tx {
+        t.abort();
+    }
+    metrics.update(&border);
+}
+
+/// The outcome of the transmission in flight; never resolves while there is none.
+async fn tx_done(
+    tx: &mut Option<JoinHandle<Result<TxAck, TxError>>>,
+) -> Result<Result<TxAck, TxError>, tokio::task::JoinError> {
+    match tx.as_mut() {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<TokioInstant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn queue_op(queue: &mpsc::Sender<Op>, op: Op) {
+    if queue.try_send(op).is_err() {
+        tracing::warn!(?op, "source-match queue full; that sleepy child polls without Frame Pending");
+    }
+}
+
+/// Applies source-match changes one after the other, so an insert and its remove never swap.
+fn spawn_src_match(radio: Radio, shutdown: CancellationToken) -> mpsc::Sender<Op> {
+    let (ops, mut rx) = mpsc::channel::<Op>(SRC_MATCH_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let op = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                op = rx.recv() => match op { Some(op) => op, None => return },
+            };
+            if let Err(e) = radio.op(op).await {
+                tracing::warn!(?op, "RCP source-match change failed: {e}");
+            }
+        }
+    });
+    ops
+}
+
+/// `ferry_net_*`, advanced by the difference to the last snapshot of the router's counters.
+struct NetMetrics {
+    frames: IntCounterVec,
+    rx_errors: IntCounter,
+    tx_failures: IntCounter,
+    reassembly: IntCounterVec,
+    indirect: IntCounterVec,
+    indirect_held: IntGauge,
+    dodag_nodes: IntGauge,
+    neighbors: IntGauge,
+    last: Snapshot,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    border: crate::border::BorderStats,
+    mac: MacStats,
+    reasm: ReassemblyStats,
+}
+
+impl NetMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<NetMetrics> {
+        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
+        let frames = IntCounterVec::new(
+            Opts::new("ferry_net_frames_total", "802.15.4 frames through the border router, by direction."),
+            &["direction"],
+        )?;
+        let rx_errors = IntCounter::new("ferry_net_rx_errors_total", "Received frames dropped as malformed.")?;
+        let tx_failures =
+            IntCounter::new("ferry_net_tx_failures_total", "Frames not delivered: no ACK, channel busy, RCP error.")?;
+        let reassembly = IntCounterVec::new(
+            Opts::new("ferry_net_reassembly_total", "6LoWPAN reassemblies, by outcome."),
+            &["result"],
+        )?;
+        let indirect = IntCounterVec::new(
+            Opts::new("ferry_net_indirect_frames_total", "Frames held for sleepy children, by outcome."),
+            &["result"],
+        )?;
+        let indirect_held =
+            IntGauge::new("ferry_net_indirect_frames_held", "Frames held now until their sleepy child polls.")?;
+        let dodag_nodes = IntGauge::new("ferry_net_dodag_nodes", "Nodes with a downward route (from DAOs).")?;
+        let neighbors = IntGauge::new("ferry_net_neighbors", "Neighbours heard by the border router.")?;
+        reg(Box::new(frames.clone()))?;
+        reg(Box::new(rx_errors.clone()))?;
+        reg(Box::new(tx_failures.clone()))?;
+        reg(Box::new(reassembly.clone()))?;
+        reg(Box::new(indirect.clone()))?;
+        reg(Box::new(indirect_held.clone()))?;
+        reg(Box::new(dodag_nodes.clone()))?;
+        reg(Box::new(neighbors.clone()))?;
+        Ok(NetMetrics {
+            frames,
+            rx_errors,
+            tx_failures,
+            reassembly,
+            indirect,
+            indirect_held,
+            dodag_nodes,
+            neighbors,
+            last: Snapshot::default(),
+        })
+    }
+
+    fn update(&mut self, border: &BorderRouter) {
+        let iface = border.interface();
+        let now = Snapshot { border: border.stats(), mac: iface.mac_stats(), reasm: iface.reassembly_stats() };
+        let last = &self.last;
+        let d = |new: u64, old: u64| new.saturating_sub(old);
+        self.frames.with_label_values(&["rx"]).inc_by(d(now.border.frames_rx, last.border.frames_rx));
+        self.frames.with_label_values(&["tx"]).inc_by(d(now.border.frames_tx, last.border.frames_tx));
+        self.rx_errors.inc_by(d(now.border.frames_rx_errors, last.border.frames_rx_errors));
+        self.tx_failures.inc_by(d(now.border.tx_failures, last.border.tx_failures));
+        let (r, o) = (&now.reasm, &last.reasm);
+        for (result, new, old) in [
+            ("completed", r.completed, o.completed),
+            ("timed_out", r.timed_out, o.timed_out),
+            ("refused", r.refused_full + r.refused_per_source, o.refused_full + o.refused_per_source),
+            ("invalid", r.invalid, o.invalid),
+        ] {
+            self.reassembly.with_label_values(&[result]).inc_by(d(new, old));
+        }
+        let (m, o) = (&now.mac, &last.mac);
+        for (result, new, old) in [
+            ("queued", m.indirect_queued, o.indirect_queued),
+            ("delivered", m.indirect_delivered, o.indirect_delivered),
+            ("timed_out", m.indirect_timed_out, o.indirect_timed_out),
+            ("dropped_full", m.indirect_dropped_full, o.indirect_dropped_full),
+        ] {
+            self.indirect.with_label_values(&[result]).inc_by(d(new, old));
+        }
+        self.indirect_held.set(iface.mac().held_total() as i64);
+        let routes = iface.rpl().map_or(0, |r| r.routes().count());
+        self.dodag_nodes.set(routes as i64);
+        self.neighbors.set(iface.mac().neighbors().count() as i64);
+        self.last = now;
+    }
+}
