@@ -384,6 +384,9 @@ pub(crate) struct Session<P> {
     /// Whether the current probe judges an install (after reboot) or decides on a trigger.
     after_reboot: bool,
     read_back: ReadBack,
+    /// After a reboot, the device still reads back old: it may not have rebooted yet, so this
+    /// becomes the verdict only when the confirm deadline passes.
+    came_back_old: Option<Reason>,
     /// No progress in the current state after this.
     pub state_deadline: Option<Instant>,
     /// Start (or retry) the next step at this time.
@@ -423,6 +426,7 @@ impl<P: coap::PeerKey> Session<P> {
             pending: None,
             after_reboot: false,
             read_back: ReadBack::default(),
+            came_back_old: None,
             state_deadline: None,
             wake_at: None,
         }
@@ -472,7 +476,10 @@ impl<P: coap::PeerKey> Session<P> {
             State::Rebooting | State::Confirming => {
                 let from = self.record.state;
                 self.enter(ctx, State::Confirming, Some(Reason::Resumed), format!("resumed while {from}"));
-                self.start_probe(now, ctx, true);
+                // The device may still be verifying or booting: give it its boot time first.
+                self.after_reboot = true;
+                self.state_deadline = Some(now + self.timeouts.reboot + self.timeouts.confirm);
+                self.wake_at = Some(now + self.timeouts.reboot);
             }
             _ => {}
         }
@@ -507,12 +514,18 @@ impl<P: coap::PeerKey> Session<P> {
             self.state_deadline = None;
             let state = self.record.state;
             match state {
-                State::Confirming => self.enter(
-                    ctx,
-                    State::Failed,
-                    Some(Reason::Timeout(state)),
-                    "the device did not answer after its reboot".into(),
-                ),
+                State::Confirming => match self.came_back_old.take() {
+                    Some(reason) => {
+                        let detail = reason.to_string();
+                        self.enter(ctx, State::RolledBack, Some(reason), detail)
+                    }
+                    None => self.enter(
+                        ctx,
+                        State::Failed,
+                        Some(Reason::Timeout(state)),
+                        "the device did not answer after its reboot".into(),
+                    ),
+                },
                 s if !s.is_terminal() => {
                     self.pending = None;
                     self.retry(now, ctx, Reason::Timeout(s));
@@ -667,6 +680,12 @@ impl<P: coap::PeerKey> Session<P> {
             (None, Some(_), Some(to)) => (State::RolledBack, Reason::SameSlot(to)),
             _ => (State::Unconfirmed, Reason::NoReadBack),
         };
+        if state == State::RolledBack {
+            // Old may only mean "not rebooted yet": ask again until the confirm deadline.
+            self.came_back_old = Some(reason);
+            self.wake_at = Some(now + (self.timeouts.reboot / 2).max(Duration::from_secs(2)));
+            return;
+        }
         let detail = reason.to_string();
         self.enter(ctx, state, Some(reason), detail);
     }
@@ -682,7 +701,9 @@ impl<P: coap::PeerKey> Session<P> {
         self.record.bytes_served += len;
         let state = self.record.state;
         if is_manifest {
-            if state == State::Triggered {
+            if state == State::Triggered || (state == State::Planned && self.record.attempts > 0) {
+                self.pending = None;
+                self.wake_at = None;
                 self.enter(ctx, State::ManifestServed, None, format!("manifest block at {offset} of {total}"));
             }
             if self.record.state == State::ManifestServed {
@@ -690,8 +711,15 @@ impl<P: coap::PeerKey> Session<P> {
             }
             return;
         }
-        if !matches!(state, State::Triggered | State::ManifestServed | State::Streaming) {
+        // A device still fetching for an earlier trigger (ferry restarted, or a retry waits
+        // out its backoff) is followed again rather than triggered anew.
+        let adopt = state == State::Planned && self.record.attempts > 0;
+        if !adopt && !matches!(state, State::Triggered | State::ManifestServed | State::Streaming) {
             return;
+        }
+        if adopt {
+            self.pending = None;
+            self.wake_at = None;
         }
         if state != State::Streaming {
             self.record.progress = 0;
