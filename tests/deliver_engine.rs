@@ -428,6 +428,26 @@ fn riot_device_with_slots_is_updated_and_confirmed_by_its_slot() {
     assert_eq!(metrics.completed.with_label_values(&["done"]).get(), 1);
     assert_eq!(metrics.sessions.with_label_values(&["done"]).get(), 1);
     assert_eq!(metrics.bytes.get(), row.bytes);
+
+    // `ferry history` reads the same rows from the state dir.
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(w._dir.path())
+            .output()
+            .expect("ferry runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = ferry(&["history", "02:00:00:00:00:00:00:11"]);
+    assert!(text.contains("session 1 device 0200000000000011 sequence 2: done"), "{text}");
+    assert!(text.contains("signed by riot-test, allowed by policy:auto (window home-evenings)"), "{text}");
+    assert!(text.contains("rebooting → confirming"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&ferry(&["history", "--json"])).expect("json");
+    assert_eq!(json[0]["state"], "done");
+    assert_eq!(json[0]["events"].as_array().map(Vec::len), Some(7));
+    assert_eq!(ferry(&["history", "00:00:00:00:00:00:00:99"]), "no delivery sessions\n");
 }
 
 #[test]
