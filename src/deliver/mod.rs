@@ -54,7 +54,7 @@ use session::{Ctx, Effect, Session};
 #[must_use]
 pub enum Action<P> {
     /// Write this record (and its transition, if any) and wait for the commit.
-    Persist(SessionRecord<P>),
+    Persist(Box<SessionRecord<P>>),
     /// Start this CoAP request to `peer` (`Endpoint::start_request`) and report its outcome
     /// with `tag` to [`Engine::handle_response`].
     Request { session: SessionId, tag: RequestTag, peer: P, request: coap::Request },

@@ -356,7 +356,7 @@ impl Default for EngineConfig {
 /// What a session asks of the engine (which turns it into [`super::Action`]s, in this order).
 #[derive(Debug)]
 pub(crate) enum Effect<P> {
-    Persist(SessionRecord<P>),
+    Persist(Box<SessionRecord<P>>),
     Request { tag: RequestTag, peer: P, request: coap::Request },
 }
 
@@ -411,7 +411,7 @@ impl<P: coap::PeerKey> Session<P> {
             updated_unix_ms: ctx.unix_ms,
             transition: Some(Transition { from: None, to: State::Planned, detail: "planned".into() }),
         };
-        ctx.out.push(Effect::Persist(record.clone()));
+        ctx.out.push(Effect::Persist(Box::new(record.clone())));
         let mut s = Self::from_record(record, now);
         s.wake_at = wake_at;
         s
@@ -450,7 +450,7 @@ impl<P: coap::PeerKey> Session<P> {
         self.record.reason = reason;
         self.record.updated_unix_ms = ctx.unix_ms;
         self.record.transition = Some(Transition { from: Some(from), to, detail });
-        ctx.out.push(Effect::Persist(self.record.clone()));
+        ctx.out.push(Effect::Persist(Box::new(self.record.clone())));
         self.record.transition = None;
         if to.is_terminal() {
             self.pending = None;
@@ -461,7 +461,7 @@ impl<P: coap::PeerKey> Session<P> {
 
     fn checkpoint(&mut self, ctx: &mut Ctx<'_, P>) {
         self.record.updated_unix_ms = ctx.unix_ms;
-        ctx.out.push(Effect::Persist(self.record.clone()));
+        ctx.out.push(Effect::Persist(Box::new(self.record.clone())));
     }
 
     /// Resumes a stored session after a restart: streaming ones go back to planned (which
