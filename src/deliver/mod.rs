@@ -256,7 +256,6 @@ impl<P: PeerKey> Engine<P> {
         self.sessions.retain(|_, s| !(s.state().is_terminal() && s.record.updated_unix_ms < before_unix_ms));
     }
 
-    /// The smallest backoff, for tests and status.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -270,3 +269,6 @@ pub fn expected_duration(plan_timing: &DeviceTiming, manifest_size: u64, payload
         + plan_timing.boot_time
         + plan_timing.wake_period.unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
