@@ -14,14 +14,19 @@
 //!
 //! The shell owns the CoAP endpoint, the store and the clock; the engine owns no I/O:
 //!
-//! 1. [`Engine::resume`] with the unfinished records from `store::sessions::unfinished`, once.
+//! 1. [`load_unfinished`] from the store, then [`Engine::new`] with its highest id and
+//!    [`Engine::resume`] with its records, once.
 //! 2. [`Engine::start`] for every session the planner starts; [`Engine::cancel`] on request.
 //! 3. Feed it: [`Engine::handle_response`] with the outcome of each request it asked for,
 //!    [`Engine::handle_served`] with every block the [`serve::Catalog`] reports served,
 //!    [`Engine::handle_timeout`] when [`Engine::poll_timeout`] passes (calling it early is safe).
 //! 4. After every call, drain [`Engine::poll_action`] **in order** and perform each action
-//!    before the next: [`Action::Persist`] writes the record (`store::sessions::write`, which
-//!    commits before it returns); only then [`Action::Request`] starts the CoAP request.
+//!    before the next: [`Action::Persist`] writes the record ([`persist`], which returns once
+//!    committed); only then [`Action::Request`] starts the CoAP request.
+//! 5. Serve: [`Catalog::add_manifest`] (with [`serve::load_blobs`]) for every admitted
+//!    manifest, into the endpoint's router; the [`Offer`] it returns fills a [`SessionPlan`].
+//!    The endpoint must be seeded per run (`coap::Config::rng_seed`), or a restarted ferry
+//!    reuses message IDs that devices still hold in their duplicate caches.
 //!
 //! The persistence contract: every transition yields a [`Action::Persist`] *before* the action
 //! it causes, so a crash between the two leaves a record that says at most what was attempted,
@@ -41,7 +46,7 @@ use std::time::{Duration, Instant};
 use crate::coap::{self, PeerKey, RequestError};
 
 pub use metrics::DeliverMetrics;
-pub use record::RecordError;
+pub use record::{load_unfinished, persist, RecordError};
 pub use serve::{Catalog, Offer, ServeError, Served};
 pub use session::{
     DeviceTiming, EngineConfig, Reason, RequestTag, SessionId, SessionPlan, SessionRecord, State, Timeouts, Transition,

@@ -93,3 +93,72 @@ impl<P: Serialize + DeserializeOwned + Clone> SessionRecord<P> {
         })
     }
 }
+
+/// Writes `record` (row and transition) through the store thread; returns once committed. The
+/// shell calls this for every [`super::Action::Persist`] before it performs the next action.
+pub async fn persist<P>(store: &crate::store::Store, record: &SessionRecord<P>) -> Result<(), crate::store::StoreError>
+where
+    P: Serialize + DeserializeOwned + Clone,
+{
+    let (row, event) = record.to_rows();
+    store.call(move |c| crate::store::sessions::write(c, &row, event.as_ref())).await
+}
+
+/// What a starting ferryd resumes: the highest session id ever stored (for
+/// [`super::Engine::new`]) and every unfinished session (for [`super::Engine::resume`]). A row
+/// that does not decode is skipped with its error (a newer ferry wrote it): it stays untouched.
+pub async fn load_unfinished<P>(
+    store: &crate::store::Store,
+) -> Result<(u64, Vec<SessionRecord<P>>, Vec<RecordError>), crate::store::StoreError>
+where
+    P: Serialize + DeserializeOwned + Clone,
+{
+    let (last, rows) =
+        store.call(|c| Ok((crate::store::sessions::max_id(c)?, crate::store::sessions::unfinished(c)?))).await?;
+    let (mut records, mut errors) = (Vec::new(), Vec::new());
+    for row in &rows {
+        match SessionRecord::from_row(row) {
+            Ok(r) => records.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((u64::try_from(last).unwrap_or(0), records, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn persisted_records_load_back_through_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let now = std::time::Instant::now();
+        let mut engine = super::super::Engine::<std::net::SocketAddr>::new(Default::default(), now, 0, 0);
+        let plan = SessionPlan {
+            device: crate::fleet::Eui64([1; 8]),
+            peer: "[fd00::2]:5683".parse().expect("addr"),
+            manifest_uri: "coap://[fd00::1]/m".into(),
+            manifest_path: "m".into(),
+            manifest_digest: "11".repeat(32),
+            payload_paths: vec!["p".into()],
+            sequence: 3,
+            manifest_size: 100,
+            payload_size: 100,
+            timing: Default::default(),
+            authority: "a".into(),
+            approval: "b".into(),
+            not_before: None,
+        };
+        let id = engine.start(now, plan.clone());
+        while let Some(action) = engine.poll_action() {
+            if let super::super::Action::Persist(r) = action {
+                persist(&store, &r).await.expect("persist");
+            }
+        }
+        let (last, records, errors) = load_unfinished::<std::net::SocketAddr>(&store).await.expect("load");
+        assert_eq!((last, records.len(), errors.len()), (id, 1, 0));
+        assert_eq!(records[0].plan, plan);
+        assert_eq!(records[0].state, State::Planned);
+    }
+}
