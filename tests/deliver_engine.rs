@@ -421,7 +421,7 @@ fn states(events: &[(Option<String>, String)]) -> Vec<&str> {
 fn riot_device_with_slots_is_updated_and_confirmed_by_its_slot() {
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
     let start = w.now;
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::Done);
     eprintln!(
         "figures: 457 B manifest + 1024 B payload at 64 B blocks, no loss: {:?} virtual, {} datagrams / {} B to the \
@@ -480,7 +480,7 @@ fn riot_device_with_slots_is_updated_and_confirmed_by_its_slot() {
 #[test]
 fn device_back_on_its_old_slot_is_rolled_back() {
     let mut w = World::new(Behaviour { boots: false, ..RIOT_BOARD }, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::RolledBack);
     assert_eq!(w.row(id).reason.as_deref(), Some("the device came back on its old slot 0"));
     assert_eq!(w.device.trigger_count(), 1);
@@ -489,7 +489,7 @@ fn device_back_on_its_old_slot_is_rolled_back() {
 #[test]
 fn riot_native_without_slots_ends_delivered_unconfirmed() {
     let mut w = World::new(Behaviour { slots: false, ..RIOT_BOARD }, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::Unconfirmed);
     assert_eq!(w.device.installed_bytes, Some(1024));
     assert!(w.row(id).reason.is_some_and(|r| r.starts_with("delivered, unconfirmed")));
@@ -499,14 +499,14 @@ fn riot_native_without_slots_ends_delivered_unconfirmed() {
 fn device_reporting_a_different_sequence_number_is_believed() {
     let newer = Behaviour { slots: false, status_seq_after: Some(NEW_SEQ + 5), ..RIOT_BOARD };
     let mut w = World::new(newer, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::Done);
     assert_eq!(w.engine.record(id).and_then(|r| r.seq_reported), Some(NEW_SEQ + 5));
     assert_eq!(w.row(id).reason.as_deref(), Some("the device runs sequence number 7"));
 
     let old = Behaviour { slots: false, status_seq_after: Some(1), boots: false, ..RIOT_BOARD };
     let mut w = World::new(old, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::RolledBack);
     assert_eq!(w.row(id).reason.as_deref(), Some("the device came back on sequence number 1"));
 }
@@ -515,7 +515,7 @@ fn device_reporting_a_different_sequence_number_is_believed() {
 fn device_already_running_the_update_is_not_triggered() {
     let mut w = World::new(Behaviour { status_seq_after: Some(NEW_SEQ), ..RIOT_BOARD }, EngineConfig::default());
     w.device.ep.set_static(w.now, "ferry/status", status_cbor(NEW_SEQ, 1));
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::Done);
     assert_eq!(w.device.trigger_count(), 0);
     assert_eq!(states(&w.events(id)), ["planned", "done"]);
@@ -526,7 +526,7 @@ fn a_device_that_never_fetches_is_retried_with_backoff_then_fails() {
     let cfg = EngineConfig { max_failures: 3, backoff: Duration::from_secs(30), ..EngineConfig::default() };
     let mut w = World::new(Behaviour { fetches: false, ..RIOT_BOARD }, cfg);
     let start = w.now;
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     assert_eq!(w.run_to_end(id), State::Failed);
     assert_eq!(w.device.trigger_count(), 3, "one trigger per attempt");
     let row = w.row(id);
@@ -551,7 +551,7 @@ fn a_device_that_never_fetches_is_retried_with_backoff_then_fails() {
 #[test]
 fn cancel_stops_a_streaming_session() {
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     w.run_until(|w| w.engine.state(id) == Some(State::Streaming));
     assert!(w.engine.cancel(w.now, id));
     assert!(!w.engine.cancel(w.now, id), "a finished session cannot be cancelled again");
@@ -564,7 +564,7 @@ fn cancel_stops_a_streaming_session() {
 #[test]
 fn resume_while_rebooting_confirms_without_a_second_trigger() {
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     w.run_until(|w| w.engine.state(id) == Some(State::Rebooting));
     w.restart(false);
     assert_eq!(w.run_to_end(id), State::Done);
@@ -578,7 +578,7 @@ fn resume_of_a_session_stored_as_streaming_probes_before_any_trigger() {
     // ferry crashes after serving the last block but before writing `rebooting`: the store says
     // streaming while the device installs the update.
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     w.run_until(|w| w.engine.state(id) == Some(State::Streaming));
     w.crashed = true;
     w.run_until(|w| w.device.phase == Phase::Idle && w.device.slot == 1);
@@ -592,7 +592,7 @@ fn resume_of_a_session_stored_as_streaming_probes_before_any_trigger() {
 #[test]
 fn resume_follows_a_device_still_fetching_without_a_second_trigger() {
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     w.run_until(|w| w.engine.record(id).is_some_and(|r| r.progress >= 512));
     w.restart(false);
     assert_eq!(w.run_to_end(id), State::Done);
@@ -604,7 +604,7 @@ fn resume_follows_a_device_still_fetching_without_a_second_trigger() {
 #[test]
 fn resume_of_an_abandoned_transfer_triggers_again_and_completes() {
     let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-    let id = w.engine.start(w.now, plan(&w.offer));
+    let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
     w.run_until(|w| w.engine.record(id).is_some_and(|r| r.progress >= 512));
     w.restart(true);
     assert_eq!(w.run_to_end(id), State::Done);
@@ -679,7 +679,9 @@ fn the_engine_keeps_up_with_many_devices() {
     let ids: Vec<SessionId> = (0..sessions)
         .map(|peer| {
             let p = plan_for(&offer, peer);
-            engine.start(now, SessionPlan { payload_size: blocks * 64, device: Eui64([peer as u8; 8]), ..p })
+            engine
+                .start(now, SessionPlan { payload_size: blocks * 64, device: Eui64([peer as u8; 8]), ..p })
+                .expect("one session per device")
         })
         .collect();
     let mut requests = Vec::new();

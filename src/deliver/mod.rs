@@ -65,6 +65,14 @@ pub enum Action<P> {
     Request { session: SessionId, tag: RequestTag, peer: P, request: coap::Request },
 }
 
+/// Why [`Engine::start`] refused: the device already has a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the device already has session {session} ({state}); cancel it or wait for it to end")]
+pub struct Busy {
+    pub session: SessionId,
+    pub state: State,
+}
+
 /// Running totals for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -147,8 +155,15 @@ impl<P: PeerKey> Engine<P> {
         }
     }
 
-    /// Starts a session (planned; it probes and triggers at `plan.not_before` or now).
-    pub fn start(&mut self, now: Instant, plan: SessionPlan<P>) -> SessionId {
+    /// Starts a session (planned; it probes and triggers at `plan.not_before` or now). A device
+    /// has at most one live session: a second is refused with the live one's id.
+    pub fn start(&mut self, now: Instant, plan: SessionPlan<P>) -> Result<SessionId, Busy> {
+        let live = self.sessions.values().find(|s| {
+            !s.state().is_terminal() && (s.record.plan.device == plan.device || s.record.plan.peer == plan.peer)
+        });
+        if let Some(s) = live {
+            return Err(Busy { session: s.record.id, state: s.state() });
+        }
         let id = self.next_id;
         self.next_id += 1;
         let unix_ms = self.unix_ms(now);
@@ -159,7 +174,7 @@ impl<P: PeerKey> Engine<P> {
         self.push(id, out);
         // A session due now starts at once rather than at the shell's next timeout.
         self.with_session(now, id, |s, ctx| s.handle_timeout(now, ctx));
-        id
+        Ok(id)
     }
 
     /// Takes back sessions stored by an earlier run (terminal ones are kept as they are).

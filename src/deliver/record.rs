@@ -150,7 +150,7 @@ mod tests {
             approval: "b".into(),
             not_before: None,
         };
-        let id = engine.start(now, plan.clone());
+        let id = engine.start(now, plan.clone()).expect("starts");
         while let Some(action) = engine.poll_action() {
             if let super::super::Action::Persist(r) = action {
                 persist(&store, &r).await.expect("persist");

@@ -69,7 +69,7 @@ fn answer_probes(e: &mut Engine<u16>, now: Instant, slot: &'static str) -> Vec<(
 fn a_trigger_refused_with_4xx_fails_at_once_and_5xx_is_retried() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 41);
-    let id = e.start(now, plan());
+    let id = e.start(now, plan()).expect("starts");
     assert_eq!(id, 42, "ids continue above the stored ones");
     let trigger = answer_probes(&mut e, now, "0");
     let (_, tag, req) = &trigger[0];
@@ -96,7 +96,7 @@ fn a_silent_device_is_probed_again_with_growing_backoff() {
     let now = Instant::now();
     let cfg = EngineConfig { max_failures: 3, ..EngineConfig::default() };
     let mut e = Engine::new(cfg, now, 0, 0);
-    let id = e.start(now, plan());
+    let id = e.start(now, plan()).expect("starts");
     let mut t = now;
     for delay in [30, 60] {
         let (_, requests) = drain(&mut e);
@@ -119,7 +119,9 @@ fn a_stale_answer_is_ignored_and_not_before_is_honoured() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
     let wake = now + Duration::from_secs(120);
-    let id = e.start(now, SessionPlan { not_before: Some(wake), ..plan() });
+    let id = e.start(now, SessionPlan { not_before: Some(wake), ..plan() }).expect("starts");
+    let busy = e.start(now, plan()).expect_err("one live session per device");
+    assert_eq!(busy, Busy { session: id, state: State::Planned });
     let (persisted, requests) = drain(&mut e);
     assert_eq!((persisted, requests.len()), (vec![State::Planned], 0));
     assert_eq!(e.poll_timeout(), Some(wake));
@@ -139,7 +141,7 @@ fn progress_is_checkpointed_and_the_last_block_starts_the_reboot() {
     let now = Instant::now();
     let cfg = EngineConfig { checkpoint_bytes: 128, ..EngineConfig::default() };
     let mut e = Engine::new(cfg, now, 1_000, 0);
-    let id = e.start(now, plan());
+    let id = e.start(now, plan()).expect("starts");
     let trigger = answer_probes(&mut e, now, "1");
     e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
     e.handle_served(now, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
@@ -163,7 +165,7 @@ fn progress_is_checkpointed_and_the_last_block_starts_the_reboot() {
 fn records_survive_the_store_round_trip() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 5_000, 0);
-    let id = e.start(now, plan());
+    let id = e.start(now, plan()).expect("starts");
     let trigger = answer_probes(&mut e, now, "0");
     e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
     let record = e.record(id).expect("record").clone();
