@@ -182,6 +182,20 @@ impl Default for DeviceTiming {
     }
 }
 
+impl DeviceTiming {
+    /// The timing the planner's estimate implies for one session (`schedule::estimate`): its
+    /// per-block time (paced, if the estimate paces), its install time and the wake wait.
+    pub fn from_estimate(estimate: &crate::schedule::estimate::SessionEstimate, block_size: u32) -> DeviceTiming {
+        let blocks = u32::try_from(estimate.blocks.max(1)).unwrap_or(u32::MAX);
+        DeviceTiming {
+            wake_period: Some(estimate.wake_wait.unsigned_abs()).filter(|w| !w.is_zero()),
+            block_time: estimate.transfer.unsigned_abs() / blocks,
+            boot_time: estimate.install.unsigned_abs(),
+            block_size,
+        }
+    }
+}
+
 /// The deadline of each live state, derived from [`DeviceTiming`] and the sizes to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -810,6 +824,24 @@ mod tests {
         assert!(sleepy.trigger > fast.trigger && sleepy.manifest > fast.manifest && sleepy.confirm > fast.confirm);
         // 457 bytes at 64-byte blocks: 8 blocks, twice the block time each.
         assert_eq!(fast.manifest, Duration::from_millis(200) * 16 + Duration::from_millis(200) * 8 + SLACK * 2);
+    }
+
+    #[test]
+    fn timing_follows_the_planners_estimate() {
+        use crate::schedule::estimate::{session, Model, Path};
+        let path = Path {
+            image_bytes: 85_000,
+            block_size: 64,
+            hops: 2,
+            etx: 1.5,
+            wake_period: Some(jiff::SignedDuration::from_secs(30)),
+        };
+        let estimate = session(path, &Model::default(), 1.0);
+        let t = DeviceTiming::from_estimate(&estimate, 64);
+        assert_eq!(t.wake_period, Some(Duration::from_secs(30)));
+        assert_eq!(t.boot_time, estimate.install.unsigned_abs());
+        let whole = t.block_time * u32::try_from(estimate.blocks).expect("blocks");
+        assert!(estimate.transfer.unsigned_abs().saturating_sub(whole) < Duration::from_millis(2), "{t:?}");
     }
 
     #[test]
