@@ -197,6 +197,8 @@ struct World {
     /// Datagrams (and their bytes) ferry → device and device → ferry.
     to_device: (u64, u64),
     to_ferry: (u64, u64),
+    /// Seeded loss: (SplitMix64 state, probability) applied to every datagram.
+    loss: Option<(u64, f64)>,
     _dir: tempfile::TempDir,
 }
 
@@ -279,6 +281,7 @@ impl World {
             crashed: false,
             to_device: (0, 0),
             to_ferry: (0, 0),
+            loss: None,
             _dir: dir,
         }
     }
@@ -320,6 +323,16 @@ impl World {
         moved
     }
 
+    /// Whether the next datagram is lost (SplitMix64, so every run loses the same ones).
+    fn lost(&mut self) -> bool {
+        let Some((state, p)) = &mut self.loss else { return false };
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 <= *p
+    }
+
     /// One round of moving datagrams and events; false when nothing moved.
     fn step(&mut self) -> bool {
         let mut moved = self.perform();
@@ -328,7 +341,7 @@ impl World {
             moved = true;
             self.to_device.0 += 1;
             self.to_device.1 += t.bytes.len() as u64;
-            if self.device.online() {
+            if self.device.online() && !self.lost() {
                 self.device.ep.handle_datagram(now, FERRY, &t.bytes);
             }
         }
@@ -336,7 +349,9 @@ impl World {
             moved = true;
             self.to_ferry.0 += 1;
             self.to_ferry.1 += t.bytes.len() as u64;
-            self.ferry.handle_datagram(now, DEVICE, &t.bytes);
+            if !self.lost() {
+                self.ferry.handle_datagram(now, DEVICE, &t.bytes);
+            }
         }
         while let Some(ev) = self.ferry.poll_event() {
             moved = true;
@@ -716,4 +731,23 @@ fn the_engine_keeps_up_with_many_devices() {
     );
     assert!(ids.iter().all(|id| engine.state(*id) == Some(State::Rebooting)));
     assert_eq!(engine.stats().bytes_served, u64::from(sessions) * blocks * 64);
+}
+
+#[test]
+fn a_lossy_link_still_ends_confirmed_with_one_trigger() {
+    for seed in 1..=8u64 {
+        let mut w = World::new(RIOT_BOARD, EngineConfig::default());
+        w.loss = Some((seed, 0.15));
+        let start = w.now;
+        let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
+        let end = w.run_to_end(id);
+        let events = sessions::events(&w.conn, id as i64).expect("events");
+        assert_eq!(end, State::Done, "seed {seed}: {events:#?}");
+        assert_eq!(w.device.trigger_count(), 1, "seed {seed}: CoAP deduplication keeps retransmitted triggers single");
+        eprintln!(
+            "figures: 15% loss, seed {seed}: done in {:?} virtual, {} datagrams to the device",
+            w.now - start,
+            w.to_device.0
+        );
+    }
 }
