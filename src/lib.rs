@@ -7,6 +7,7 @@ pub mod coap;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deliver;
 pub mod fleet;
 pub mod metrics;
 pub mod net;

@@ -2,6 +2,7 @@
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
 mod cache;
+mod history;
 mod keygen;
 mod manifest;
 pub mod plan;
@@ -72,6 +73,17 @@ enum Command {
     Cache {
         #[command(subcommand)]
         action: CacheCommand,
+    },
+    /// Delivery sessions: who signed, what allowed it, when, bytes served, result, and every
+    /// transition (read-only from the state dir; ferryd may run).
+    History {
+        /// Only this device (EUI-64, e.g. 00:11:22:33:44:55:66:77).
+        device: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Tools for repository operators.
     Repo {
@@ -150,6 +162,13 @@ impl Cli {
                     None => self.store_config()?.state_dir,
                 };
                 cache::run(&dir, action).await
+            }
+            Command::History { device, state_dir, json } => {
+                let dir = match state_dir {
+                    Some(d) => d.clone(),
+                    None => self.store_config()?.state_dir,
+                };
+                history::run(&dir, device.as_deref(), *json)
             }
             Command::Repo { action: RepoCommand::Index { dir, key, expires, version } } => {
                 repo::index(dir, key, expires, *version)

@@ -16,8 +16,10 @@ use super::msg::{split_path, Request, Response};
 use super::resource::{Outcome, Router};
 
 /// What identifies a peer: a socket address over kernel UDP, a (link, IPv6, port) over 6LoWPAN.
-pub trait PeerKey: Copy + Eq + Hash + Debug {}
-impl<T: Copy + Eq + Hash + Debug> PeerKey for T {}
+/// `'static` so resources can learn the requesting peer through
+/// [`Resource::handle_from`](super::Resource::handle_from).
+pub trait PeerKey: Copy + Eq + Hash + Debug + Send + 'static {}
+impl<T: Copy + Eq + Hash + Debug + Send + 'static> PeerKey for T {}
 
 /// Transmission parameters and bounds. Defaults are RFC 7252 §4.8 and RIOT-friendly sizes.
 #[derive(Debug, Clone)]
@@ -817,7 +819,7 @@ impl<P: PeerKey> Endpoint<P> {
         if req.method == RequestType::Get && req.observe == Some(1) {
             self.observers.remove(&key);
         }
-        match self.router.handle(&req) {
+        match self.router.handle_from(&peer, &req) {
             Outcome::Defer => {
                 if self.deferred.len() >= self.cfg.max_deferred {
                     return Served::Respond(Response::new(ResponseType::ServiceUnavailable), None);

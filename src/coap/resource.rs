@@ -1,5 +1,6 @@
 //! Server-side resources and the path router, with `/.well-known/core` (RFC 6690).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -22,6 +23,13 @@ pub enum Outcome {
 pub trait Resource: Send {
     /// Handles a request (the payload is complete even when it arrived in Block1 blocks).
     fn handle(&mut self, req: &Request) -> Outcome;
+
+    /// Handles a request from `peer` (the endpoint's peer key, e.g. a `SocketAddr`). Resources
+    /// that account per peer (ferry's serving of updates) downcast it; others just handle.
+    fn handle_from(&mut self, peer: &dyn Any, req: &Request) -> Outcome {
+        let _ = peer;
+        self.handle(req)
+    }
 
     /// Link-format attributes for `/.well-known/core`, without the leading `;` (e.g. `ct=0`).
     fn link_attributes(&self) -> String {
@@ -159,6 +167,11 @@ impl Router {
 
     /// Dispatches a request by its path.
     pub fn handle(&mut self, req: &Request) -> Outcome {
+        self.handle_from(&(), req)
+    }
+
+    /// Dispatches a request from `peer` by its path (see [`Resource::handle_from`]).
+    pub fn handle_from(&mut self, peer: &dyn Any, req: &Request) -> Outcome {
         let path = req.path_string();
         if path == WELL_KNOWN_CORE {
             return Outcome::Respond(match req.method {
@@ -169,7 +182,7 @@ impl Router {
             });
         }
         match self.entries.get_mut(&path) {
-            Some(e) => e.resource().handle(req),
+            Some(e) => e.resource().handle_from(peer, req),
             None => Outcome::Respond(Response::new(ResponseType::NotFound)),
         }
     }

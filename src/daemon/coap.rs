@@ -32,7 +32,12 @@ impl CoapRoom {
             "ferry/version",
             StaticResource::new(env!("CARGO_PKG_VERSION").as_bytes().to_vec(), content_format::TEXT_PLAIN),
         );
-        let endpoint = Endpoint::new(crate::coap::Config::default(), router);
+        // A fresh seed per run: a restarted ferryd must not reuse the message IDs and tokens of
+        // the run before, or devices answer its first requests from their duplicate caches.
+        let rng_seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id());
+        let endpoint = Endpoint::new(crate::coap::Config { rng_seed, ..crate::coap::Config::default() }, router);
         let (shell, handle, events) = udp::bind(listen, endpoint).await?;
         Ok(Some(CoapRoom { shell, handle, events, exported: Exported::register(registry)? }))
     }

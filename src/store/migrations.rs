@@ -65,7 +65,38 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;",
     // 4: the repository cache (see `store::cache`).
     REPO_CACHE,
+    // 5: delivery sessions (see `store::sessions`).
+    SESSIONS,
 ];
+
+/// The `deliver` room's sessions and their audit trail (see `store::sessions`). One row per
+/// session, rewritten at every transition; one event row per transition, never rewritten.
+const SESSIONS: &str = "CREATE TABLE sessions (
+         id               INTEGER PRIMARY KEY,
+         device           TEXT    NOT NULL,     -- EUI-64, 16 lowercase hex digits
+         manifest_digest  TEXT    NOT NULL,     -- lowercase hex SHA-256 of the envelope
+         sequence         INTEGER NOT NULL CHECK (sequence >= 0),
+         state            TEXT    NOT NULL,
+         reason           TEXT,
+         bytes            INTEGER NOT NULL DEFAULT 0,
+         attempts         INTEGER NOT NULL DEFAULT 0,
+         authority        TEXT    NOT NULL,
+         approval         TEXT    NOT NULL,
+         started_unix_ms  INTEGER NOT NULL,
+         updated_unix_ms  INTEGER NOT NULL,
+         resume_json      TEXT    NOT NULL      -- what the engine needs to pick the session up again
+     ) STRICT;
+     CREATE INDEX sessions_device ON sessions (device, started_unix_ms);
+     CREATE TABLE session_events (
+         id          INTEGER PRIMARY KEY,
+         session     INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+         at_unix_ms  INTEGER NOT NULL,
+         from_state  TEXT,
+         to_state    TEXT    NOT NULL,
+         detail      TEXT    NOT NULL,
+         bytes       INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX session_events_session ON session_events (session, id);";
 
 /// The `repo` room's content-addressed cache index (see `store::cache`). A block of its own so
 /// migrations from other branches can be ordered around it when merging.

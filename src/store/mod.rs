@@ -11,6 +11,7 @@ mod lock;
 mod migrations;
 pub mod runs;
 pub mod sequence;
+pub mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};

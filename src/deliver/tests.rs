@@ -1,0 +1,181 @@
+//! The engine driven by hand: each request it asks for is answered (or failed) by the test.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::coap::{Code, Method, Response};
+use crate::fleet::Eui64;
+
+const PEER: u16 = 7;
+
+fn plan() -> SessionPlan<u16> {
+    SessionPlan {
+        device: Eui64([0, 1, 2, 3, 4, 5, 6, 7]),
+        peer: PEER,
+        manifest_uri: "coap://[fd00::1]/fw/a/b/riot.suit.9.bin".into(),
+        manifest_path: "fw/a/b/riot.suit.9.bin".into(),
+        manifest_digest: "00".repeat(32),
+        payload_paths: vec!["fw/a/b/slot0.bin".into(), "fw/a/b/slot1.bin".into()],
+        sequence: 9,
+        manifest_size: 400,
+        payload_size: 256,
+        timing: DeviceTiming::default(),
+        authority: "vendor".into(),
+        approval: "test".into(),
+        not_before: None,
+    }
+}
+
+/// Drains the actions: the persisted states and the requests, in order.
+fn drain(e: &mut Engine<u16>) -> (Vec<State>, Vec<(SessionId, RequestTag, coap::Request)>) {
+    let (mut persisted, mut requests) = (Vec::new(), Vec::new());
+    while let Some(a) = e.poll_action() {
+        match a {
+            Action::Persist(r) => {
+                assert!(requests.is_empty(), "a record after a request in one batch: {r:?}");
+                persisted.push(r.state)
+            }
+            Action::Request { session, tag, peer, request } => {
+                assert_eq!(peer, PEER);
+                requests.push((session, tag, request));
+            }
+        }
+    }
+    (persisted, requests)
+}
+
+fn text(code: Code, body: &'static str) -> Result<Response, RequestError> {
+    Ok(Response { payload: Bytes::from_static(body.as_bytes()), ..Response::new(code) })
+}
+
+/// Answers the three read-back probes: no /ferry/status, "NONE", slot `slot`.
+fn answer_probes(e: &mut Engine<u16>, now: Instant, slot: &'static str) -> Vec<(SessionId, RequestTag, coap::Request)> {
+    let mut answers = [text(Code::NotFound, ""), text(Code::Content, "NONE"), text(Code::Content, slot)].into_iter();
+    let mut out = Vec::new();
+    loop {
+        let (_, requests) = drain(e);
+        let Some((id, tag, req)) = requests.into_iter().next() else { return out };
+        if req.method == Method::Post {
+            out.push((id, tag, req));
+            return out;
+        }
+        e.handle_response(now, id, tag, answers.next().expect("three probes at most"));
+    }
+}
+
+#[test]
+fn a_trigger_refused_with_4xx_fails_at_once_and_5xx_is_retried() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 41);
+    let id = e.start(now, plan()).expect("starts");
+    assert_eq!(id, 42, "ids continue above the stored ones");
+    let trigger = answer_probes(&mut e, now, "0");
+    let (_, tag, req) = &trigger[0];
+    assert_eq!(&req.payload[..], b"coap://[fd00::1]/fw/a/b/riot.suit.9.bin\0");
+    e.handle_response(now, id, *tag, text(Code::ServiceUnavailable, ""));
+    assert_eq!(e.state(id), Some(State::Planned));
+    let retry_at = e.poll_timeout().expect("a retry is due");
+    assert_eq!(retry_at - now, Duration::from_secs(30));
+    e.handle_timeout(retry_at);
+    let trigger = answer_probes(&mut e, retry_at, "0");
+    e.handle_response(retry_at, id, trigger[0].1, text(Code::RequestEntityTooLarge, ""));
+    assert_eq!(e.state(id), Some(State::Failed));
+    let r = e.record(id).expect("record");
+    assert_eq!((r.attempts, r.slot_before), (2, Some(0)));
+    assert_eq!(
+        r.reason.as_ref().map(ToString::to_string).as_deref(),
+        Some("the device answered the trigger with 4.13")
+    );
+    assert_eq!(e.poll_timeout(), None);
+}
+
+#[test]
+fn a_silent_device_is_probed_again_with_growing_backoff() {
+    let now = Instant::now();
+    let cfg = EngineConfig { max_failures: 3, ..EngineConfig::default() };
+    let mut e = Engine::new(cfg, now, 0, 0);
+    let id = e.start(now, plan()).expect("starts");
+    let mut t = now;
+    for delay in [30, 60] {
+        let (_, requests) = drain(&mut e);
+        let (_, tag, req) = &requests[0];
+        assert_eq!(req.path_string(), "ferry/status");
+        e.handle_response(t, id, *tag, Err(RequestError::Timeout(5)));
+        let next = e.poll_timeout().expect("retry");
+        assert_eq!(next - t, Duration::from_secs(delay));
+        t = next;
+        e.handle_timeout(t);
+    }
+    let (_, requests) = drain(&mut e);
+    e.handle_response(t, id, requests[0].1, Err(RequestError::Timeout(5)));
+    assert_eq!(e.state(id), Some(State::Failed));
+    assert_eq!(e.record(id).map(|r| r.attempts), Some(0), "never triggered");
+}
+
+#[test]
+fn a_stale_answer_is_ignored_and_not_before_is_honoured() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let wake = now + Duration::from_secs(120);
+    let id = e.start(now, SessionPlan { not_before: Some(wake), ..plan() }).expect("starts");
+    let busy = e.start(now, plan()).expect_err("one live session per device");
+    assert_eq!(busy, Busy { session: id, state: State::Planned });
+    let (persisted, requests) = drain(&mut e);
+    assert_eq!((persisted, requests.len()), (vec![State::Planned], 0));
+    assert_eq!(e.poll_timeout(), Some(wake));
+    e.handle_timeout(wake - Duration::from_secs(1));
+    assert!(drain(&mut e).1.is_empty(), "nothing before the device wakes");
+    e.handle_timeout(wake);
+    let (_, requests) = drain(&mut e);
+    let (_, tag, _) = requests[0];
+    e.handle_response(wake, id, RequestTag(tag.0 + 100), text(Code::Content, "x"));
+    assert!(drain(&mut e).1.is_empty(), "an answer to a request not in flight changes nothing");
+    e.handle_response(wake, id, tag, text(Code::NotFound, ""));
+    assert_eq!(drain(&mut e).1[0].2.path_string(), "suit/version");
+}
+
+#[test]
+fn progress_is_checkpointed_and_the_last_block_starts_the_reboot() {
+    let now = Instant::now();
+    let cfg = EngineConfig { checkpoint_bytes: 128, ..EngineConfig::default() };
+    let mut e = Engine::new(cfg, now, 1_000, 0);
+    let id = e.start(now, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, now, "1");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(now, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    e.handle_served(now, 99, "fw/a/b/slot0.bin", 0, 64, 256); // another device: not ours
+    for offset in [0, 64, 128, 192] {
+        e.handle_served(now, PEER, "fw/a/b/slot0.bin", offset, 64, 256);
+    }
+    let (persisted, _) = drain(&mut e);
+    // (triggered was drained with the trigger) manifest-served, streaming, a checkpoint at
+    // 128 bytes, rebooting.
+    assert_eq!(persisted, [State::ManifestServed, State::Streaming, State::Streaming, State::Rebooting]);
+    let r = e.record(id).expect("record");
+    assert_eq!((r.progress, r.bytes_served), (256, 64 + 256));
+    assert_eq!(e.poll_timeout(), Some(now + DeviceTiming::default().boot_time));
+    let p: Vec<Progress> = e.progress().collect();
+    assert_eq!((p[0].fetched, p[0].total, p[0].state), (256, 256, State::Rebooting));
+    assert_eq!(e.count_by_state()[&State::Rebooting], 1);
+}
+
+#[test]
+fn records_survive_the_store_round_trip() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 5_000, 0);
+    let id = e.start(now, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, now, "0");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    let record = e.record(id).expect("record").clone();
+    let (row, event) = record.to_rows();
+    assert!(event.is_none(), "a record read from the engine carries no transition");
+    assert_eq!((row.device.as_str(), row.state.as_str(), row.attempts), ("0001020304050607", "triggered", 1));
+    let back = SessionRecord::<u16>::from_row(&row).expect("decodes");
+    assert_eq!(back.plan, SessionPlan { not_before: None, ..plan() });
+    assert_eq!((back.state, back.slot_before, back.attempts), (State::Triggered, Some(0), 1));
+    let mut broken = row.clone();
+    broken.state = "exploded".into();
+    assert!(matches!(SessionRecord::<u16>::from_row(&broken), Err(RecordError::UnknownState { .. })));
+}
