@@ -94,9 +94,12 @@ pub struct Update {
     pub urgency: Urgency,
     #[serde(default = "yes")]
     pub verified: bool,
-    /// An operator approved it (`ferry update approve`).
+    /// An operator approved it for every group (`ferry update approve`).
     #[serde(default)]
     pub approved: bool,
+    /// Groups an operator approved it for (`ferry update approve --group G`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub approved_groups: BTreeSet<String>,
     #[serde(default)]
     pub paused: bool,
     /// When ferry accepted it; the deferral deadline counts from here.
@@ -429,6 +432,9 @@ impl fmt::Display for WaitReason {
             WaitReason::AwaitingApproval { authority, update } => {
                 write!(f, "awaiting approval (authority {authority}: ferry update approve {update})")
             }
+            WaitReason::NotActive { lifecycle: Lifecycle::Discovered } => {
+                f.write_str("device is discovered, not admitted (ferry device admit)")
+            }
             WaitReason::NotActive { lifecycle } => write!(f, "device is {lifecycle}, not active"),
             WaitReason::UnknownGroup { group } => write!(f, "group `{group}` is not configured"),
             WaitReason::OutsideWindow { opens: Some(t) } => write!(f, "outside window until {t}"),
@@ -667,6 +673,10 @@ enum DeviceCheck {
 
 /// Rules 1–5 for one device.
 fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice, now: Timestamp) -> DeviceCheck {
+    // Unknown and retired devices get no updates, whatever else is known about them.
+    if matches!(device.lifecycle, Lifecycle::Discovered | Lifecycle::Decommissioned) {
+        return DeviceCheck::Nothing(Some(WaitReason::NotActive { lifecycle: device.lifecycle }));
+    }
     let (Some(vendor), Some(class)) = (&device.vendor_id, &device.class_id) else {
         return DeviceCheck::Nothing(Some(WaitReason::Unknown { fact: Fact::Identity }));
     };
@@ -705,7 +715,7 @@ fn check_device(state: &PlanState, topology: &impl Topology, device: &PlanDevice
         reasons.push(WaitReason::Paused);
     }
     let mode = state.authorities.get(&update.authority).copied().unwrap_or(ApprovalMode::Manual);
-    if mode == ApprovalMode::Manual && !update.approved {
+    if mode == ApprovalMode::Manual && !update.approved && !update.approved_groups.contains(&device.group) {
         reasons.push(WaitReason::AwaitingApproval { authority: update.authority.clone(), update: update.id.clone() });
     }
     if device.lifecycle != Lifecycle::Active {
