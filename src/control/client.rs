@@ -58,8 +58,10 @@ impl ControlClient {
     }
 
     pub async fn device(&self, eui64: &str) -> Result<DeviceReport, ClientError> {
-        let escaped: String = url::form_urlencoded::byte_serialize(eui64.as_bytes()).collect();
-        self.get(&format!("/v1/devices/{escaped}")).await
+        // Canonical `00:11:…` text is path-safe; anything else is refused here, before sending.
+        let eui = crate::fleet::device::parse_eui64(eui64)
+            .map_err(|e| ClientError::Api(super::ApiError { status: 400, message: e.to_string() }))?;
+        self.get(&format!("/v1/devices/{eui}")).await
     }
 
     pub async fn admit(&self, change: &DeviceChange) -> Result<DeviceChanged, ClientError> {

@@ -143,7 +143,8 @@ async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>
         }
         (&Method::GET, "/v1/devices") => respond(api.devices(peer).await),
         (&Method::GET, device) if device.starts_with("/v1/devices/") => {
-            let eui = device.trim_start_matches("/v1/devices/").to_owned();
+            // Clients that escape the colons send `%3A`.
+            let eui = device.trim_start_matches("/v1/devices/").replace("%3A", ":").replace("%3a", ":");
             respond(api.device(peer, eui).await)
         }
         (&Method::POST, "/v1/devices/admit") => match body(request).await {

@@ -605,7 +605,8 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     });
     let pending: BTreeSet<[u8; 8]> = candidates.iter().map(|c| c.start.device.0).collect();
     let mut busy: BTreeSet<[u8; 8]> = busy_devices.keys().copied().collect();
-    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).sum();
+    // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0 %".
+    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).fold(0.0, |a, b| a + b);
     let budget = state.pan.air_time_budget;
     let session_ends: BTreeMap<[u8; 8], Timestamp> =
         state.sessions.iter().map(|s| (s.device.0, s.expected_end)).collect();
