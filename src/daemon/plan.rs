@@ -337,3 +337,134 @@ impl PlanRoom {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
+    use crate::schedule::plan::{Action, WaitReason};
+
+    fn config() -> Config {
+        Config::parse(
+            std::path::Path::new("ferry.toml"),
+            r#"
+[radio]
+url = "sim:home.toml"
+[[authority]]
+name = "vendor"
+keys = ["2eaf3e1decf7d8b376ee9692a11a9f834d1dd66c3c431ca5ae919ea6dbdf2471"]
+approval = "manual"
+[[owner]]
+name = "landlord"
+uid = 1000
+[[group]]
+name = "flat-1"
+admin = "landlord"
+[[group]]
+name = "flat-2"
+admin = "landlord"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn device(n: u8, group: &str, parent: Parent, now: Timestamp) -> Device {
+        let mut d = Device::discovered(Eui64([2, 0, 0, 0, 0, 0, 0, n]), now);
+        d.transition(Lifecycle::Commissioned, now).unwrap();
+        d.transition(Lifecycle::Active, now).unwrap();
+        let known = |v: &str| Some(Known::new(v.to_owned(), Source::DeviceReport, now));
+        d.group = Some(Known::new(group.to_owned(), Source::Config, now));
+        d.vendor_id = known("v");
+        d.class_id = known("c");
+        d.components.insert("00".into(), Known::new(1, Source::DeviceReport, now));
+        d.battery_percent = Some(Known::new(90, Source::DeviceReport, now));
+        d.free_storage_bytes = Some(Known::new(100_000, Source::DeviceReport, now));
+        d.link = Some(Known::new(LinkQuality { rssi_dbm: -60, lqi: 220, etx: 1.1 }, Source::Rpl, now));
+        d.position = Some(Known::new(Position { parent, hops: 1 }, Source::Rpl, now));
+        d
+    }
+
+    fn offered(now: Timestamp) -> OfferedUpdate {
+        OfferedUpdate {
+            id: "local/app.suit@2".into(),
+            digest: "ab".repeat(32),
+            repository: "local".into(),
+            path: "app.suit".into(),
+            sequence: 2,
+            component: "00".into(),
+            vendor_id: "v".into(),
+            class_id: "c".into(),
+            authority: "vendor".into(),
+            image_bytes: 20_000,
+            accepted_at: now,
+            verified: true,
+        }
+    }
+
+    fn codes(plan: &Plan, n: u8) -> Vec<&'static str> {
+        let entry = plan.entries.iter().find(|e| e.device.0[7] == n).expect("planned");
+        match &entry.action {
+            Action::Wait { reasons, .. } => reasons.iter().map(WaitReason::code).collect(),
+            Action::Start(_) => vec!["start"],
+            _ => vec!["other"],
+        }
+    }
+
+    #[test]
+    fn group_approvals_stored_parents_and_the_fed_mesh_reach_the_planner() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let config = config();
+        let owners = EffectiveSettings::default();
+        let router = Eui64([2, 0, 0, 0, 0, 0, 0, 1]);
+        let devices = vec![
+            device(1, "flat-1", Parent::BorderRouter, now),
+            device(2, "flat-1", Parent::Node(router), now),
+            device(3, "flat-2", Parent::BorderRouter, now),
+        ];
+        let updates = vec![offered(now)];
+        let approvals =
+            vec![Approval { digest: "ab".repeat(32), group: Some("flat-1".into()), uid: 1000, approved_unix_ms: 0 }];
+        let mesh = MeshView::default();
+        let inputs = LiveInputs {
+            config: &config,
+            owners: &owners,
+            devices: &devices,
+            updates: &updates,
+            approvals: &approvals,
+            sessions: &[],
+            mesh: &mesh,
+        };
+        let (state, topology) = plan_input(&inputs, now);
+        assert!(state.devices[0].mains_powered, "a router (from the stored parents) is on mains");
+        let planned = plan(&state, &topology, now);
+        assert_eq!(codes(&planned, 2), ["start"], "approved for its group; a leaf");
+        assert_eq!(codes(&planned, 1), ["subtree-first"], "the router waits for its leaf");
+        assert_eq!(codes(&planned, 3), ["awaiting-approval"], "approved for flat-1 only");
+
+        // The radio side says device 2 now hangs under device 3, asleep most of the time.
+        let mut fed = MeshView::default();
+        fed.topology.set_parent(Eui64([2, 0, 0, 0, 0, 0, 0, 2]), Parent::Node(Eui64([2, 0, 0, 0, 0, 0, 0, 3])));
+        let dc = DutyCycle {
+            period_us: 60e6,
+            anchor_us: 0.0,
+            awake_us: 5000,
+            confidence: 0.9,
+            residual_rms_us: 100.0,
+            wakes_used: 10,
+        };
+        fed.duty_cycles.insert([2, 0, 0, 0, 0, 0, 0, 2], dc);
+        let (state, topology) = plan_input(&LiveInputs { mesh: &fed, ..inputs }, now);
+        assert_eq!(
+            topology.parent(Eui64([2, 0, 0, 0, 0, 0, 0, 2])),
+            Some(Parent::Node(Eui64([2, 0, 0, 0, 0, 0, 0, 3])))
+        );
+        assert_eq!(state.devices[1].wake_period_ms, Some(60_000));
+        assert!(!state.devices[0].mains_powered && state.devices[2].mains_powered);
+    }
+
+    #[test]
+    fn component_names_read_like_devices_report_them() {
+        assert_eq!(component_name(&ComponentId(vec![vec![0]])), "00");
+        assert_eq!(component_name(&ComponentId(vec![b"riot".to_vec(), vec![1, 2]])), "riot/0102");
+    }
+}
