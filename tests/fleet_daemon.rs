@@ -179,7 +179,9 @@ fn building_fleet_is_planned_admitted_retired_and_approved_through_ferryd() {
     assert!(ferry_ok(&socket, &["update", "ls"]).contains("waiting for approval"));
 
     // Every device is in the plan with a next action or a reason a person can read.
+    let asked = Instant::now();
     let before = plan(&socket);
+    eprintln!("ferry plan --json on 100 devices: {} ms end to end", asked.elapsed().as_millis());
     assert_eq!(before.entries.len(), 100, "99 commissioned + the stray");
     for e in &before.entries {
         let explained = match e.action {
