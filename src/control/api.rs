@@ -172,7 +172,9 @@ impl From<&crate::schedule::plan::Plan> for PlanReport {
                         line.summary = match reason {
                             Some(r @ WaitReason::NotNewer { .. }) => format!("up to date: {r}"),
                             Some(r) => format!("no update planned: {r}"),
-                            None => "up to date".to_owned(),
+                            None => {
+                                "up to date (no accepted update is for its vendor, class and components)".to_owned()
+                            }
                         };
                         line.reasons = reason
                             .iter()
