@@ -241,15 +241,28 @@ fn building_fleet_is_planned_admitted_retired_and_approved_through_ferryd() {
     let again = ferry(&socket, &["device", "retire", STRAY]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already retired"));
 
-    // Approval: corridor 1's leaves no longer wait for it, and some start.
-    let approved = ferry_ok(&socket, &["update", "approve", &update.digest[..12]]);
-    assert!(approved.contains("approved local/samr21-xpro/manifest.suit@2 for every group: approved"), "{approved}");
+    // Approval. The occupant's uid may not approve; the landlord approves for corridor 1 only.
+    if me == 0 {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["--socket", socket.to_str().expect("utf-8"), "update", "approve", &update.digest])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("ferry as nobody");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("may not change group"), "{out:?}");
+    }
+    let approved = ferry_ok(&socket, &["update", "approve", &update.digest[..12], "--group", "corridor-1"]);
+    let expected = "approved local/samr21-xpro/manifest.suit@2 for group corridor-1: approved for corridor-1";
+    assert!(approved.contains(expected), "{approved}");
     let after = plan(&socket);
     assert!(!reasons(&after, "corridor-1").iter().any(|c| c == "awaiting-approval"), "{after:?}");
     let starts = after.entries.iter().filter(|e| e.action == PlanAction::Start).count();
     assert!(starts >= 1, "{}", ferry_ok(&socket, &["plan"]));
-    let shown: UpdateList = serde_json::from_str(&ferry_ok(&socket, &["update", "ls", "--json"])).expect("list");
-    assert_eq!(shown.updates[0].approvals[0].uid, me);
+    let listed: UpdateList = serde_json::from_str(&ferry_ok(&socket, &["update", "ls", "--json"])).expect("list");
+    let approval = &listed.updates[0].approvals[0];
+    assert_eq!((approval.uid, approval.group.as_deref()), (me, Some("corridor-1")));
+    let again = ferry_ok(&socket, &["update", "approve", &update.id, "--group", "corridor-1"]);
+    assert!(again.contains("was already approved"), "{again}");
 
     let metrics = scrape(status.metrics_listen);
     assert!(metrics.contains(&format!("ferry_plan_devices{{decision=\"start\"}} {starts}")), "{metrics}");

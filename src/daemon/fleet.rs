@@ -280,13 +280,14 @@ pub(super) async fn compute(shared: &Shared, at: Timestamp) -> Result<PlanReport
     let config = shared.config.borrow().clone();
     let owners = shared.owners.effective();
     let mesh = shared.plan.mesh();
+    let sessions = shared.plan.sessions();
     let inputs = LiveInputs {
         config: &config,
         owners: &owners,
         devices: &fleet,
         updates: &offered,
         approvals: &approvals,
-        sessions: &[],
+        sessions: &sessions,
         mesh: &mesh,
     };
     let (state, topology) = plan_input(&inputs, at);

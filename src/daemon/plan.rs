@@ -4,7 +4,8 @@
 //! accepted manifests (store + verified cache, resolved to [`OfferedUpdate`]s), approvals
 //! (store), groups, windows and policy (ferry.toml and the accepted owners.d files), and the
 //! mesh (a [`MeshView`] the radio/RPL side feeds through [`PlanRoom::feed_mesh`]; until it does,
-//! the parents and duty cycles stored as device facts are used). [`PlanRoom`] recomputes the
+//! the parents and duty cycles stored as device facts are used), and the running sessions (fed by
+//! the delivery engine through [`PlanRoom::feed_sessions`]). [`PlanRoom`] recomputes the
 //! plan on every heartbeat and after every change, and exports `ferry_plan_devices{decision}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -216,6 +217,8 @@ pub(super) struct PlanRoom {
     /// Resolved manifests by envelope digest; an envelope never changes under its digest.
     resolved: Mutex<HashMap<String, Vec<OfferedUpdate>>>,
     mesh: Mutex<Arc<MeshView>>,
+    /// Sessions the delivery engine reports running.
+    sessions: Mutex<Arc<Vec<ActiveSession>>>,
     decisions: IntGaugeVec,
 }
 
@@ -234,6 +237,7 @@ impl PlanRoom {
             policy,
             resolved: Mutex::new(HashMap::new()),
             mesh: Mutex::new(Arc::default()),
+            sessions: Mutex::new(Arc::default()),
             decisions,
         })
     }
@@ -246,6 +250,16 @@ impl PlanRoom {
 
     pub(super) fn mesh(&self) -> Arc<MeshView> {
         self.mesh.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The delivery engine's input: the sessions running now. Replaces the previous list.
+    #[allow(dead_code)] // called once the delivery engine lands in ferryd
+    pub(super) fn feed_sessions(&self, sessions: Vec<ActiveSession>) {
+        *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(sessions);
+    }
+
+    pub(super) fn sessions(&self) -> Arc<Vec<ActiveSession>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Accepted manifests as updates: each envelope is read from the verified cache and judged
