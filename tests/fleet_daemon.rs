@@ -266,4 +266,19 @@ fn building_fleet_is_planned_admitted_retired_and_approved_through_ferryd() {
 
     let metrics = scrape(status.metrics_listen);
     assert!(metrics.contains(&format!("ferry_plan_devices{{decision=\"start\"}} {starts}")), "{metrics}");
+
+    // A device added to ferry.toml is commissioned on SIGHUP; the retired stray stays retired.
+    let added = "02:00:b1:d0:00:00:ff:02";
+    let text = config(&nodes, me).replacen("devices = [", &format!("devices = [\"{added}\", \"{STRAY}\", "), 1);
+    std::fs::write(dir.path().join("ferry.toml"), text).expect("rewrite config");
+    ferryd.signal("HUP");
+    ferryd.wait_log("configuration reloaded");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ferry(&socket, &["device", "show", added]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "never commissioned; log:\n{}", ferryd.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(show(&socket, added).device.lifecycle.as_str(), "commissioned");
+    assert_eq!(show(&socket, STRAY).device.lifecycle.as_str(), "decommissioned");
+    ferryd.wait_log("listed in ferry.toml but retired");
 }
