@@ -101,6 +101,7 @@ impl Fixture {
             urgency,
             verified: true,
             approved: false,
+            approved_groups: Default::default(),
             paused: false,
             available_at: now - SignedDuration::from_hours(30),
         };

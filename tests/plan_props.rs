@@ -141,6 +141,7 @@ fn build(case: &Case) -> World {
         urgency,
         verified: true,
         approved: false,
+        approved_groups: Default::default(),
         paused: false,
         available_at: released,
     };

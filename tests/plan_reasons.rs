@@ -46,6 +46,7 @@ fn update(sequence: u64, urgency: Urgency, image_bytes: u64) -> Update {
         urgency,
         verified: true,
         approved: false,
+        approved_groups: Default::default(),
         paused: false,
         available_at: "2026-11-20T00:00:00Z".parse().unwrap(),
     }

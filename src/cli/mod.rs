@@ -2,6 +2,7 @@
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
 mod cache;
+mod device;
 mod history;
 mod keygen;
 mod manifest;
@@ -12,6 +13,7 @@ mod serve;
 mod sim;
 mod status;
 mod topology;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -64,8 +66,14 @@ enum Command {
     Manifest(manifest::ManifestCommand),
     /// Run a simulated PAN: behind a pty for ferryd (real time), or in virtual time.
     Sim(sim::SimArgs),
-    /// What the scheduler would start now and why the rest waits (offline, from a snapshot).
+    /// What the scheduler starts now and why the rest waits (ferryd's plan, or --snapshot offline).
     Plan(plan::PlanArgs),
+    /// The fleet: list, show, admit and retire devices.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Accepted updates and their approval.
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
     /// Serve one file over CoAP (block-wise) with ferry's endpoint, without a daemon: for
     /// trying a device's fetch, and for scripts/bench-coap.sh.
     CoapServe(serve::ServeArgs),
@@ -143,7 +151,12 @@ impl Cli {
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
             Command::Sim(args) => sim::run(args).await,
-            Command::Plan(args) => plan::run(args),
+            Command::Plan(args) => match &args.snapshot {
+                Some(_) => plan::run(args),
+                None => plan::run_live(&self.client()?, args).await,
+            },
+            Command::Device(command) => device::run(&self.client()?, command).await,
+            Command::Update(command) => update::run(&self.client()?, command).await,
             Command::CoapServe(args) => serve::run(args).await,
             Command::Cache { action } => {
                 let (dir, action) = match action {

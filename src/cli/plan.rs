@@ -1,7 +1,8 @@
-//! `ferry plan --snapshot FILE [--json] [--at TIME]`: what the scheduler would do, offline.
+//! `ferry plan [--json] [--at TIME]`: what ferryd's scheduler does now (`GET /v1/plan`), or with
+//! `--snapshot FILE` what it would do on a snapshot, offline.
 //!
 //! The snapshot holds the whole input (see `crate::schedule::snapshot`); the output is one line
-//! per device with its next action and, when it waits, why. `--json` prints the same
+//! per device with its next action and, when it waits, why. `--json` prints the
 //! [`PlanReport`] the control API's `GET /v1/plan` answers with.
 
 use std::path::PathBuf;
@@ -16,15 +17,27 @@ use crate::schedule::snapshot::Snapshot;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// A snapshot of fleet, updates, groups and sessions (JSON, or TOML).
+    /// Plan offline on a snapshot of fleet, updates, groups and sessions (JSON, or TOML)
+    /// instead of asking ferryd.
     #[arg(long, value_name = "FILE")]
-    pub snapshot: PathBuf,
+    pub snapshot: Option<PathBuf>,
     /// Plan for this instant (RFC 3339 with offset) instead of the snapshot's `at`, or now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Print the plan as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Asks the running ferryd.
+pub async fn run_live(client: &crate::control::client::ControlClient, args: &PlanArgs) -> anyhow::Result<()> {
+    let report = client.plan(args.at.as_deref()).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
@@ -34,10 +47,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
 
 /// The text `ferry plan` prints; `now` is used when neither `--at` nor the snapshot says when.
 pub fn render_for(args: &PlanArgs, now: Timestamp) -> anyhow::Result<String> {
-    let name = args.snapshot.display().to_string();
-    let text = std::fs::read_to_string(&args.snapshot).with_context(|| format!("cannot read snapshot {name}"))?;
+    let snapshot = args.snapshot.as_ref().context("no --snapshot FILE given")?;
+    let name = snapshot.display().to_string();
+    let text = std::fs::read_to_string(snapshot).with_context(|| format!("cannot read snapshot {name}"))?;
     // JSON when the name says so, TOML otherwise.
-    let json = args.snapshot.extension().is_some_and(|e| e == "json");
+    let json = snapshot.extension().is_some_and(|e| e == "json");
     let loaded = Snapshot::parse(&name, &text, json)?.into_state(&name)?;
     let at = match &args.at {
         Some(text) => text

@@ -587,6 +587,23 @@ impl GroupConfig {
     fn default_timezone() -> String {
         "UTC".to_owned()
     }
+
+    /// The listed devices; entries that do not parse are skipped (`Config::parse` refuses them).
+    pub fn device_euis(&self) -> impl Iterator<Item = crate::fleet::Eui64> + '_ {
+        self.devices.iter().filter_map(|text| crate::fleet::device::parse_eui64(text).ok())
+    }
+}
+
+impl Config {
+    /// The `[[group]]` named `name`.
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The `[[owner]]` named `name`.
+    pub fn owner(&self, name: &str) -> Option<&OwnerConfig> {
+        self.owners.iter().find(|o| o.name == name)
+    }
 }
 
 /// A configuration that was read from a file, with the file it came from (SIGHUP re-reads it).
@@ -740,6 +757,19 @@ impl Config {
                     format!("group[{i}].timezone"),
                     format!("`{}` is not a known IANA time zone (like `Europe/Berlin`): {e}", group.timezone),
                 ));
+            }
+        }
+        let mut listed = std::collections::BTreeMap::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            for (d, text) in group.devices.iter().enumerate() {
+                let key = format!("group[{i}].devices[{d}]");
+                let eui = crate::fleet::device::parse_eui64(text).map_err(|e| (key.clone(), e.to_string()))?;
+                if let Some(other) = listed.insert(eui.0, group.name.as_str()) {
+                    return Err((
+                        key,
+                        format!("device {eui} is already listed in group `{other}`; a device has one group"),
+                    ));
+                }
             }
         }
         for (i, owner) in self.owners.iter().enumerate() {

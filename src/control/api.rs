@@ -115,7 +115,7 @@ pub struct PlanReason {
 
 impl From<&crate::schedule::plan::Plan> for PlanReport {
     fn from(plan: &crate::schedule::plan::Plan) -> PlanReport {
-        use crate::schedule::plan::{Action, StartBasis};
+        use crate::schedule::plan::{Action, StartBasis, WaitReason};
         let entries = plan
             .entries
             .iter()
@@ -173,8 +173,11 @@ impl From<&crate::schedule::plan::Plan> for PlanReport {
                     }
                     Action::UpToDate { reason } => {
                         line.summary = match reason {
-                            Some(r) => format!("up to date: {r}"),
-                            None => "up to date".to_owned(),
+                            Some(r @ WaitReason::NotNewer { .. }) => format!("up to date: {r}"),
+                            Some(r) => format!("no update planned: {r}"),
+                            None => {
+                                "up to date (no accepted update is for its vendor, class and components)".to_owned()
+                            }
                         };
                         line.reasons = reason
                             .iter()
@@ -192,4 +195,86 @@ impl From<&crate::schedule::plan::Plan> for PlanReport {
             entries,
         }
     }
+}
+
+/// `GET /v1/devices`: every device ferry knows, with its facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<crate::fleet::Device>,
+}
+
+/// `GET /v1/devices/{eui64}`: one device, its facts (where and when each was learned) and its
+/// audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    pub device: crate::fleet::Device,
+    pub audit: Vec<crate::store::audit::AuditEntry>,
+}
+
+/// The body of `POST /v1/devices/admit` and `POST /v1/devices/retire`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceChange {
+    /// EUI-64, `00:11:…:77` or 16 hex digits.
+    pub eui64: String,
+    /// Admit: the group to put the device in (default: the group it has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// What an admission or retirement did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceChanged {
+    pub device: crate::fleet::Device,
+    /// False when nothing had to change (already admitted in that group).
+    pub changed: bool,
+    /// One line for people.
+    pub message: String,
+}
+
+/// `GET /v1/updates`: accepted manifests as the scheduler offers them, with their approvals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateList {
+    pub updates: Vec<UpdateLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateLine {
+    /// `repository/path@sequence`, as `ferry plan` names it.
+    pub id: String,
+    /// Hex SHA-256 of the envelope.
+    pub digest: String,
+    pub repository: String,
+    pub path: String,
+    pub sequence: u64,
+    pub component: String,
+    pub vendor_id: String,
+    pub class_id: String,
+    /// The authority whose signatures it carries (empty when the policy no longer accepts it).
+    pub authority: String,
+    /// `automatic` or `manual` (needs `ferry update approve`).
+    pub approval_mode: crate::schedule::plan::ApprovalMode,
+    pub image_bytes: u64,
+    /// RFC 3339.
+    pub accepted_at: String,
+    pub verified: bool,
+    pub approvals: Vec<crate::store::approvals::Approval>,
+    /// One line for people: `automatic`, `approved`, `approved for flat-1`, `waiting for approval`.
+    pub status: String,
+}
+
+/// The body of `POST /v1/updates/approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproveRequest {
+    /// The envelope digest (or a unique prefix of at least 8 hex digits), or the update id.
+    pub update: String,
+    /// Approve for this group only; default every group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approved {
+    pub update: UpdateLine,
+    /// False when it was already approved for that scope.
+    pub added: bool,
 }

@@ -2,14 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::net::UnixStream;
 
-use super::api::{StatusReport, TopologyReport};
+use super::api::{
+    ApproveRequest, Approved, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, StatusReport,
+    TopologyReport, UpdateList,
+};
 use super::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,60 @@ impl ControlClient {
         self.get("/v1/topology").await
     }
 
+    /// The plan for now, or for `at` (RFC 3339).
+    pub async fn plan(&self, at: Option<&str>) -> Result<PlanReport, ClientError> {
+        match at {
+            None => self.get("/v1/plan").await,
+            Some(at) => {
+                let query: String = url::form_urlencoded::Serializer::new(String::new()).append_pair("at", at).finish();
+                self.get(&format!("/v1/plan?{query}")).await
+            }
+        }
+    }
+
+    pub async fn devices(&self) -> Result<DeviceList, ClientError> {
+        self.get("/v1/devices").await
+    }
+
+    pub async fn device(&self, eui64: &str) -> Result<DeviceReport, ClientError> {
+        // Canonical `00:11:…` text is path-safe; anything else is refused here, before sending.
+        let eui = crate::fleet::device::parse_eui64(eui64)
+            .map_err(|e| ClientError::Api(super::ApiError { status: 400, message: e.to_string() }))?;
+        self.get(&format!("/v1/devices/{eui}")).await
+    }
+
+    pub async fn admit(&self, change: &DeviceChange) -> Result<DeviceChanged, ClientError> {
+        self.post("/v1/devices/admit", change).await
+    }
+
+    pub async fn retire(&self, change: &DeviceChange) -> Result<DeviceChanged, ClientError> {
+        self.post("/v1/devices/retire", change).await
+    }
+
+    pub async fn updates(&self) -> Result<UpdateList, ClientError> {
+        self.get("/v1/updates").await
+    }
+
+    pub async fn approve(&self, request: &ApproveRequest) -> Result<Approved, ClientError> {
+        self.post("/v1/updates/approve", request).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(Request::get(path), Vec::new()).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ClientError::Protocol { path: self.path.clone(), message: e.to_string() })?;
+        let request = Request::post(path).header(hyper::header::CONTENT_TYPE, "application/json");
+        self.send(request, body).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: hyper::http::request::Builder,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
         let protocol = |message: String| ClientError::Protocol { path: self.path.clone(), message };
         let stream = UnixStream::connect(&self.path)
             .await
@@ -50,9 +107,9 @@ impl ControlClient {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(e.to_string()))?;
         let driver = tokio::spawn(connection);
-        let request = Request::get(path)
+        let request = request
             .header(hyper::header::HOST, "ferry")
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| protocol(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| protocol(e.to_string()))?;
         let status = response.status();

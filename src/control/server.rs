@@ -14,8 +14,14 @@ use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::api::{StatusReport, TopologyReport};
+use super::api::{
+    ApproveRequest, Approved, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest,
+    StatusReport, TopologyReport, UpdateList,
+};
 use super::ApiError;
+
+/// Largest request body the control socket reads.
+const MAX_BODY: usize = 64 * 1024;
 
 /// Who is asking, from the kernel (SO_PEERCRED), not from anything the client says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +32,27 @@ pub struct Peer {
 }
 
 /// What the daemon answers on the control socket.
+///
+/// Reads are open to every local user; changes check the peer's rights (see `fleet::rights`).
 pub trait ControlApi: Send + Sync + 'static {
+    /// `GET /v1/status`
     fn status(&self, peer: Peer) -> impl Future<Output = Result<StatusReport, ApiError>> + Send;
     /// The DODAG and the neighbours heard; 503 while the radio has not come up yet.
     fn topology(&self, peer: Peer) -> impl Future<Output = Result<TopologyReport, ApiError>> + Send;
+    /// `GET /v1/plan[?at=RFC3339]`
+    fn plan(&self, peer: Peer, request: PlanRequest) -> impl Future<Output = Result<PlanReport, ApiError>> + Send;
+    /// `GET /v1/devices`
+    fn devices(&self, peer: Peer) -> impl Future<Output = Result<DeviceList, ApiError>> + Send;
+    /// `GET /v1/devices/{eui64}`
+    fn device(&self, peer: Peer, eui64: String) -> impl Future<Output = Result<DeviceReport, ApiError>> + Send;
+    /// `POST /v1/devices/admit`
+    fn admit(&self, peer: Peer, change: DeviceChange) -> impl Future<Output = Result<DeviceChanged, ApiError>> + Send;
+    /// `POST /v1/devices/retire`
+    fn retire(&self, peer: Peer, change: DeviceChange) -> impl Future<Output = Result<DeviceChanged, ApiError>> + Send;
+    /// `GET /v1/updates`
+    fn updates(&self, peer: Peer) -> impl Future<Output = Result<UpdateList, ApiError>> + Send;
+    /// `POST /v1/updates/approve`
+    fn approve(&self, peer: Peer, request: ApproveRequest) -> impl Future<Output = Result<Approved, ApiError>> + Send;
 }
 
 /// A bound control socket. The socket file is removed when the server is dropped.
@@ -110,12 +133,59 @@ impl Drop for ControlServer {
 
 async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>) -> Response<Full<Bytes>> {
     tracing::debug!(uid = peer.uid, method = %request.method(), path = request.uri().path(), "control request");
-    match (request.method(), request.uri().path()) {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    match (&method, path.as_str()) {
         (&Method::GET, "/v1/status") => respond(api.status(peer).await),
         (&Method::GET, "/v1/topology") => respond(api.topology(peer).await),
-        (_, "/v1/status" | "/v1/topology") => error(ApiError { status: 405, message: "use GET".into() }),
+        (&Method::GET, "/v1/plan") => {
+            let at =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "at").map(|(_, v)| v.into_owned());
+            respond(api.plan(peer, PlanRequest { at }).await)
+        }
+        (&Method::GET, "/v1/devices") => respond(api.devices(peer).await),
+        (&Method::GET, device) if device.starts_with("/v1/devices/") => {
+            // Clients that escape the colons send `%3A`.
+            let eui = device.trim_start_matches("/v1/devices/").replace("%3A", ":").replace("%3a", ":");
+            respond(api.device(peer, eui).await)
+        }
+        (&Method::POST, "/v1/devices/admit") => match body(request).await {
+            Ok(change) => respond(api.admit(peer, change).await),
+            Err(e) => error(e),
+        },
+        (&Method::POST, "/v1/devices/retire") => match body(request).await {
+            Ok(change) => respond(api.retire(peer, change).await),
+            Err(e) => error(e),
+        },
+        (&Method::GET, "/v1/updates") => respond(api.updates(peer).await),
+        (&Method::POST, "/v1/updates/approve") => match body(request).await {
+            Ok(approve) => respond(api.approve(peer, approve).await),
+            Err(e) => error(e),
+        },
+        (_, "/v1/status" | "/v1/topology" | "/v1/plan" | "/v1/devices" | "/v1/updates") => {
+            error(ApiError { status: 405, message: "use GET".into() })
+        }
+        (_, "/v1/devices/admit" | "/v1/devices/retire" | "/v1/updates/approve") => {
+            error(ApiError { status: 405, message: "use POST".into() })
+        }
         (_, path) => error(ApiError { status: 404, message: format!("no control endpoint {path}") }),
     }
+}
+
+/// A JSON request body, at most [`MAX_BODY`] bytes.
+async fn body<T: serde::de::DeserializeOwned>(request: Request<Incoming>) -> Result<T, ApiError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| ApiError {
+            status: 400,
+            message: format!("cannot read the request body (at most {MAX_BODY} bytes): {e}"),
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ApiError { status: 400, message: format!("bad request body: {e}") })
 }
 
 fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response<Full<Bytes>> {

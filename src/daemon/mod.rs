@@ -5,10 +5,12 @@
 //! bound addresses before serving.
 
 mod coap;
+mod fleet;
 pub mod logging;
 pub mod net;
 mod notify;
 mod owners;
+pub mod plan;
 mod radio;
 mod repos;
 mod status;
@@ -81,6 +83,8 @@ impl Daemon {
         owners.reload(&config);
         let rooms = CancellationToken::new();
         let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
+        let plan = plan::PlanRoom::new(repos.cache(), repos.policy(), metrics.registry())?;
+        let config = watch::Sender::new(Arc::new(config));
 
         let shared = Arc::new(status::Shared {
             started: Instant::now(),
@@ -92,12 +96,17 @@ impl Daemon {
             coap_listen: coap.as_ref().map(|c| c.local_addrs()).unwrap_or_default(),
             radio,
             owners,
+            config: config.subscribe(),
+            plan,
         });
+        let current = config.borrow().clone();
+        fleet::commission_from_config(&shared, current).await;
+        shared.replan().await;
         Ok(Daemon {
             shared,
             _rooms_guard: rooms.clone().drop_guard(),
             rooms,
-            config: watch::Sender::new(Arc::new(config)),
+            config,
             metrics_server,
             control_server,
             coap,
@@ -154,7 +163,13 @@ impl Daemon {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = hangup.recv() => reload(&shared, &config, log.as_ref()),
+                _ = hangup.recv() => {
+                    if reload(&shared, &config, log.as_ref()) {
+                        let current = config.borrow().clone();
+                        fleet::commission_from_config(&shared, current).await;
+                    }
+                    shared.replan().await;
+                }
                 _ = heartbeat.tick() => {
                     // The watchdog is only fed while the daemon can still write its state and
                     // the radio has not been gone for longer than the configured grace.
@@ -163,7 +178,9 @@ impl Daemon {
                     if radio_lost {
                         tracing::error!(grace_s = grace.as_secs(), detail = shared.radio.state().detail, "the radio has been unreachable too long; withholding the watchdog");
                     }
-                    shared.owners.reload(&config.borrow());
+                    let current = config.borrow().clone();
+                    shared.owners.reload(&current);
+                    shared.replan().await;
                     if beat(&shared).await && !radio_lost {
                         notifier.watchdog();
                         let status = shared.summary();
@@ -212,18 +229,18 @@ async fn beat(shared: &status::Shared) -> bool {
     }
 }
 
-/// SIGHUP: read the file again; a bad file changes nothing.
-fn reload(shared: &status::Shared, config: &watch::Sender<Arc<Config>>, log: Option<&logging::LogHandle>) {
+/// SIGHUP: read the file again; a bad file changes nothing. True when the new file is in force.
+fn reload(shared: &status::Shared, config: &watch::Sender<Arc<Config>>, log: Option<&logging::LogHandle>) -> bool {
     let Some(path) = shared.config_path.as_deref() else {
         tracing::warn!("SIGHUP ignored: this ferryd was not started from a config file");
-        return;
+        return false;
     };
     let new = match LoadedConfig::load(path) {
         Ok(loaded) => loaded.config,
         Err(e) => {
             shared.metrics.config_reload_failures_total.inc();
             tracing::error!(error = %e, "configuration reload refused; the previous configuration stays in force");
-            return;
+            return false;
         }
     };
     let old = config.borrow().clone();
@@ -246,6 +263,7 @@ fn reload(shared: &status::Shared, config: &watch::Sender<Arc<Config>>, log: Opt
     config.send_replace(Arc::new(new));
     shared.metrics.config_reloads_total.inc();
     tracing::info!(config = %path.display(), "configuration reloaded");
+    true
 }
 
 /// Wall-clock time for records in the store; the daemon shell is where clocks are read.

@@ -72,6 +72,16 @@ impl ReposRoom {
         Ok(ReposRoom { repositories, cache, policy, metrics, exported, manifests, store: store.clone() })
     }
 
+    /// The verified cache, shared with the planner.
+    pub(super) fn cache(&self) -> BlobCache {
+        self.cache.clone()
+    }
+
+    /// The trust policy built from `[[authority]]`.
+    pub(super) fn policy(&self) -> Arc<Policy> {
+        self.policy.clone()
+    }
+
     pub(super) async fn serve(self, shutdown: CancellationToken) {
         let ReposRoom { repositories, cache, policy, metrics, exported, manifests, store } = self;
         let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);

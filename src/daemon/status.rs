@@ -5,7 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::control::api::{Counts, RadioStatus, StatusReport, StoreStatus, TopologyReport};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::control::api::{
+    ApproveRequest, Approved, Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest,
+    RadioStatus, StatusReport, StoreStatus, TopologyReport, UpdateList,
+};
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
 use crate::store::{runs, Store};
@@ -20,6 +26,9 @@ pub(super) struct Shared {
     pub coap_listen: Vec<SocketAddr>,
     pub radio: super::radio::RadioRoom,
     pub owners: super::owners::OwnersRoom,
+    /// The configuration in force (replaced on SIGHUP).
+    pub config: watch::Receiver<Arc<Config>>,
+    pub plan: super::plan::PlanRoom,
 }
 
 impl Shared {
@@ -27,6 +36,14 @@ impl Shared {
     pub fn summary(&self) -> String {
         let radio = self.radio.state();
         format!("radio {}, metrics on {}", if radio.up { "up" } else { "down" }, self.metrics_listen)
+    }
+
+    /// Plans for now again (heartbeat, and after every change) and exports the decisions.
+    pub async fn replan(&self) {
+        match super::fleet::compute(self, jiff::Timestamp::now()).await {
+            Ok(report) => self.plan.export(&report),
+            Err(e) => tracing::warn!("cannot plan: {e}"),
+        }
     }
 }
 
@@ -74,6 +91,34 @@ impl ControlApi for DaemonApi {
             status: 503,
             message: "the radio has not come up yet, so there is no LoWPAN to show; see `ferry status`".into(),
         })
+    }
+
+    async fn plan(&self, _peer: Peer, request: PlanRequest) -> Result<PlanReport, ApiError> {
+        super::fleet::plan(&self.0, request).await
+    }
+
+    async fn devices(&self, _peer: Peer) -> Result<DeviceList, ApiError> {
+        super::fleet::list(&self.0).await
+    }
+
+    async fn device(&self, _peer: Peer, eui64: String) -> Result<DeviceReport, ApiError> {
+        super::fleet::show(&self.0, eui64).await
+    }
+
+    async fn admit(&self, peer: Peer, change: DeviceChange) -> Result<DeviceChanged, ApiError> {
+        super::fleet::admit(&self.0, peer, change).await
+    }
+
+    async fn retire(&self, peer: Peer, change: DeviceChange) -> Result<DeviceChanged, ApiError> {
+        super::fleet::retire(&self.0, peer, change).await
+    }
+
+    async fn updates(&self, _peer: Peer) -> Result<UpdateList, ApiError> {
+        super::fleet::updates(&self.0).await
+    }
+
+    async fn approve(&self, peer: Peer, request: ApproveRequest) -> Result<Approved, ApiError> {
+        super::fleet::approve(&self.0, peer, request).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! Devices, owners, groups and leases; learned duty cycles and the mesh topology.
 
+pub mod commission;
 pub mod device;
 pub mod duty_cycle;
 pub mod owners;
+pub mod rights;
 pub mod topology;
 
 pub use device::{Device, Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};

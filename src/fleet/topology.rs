@@ -98,6 +98,11 @@ impl InMemoryTopology {
         }
     }
 
+    /// Every device with a known parent, in EUI-64 order.
+    pub fn parents(&self) -> impl Iterator<Item = (Eui64, Parent)> + '_ {
+        self.parents.iter().map(|(eui, parent)| (Eui64(*eui), *parent))
+    }
+
     pub fn from_parents(parents: impl IntoIterator<Item = (Eui64, Parent)>) -> InMemoryTopology {
         let mut topology = InMemoryTopology::new();
         for (device, parent) in parents {

@@ -94,9 +94,12 @@ pub struct Update {
     pub urgency: Urgency,
     #[serde(default = "yes")]
     pub verified: bool,
-    /// An operator approved it (`ferry update approve`).
+    /// An operator approved it for every group (`ferry update approve`).
     #[serde(default)]
     pub approved: bool,
+    /// Groups an operator approved it for (`ferry update approve --group G`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub approved_groups: BTreeSet<String>,
     #[serde(default)]
     pub paused: bool,
     /// When ferry accepted it; the deferral deadline counts from here.
@@ -429,6 +432,9 @@ impl fmt::Display for WaitReason {
             WaitReason::AwaitingApproval { authority, update } => {
                 write!(f, "awaiting approval (authority {authority}: ferry update approve {update})")
             }
+            WaitReason::NotActive { lifecycle: Lifecycle::Discovered } => {
+                f.write_str("device is discovered, not admitted (ferry device admit)")
+            }
             WaitReason::NotActive { lifecycle } => write!(f, "device is {lifecycle}, not active"),
             WaitReason::UnknownGroup { group } => write!(f, "group `{group}` is not configured"),
             WaitReason::OutsideWindow { opens: Some(t) } => write!(f, "outside window until {t}"),
@@ -603,7 +609,8 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     });
     let pending: BTreeSet<[u8; 8]> = candidates.iter().map(|c| c.start.device.0).collect();
     let mut busy: BTreeSet<[u8; 8]> = busy_devices.keys().copied().collect();
-    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).sum();
+    // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0 %".
+    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).fold(0.0, |a, b| a + b);
     let budget = state.pan.air_time_budget;
     let session_ends: BTreeMap<[u8; 8], Timestamp> =
         state.sessions.iter().map(|s| (s.device.0, s.expected_end)).collect();
@@ -706,6 +713,10 @@ fn check_device(
     device: &PlanDevice,
     now: Timestamp,
 ) -> DeviceCheck {
+    // Unknown and retired devices get no updates, whatever else is known about them.
+    if matches!(device.lifecycle, Lifecycle::Discovered | Lifecycle::Decommissioned) {
+        return DeviceCheck::Nothing(Some(WaitReason::NotActive { lifecycle: device.lifecycle }));
+    }
     let (Some(vendor), Some(class)) = (&device.vendor_id, &device.class_id) else {
         return DeviceCheck::Nothing(Some(WaitReason::Unknown { fact: Fact::Identity }));
     };
@@ -744,7 +755,7 @@ fn check_device(
         reasons.push(WaitReason::Paused);
     }
     let mode = state.authorities.get(&update.authority).copied().unwrap_or(ApprovalMode::Manual);
-    if mode == ApprovalMode::Manual && !update.approved {
+    if mode == ApprovalMode::Manual && !update.approved && !update.approved_groups.contains(&device.group) {
         reasons.push(WaitReason::AwaitingApproval { authority: update.authority.clone(), update: update.id.clone() });
     }
     if device.lifecycle != Lifecycle::Active {

@@ -185,6 +185,19 @@ pub fn transition(
     Ok(Some(Ok(device)))
 }
 
+/// Forgets what ferry learned about a retired device: every fact (keys, owner and group links)
+/// and its installed components. The lifecycle row stays, and the audit log keeps the record.
+/// The delivery room's pending sessions (migration 5) are to be dropped here too once they are
+/// stored.
+pub fn forget(conn: &mut Connection, eui64: Eui64) -> Result<usize, DeviceStoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let eui = &eui64.0[..];
+    let mut forgotten = tx.execute("DELETE FROM fleet_facts WHERE eui64 = ?1", params![eui])?;
+    forgotten += tx.execute("DELETE FROM device_components WHERE device_eui64 = ?1", params![eui])?;
+    tx.commit()?;
+    Ok(forgotten)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

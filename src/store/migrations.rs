@@ -1,16 +1,32 @@
-//! Versioned schema migrations, tracked in `PRAGMA user_version`. Each step runs in one
-//! transaction with its version bump, so a crash mid-migration leaves the previous version.
-//! Append new steps; never edit a released one.
+//! Versioned schema migrations. Each step has a fixed number and runs in one transaction with
+//! its bookkeeping, so a crash mid-migration leaves the previous state. Never edit a released
+//! step; add a new number.
+//!
+//! Rooms developed side by side reserve numbers, so a build may lack a number below its highest
+//! (e.g. 6 without 5). Applied numbers are recorded one row each in `store_migrations`, and every
+//! missing step runs in number order, so a database written by such a build takes the missing
+//! step later. `PRAGMA user_version` holds the highest applied number (for `ferry status` and
+//! for refusing a database from a newer ferry). Databases from before `store_migrations` count
+//! every number up to their `user_version` as applied.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+/// One schema step and the number it is known by.
+struct Migration {
+    version: i64,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
     // 1: the daemon's own bookkeeping.
-    "CREATE TABLE meta (
+    Migration {
+        version: 1,
+        sql: "CREATE TABLE meta (
          key   TEXT PRIMARY KEY,
          value TEXT NOT NULL
      ) STRICT;
@@ -28,10 +44,13 @@ const MIGRATIONS: &[&str] = &[
          action      TEXT    NOT NULL,
          detail      TEXT    NOT NULL
      ) STRICT;",
+    },
     // 2: anti-rollback. The highest sequence number accepted per (vendor, class, component),
     // and the one each device reports installed. IDs are raw bytes; component IDs are their
     // CBOR encoding, so multi-segment IDs compare exactly.
-    "CREATE TABLE sequence_accepted (
+    Migration {
+        version: 2,
+        sql: "CREATE TABLE sequence_accepted (
          vendor_id     BLOB    NOT NULL,
          class_id      BLOB    NOT NULL,
          component_id  BLOB    NOT NULL,
@@ -46,10 +65,13 @@ const MIGRATIONS: &[&str] = &[
          at_unix_ms    INTEGER NOT NULL,
          PRIMARY KEY (device_eui64, component_id)
      ) STRICT;",
+    },
     // 3 (plan branch): the fleet. One row per device with its lifecycle; every fact ferry knows
     // about it in `fleet_facts`, keyed by fact name, with its value as JSON, its source and when
     // it was learned (see `store::devices`).
-    "CREATE TABLE fleet_devices (
+    Migration {
+        version: 3,
+        sql: "CREATE TABLE fleet_devices (
          eui64              BLOB    PRIMARY KEY CHECK (length(eui64) = 8),
          lifecycle          TEXT    NOT NULL
                             CHECK (lifecycle IN ('discovered', 'commissioned', 'active', 'decommissioned')),
@@ -63,11 +85,24 @@ const MIGRATIONS: &[&str] = &[
          learned_unix_ms  INTEGER NOT NULL,
          PRIMARY KEY (eui64, fact)
      ) STRICT;",
+    },
     // 4: the repository cache (see `store::cache`).
-    REPO_CACHE,
+    Migration { version: 4, sql: REPO_CACHE },
     // 5: delivery sessions (see `store::sessions`).
-    SESSIONS,
+    Migration { version: 5, sql: SESSIONS },
+    // 6: operators' approvals of updates (see `store::approvals`).
+    Migration { version: 6, sql: UPDATE_APPROVALS },
 ];
+
+/// `ferry update approve`: who approved which accepted manifest (by envelope digest), for one
+/// group or (`group_name` empty) for all.
+const UPDATE_APPROVALS: &str = "CREATE TABLE update_approvals (
+         digest            TEXT    NOT NULL,     -- lowercase hex SHA-256 of the envelope
+         group_name        TEXT    NOT NULL,     -- '' approves it for every group
+         uid               INTEGER NOT NULL,
+         approved_unix_ms  INTEGER NOT NULL,
+         PRIMARY KEY (digest, group_name)
+     ) STRICT;";
 
 /// The `deliver` room's sessions and their audit trail (see `store::sessions`). One row per
 /// session, rewritten at every transition; one event row per transition, never rewritten.
@@ -141,9 +176,9 @@ const REPO_CACHE: &str = "CREATE TABLE cache_blobs (
          PRIMARY KEY (repository, path)
      ) STRICT;";
 
-/// The schema version this build writes.
+/// The schema version this build writes: its highest migration number.
 pub fn latest() -> i64 {
-    MIGRATIONS.len() as i64
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -151,12 +186,76 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
     if found > latest() {
         return Err(StoreError::TooNew { path: path.to_owned(), found, known: latest() });
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let tracked: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'store_migrations'",
+        [],
+        |row| row.get(0),
+    )?;
+    let applied: BTreeSet<i64> = if tracked {
+        let mut stmt = conn.prepare("SELECT version FROM store_migrations")?;
+        let versions = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        versions
+    } else {
+        // Before per-step bookkeeping, versions were applied contiguously up to user_version.
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.execute_batch(
+            "CREATE TABLE store_migrations (version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL) STRICT;",
+        )?;
+        for version in MIGRATIONS.iter().map(|m| m.version).filter(|v| *v <= found) {
+            tx.execute("INSERT INTO store_migrations (version, applied_unix_ms) VALUES (?1, 0)", [version])?;
+        }
         tx.commit()?;
-        tracing::info!(db = %path.display(), version = version + 1, "applied store migration");
+        MIGRATIONS.iter().map(|m| m.version).filter(|v| *v <= found).collect()
+    };
+    let mut pending: Vec<&Migration> = MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)).collect();
+    pending.sort_by_key(|m| m.version);
+    for migration in pending {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration.sql)?;
+        tx.execute(
+            "INSERT INTO store_migrations (version, applied_unix_ms) VALUES (?1, ?2)",
+            [migration.version, unix_ms_now()],
+        )?;
+        let highest: i64 = tx.query_row("SELECT max(version) FROM store_migrations", [], |row| row.get(0))?;
+        tx.pragma_update(None, "user_version", highest)?;
+        tx.commit()?;
+        tracing::info!(db = %path.display(), version = migration.version, "applied store migration");
     }
     Ok(())
+}
+
+/// When a step ran, for the bookkeeping row only.
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_lower_step_runs_after_a_higher_one() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        // As if this database had been written by a build without step 4.
+        conn.execute("DELETE FROM store_migrations WHERE version = 4", []).unwrap();
+        conn.execute_batch("DROP TABLE cache_blobs; DROP TABLE cache_pins; DROP TABLE cache_rejections; DROP TABLE repo_state; DROP TABLE repo_manifests;").unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM cache_blobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, latest());
+    }
+
+    #[test]
+    fn a_database_from_before_the_bookkeeping_keeps_its_steps() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for m in MIGRATIONS.iter().filter(|m| m.version <= 3) {
+            conn.execute_batch(m.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let applied: i64 = conn.query_row("SELECT count(*) FROM store_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(applied, MIGRATIONS.len() as i64);
+    }
 }

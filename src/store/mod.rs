@@ -5,6 +5,8 @@
 //! the answer, so no lock is ever held across an `.await` and writes are naturally serialised.
 //! A lock file keeps a second ferryd away from the same state dir.
 
+pub mod approvals;
+pub mod audit;
 pub mod cache;
 pub mod devices;
 mod lock;
