@@ -39,8 +39,8 @@ use super::rng::Rng;
 use super::scenario::{Failures, Processing};
 use super::stack::{parse_coap_url, NodeStack, Peer, StackConfig};
 use crate::coap::{
-    self, content_format, BlockOpt, Code, Event, FetchOptions, Method, Outcome, Request, RequestId, Resource,
-    Response, Router, StaticResource,
+    self, content_format, BlockOpt, Code, Event, FetchOptions, Method, Outcome, Request, RequestId, Resource, Response,
+    Router, StaticResource,
 };
 use crate::suit::{Digest, DigestAlg, Envelope, Identifier, PublicKey};
 
@@ -215,9 +215,15 @@ pub enum UpdateOutcome {
     /// Still fetching, checking or rebooting.
     InProgress,
     /// The new image runs from `slot`.
-    Installed { slot: u8 },
-    Failed { error: UpdateError },
-    Refused { reason: Refusal },
+    Installed {
+        slot: u8,
+    },
+    Failed {
+        error: UpdateError,
+    },
+    Refused {
+        reason: Refusal,
+    },
 }
 
 /// One trigger and what came of it, in medium µs.
@@ -299,19 +305,8 @@ struct Target {
 
 enum Job {
     Idle,
-    Manifest {
-        record: usize,
-        request: RequestId,
-    },
-    Payload {
-        record: usize,
-        target: Target,
-        request: RequestId,
-        block: u32,
-        szx: u8,
-        written: u64,
-        hasher: Sha256,
-    },
+    Manifest { record: usize, request: RequestId },
+    Payload { record: usize, target: Target, request: RequestId, block: u32, szx: u8, written: u64, hasher: Sha256 },
 }
 
 /// What happens when the current reboot ends.

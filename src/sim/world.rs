@@ -59,10 +59,10 @@ use super::medium::{Delivery, Medium, MediumError, NodeConfig, NodeEvent, NodeId
 use super::pcap::PcapWriter;
 use super::rcp_node::RcpNode;
 use super::riot::{riot_test_key, Costs, NodeTruth, RiotConfig, RiotNode};
-use super::scenario::NodeSpec;
-use super::stack::StackConfig;
 use super::rng::Rng;
+use super::scenario::NodeSpec;
 use super::scenario::{DutyCycle, Role, Scenario, GATEWAY};
+use super::stack::StackConfig;
 use super::timing::Timing;
 
 /// Bytes of HDLC waiting for a slow host before whole frames are dropped (a UART overrun).
