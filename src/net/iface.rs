@@ -140,6 +140,8 @@ pub struct Interface {
     rpl: Option<RplRoot>,
     rx: VecDeque<UdpDatagram>,
     regs: BTreeMap<Ipv6Addr, Registration>,
+    /// Where a node sends what is not on its link (its RPL parent or the border router).
+    default_router: Option<MacAddr>,
     tag: u16,
     stats: InterfaceStats,
 }
@@ -153,6 +155,7 @@ impl Interface {
             cfg,
             rx: VecDeque::new(),
             regs: BTreeMap::new(),
+            default_router: None,
             tag: 0,
             stats: InterfaceStats::default(),
         }
@@ -235,7 +238,24 @@ impl Interface {
             return Some(r.mac);
         }
         let on_link = ipv6::is_link_local(dst) || self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
-        on_link.then(|| ipv6::mac_from_iid(&ipv6::iid(dst)))
+        if on_link {
+            return Some(ipv6::mac_from_iid(&ipv6::iid(dst)));
+        }
+        self.default_router
+    }
+
+    /// A node's default route: datagrams for destinations off its link (outside the prefix and
+    /// not registered) go to this neighbour, as a 6LN sends them to its router (RFC 6775 §5.6).
+    pub fn set_default_router(&mut self, router: Option<MacAddr>) {
+        self.default_router = router;
+    }
+
+    /// A neighbour known by configuration (like `ip neigh add ... nud permanent`), e.g. a
+    /// sleepy child whose polls come from its short address: it never expires.
+    pub fn add_neighbor(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr) {
+        // About 136 years: "never" without risking an Instant overflow.
+        let expires = now + Duration::from_secs(u64::from(u32::MAX));
+        self.regs.insert(addr, Registration { mac, expires });
     }
 
     /// Registered addresses and the MAC address each was registered with.

@@ -64,6 +64,23 @@ pub trait Upper: Send {
     }
     /// Called at or after the time `poll_timeout` named (early calls are harmless).
     fn handle_timeout(&mut self, _now_us: u64) {}
+    /// A sleepy device stays awake and polls its parent back to back while this is true (a
+    /// transfer is running); it returns to its duty cycle afterwards.
+    fn keep_awake(&self) -> bool {
+        false
+    }
+    /// The device is not running (rebooting): its radio is off until this turns false, which
+    /// happens at a time `poll_timeout` names.
+    fn radio_silent(&self) -> bool {
+        false
+    }
+    /// The concrete upper layer, for ground-truth queries ([`Device::upper_as`]).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// The upper layer of a device with nothing above its MAC.
@@ -160,6 +177,8 @@ pub struct Device {
     armed: Vec<u64>,
     wakes: VecDeque<WakeRecord>,
     awake_since: u64,
+    /// The upper layer asked for radio silence (a reboot).
+    silent: bool,
     stats: DeviceStats,
 }
 
@@ -191,6 +210,7 @@ impl Device {
             armed: Vec::new(),
             wakes: VecDeque::new(),
             awake_since: 0,
+            silent: false,
             stats: DeviceStats::default(),
         }
     }
@@ -223,6 +243,15 @@ impl Device {
 
     pub fn upper_mut(&mut self) -> &mut dyn Upper {
         &mut *self.upper
+    }
+
+    /// The upper layer as its concrete type, if it is a `T`.
+    pub fn upper_as<T: 'static>(&self) -> Option<&T> {
+        self.upper.as_any()?.downcast_ref()
+    }
+
+    pub fn upper_as_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.upper.as_any_mut()?.downcast_mut()
     }
 
     /// Sets up the node's MAC and radio, and the first wake at a random phase.
@@ -280,11 +309,43 @@ impl Device {
     /// Collects the upper layer's frames, starts the next transmission and arms the timer.
     pub fn poll(&mut self, m: &mut Medium) {
         let now = m.now();
-        while let Some(frame) = self.upper.poll_transmit(now) {
+        self.follow_upper_power(m, now);
+        // Take only what fits: the upper layer keeps the rest queued.
+        while self.txq.len() < TX_QUEUE_LEN {
+            let Some(frame) = self.upper.poll_transmit(now) else { break };
             self.enqueue_upper(m, &frame);
         }
-        self.start_tx(m);
+        if !self.silent {
+            self.start_tx(m);
+        }
         self.arm(m);
+    }
+
+    /// Radio off while the upper layer reboots; awake while it wants to be.
+    fn follow_upper_power(&mut self, m: &mut Medium, now: u64) {
+        let silent = self.upper.radio_silent();
+        if silent && !self.silent {
+            self.silent = true;
+            self.poll_wanted = false;
+            self.txq.clear();
+            let _ = m.sleep(self.node);
+            if self.is_sleepy() && self.sleep != Sleep::Asleep {
+                self.go_to_sleep(m, now);
+            }
+            self.sleep = Sleep::Asleep;
+        } else if !silent && self.silent {
+            self.silent = false;
+            match self.p.duty_cycle {
+                DutyCycle::AlwaysOn => {
+                    let _ = m.receive(self.node, self.p.channel);
+                }
+                // A booted sleepy node polls its parent first thing.
+                DutyCycle::Sleepy { .. } => self.wake(m, now),
+            }
+        }
+        if !self.silent && self.is_sleepy() && self.sleep == Sleep::Asleep && self.upper.keep_awake() {
+            self.wake(m, now);
+        }
     }
 
     fn enqueue_upper(&mut self, m: &mut Medium, frame: &[u8]) {
@@ -352,7 +413,7 @@ impl Device {
             }
         }
         match self.sleep {
-            Sleep::Asleep if self.is_sleepy() && self.next_wake <= now => self.wake(m, now),
+            Sleep::Asleep if self.is_sleepy() && !self.silent && self.next_wake <= now => self.wake(m, now),
             Sleep::Listening { until } if until <= now => self.go_to_sleep(m, now),
             Sleep::AwaitPending { until } if until <= now => {
                 self.stats.pending_timeouts += 1;
@@ -422,6 +483,12 @@ impl Device {
 
     fn go_to_sleep(&mut self, m: &mut Medium, now: u64) {
         if !self.is_sleepy() {
+            return;
+        }
+        if !self.silent && self.upper.keep_awake() {
+            // A transfer is running: poll again at once instead of sleeping.
+            self.sleep = Sleep::Polling;
+            self.poll_wanted = true;
             return;
         }
         let _ = m.sleep(self.node);
@@ -495,7 +562,7 @@ impl Device {
     /// The next time this device must act.
     fn deadline(&self) -> Option<u64> {
         let mac = match self.sleep {
-            Sleep::Asleep if self.is_sleepy() => Some(self.next_wake),
+            Sleep::Asleep if self.is_sleepy() && !self.silent => Some(self.next_wake),
             Sleep::Listening { until } | Sleep::AwaitPending { until } => Some(until),
             _ => None,
         };

@@ -11,6 +11,9 @@
 //! - [`rng`]: the seeded generator every random choice comes from;
 //! - [`scenario`]: scenario files (devices, positions or links, duty cycles, failures);
 //! - [`device`]: MAC-level device behaviour (always-on, sleepy polling) and the [`Upper`] hook;
+//! - [`stack`]: a node's 6LoWPAN/IPv6/UDP interface and CoAP endpoint on medium time;
+//! - [`riot`]: [`RiotNode`], a RIOT node running the SUIT update example, with processing
+//!   times and failure injection;
 //! - [`world`]: a scenario's medium, gateway RCP and devices, in virtual or real time;
 //! - [`zep`]: ZEP v2 and the bridge that puts RIOT `native` nodes on the medium.
 
@@ -22,8 +25,10 @@ pub mod medium;
 pub mod pcap;
 pub mod radio;
 pub mod rcp_node;
+pub mod riot;
 pub mod rng;
 pub mod scenario;
+pub mod stack;
 pub mod timing;
 pub mod world;
 pub mod zep;
@@ -35,6 +40,7 @@ pub use medium::{Delivery, Medium, NodeConfig, NodeEvent, NodeId, NodeStats, RxI
 pub use pcap::PcapWriter;
 pub use radio::SimRadio;
 pub use rcp_node::RcpNode;
+pub use riot::{NodeTruth, RiotNode, UpdateOutcome, UpdateRecord};
 pub use scenario::Scenario;
 pub use timing::Timing;
 pub use world::{spawn_realtime, World, WorldHandle};

@@ -7,6 +7,7 @@
 //! seed = 42              # every random choice of the run; same seed, same run
 //! channel = 26           # 802.15.4 channel of the PAN (11..=26)
 //! pan_id = 0xface
+//! prefix = "fd00:f3:e5::/64"   # the PAN's /64; nodes take prefix + EUI-64 (ferry.toml's default)
 //!
 //! [propagation]          # log-distance path loss for nodes with positions (all optional)
 //! loss_at_1m_db = 40.0
@@ -31,8 +32,11 @@
 //! duty_cycle = { mode = "sleepy", poll_period_s = 30.0, jitter_s = 0.5, drift_ppm = 25.0, listen_window_ms = 20.0 }
 //! board = { vendor = "riot-os.org", class = "nrf52840dk" }   # names or UUIDs
 //! firmware = { version = "1.2.0", sequence = 7 }
-//! keys = ["keys/riot-community.pub"]
+//! keys = ["keys/riot-community.pub"]   # none: RIOT's test-only key (shared/vectors/suit)
 //! failure = { flash_write_error_rate = 0.01, power_loss_at_byte = 40960, battery_percent = 12 }
+//! coap_block_size = 64   # SUIT block size the node asks for (16..=1024, a power of two)
+//! ferry_aware = true     # also serves /ferry/status (CBOR)
+//! processing = { ed25519_verify_ms = 900.0, boot_ms = 1500.0 }   # overrides the board's defaults
 //!
 //! [[link]]               # explicit link, overrides positions
 //! from = "thermostat"
@@ -48,7 +52,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{deserialize_located, ConfigError, Invalid};
+use crate::config::{deserialize_located, ConfigError, Invalid, Ipv6Prefix};
 
 /// The name links and `parent` use for the gateway.
 pub const GATEWAY: &str = "gateway";
@@ -106,6 +110,9 @@ pub struct Scenario {
     pub channel: u8,
     #[serde(default = "default_pan_id")]
     pub pan_id: u16,
+    /// The PAN's /64: every node's global address is this prefix and its EUI-64.
+    #[serde(default = "default_prefix")]
+    pub prefix: Ipv6Prefix,
     #[serde(default)]
     pub propagation: Propagation,
     pub gateway: GatewaySpec,
@@ -121,6 +128,11 @@ fn default_channel() -> u8 {
 
 fn default_pan_id() -> u16 {
     0xface
+}
+
+fn default_prefix() -> Ipv6Prefix {
+    // ferry.toml's default, so ferryd and the simulated nodes agree out of the box.
+    "fd00:f3:e5::/64".parse().unwrap_or_else(|_| unreachable!("a valid literal"))
 }
 
 /// Log-distance path loss parameters ([`super::link::PathLoss`]).
@@ -286,6 +298,41 @@ pub struct NodeSpec {
     pub keys: Vec<PathBuf>,
     #[serde(default)]
     pub failure: Failures,
+    /// Block size (bytes) the node's SUIT worker asks for: RIOT's CONFIG_SUIT_COAP_BLOCKSIZE.
+    #[serde(default = "default_block_size")]
+    pub coap_block_size: u16,
+    /// The node also serves `/ferry/status` (battery, free storage, installed sequence numbers).
+    #[serde(default)]
+    pub ferry_aware: bool,
+    /// Device processing times; unset fields take the board's defaults.
+    #[serde(default)]
+    pub processing: Processing,
+}
+
+fn default_block_size() -> u16 {
+    64
+}
+
+/// Overrides of a device's processing times (see `sim::riot::Costs` for the board defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Processing {
+    /// CPU time per received CoAP block (network stack, CoAP, SUIT worker), ms.
+    pub block_ms: Option<f64>,
+    /// Flash programming time per byte, µs.
+    pub flash_write_us_per_byte: Option<f64>,
+    /// Erase time of one flash page, ms.
+    pub flash_erase_ms_per_page: Option<f64>,
+    /// Flash page (erase unit) size, bytes.
+    pub flash_page_bytes: Option<u32>,
+    /// SHA-256 time per kB (1024 bytes), ms.
+    pub sha256_ms_per_kb: Option<f64>,
+    /// Ed25519 signature check of one manifest, ms.
+    pub ed25519_verify_ms: Option<f64>,
+    /// Reboot until the radio is back, ms.
+    pub boot_ms: Option<f64>,
+    /// Size of each riotboot slot, bytes.
+    pub slot_bytes: Option<u32>,
 }
 
 fn default_parent() -> String {
@@ -401,6 +448,15 @@ impl Scenario {
                             .into(),
                     ));
                 }
+            }
+            if !(16..=1024).contains(&n.coap_block_size) || !n.coap_block_size.is_power_of_two() {
+                return Err((at("coap_block_size"), "a CoAP block is 16, 32, 64, 128, 256, 512 or 1024 bytes".into()));
+            }
+            let p = n.processing;
+            let times = [p.block_ms, p.flash_write_us_per_byte, p.flash_erase_ms_per_page, p.sha256_ms_per_kb];
+            let times = times.into_iter().chain([p.ed25519_verify_ms, p.boot_ms]).flatten();
+            if times.into_iter().any(|t| !(0.0..3.6e6).contains(&t)) || p.flash_page_bytes == Some(0) {
+                return Err((at("processing"), "times are ≥ 0 and under an hour; a flash page is > 0 bytes".into()));
             }
             if !(0.0..=1.0).contains(&n.failure.flash_write_error_rate) || n.failure.battery_percent > 100 {
                 return Err((at("failure"), "flash_write_error_rate is 0..=1, battery_percent 0..=100".into()));

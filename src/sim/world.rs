@@ -58,8 +58,11 @@ use super::link::{Link, PathLoss};
 use super::medium::{Delivery, Medium, MediumError, NodeConfig, NodeEvent, NodeId, NodeStats, TxRequest};
 use super::pcap::PcapWriter;
 use super::rcp_node::RcpNode;
+use super::riot::{riot_test_key, Costs, NodeTruth, RiotConfig, RiotNode};
 use super::rng::Rng;
+use super::scenario::NodeSpec;
 use super::scenario::{DutyCycle, Role, Scenario, GATEWAY};
+use super::stack::StackConfig;
 use super::timing::Timing;
 
 /// Bytes of HDLC waiting for a slow host before whole frames are dropped (a UART overrun).
@@ -76,6 +79,8 @@ pub enum WorldError {
     Medium(#[from] MediumError),
     #[error("scenario names `{0}`, which is not a node")]
     UnknownNode(String),
+    #[error("node `{node}`: cannot use key {}: {error}", path.display())]
+    Key { node: String, path: std::path::PathBuf, error: String },
 }
 
 /// The link between an external node and every other node: reliable, comfortably strong.
@@ -216,6 +221,7 @@ impl World {
                 seed: seeds.next_u64(),
             };
             let mut d = Device::new(nodes[i], params);
+            d.set_upper(Box::new(RiotNode::new(riot_config(scenario, n, seeds.next_u64())?)));
             d.start(&mut medium);
             by_node[nodes[i].0] = Some(i);
             devices.push(d);
@@ -517,10 +523,67 @@ impl World {
         }
     }
 
+    /// A device's RIOT firmware model (every scenario device runs one).
+    pub fn riot(&self, name: &str) -> Option<&RiotNode> {
+        self.device(name)?.upper_as::<RiotNode>()
+    }
+
+    pub fn riot_mut(&mut self, name: &str) -> Option<&mut RiotNode> {
+        self.devices.iter_mut().find(|d| d.params().name == name)?.upper_as_mut::<RiotNode>()
+    }
+
+    /// Ground truth of every device's firmware: installed sequence number, active slot,
+    /// reboots, bytes fetched, update history.
+    pub fn truths(&self) -> Vec<(String, NodeTruth)> {
+        self.devices
+            .iter()
+            .filter_map(|d| Some((d.params().name.clone(), d.upper_as::<RiotNode>()?.truth().clone())))
+            .collect()
+    }
+
     /// Ground truth of a device's wakes.
     pub fn wakes(&self, name: &str) -> Option<Vec<WakeRecord>> {
         self.device(name).map(|d| d.wakes().copied().collect())
     }
+}
+
+/// What the RIOT firmware model of scenario node `n` is built from.
+fn riot_config(s: &Scenario, n: &NodeSpec, seed: u64) -> Result<RiotConfig, WorldError> {
+    use crate::suit::{policy, PublicKey};
+    let parent_eui = s.node(&n.parent).map_or(s.gateway.eui64, |p| p.eui64);
+    let mut keys = Vec::with_capacity(n.keys.len().max(1));
+    for path in &n.keys {
+        let bad = |error: String| WorldError::Key { node: n.name.clone(), path: path.clone(), error };
+        let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        keys.push(PublicKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?);
+    }
+    if keys.is_empty() {
+        keys.extend(riot_test_key());
+    }
+    let vendor_id = policy::vendor_id(&n.board.vendor);
+    let class_id = policy::class_id(&vendor_id, &n.board.class);
+    let coap = crate::coap::Config { rng_seed: seed, ..crate::coap::Config::default() };
+    Ok(RiotConfig {
+        name: n.name.clone(),
+        stack: StackConfig {
+            pan_id: s.pan_id,
+            eui64: n.eui64.0,
+            short: Some(n.short),
+            prefix: s.prefix.network(),
+            default_router: Some(crate::net::MacAddr::Ext(parent_eui.0)),
+            coap,
+        },
+        board: n.board.class.clone(),
+        vendor_id,
+        class_id,
+        keys,
+        installed_sequence: n.firmware.sequence,
+        block_size: n.coap_block_size,
+        ferry_aware: n.ferry_aware,
+        costs: Costs::for_board(&n.board.class).with(&n.processing),
+        failures: n.failure,
+        seed,
+    })
 }
 
 /// One node's accounting.
