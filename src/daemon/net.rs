@@ -115,8 +115,12 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
     // Frames heard before the handshake completes have no router to go to.
     let mut status = radio.state();
     let hwaddr = loop {
-        if let Some(info) = status.borrow().info.as_ref().filter(|_| status.borrow().up) {
-            break info.hwaddr;
+        let hwaddr = {
+            let s = status.borrow();
+            s.info.as_ref().filter(|_| s.up).map(|info| info.hwaddr)
+        };
+        if let Some(hwaddr) = hwaddr {
+            break hwaddr;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
