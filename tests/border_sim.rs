@@ -259,3 +259,29 @@ fn same_seed_same_run_and_cheap() {
     // even in a debug build.
     assert!(wall < std::time::Duration::from_secs(5), "took {wall:?}");
 }
+
+#[test]
+fn a_node_that_polls_is_served_on_its_next_poll_without_being_declared_sleepy() {
+    let mut host = host();
+    let mut node = Node::new(&mut host, Router::new());
+    let pan = host.world().scenario().pan_id;
+    let poll =
+        |seq: u8| MacFrame::data_request(seq, pan, MacAddr::Short(0x0000), MacAddr::Ext(NODE)).emit(&[]).unwrap();
+
+    // An empty poll: the border router learns the node sleeps between polls.
+    node.send_raw(&mut host, &poll(1));
+    let t = host.now_us();
+    host.run_until(t + 100_000);
+    assert!(host.border().interface().mac().is_sleepy(&MacAddr::Ext(NODE)));
+
+    // So a request for it waits for the next poll instead of going out into the void.
+    let now = host.now();
+    let peer = SocketAddrV6::new(node.address(), COAP_PORT, 0, 0);
+    host.border_mut().start_request(now, peer, Request::get("sensor/log")).unwrap();
+    let t = host.now_us();
+    host.run_until(t + 200_000);
+    assert_eq!(host.border().interface().mac().held(&MacAddr::Ext(NODE)), 1);
+    node.send_raw(&mut host, &poll(2));
+    assert!(drive(&mut host, &mut node, 1_000_000, |n| !n.udp_at.is_empty()), "served on the poll");
+    assert_eq!(host.border().interface().mac_stats().indirect_delivered, 1);
+}
