@@ -250,6 +250,10 @@ fn flat_minute() -> (String, ferry::border::BorderStats, ferry::sim::host::UartS
 
 #[test]
 fn same_seed_same_run_and_cheap() {
+    // Benchmarks may run hosts on worker threads.
+    fn assert_send<T: Send>() {}
+    assert_send::<SimHost>();
+
     let (a, stats_a, uart_a, wall) = flat_minute();
     let (b, stats_b, uart_b, _) = flat_minute();
     assert_eq!(a, b);
