@@ -196,17 +196,7 @@ impl SimHost {
         loop {
             let now = self.world.now();
             self.pump(now);
-            let host = [self.client.poll_timeout(), self.border.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                // Timers due now were just handled; one still due is retried a µs later.
-                .map(|t| self.micros(t).max(now + 1));
-            let next = [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
+            match self.next_event(now) {
                 Some(n) if n <= t_us => self.world.run_until(n.max(now)),
                 _ => break,
             }
@@ -228,19 +218,23 @@ impl SimHost {
             if now >= limit_us {
                 return false;
             }
-            let host = [self.client.poll_timeout(), self.border.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| self.micros(t).max(now + 1));
-            let next = [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(limit_us)
-                .clamp(now + 1, limit_us);
+            let next = self.next_event(now).unwrap_or(limit_us).clamp(now + 1, limit_us);
             self.run_until(next);
         }
+    }
+
+    /// When something happens next: a medium event, a host timer or a byte arriving on the UART.
+    fn next_event(&self, now: u64) -> Option<u64> {
+        let host = [self.client.poll_timeout(), self.border.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            // Timers due now were just handled; one still due is retried a µs later.
+            .map(|t| self.micros(t).max(now + 1));
+        [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does everything due at medium time `now_us` until nothing changes.
