@@ -116,6 +116,8 @@ pub struct SimHost {
     /// HDLC bytes on their way to the host.
     to_host: Line,
     decoder: Box<SpinelDecoder>,
+    /// The client's HDLC output buffer, kept between calls.
+    tx_buf: Vec<u8>,
     tx: Option<TxId>,
     uart: UartStats,
 }
@@ -135,6 +137,7 @@ impl SimHost {
             to_rcp: Line::default(),
             to_host: Line::default(),
             decoder: Box::new(SpinelDecoder::new()),
+            tx_buf: vec![0u8; MAX_TRANSMIT_LEN],
             tx: None,
             uart: UartStats::default(),
         }
@@ -284,11 +287,12 @@ impl SimHost {
                 progress = true;
                 self.radio_command(now, cmd);
             }
-            let mut buf = vec![0u8; MAX_TRANSMIT_LEN];
+            let mut buf = std::mem::take(&mut self.tx_buf);
             while let Some(n) = self.client.poll_transmit(now, &mut buf) {
                 progress = true;
                 self.send_to_rcp(now_us, &buf[..n]);
             }
+            self.tx_buf = buf;
             if !progress {
                 break;
             }
