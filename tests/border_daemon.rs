@@ -73,3 +73,18 @@ fn topology_of_the_simulated_flat_has_ferry_as_root() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn topology_says_why_there_is_none_while_the_radio_is_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // An "RCP" that never answers: the handshake cannot complete.
+    let config = "[radio]\nurl = \"spinel+hdlc+forkpty:///usr/bin/env?arg=sleep&arg=600\"\nready_timeout_s = 0\n\
+                  [store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+                  [control]\nsocket = \"control.sock\"\n";
+    let mut ferryd = Ferryd::spawn(dir.path(), config);
+    assert!(!ferryd.wait_ready().radio.up);
+    let out = ferry(&ferryd.socket(), &["topology"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the radio has not come up yet"), "{err}");
+}

@@ -133,15 +133,19 @@ fn node_pings_and_fetches_1k_both_ways_through_the_simulated_rcp() {
 
     // Ping: the echo reply comes back from the gateway's address.
     let now = host.now();
+    let t_ping = host.now_us();
     node.iface.send_ping(now, gw, 7, 1, b"ferry").unwrap();
     assert!(drive(&mut host, &mut node, 1_000_000, |n| n.iface.stats().rx_echo_replies == 1), "echo reply");
     assert_eq!(host.border().interface().stats().rx_echo_requests, 1);
+    let ping_us = host.now_us() - t_ping;
 
     // Downward: the node fetches 1 kB in one 1024-byte block, fragmented by the border router.
     let peer = SocketAddrV6::new(gw, COAP_PORT, 0, 0);
     let now = host.now();
+    let t_down = host.now_us();
     node.coap.start_fetch(now, peer, Request::get("fw/blob"), FetchOptions { szx: 6, max_size: 4096 }).unwrap();
     assert!(drive(&mut host, &mut node, 5_000_000, |n| !n.events.is_empty()), "downward fetch finishes");
+    let down_us = host.now_us() - t_down;
     assert_eq!(response_body(&node.events.remove(0)), body(0x5a));
     let tx_frag = host.border().interface().stats().tx_fragmented;
     assert!(tx_frag >= 1, "the response was fragmented downward");
@@ -153,13 +157,20 @@ fn node_pings_and_fetches_1k_both_ways_through_the_simulated_rcp() {
         .start_fetch(now, node_peer, Request::get("sensor/log"), FetchOptions { szx: 6, max_size: 4096 })
         .unwrap();
     let mut got = None;
-    let done = drive(&mut host, &mut node, 5_000_000, |_| false) || {
-        while let Some(ev) = host.border_mut().poll_event() {
-            got = Some(ev);
-        }
+    let t_up = host.now_us();
+    let limit = t_up + 5_000_000;
+    let done = host.run_until_with(limit, |h| {
+        node.step(h);
+        got = got.take().or_else(|| h.border_mut().poll_event());
         got.is_some()
-    };
+    });
     assert!(done, "upward fetch finishes");
+    let up_us = host.now_us() - t_up;
+    // Air time bounds these: ~10 full frames of 4.3 ms each way plus CSMA-CA, ACKs and the
+    // UART (a 127-byte frame takes ~3 ms at 460 800 baud). Measured: ping 13.5 ms, 1 kB down
+    // 120 ms, up 92 ms (seed 7).
+    assert!(ping_us < 30_000, "ping took {ping_us} µs");
+    assert!(down_us < 300_000 && up_us < 300_000, "1 kB took {down_us} µs down, {up_us} µs up");
     assert_eq!(response_body(got.as_ref().unwrap()), body(0xa5));
     assert!(host.border().interface().reassembly_stats().completed >= 1, "reassembled upward");
 
@@ -181,6 +192,7 @@ fn node_pings_and_fetches_1k_both_ways_through_the_simulated_rcp() {
     assert_eq!(n.link.delivery_ratio, Some(1.0));
     assert!(host.uart_stats().frames_to_host > 20);
     // The root announces itself: Trickle's first DIO falls within Imin (4.1 s).
+    host.run_until(host.now_us().max(6_000_000));
     assert!(host.border().interface().rpl().unwrap().stats().dio_sent >= 1, "DIOs on air");
 }
 
@@ -250,6 +262,10 @@ fn flat_minute() -> (String, ferry::border::BorderStats, ferry::sim::host::UartS
 
 #[test]
 fn same_seed_same_run_and_cheap() {
+    // Benchmarks may run hosts on worker threads.
+    fn assert_send<T: Send>() {}
+    assert_send::<SimHost>();
+
     let (a, stats_a, uart_a, wall) = flat_minute();
     let (b, stats_b, uart_b, _) = flat_minute();
     assert_eq!(a, b);
@@ -258,4 +274,30 @@ fn same_seed_same_run_and_cheap() {
     // A virtual minute of the 12-device flat with its host stack costs well under a second
     // even in a debug build.
     assert!(wall < std::time::Duration::from_secs(5), "took {wall:?}");
+}
+
+#[test]
+fn a_node_that_polls_is_served_on_its_next_poll_without_being_declared_sleepy() {
+    let mut host = host();
+    let mut node = Node::new(&mut host, Router::new());
+    let pan = host.world().scenario().pan_id;
+    let poll =
+        |seq: u8| MacFrame::data_request(seq, pan, MacAddr::Short(0x0000), MacAddr::Ext(NODE)).emit(&[]).unwrap();
+
+    // An empty poll: the border router learns the node sleeps between polls.
+    node.send_raw(&mut host, &poll(1));
+    let t = host.now_us();
+    host.run_until(t + 100_000);
+    assert!(host.border().interface().mac().is_sleepy(&MacAddr::Ext(NODE)));
+
+    // So a request for it waits for the next poll instead of going out into the void.
+    let now = host.now();
+    let peer = SocketAddrV6::new(node.address(), COAP_PORT, 0, 0);
+    host.border_mut().start_request(now, peer, Request::get("sensor/log")).unwrap();
+    let t = host.now_us();
+    host.run_until(t + 200_000);
+    assert_eq!(host.border().interface().mac().held(&MacAddr::Ext(NODE)), 1);
+    node.send_raw(&mut host, &poll(2));
+    assert!(drive(&mut host, &mut node, 1_000_000, |n| !n.udp_at.is_empty()), "served on the poll");
+    assert_eq!(host.border().interface().mac_stats().indirect_delivered, 1);
 }

@@ -51,12 +51,15 @@ pub struct BorderConfig {
 
 impl BorderConfig {
     /// From `[network]` and the RCP's extended address (canonical EUI-64 order): the configured
-    /// PAN, short address and prefix, RPL root on with our prefix address as DODAG ID.
+    /// PAN, short address and prefix, RPL root on with our prefix address as DODAG ID, children
+    /// that poll learnt as sleepy.
     pub fn new(network: &NetworkConfig, ext_addr: [u8; 8]) -> BorderConfig {
         let prefix = network.prefix.network();
         let mut iface = InterfaceConfig::new(network.pan_id.0, ext_addr, Some(prefix));
         // 0xfffe means "no short address" (IEEE 802.15.4 macShortAddress).
         iface.mac.short_addr = (network.short_address < 0xfffe).then_some(network.short_address);
+        // Children that poll are asleep between polls; hold their frames without being told.
+        iface.mac.learn_sleepy = true;
         let global = ipv6::with_iid(prefix, ipv6::iid_from_mac(MacAddr::Ext(ext_addr)));
         BorderConfig { iface, rpl: Some(RplRootConfig::new(global, prefix)), coap: coap::Config::default() }
     }

@@ -115,8 +115,12 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
     // Frames heard before the handshake completes have no router to go to.
     let mut status = radio.state();
     let hwaddr = loop {
-        if let Some(info) = status.borrow().info.as_ref().filter(|_| status.borrow().up) {
-            break info.hwaddr;
+        let hwaddr = {
+            let s = status.borrow();
+            s.info.as_ref().filter(|_| s.up).map(|info| info.hwaddr)
+        };
+        if let Some(hwaddr) = hwaddr {
+            break hwaddr;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -315,5 +319,44 @@ impl NetMetrics {
         self.dodag_nodes.set(routes as i64);
         self.neighbors.set(iface.mac().neighbors().count() as i64);
         self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radio::{RadioMetrics, Settings};
+
+    /// The room on the simulated flat's RCP (in process, real time): the router is built once the
+    /// handshake is done, other rooms run work on it, and the read model shows ferry as root.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_rooms_reach_the_router_through_the_handle() {
+        let shutdown = CancellationToken::new();
+        let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/home.toml");
+        let (opener, _world) = crate::sim::world::sim_opener(&scenario, shutdown.clone()).unwrap();
+        let registry = Registry::new();
+        let radio_metrics = RadioMetrics::register(&registry, IntGauge::new("ferry_rcp_up", "up").unwrap()).unwrap();
+        let network = NetworkConfig::default();
+        let (radio, frames) = crate::radio::spawn_with(
+            opener,
+            "sim".into(),
+            Settings::for_network(&network),
+            radio_metrics,
+            shutdown.clone(),
+        );
+        let (net, _events) = start(&network, radio, frames, &registry, shutdown.clone()).unwrap();
+
+        let job = net.with(|border, _now| (border.address(), border.endpoint().router().link_format()));
+        let (address, links) = tokio::time::timeout(Duration::from_secs(20), job).await.unwrap().unwrap();
+        assert!(links.contains("</ferry/version>"), "{links}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while net.topology().is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "no topology published");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(net.topology().unwrap().root, address);
+        let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        assert!(names.iter().any(|n| n == "ferry_net_frames_total"), "{names:?}");
+        shutdown.cancel();
     }
 }

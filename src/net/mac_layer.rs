@@ -85,6 +85,10 @@ pub struct MacConfig {
     pub indirect_timeout: Duration,
     /// Bound on the direct transmit queue.
     pub tx_queue: usize,
+    /// Treat a child that sends a Data Request as sleepy from then on: only devices whose
+    /// receiver is off when idle poll (IEEE 802.15.4-2006 §7.5.6.3), so frames for it must wait
+    /// for its next poll. The child is known by the address it polls with.
+    pub learn_sleepy: bool,
 }
 
 impl MacConfig {
@@ -98,6 +102,7 @@ impl MacConfig {
             indirect_total: 64,
             indirect_timeout: Duration::from_secs(30),
             tx_queue: 256,
+            learn_sleepy: false,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct MacStats {
     pub indirect_delivered: u64,
     pub indirect_timed_out: u64,
     pub indirect_dropped_full: u64,
+    /// Children marked sleepy because they polled (`learn_sleepy`).
+    pub sleepy_learned: u64,
 }
 
 struct Held {
@@ -303,6 +310,10 @@ impl MacLayer {
         match f.kind {
             FrameKind::Command(_) => {
                 self.stats.rx_data_requests += 1;
+                if self.cfg.learn_sleepy && !self.sleepy.contains_key(&src) {
+                    self.sleepy.insert(src, VecDeque::new());
+                    self.stats.sleepy_learned += 1;
+                }
                 let released = self.release(src);
                 Ok(RxEvent::DataRequest { src, released })
             }
@@ -428,6 +439,26 @@ mod tests {
             assert!(mac::fcs_ok(&t.psdu));
         }
         assert_eq!(m.stats().indirect_delivered, 3);
+    }
+
+    #[test]
+    fn a_child_that_polls_is_learnt_as_sleepy_when_asked() {
+        let now = Instant::now();
+        let poll = MacFrame::data_request(5, 0x23, MacAddr::Ext(ME), CHILD).emit(&[]).unwrap();
+        let mut plain = MacLayer::new(MacConfig::new(0x23, ME));
+        let _ = plain.handle_rx(now, &poll, RxMeta::default()).unwrap();
+        assert!(!plain.is_sleepy(&CHILD));
+
+        let mut cfg = MacConfig::new(0x23, ME);
+        cfg.learn_sleepy = true;
+        let mut m = MacLayer::new(cfg);
+        let _ = m.handle_rx(now, &poll, RxMeta::default()).unwrap();
+        assert!(m.is_sleepy(&CHILD));
+        assert_eq!(m.stats().sleepy_learned, 1);
+        let p = m.build_data(CHILD, b"later").unwrap();
+        assert!(m.enqueue(now, CHILD, p));
+        assert_eq!(m.poll_transmit(), None, "held until the next poll");
+        assert_eq!(m.held(&CHILD), 1);
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct SimHost {
     /// HDLC bytes on their way to the host.
     to_host: Line,
     decoder: Box<SpinelDecoder>,
+    /// The client's HDLC output buffer, kept between calls.
+    tx_buf: Vec<u8>,
     tx: Option<TxId>,
     uart: UartStats,
 }
@@ -135,6 +137,7 @@ impl SimHost {
             to_rcp: Line::default(),
             to_host: Line::default(),
             decoder: Box::new(SpinelDecoder::new()),
+            tx_buf: vec![0u8; MAX_TRANSMIT_LEN],
             tx: None,
             uart: UartStats::default(),
         }
@@ -196,17 +199,7 @@ impl SimHost {
         loop {
             let now = self.world.now();
             self.pump(now);
-            let host = [self.client.poll_timeout(), self.border.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                // Timers due now were just handled; one still due is retried a µs later.
-                .map(|t| self.micros(t).max(now + 1));
-            let next = [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
+            match self.next_event(now) {
                 Some(n) if n <= t_us => self.world.run_until(n.max(now)),
                 _ => break,
             }
@@ -228,19 +221,23 @@ impl SimHost {
             if now >= limit_us {
                 return false;
             }
-            let host = [self.client.poll_timeout(), self.border.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| self.micros(t).max(now + 1));
-            let next = [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(limit_us)
-                .clamp(now + 1, limit_us);
+            let next = self.next_event(now).unwrap_or(limit_us).clamp(now + 1, limit_us);
             self.run_until(next);
         }
+    }
+
+    /// When something happens next: a medium event, a host timer or a byte arriving on the UART.
+    fn next_event(&self, now: u64) -> Option<u64> {
+        let host = [self.client.poll_timeout(), self.border.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            // Timers due now were just handled; one still due is retried a µs later.
+            .map(|t| self.micros(t).max(now + 1));
+        [self.world.next_event_time(), host, self.to_rcp.next_arrival(), self.to_host.next_arrival()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does everything due at medium time `now_us` until nothing changes.
@@ -290,11 +287,12 @@ impl SimHost {
                 progress = true;
                 self.radio_command(now, cmd);
             }
-            let mut buf = vec![0u8; MAX_TRANSMIT_LEN];
+            let mut buf = std::mem::take(&mut self.tx_buf);
             while let Some(n) = self.client.poll_transmit(now, &mut buf) {
                 progress = true;
                 self.send_to_rcp(now_us, &buf[..n]);
             }
+            self.tx_buf = buf;
             if !progress {
                 break;
             }
