@@ -82,11 +82,16 @@ struct Harness {
     server: NodeId,
     stack: NodeStack,
     device: Ipv6Addr,
+    name: String,
     responses: Vec<coap::Response>,
 }
 
 impl Harness {
     fn new(scenario: &Scenario, envelope: Vec<u8>, images: [Vec<u8>; 2]) -> Harness {
+        Harness::for_node(scenario, "dev", envelope, images)
+    }
+
+    fn for_node(scenario: &Scenario, name: &str, envelope: Vec<u8>, images: [Vec<u8>; 2]) -> Harness {
         let mut world = World::new(scenario).unwrap();
         let server = world.add_external(Some(SERVER_EUI)).unwrap();
         let mut router = Router::new();
@@ -105,14 +110,14 @@ impl Harness {
         };
         let stack = NodeStack::new(cfg, router);
         // The medium filters and ACKs for the server by the short address it will send from.
-        world.device_mut("dev").unwrap().1.config_mut(server).unwrap().short_addr = scenario.gateway.short;
-        let device = world.riot("dev").unwrap().address();
-        Harness { world, server, stack, device, responses: Vec::new() }
+        world.device_mut(name).unwrap().1.config_mut(server).unwrap().short_addr = scenario.gateway.short;
+        let device = world.riot(name).unwrap().address();
+        Harness { world, server, stack, device, name: name.into(), responses: Vec::new() }
     }
 
     /// Holds the server's frames for the sleepy device until it polls (from its short address).
     fn device_is_sleepy(&mut self) {
-        let short = self.world.scenario().node("dev").unwrap().short;
+        let short = self.world.scenario().node(&self.name).unwrap().short;
         let now = self.stack.instant(self.world.now());
         self.stack.iface_mut().add_neighbor(now, self.device, MacAddr::Short(short));
         self.stack.iface_mut().set_sleepy(MacAddr::Short(short), true);
@@ -132,7 +137,7 @@ impl Harness {
     }
 
     fn truth(&self) -> NodeTruth {
-        self.world.riot("dev").unwrap().truth().clone()
+        self.world.riot(&self.name).unwrap().truth().clone()
     }
 
     /// Runs world and server together until `until` µs or `done`.
@@ -189,7 +194,7 @@ impl Harness {
     fn sync_source_match(&mut self) {
         let server = self.server;
         while let Some(change) = self.stack.iface_mut().poll_source_match() {
-            let Some((_, medium)) = self.world.device_mut("dev") else { return };
+            let Some((_, medium)) = self.world.device_mut(&self.name) else { return };
             let Some(cfg) = medium.config_mut(server) else { return };
             match change {
                 ferry::net::SourceMatch::Insert(MacAddr::Short(s)) => {
@@ -205,7 +210,7 @@ impl Harness {
 
     fn finished(&self) -> bool {
         self.truth().history.last().is_some_and(|r| r.outcome != UpdateOutcome::InProgress)
-            && !self.world.riot("dev").unwrap().is_updating()
+            && !self.world.riot(&self.name).unwrap().is_updating()
     }
 
     fn get(&mut self, path: &str) -> coap::Response {
@@ -223,6 +228,38 @@ impl Harness {
         self.run(deadline, |h| h.responses.len() > before);
         self.responses.get(before).cloned().expect("an answer")
     }
+}
+
+/// Clemens (OVGU 2021): RIOT SUIT update of an 85 kB image over one 802.15.4 hop, seconds per
+/// block size.
+const CLEMENS_85K: [(u16, f64); 5] = [(32, 80.45), (64, 50.35), (128, 31.36), (256, 22.18), (512, 17.26)];
+
+/// Simulated seconds from trigger to the new image running, for `config/sim/clemens-85k.toml`
+/// at `block` bytes.
+fn clemens_update_s(block: u16) -> f64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/clemens-85k.toml");
+    let mut s = Scenario::load(&path).unwrap();
+    s.nodes[0].coap_block_size = block;
+    let (envelope, images) = update(2, 85 * 1024, "nucleo-f767zi");
+    let mut h = Harness::for_node(&s, "nucleo", envelope, images);
+    h.trigger();
+    h.run(600 * S, Harness::finished);
+    let t = h.truth();
+    assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
+    (t.history[0].finished_us - t.history[0].triggered_us) as f64 / 1e6
+}
+
+#[test]
+fn clemens_85k_update_times_within_20_percent() {
+    let mut off = Vec::new();
+    for (block, measured) in CLEMENS_85K {
+        let simulated = clemens_update_s(block);
+        println!("{block:>4} B blocks: simulated {simulated:6.2} s, measured {measured:6.2} s");
+        if (simulated / measured - 1.0).abs() > 0.2 {
+            off.push((block, simulated, measured));
+        }
+    }
+    assert!(off.is_empty(), "outside ±20 %: {off:?}");
 }
 
 /// One update attempt of a node with `extra` scenario keys; returns the harness after it ended.
@@ -395,41 +432,4 @@ fn tshark_decodes(pcap: &Path) {
         let line = text.lines().find(|l| l.contains(complaint));
         assert!(line.is_none(), "tshark complains: {line:?}");
     }
-}
-
-fn tshark_decodes(pcap: &Path) {
-    let output = match Command::new("tshark").arg("-r").arg(pcap).arg("-V").output() {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var("FERRY_REQUIRE_TOOLS").as_deref() == Ok("1") {
-                panic!("tshark is required (FERRY_REQUIRE_TOOLS=1) but cannot run: {e}");
-            }
-            println!("SKIPPED: tshark not available ({e}); install it with `apt-get install -y tshark`");
-            return;
-        }
-    };
-    assert!(output.status.success(), "tshark failed: {}", String::from_utf8_lossy(&output.stderr));
-    let text = String::from_utf8_lossy(&output.stdout);
-    for layer in ["6LoWPAN", "Internet Protocol Version 6", "Constrained Application Protocol", "Uri-Path: suit"] {
-        assert!(text.contains(layer), "tshark output lacks {layer:?}");
-    }
-    for complaint in ["Malformed", "Expert Info (Error", "Bad FCS", "[incorrect"] {
-        let line = text.lines().find(|l| l.contains(complaint));
-        assert!(line.is_none(), "tshark complains: {line:?}");
-    }
-}
-
-#[test]
-fn debug_dump() {
-    let mut h = attempt("failure = { corrupt_write = true }", 1024);
-    println!("server cfg {:?}", h.world.medium().config(h.server));
-    println!("server stats {:?}", h.world.medium().stats(h.server));
-    println!("server iface {:?}", h.stack.iface().stats());
-    println!("server mac {:?}", h.stack.iface().mac_stats());
-    let n = h.world.riot("dev").unwrap();
-    println!("node iface {:?}", n.stack().iface().stats());
-    println!("node mac {:?}", n.stack().iface().mac_stats());
-    println!("dev {:?}", h.world.device("dev").unwrap().stats());
-    println!("{:?}", h.world.report().nodes);
-    let _ = h.get("/riot/board");
 }

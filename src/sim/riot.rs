@@ -306,7 +306,20 @@ struct Target {
 enum Job {
     Idle,
     Manifest { record: usize, request: RequestId },
-    Payload { record: usize, target: Target, request: RequestId, block: u32, szx: u8, written: u64, hasher: Sha256 },
+    Payload(Box<Transfer>),
+}
+
+/// An image being fetched block by block into the inactive slot.
+struct Transfer {
+    record: usize,
+    target: Target,
+    /// The request for `block`.
+    request: RequestId,
+    block: u32,
+    szx: u8,
+    /// Bytes in the slot so far.
+    written: u64,
+    hasher: Sha256,
 }
 
 /// What happens when the current reboot ends.
@@ -561,7 +574,8 @@ impl RiotNode {
             Job::Manifest { record, request } if request == id => {
                 self.fail(now, record, UpdateError::ManifestFetch(error))
             }
-            Job::Payload { record, request, .. } if request == id => {
+            Job::Payload(ref t) if t.request == id => {
+                let record = t.record;
                 self.erase_inactive();
                 self.fail(now, record, UpdateError::PayloadFetch(error))
             }
@@ -572,9 +586,7 @@ impl RiotNode {
     fn on_response(&mut self, now: u64, id: RequestId, response: Response) {
         match std::mem::replace(&mut self.job, Job::Idle) {
             Job::Manifest { record, request } if request == id => self.on_manifest(now, record, response),
-            Job::Payload { record, target, request, block, szx, written, hasher } if request == id => {
-                self.on_block(now, record, target, block, szx, written, hasher, response)
-            }
+            Job::Payload(t) if t.request == id => self.on_block(now, t, response),
             other => self.job = other,
         }
     }
@@ -602,8 +614,16 @@ impl RiotNode {
         // The old content of the inactive slot is gone from here on.
         self.slots[1 - self.active] = None;
         self.publish_state();
-        let szx = self.szx();
-        self.request_block(now, record, target, 0, szx, 0, Sha256::new());
+        let t = Transfer {
+            record,
+            target,
+            request: RequestId(0),
+            block: 0,
+            szx: self.szx(),
+            written: 0,
+            hasher: Sha256::new(),
+        };
+        self.request_block(now, Box::new(t));
     }
 
     /// RIOT's checks, in its order: signature (and the manifest digest), sequence number,
@@ -635,41 +655,27 @@ impl RiotNode {
         Ok(Target { sequence: m.sequence_number, peer, path, size, digest })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn request_block(
-        &mut self,
-        now: u64,
-        record: usize,
-        target: Target,
-        block: u32,
-        szx: u8,
-        written: u64,
-        hasher: Sha256,
-    ) {
-        let mut req = Request::get(&target.path);
-        req.block2 = Some(BlockOpt { num: block, more: false, szx });
+    /// Asks for block `t.block` (one CON GET with Block2, as nanocoap does).
+    fn request_block(&mut self, now: u64, mut t: Box<Transfer>) {
+        let mut req = Request::get(&t.target.path);
+        req.block2 = Some(BlockOpt { num: t.block, more: false, szx: t.szx });
         let at = self.stack.instant(now);
-        match self.stack.coap_mut().start_request(at, target.peer, req) {
-            Ok(request) => self.job = Job::Payload { record, target, request, block, szx, written, hasher },
+        match self.stack.coap_mut().start_request(at, t.target.peer, req) {
+            Ok(request) => {
+                t.request = request;
+                self.job = Job::Payload(t);
+            }
             Err(e) => {
                 self.erase_inactive();
-                self.fail(now, record, UpdateError::PayloadFetch(e.to_string()))
+                self.fail(now, t.record, UpdateError::PayloadFetch(e.to_string()))
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_block(
-        &mut self,
-        now: u64,
-        record: usize,
-        target: Target,
-        block: u32,
-        szx: u8,
-        written: u64,
-        mut hasher: Sha256,
-        response: Response,
-    ) {
+    /// One block arrived: write it to flash (with the failure knobs), then ask for the next or
+    /// check the image.
+    fn on_block(&mut self, now: u64, mut t: Box<Transfer>, response: Response) {
+        let (record, written) = (t.record, t.written);
         let abort = |node: &mut Self, e: UpdateError| {
             node.erase_inactive();
             node.fail(now, record, e)
@@ -679,17 +685,19 @@ impl RiotNode {
         }
         let (more, szx) = match response.block2 {
             // nanocoap fails on a larger block than asked, adopts a smaller one.
-            Some(b) if b.szx > szx => return abort(self, UpdateError::PayloadFetch("block larger than asked".into())),
+            Some(b) if b.szx > t.szx => {
+                return abort(self, UpdateError::PayloadFetch("block larger than asked".into()))
+            }
             Some(b) if b.offset() as u64 != written => {
                 return abort(self, UpdateError::PayloadFetch("block at the wrong offset".into()))
             }
             Some(b) => (b.more, b.szx),
-            None => (false, szx),
+            None => (false, t.szx),
         };
         let mut data = response.payload.to_vec();
         self.truth.bytes_fetched += data.len() as u64;
         let end = written + data.len() as u64;
-        if end > target.size {
+        if end > t.target.size {
             return abort(self, UpdateError::TooLarge);
         }
         // Flash: erase each page the block enters, then program it.
@@ -710,7 +718,7 @@ impl RiotNode {
                 *b ^= 0x01;
             }
         }
-        hasher.update(&data);
+        t.hasher.update(&data);
         if f.power_loss_at_byte.is_some_and(|at| end >= at && at >= written) {
             self.erase_inactive();
             self.finish(now, record, UpdateOutcome::Failed { error: UpdateError::PowerLoss { written: end } });
@@ -719,10 +727,15 @@ impl RiotNode {
             return;
         }
         if more {
-            return self.request_block(now, record, target, block + 1, szx, end, hasher);
+            // The next block at the (possibly smaller) size the server chose.
+            t.szx = szx;
+            t.block = u32::try_from(end / (16u64 << szx)).unwrap_or(u32::MAX);
+            t.written = end;
+            return self.request_block(now, t);
         }
         // condition-image-match: size, then SHA-256 over the slot.
         self.spend(now, c.sha256_ms_per_kb * end as f64 / 1024.0);
+        let Transfer { target, hasher, .. } = *t;
         if end != target.size {
             return abort(self, UpdateError::SizeMismatch { got: end, expected: target.size });
         }
