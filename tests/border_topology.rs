@@ -32,7 +32,7 @@ fn global(mac: [u8; 8]) -> Ipv6Addr {
 
 /// An IPv6 datagram from `src` as the one-hop neighbour N1 puts it on air to the root.
 fn frame_from_n1(seq: u8, d: &[u8]) -> Vec<u8> {
-    let c = sixlowpan::compress(d, MacAddr::Ext(N1), MacAddr::Short(0)).unwrap();
+    let c = sixlowpan::compress(d, MacAddr::Ext(N1), MacAddr::Short(0), None).unwrap();
     MacFrame::data(seq, network().pan_id.0, MacAddr::Short(0), MacAddr::Ext(N1)).emit(&c.bytes).unwrap()
 }
 

@@ -72,7 +72,7 @@ impl Node {
     /// Sends an IPv6 datagram to ferry (MAC short address 0, the PAN coordinator).
     fn send(&mut self, datagram: &[u8]) {
         self.seq = self.seq.wrapping_add(1);
-        let c = sixlowpan::compress(datagram, MacAddr::Ext(N1), MacAddr::Short(0)).unwrap();
+        let c = sixlowpan::compress(datagram, MacAddr::Ext(N1), MacAddr::Short(0), None).unwrap();
         let psdu = MacFrame::data(self.seq, PAN, MacAddr::Short(0), MacAddr::Ext(N1)).emit(&c.bytes).unwrap();
         self.send_frame(psdu);
     }

@@ -225,7 +225,7 @@ fn echo_request_is_answered() {
 
 fn ns_frame(seq: u8, src: Ipv6Addr, dst: Ipv6Addr, target: Ipv6Addr, options: Vec<NdOption>) -> Vec<u8> {
     let d = ipv6::build_icmpv6(src, dst, 255, Icmpv6Repr::NeighborSolicit { target, options }.emit());
-    let c = sixlowpan::compress(&d, MacAddr::Ext(NODE), MacAddr::Ext(BR)).unwrap();
+    let c = sixlowpan::compress(&d, MacAddr::Ext(NODE), MacAddr::Ext(BR), None).unwrap();
     MacFrame::data(seq, PAN, MacAddr::Ext(BR), MacAddr::Ext(NODE)).emit(&c.bytes).unwrap()
 }
 

@@ -165,7 +165,7 @@ fn tshark_decodes_rpl_dio_dao_ack_and_source_routing() {
             ],
         };
         let d = ipv6::build_icmpv6(target, br_global, 64, dao.emit());
-        let c = sixlowpan::compress(&d, MacAddr::Ext(NODE), MacAddr::Ext(BR)).unwrap();
+        let c = sixlowpan::compress(&d, MacAddr::Ext(NODE), MacAddr::Ext(BR), None).unwrap();
         let f = MacFrame::data(seq, PAN, MacAddr::Ext(BR), MacAddr::Ext(NODE)).emit(&c.bytes).unwrap();
         let psdu = Psdu::new(&f).unwrap();
         cap.w

@@ -44,7 +44,7 @@ fn dao_frame(seq: u8, target: Ipv6Addr, parent: Ipv6Addr, br: Ipv6Addr) -> Vec<u
         ],
     };
     let d = ipv6::build_icmpv6(target, br, 64, dao.emit());
-    let c = sixlowpan::compress(&d, MacAddr::Ext(N1), MacAddr::Ext(BR)).unwrap();
+    let c = sixlowpan::compress(&d, MacAddr::Ext(N1), MacAddr::Ext(BR), None).unwrap();
     MacFrame::data(seq, PAN, MacAddr::Ext(BR), MacAddr::Ext(N1)).emit(&c.bytes).unwrap()
 }
 

@@ -336,7 +336,7 @@ impl Interface {
         if datagram.len() > ipv6::MIN_MTU {
             return Err(SendError::TooLong(datagram.len()));
         }
-        let c = sixlowpan::compress(datagram, self.mac.own_addr(), ll_dst)?;
+        let c = sixlowpan::compress(datagram, self.mac.own_addr(), ll_dst, self.cfg.prefix)?;
         let max = self.mac.max_payload(ll_dst);
         let pieces = sixlowpan::fragment(&c, self.tag, max)?;
         if pieces.len() > 1 {

@@ -242,7 +242,7 @@ mod tests {
 
     fn frags(tag: u16, len: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
         let full = ipv6::build_udp((ipv6::link_local(A), 1), (ipv6::link_local(B), 2), 64, &vec![0x5a; len]);
-        let c = compress(&full, A, B).unwrap();
+        let c = compress(&full, A, B, None).unwrap();
         (full, fragment(&c, tag, 100).unwrap())
     }
 

@@ -9,19 +9,21 @@
 //!  |SAM| M |DAC| DAM |  inline fields...    4 bytes, offset 0             5 bytes, offset in 8-byte units
 //! ```
 //!
-//! The IPHC codec is smoltcp's (UDP NHC is ours, see `udp_nhc`); two of its gaps are handled
-//! here:
-//! - with a context, a 16-bit inline address (SAM/DAM = 10) must expand to
-//!   `prefix:0000:00ff:fe00:XXXX`; smoltcp 0.12 leaves the `ff:fe` out, so we put it back;
-//! - smoltcp's IPHC emitter does not use contexts, so our prefix (global) addresses go inline
-//!   (16 bytes). Receiving context-0 compressed addresses works.
+//! Decoding IPHC is smoltcp's (UDP NHC is ours, see `udp_nhc`), with one gap handled here: with
+//! a context, a 16-bit inline address (SAM/DAM = 10) must expand to `prefix:0000:00ff:fe00:XXXX`;
+//! smoltcp 0.12 leaves the `ff:fe` out, so we put it back.
+//!
+//! Encoding IPHC is ours: smoltcp's emitter ignores contexts, so every global address would go
+//! inline (16 bytes each way), which pushes a 64-byte CoAP block over one 802.15.4 frame. With
+//! the LoWPAN prefix as context 0, addresses under it compress like link-local ones: elided when
+//! the IID follows from the MAC address, 2 or 8 bytes otherwise.
 //!
 //! Decompression rebuilds the uncompressed IPv6 (+UDP) header so that the rest of `net` handles
 //! plain IPv6 bytes, and so fragment offsets (counted in the uncompressed datagram) line up.
 
 use std::net::Ipv6Addr;
 
-use smoltcp::wire::{IpProtocol, SixlowpanAddressContext, SixlowpanIphcPacket, SixlowpanIphcRepr, SixlowpanNextHeader};
+use smoltcp::wire::{SixlowpanAddressContext, SixlowpanIphcPacket, SixlowpanIphcRepr, SixlowpanNextHeader};
 
 use super::ipv6::{self, Ipv6Header, HEADER_LEN, PROTO_UDP, UDP_HEADER_LEN};
 use super::mac::MacAddr;
@@ -94,29 +96,123 @@ fn ll(mac: MacAddr) -> smoltcp::wire::Ieee802154Address {
     }
 }
 
-/// Compresses an IPv6 datagram for the link `ll_src → ll_dst`: IPHC always, UDP NHC for UDP
-/// (checksum kept inline, as RFC 6282 §4.3.2 requires without an upper-layer integrity check).
-pub fn compress(datagram: &[u8], ll_src: MacAddr, ll_dst: MacAddr) -> Result<Compressed, SixlowpanError> {
+/// IPHC dispatch (`011`) in the first byte.
+const IPHC_DISPATCH: u8 = 0b0110_0000;
+/// First byte: traffic class and flow label elided (TF = 11).
+const IPHC_TF_ELIDED: u8 = 0b0001_1000;
+/// First byte: next header compressed with NHC.
+const IPHC_NH: u8 = 0b0000_0100;
+/// Second byte: source / destination address stateful (context 0), multicast destination.
+const IPHC_SAC: u8 = 0b0100_0000;
+const IPHC_M: u8 = 0b0000_1000;
+const IPHC_DAC: u8 = 0b0000_0100;
+
+/// The address mode bits (SAM or DAM, before shifting) and the inline bytes of a unicast
+/// address whose first 64 bits are implied (link-local or context 0), RFC 6282 §3.1.1.
+fn unicast_iid_mode(addr: &Ipv6Addr, mac: MacAddr, inline: &mut Vec<u8>) -> u8 {
+    let o = addr.octets();
+    if o[8..] == ipv6::iid_from_mac(mac) {
+        0b11
+    } else if o[8..14] == [0, 0, 0, 0xff, 0xfe, 0] {
+        inline.extend_from_slice(&o[14..]);
+        0b10
+    } else {
+        inline.extend_from_slice(&o[8..]);
+        0b01
+    }
+}
+
+/// Encodes one unicast address: (stateful flag, mode) with the inline bytes appended.
+fn unicast_mode(addr: &Ipv6Addr, mac: MacAddr, context0: Option<&[u8]>, inline: &mut Vec<u8>) -> (bool, u8) {
+    let o = addr.octets();
+    if addr.is_unspecified() {
+        return (true, 0b00);
+    }
+    if o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0] {
+        return (false, unicast_iid_mode(addr, mac, inline));
+    }
+    if context0.is_some_and(|c| o[..8] == *c) {
+        return (true, unicast_iid_mode(addr, mac, inline));
+    }
+    inline.extend_from_slice(&o);
+    (false, 0b00)
+}
+
+/// DAM for a multicast destination, with the inline bytes appended (RFC 6282 §3.1.1, M = 1).
+fn multicast_mode(addr: &Ipv6Addr, inline: &mut Vec<u8>) -> u8 {
+    let o = addr.octets();
+    if o[1] == 0x02 && o[2..15].iter().all(|&b| b == 0) {
+        inline.push(o[15]);
+        0b11
+    } else if o[2..13].iter().all(|&b| b == 0) {
+        inline.extend_from_slice(&[o[1], o[13], o[14], o[15]]);
+        0b10
+    } else if o[2..11].iter().all(|&b| b == 0) {
+        inline.extend_from_slice(&[o[1], o[11], o[12], o[13], o[14], o[15]]);
+        0b01
+    } else {
+        inline.extend_from_slice(&o);
+        0b00
+    }
+}
+
+/// The IPHC header for `h` on the link `ll_src → ll_dst` (no CID: only context 0 is used).
+fn iphc_header(h: &Ipv6Header, udp: bool, ll_src: MacAddr, ll_dst: MacAddr, context0: Option<Ipv6Addr>) -> Vec<u8> {
+    let ctx = context0.map(|p| p.octets());
+    let ctx = ctx.as_ref().map(|o| &o[..8]);
+    let mut out = vec![IPHC_DISPATCH, 0];
+    let flow_label = h.flow_label & 0x000f_ffff;
+    if h.traffic_class == 0 && flow_label == 0 {
+        out[0] |= IPHC_TF_ELIDED;
+    } else {
+        // TF = 00: ECN and DSCP (swapped from the IPv6 order), 4 pad bits, the 20-bit flow label.
+        let tc = h.traffic_class;
+        let reordered = ((tc & 0x03) << 6) | (tc >> 2);
+        out.push(reordered);
+        out.extend_from_slice(&flow_label.to_be_bytes()[1..]);
+    }
+    if udp {
+        out[0] |= IPHC_NH;
+    } else {
+        out.push(h.next_header);
+    }
+    match h.hop_limit {
+        1 => out[0] |= 0b01,
+        64 => out[0] |= 0b10,
+        255 => out[0] |= 0b11,
+        other => out.push(other),
+    }
+    let mut inline = Vec::with_capacity(32);
+    let (sac, sam) = unicast_mode(&h.src, ll_src, ctx, &mut inline);
+    out[1] |= sam << 4;
+    if sac {
+        out[1] |= IPHC_SAC;
+    }
+    if h.dst.is_multicast() {
+        out[1] |= IPHC_M | multicast_mode(&h.dst, &mut inline);
+    } else {
+        let (dac, dam) = unicast_mode(&h.dst, ll_dst, ctx, &mut inline);
+        out[1] |= dam;
+        if dac {
+            out[1] |= IPHC_DAC;
+        }
+    }
+    out.extend_from_slice(&inline);
+    out
+}
+
+/// Compresses an IPv6 datagram for the link `ll_src → ll_dst`: IPHC always (addresses under
+/// `context0`, the LoWPAN prefix, compressed statefully), UDP NHC for UDP (checksum kept inline,
+/// as RFC 6282 §4.3.2 requires without an upper-layer integrity check).
+pub fn compress(
+    datagram: &[u8],
+    ll_src: MacAddr,
+    ll_dst: MacAddr,
+    context0: Option<Ipv6Addr>,
+) -> Result<Compressed, SixlowpanError> {
     let (h, payload) = Ipv6Header::parse(datagram).map_err(|_| SixlowpanError::Ipv6)?;
     let udp = h.next_header == PROTO_UDP && payload.len() >= UDP_HEADER_LEN;
-    let iphc = SixlowpanIphcRepr {
-        src_addr: h.src,
-        ll_src_addr: Some(ll(ll_src)),
-        dst_addr: h.dst,
-        ll_dst_addr: Some(ll(ll_dst)),
-        next_header: if udp {
-            SixlowpanNextHeader::Compressed
-        } else {
-            SixlowpanNextHeader::Uncompressed(IpProtocol::from(h.next_header))
-        },
-        hop_limit: h.hop_limit,
-        // smoltcp always elides traffic class and flow label; we only send zeros.
-        ecn: None,
-        dscp: None,
-        flow_label: None,
-    };
-    let ih = iphc.buffer_len();
-    let mut bytes;
+    let mut bytes = iphc_header(&h, udp, ll_src, ll_dst, context0);
     let (header_len, uncompressed_header_len);
     if udp {
         let (uh, data) = payload.split_at(UDP_HEADER_LEN);
@@ -125,18 +221,13 @@ pub fn compress(datagram: &[u8], ll_src: MacAddr, ll_dst: MacAddr) -> Result<Com
             dst_port: u16::from_be_bytes([uh[2], uh[3]]),
             checksum: Some(u16::from_be_bytes([uh[6], uh[7]])),
         };
-        let nh = nhc.header_len();
-        bytes = vec![0u8; ih];
-        iphc.emit(&mut SixlowpanIphcPacket::new_unchecked(&mut bytes[..ih]));
         nhc.emit(&mut bytes);
+        header_len = bytes.len();
         bytes.extend_from_slice(data);
-        header_len = ih + nh;
         uncompressed_header_len = HEADER_LEN + UDP_HEADER_LEN;
     } else {
-        bytes = vec![0u8; ih + payload.len()];
-        iphc.emit(&mut SixlowpanIphcPacket::new_unchecked(&mut bytes[..ih]));
-        bytes[ih..].copy_from_slice(payload);
-        header_len = ih;
+        header_len = bytes.len();
+        bytes.extend_from_slice(payload);
         uncompressed_header_len = HEADER_LEN;
     }
     Ok(Compressed { bytes, header_len, uncompressed_header_len, datagram_size: HEADER_LEN + payload.len() })
@@ -162,6 +253,16 @@ pub fn decompress(
     context0: Option<Ipv6Addr>,
     datagram_size: Option<usize>,
 ) -> Result<Decompressed, SixlowpanError> {
+    // smoltcp gap: stateful addresses without a CID byte mean context 0 (RFC 6282 §3.1.1, and
+    // what RIOT and Contiki send), but smoltcp 0.12 refuses them; give it an explicit CID 0.
+    let with_cid;
+    let (bytes, added) = match bytes {
+        [b0, b1, rest @ ..] if b1 & 0x80 == 0 && b1 & (IPHC_SAC | IPHC_DAC) != 0 => {
+            with_cid = [&[*b0, b1 | 0x80, 0x00][..], rest].concat();
+            (&with_cid[..], 1)
+        }
+        _ => (bytes, 0),
+    };
     let pkt = SixlowpanIphcPacket::new_checked(bytes).map_err(|_| SixlowpanError::Iphc)?;
     let ctx: Vec<SixlowpanAddressContext> = context0
         .map(|p| {
@@ -206,10 +307,10 @@ pub fn decompress(
         return Err(SixlowpanError::Length(size));
     }
     let payload_len = size - HEADER_LEN;
-    let tc = (repr.dscp.unwrap_or(0) << 2) | repr.ecn.unwrap_or(0);
+    let (traffic_class, flow_label) = traffic_fields(bytes);
     let h = Ipv6Header {
-        traffic_class: tc,
-        flow_label: u32::from(repr.flow_label.unwrap_or(0)),
+        traffic_class,
+        flow_label,
         payload_len: u16::try_from(payload_len).map_err(|_| SixlowpanError::Length(size))?,
         next_header: next,
         hop_limit: repr.hop_limit,
@@ -227,7 +328,24 @@ pub fn decompress(
         headers.extend_from_slice(&ck.unwrap_or(0).to_be_bytes());
         udp_checksum_elided = ck.is_none();
     }
-    Ok(Decompressed { headers, consumed, udp_checksum_elided })
+    // `consumed` counts in the (possibly CID-patched) buffer; the caller's bytes lack that byte.
+    Ok(Decompressed { headers, consumed: consumed - added, udp_checksum_elided })
+}
+
+/// Traffic class (in IPv6 order) and flow label of an IPHC header that smoltcp has already
+/// checked. smoltcp 0.12 leaves the ECN bits unshifted and keeps only 16 bits of the flow label,
+/// so they are read here (RFC 6282 §3.1.1, TF).
+fn traffic_fields(iphc: &[u8]) -> (u8, u32) {
+    let start = if iphc[1] & 0x80 != 0 { 3 } else { 2 };
+    let f = |i: usize| iphc.get(start + i).copied().unwrap_or(0);
+    let flow = |hi: u8, mid: u8, lo: u8| (u32::from(hi & 0x0f) << 16) | (u32::from(mid) << 8) | u32::from(lo);
+    let ecn_dscp = |b: u8| ((b & 0x3f) << 2) | (b >> 6);
+    match (iphc[0] >> 3) & 0b11 {
+        0b00 => (ecn_dscp(f(0)), flow(f(1), f(2), f(3))),
+        0b01 => ((f(0) >> 6), flow(f(0), f(1), f(2))),
+        0b10 => (ecn_dscp(f(0)), 0),
+        _ => (0, 0),
+    }
 }
 
 fn fix_ctx16(a: Ipv6Addr) -> Ipv6Addr {
@@ -396,7 +514,7 @@ mod tests {
         let d = decompress_datagram(&v, NODE, BR, None).unwrap();
         assert_eq!(d, full);
         // Our own compression picks UDP NHC instead of an inline UDP header.
-        let c = compress(&full, NODE, BR).unwrap();
+        let c = compress(&full, NODE, BR, None).unwrap();
         #[rustfmt::skip]
         let want_hdr = [
             0x7e, 0x33, // IPHC as above but NH=1 (NHC follows)
@@ -427,6 +545,60 @@ mod tests {
         assert_eq!((h.next_header, p.len()), (58, 4));
         // Without a context 0, this cannot be decompressed.
         assert_eq!(decompress_datagram(&v, MacAddr::Short(7), MacAddr::Short(1), None), Err(SixlowpanError::Iphc));
+    }
+
+    #[test]
+    fn context0_compresses_prefix_addresses_to_nothing() {
+        let prefix: Ipv6Addr = "fd00:f022:1:2::".parse().unwrap();
+        let global = |mac| {
+            let mut o = prefix.octets();
+            o[8..].copy_from_slice(&ipv6::iid_from_mac(mac));
+            Ipv6Addr::from(o)
+        };
+        let full = ipv6::build_udp((global(NODE), 5683), (global(BR), 5683), 64, b"block");
+        let c = compress(&full, NODE, BR, Some(prefix)).unwrap();
+        // TF=11 NH=1 HLIM=10; SAC=1 SAM=11, DAC=1 DAM=11: both addresses elided.
+        assert_eq!(&c.bytes[..2], &[0x7e, 0x77]);
+        assert_eq!(c.header_len, 2 + 7); // IPHC, then NHC: ports 16/16 and the checksum inline
+        assert_eq!(decompress_datagram(&c.bytes, NODE, BR, Some(prefix)).unwrap(), full);
+        // Without the context on our side, the addresses go inline and still decode.
+        let inline = compress(&full, NODE, BR, None).unwrap();
+        assert_eq!(inline.header_len, c.header_len + 32);
+        assert_eq!(decompress_datagram(&inline.bytes, NODE, BR, Some(prefix)).unwrap(), full);
+    }
+
+    #[test]
+    fn iphc_encoder_round_trips_through_smoltcps_decoder() {
+        let prefix: Ipv6Addr = "fd00:f022::".parse().unwrap();
+        let short = MacAddr::Short(0x0042);
+        let cases: Vec<(Ipv6Addr, MacAddr, Ipv6Addr, MacAddr, u8)> = vec![
+            // Short-address IID under the context: 2 bytes inline... or elided when it matches.
+            ("fd00:f022::ff:fe00:42".parse().unwrap(), short, "fd00:f022::ff:fe00:7".parse().unwrap(), BR, 64),
+            // An IID that follows from nothing: 8 bytes.
+            ("fd00:f022::1234:5678:9abc:def0".parse().unwrap(), NODE, "fe80::1".parse().unwrap(), BR, 255),
+            // Outside the context: inline; multicast forms of every length; odd hop limit.
+            ("2001:db8::1".parse().unwrap(), NODE, "ff02::1a".parse().unwrap(), MacAddr::BROADCAST, 1),
+            (ipv6::link_local(NODE), NODE, "ff05::1:3".parse().unwrap(), MacAddr::BROADCAST, 7),
+            (ipv6::link_local(NODE), NODE, "ff08::12:3456:789a".parse().unwrap(), MacAddr::BROADCAST, 64),
+            (ipv6::link_local(NODE), NODE, "ff0e:1::2".parse().unwrap(), MacAddr::BROADCAST, 64),
+        ];
+        for (src, ll_src, dst, ll_dst, hops) in cases {
+            let full = ipv6::build_udp((src, 61616), (dst, 5683), hops, b"payload");
+            let c = compress(&full, ll_src, ll_dst, Some(prefix)).unwrap();
+            let back = decompress_datagram(&c.bytes, ll_src, ll_dst, Some(prefix)).unwrap();
+            assert_eq!(back, full, "{src} -> {dst}");
+        }
+        // Traffic class and flow label inline (TF = 00), ECN/DSCP in RFC 6282's order.
+        let mut full = ipv6::build_udp((ipv6::link_local(NODE), 1), (ipv6::link_local(BR), 2), 64, b"x");
+        let (mut h, payload) = Ipv6Header::parse(&full).map(|(h, p)| (h, p.to_vec())).unwrap();
+        h.traffic_class = 0xb9; // DSCP 46 (EF), ECN 01
+        h.flow_label = 0x1_2345;
+        let mut hb = [0u8; HEADER_LEN];
+        h.emit(&mut hb);
+        full = [hb.as_slice(), &payload].concat();
+        let c = compress(&full, NODE, BR, None).unwrap();
+        assert_eq!(&c.bytes[2..6], &[0x6e, 0x01, 0x23, 0x45]);
+        assert_eq!(decompress_datagram(&c.bytes, NODE, BR, None).unwrap(), full);
     }
 
     #[test]
@@ -461,7 +633,7 @@ mod tests {
         let src = ipv6::link_local(NODE);
         let dst = ipv6::link_local(BR);
         let full = ipv6::build_udp((src, 5683), (dst, 5683), 64, &[7u8; 1000]);
-        let c = compress(&full, BR, NODE).unwrap();
+        let c = compress(&full, BR, NODE, None).unwrap();
         let frags = fragment(&c, 9, 102).unwrap();
         assert!(frags.len() > 9);
         let mut covered = 0usize;
