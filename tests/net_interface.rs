@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use ferry::net::icmpv6::{Icmpv6Repr, NdOption};
 use ferry::net::ipv6::{self, Ipv6Header};
 use ferry::net::mac::{MacAddr, MacFrame};
-use ferry::net::{sixlowpan, Interface, InterfaceConfig, RxMeta, SourceMatch, Transmit, UdpDatagram};
+use ferry::net::{
+    sixlowpan, Interface, InterfaceConfig, Reassembler, ReassemblyConfig, RxMeta, SourceMatch, Transmit, UdpDatagram,
+};
 
 const PAN: u16 = 0x23;
 const BR: [u8; 8] = [0x02, 0x00, 0x5e, 0xff, 0xfe, 0x00, 0x00, 0x01];
@@ -313,4 +315,42 @@ fn unroutable_and_oversized_sends_are_refused() {
     let ll = ipv6::link_local(MacAddr::Ext(NODE));
     assert!(matches!(br.send_udp(now, 1, (ll, 1), &[0; 1233]), Err(ferry::net::SendError::TooLong(_))));
     assert!(br.send_udp(now, 1, (ll, 1), &[0; 1232]).is_ok());
+}
+
+#[test]
+fn router_solicitation_gets_prefix_context_and_abro() {
+    let now = Instant::now();
+    let mut br = iface(BR);
+    let node_ll = ipv6::link_local(MacAddr::Ext(NODE));
+    let rs = Icmpv6Repr::RouterSolicit { options: vec![NdOption::SourceLla(MacAddr::Ext(NODE))] };
+    let d = ipv6::build_icmpv6(node_ll, ipv6::ALL_ROUTERS, 255, rs.emit());
+    let c = sixlowpan::compress(&d, MacAddr::Ext(NODE), MacAddr::BROADCAST, None).unwrap();
+    let frame = MacFrame::data(1, PAN, MacAddr::BROADCAST, MacAddr::Ext(NODE)).emit(&c.bytes).unwrap();
+    br.handle_frame(now, &frame, RxMeta::default()).unwrap();
+    assert_eq!(br.stats().rs_answered, 1);
+
+    // A unicast RA from the border router's link-local address to the soliciting node; with
+    // all four options it is a little larger than one frame.
+    let mut reasm = Reassembler::new(ReassemblyConfig::default());
+    let mut datagram = None;
+    for t in drain(&mut br, now) {
+        let (f, p) = MacFrame::parse(&t.psdu).unwrap();
+        assert_eq!(f.dst, Some(MacAddr::Ext(NODE)));
+        datagram = reasm.accept(now, f.src.unwrap(), f.dst.unwrap(), p, Some(prefix())).unwrap().or(datagram);
+    }
+    let datagram = datagram.expect("a whole RA");
+    let (h, msg) = Ipv6Header::parse(&datagram).unwrap();
+    assert_eq!((h.src, h.dst, h.hop_limit), (ipv6::link_local(MacAddr::Ext(BR)), node_ll, 255));
+    let Icmpv6Repr::RouterAdvert { router_lifetime_s, options, .. } = Icmpv6Repr::parse(&h.src, &h.dst, msg).unwrap()
+    else {
+        panic!("not an RA");
+    };
+    assert!(router_lifetime_s > 0);
+    assert!(options.contains(&NdOption::SourceLla(MacAddr::Ext(BR))));
+    assert!(options.iter().any(|o| matches!(o,
+        NdOption::PrefixInfo { prefix_len: 64, on_link: false, autonomous: true, prefix: p, .. } if *p == prefix())));
+    assert!(options.iter().any(|o| matches!(o,
+        NdOption::SixCo { context_len: 64, cid: 0, compress: true, prefix: p, .. } if *p == prefix())));
+    let global = ipv6::with_iid(prefix(), ipv6::iid_from_mac(MacAddr::Ext(BR)));
+    assert!(options.iter().any(|o| matches!(o, NdOption::Abro { border_router, .. } if *border_router == global)));
 }

@@ -7,8 +7,8 @@
 //! `handle_frame(now, psdu, meta)` → `poll_udp()` / `poll_source_match()` / `poll_transmit(now)`;
 //! `send_udp(now, …)` → `poll_transmit(now)`; `handle_timeout(now)` at `poll_timeout()`.
 //!
-//! Neighbour discovery is deliberately minimal. Missing: router advertisements (so no 6CO or
-//! ABRO: nodes must be configured with the prefix and context 0), duplicate address detection
+//! Neighbour discovery is deliberately minimal: router solicitations are answered with an RA
+//! carrying the prefix, context 0 (6CO) and the ABRO, as 6LNs expect. Missing: duplicate address detection
 //! (DAR/DAC), neighbour unreachability detection, and compressed IPv6 extension headers (NHC
 //! EH); uncompressed extension headers (RPL hop-by-hop option) are skipped, and a received
 //! source routing header is not acted on (the root is every packet's last hop).
@@ -36,6 +36,12 @@ use super::srh::SrhRepr;
 const ARO_CACHE_FULL: u8 = 2;
 /// Hop limit required on neighbour discovery messages (RFC 4861 §7.1).
 const ND_HOP_LIMIT: u8 = 255;
+/// Router advertisement lifetimes (RFC 4861 defaults; contexts and ABRO per RFC 6775 §9).
+const RA_ROUTER_LIFETIME_S: u16 = 1800;
+const RA_PREFIX_VALID_S: u32 = 86_400;
+const RA_PREFIX_PREFERRED_S: u32 = 14_400;
+const RA_CONTEXT_MIN: u16 = 24 * 60;
+const RA_ABRO_MIN: u16 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct InterfaceConfig {
@@ -120,6 +126,7 @@ pub struct InterfaceStats {
     pub rx_echo_replies: u64,
     pub rx_icmp_other: u64,
     pub ns_answered: u64,
+    pub rs_answered: u64,
     pub registrations: u64,
     pub registrations_refused: u64,
     pub tx_datagrams: u64,
@@ -433,6 +440,9 @@ impl Interface {
                 let _ = self.send_ip(now, &d, ll);
             }
             Icmpv6Repr::EchoReply { .. } => self.stats.rx_echo_replies += 1,
+            Icmpv6Repr::RouterSolicit { options } if h.hop_limit == ND_HOP_LIMIT && self.cfg.router => {
+                self.answer_rs(now, link_src, h, &options);
+            }
             Icmpv6Repr::NeighborSolicit { target, options } if h.hop_limit == ND_HOP_LIMIT => {
                 self.handle_ns(now, link_src, h, target, &options);
             }
@@ -452,6 +462,53 @@ impl Interface {
             _ => self.stats.rx_icmp_other += 1,
         }
         Ok(())
+    }
+
+    /// Answers a router solicitation as a 6LoWPAN border router does (RFC 6775 §6.5, §8.1):
+    /// a unicast RA carrying our link-layer address and, with a prefix, the prefix for address
+    /// autoconfiguration (off-link, as 6LoWPAN-ND wants), that prefix as compression context 0,
+    /// and the ABRO naming us as its source. RIOT and Contiki 6LNs send an RS at boot and
+    /// configure their global address and context from this answer.
+    fn answer_rs(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, options: &[NdOption]) {
+        let sllao = options.iter().find_map(|o| match o {
+            NdOption::SourceLla(m) => Some(*m),
+            _ => None,
+        });
+        let mut reply_opts = vec![NdOption::SourceLla(self.mac.own_addr())];
+        if let Some(prefix) = self.cfg.prefix {
+            reply_opts.push(NdOption::PrefixInfo {
+                prefix_len: 64,
+                on_link: false,
+                autonomous: true,
+                valid_s: RA_PREFIX_VALID_S,
+                preferred_s: RA_PREFIX_PREFERRED_S,
+                prefix,
+            });
+            reply_opts.push(NdOption::SixCo {
+                context_len: 64,
+                cid: 0,
+                compress: true,
+                valid_min: RA_CONTEXT_MIN,
+                prefix,
+            });
+            let border_router = self.global().unwrap_or_else(|| self.link_local());
+            reply_opts.push(NdOption::Abro { version: 1, lifetime_min: RA_ABRO_MIN, border_router });
+        }
+        let ra = Icmpv6Repr::RouterAdvert {
+            cur_hop_limit: self.cfg.hop_limit,
+            managed: false,
+            other: false,
+            router_lifetime_s: RA_ROUTER_LIFETIME_S,
+            reachable_ms: 0,
+            retrans_ms: 0,
+            options: reply_opts,
+        };
+        let dst = if h.src.is_unspecified() { ipv6::ALL_NODES } else { h.src };
+        let ll_dst = if dst.is_multicast() { MacAddr::BROADCAST } else { sllao.unwrap_or(link_src) };
+        let d = ipv6::build_icmpv6(self.link_local(), dst, ND_HOP_LIMIT, ra.emit());
+        if self.send_ip(now, &d, ll_dst).is_ok() {
+            self.stats.rs_answered += 1;
+        }
     }
 
     fn handle_ns(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, target: Ipv6Addr, options: &[NdOption]) {
