@@ -106,6 +106,7 @@ impl Harness {
             short: Some(scenario.gateway.short),
             prefix: PREFIX.parse().unwrap(),
             default_router: None,
+            rpl: None,
             coap: coap::Config::default(),
         };
         let stack = NodeStack::new(cfg, router);
@@ -432,4 +433,71 @@ fn tshark_decodes(pcap: &Path) {
         let line = text.lines().find(|l| l.contains(complaint));
         assert!(line.is_none(), "tshark complains: {line:?}");
     }
+}
+
+#[test]
+fn device_two_hops_away_updates_through_an_rpl_router() {
+    let text = r#"
+seed = 9
+[gateway]
+eui64 = "f0:0d:00:00:00:00:00:01"
+
+[[node]]
+name = "relay"
+eui64 = "02:00:00:00:00:00:00:0a"
+short = 0x000a
+role = "router"
+board = { vendor = "riot-os.org", class = "nrf52840dk" }
+firmware = { version = "1.0.0", sequence = 10 }
+
+[[node]]
+name = "dev"
+eui64 = "02:00:00:00:00:00:00:02"
+short = 0x0002
+parent = "relay"
+board = { vendor = "riot-os.org", class = "nrf52840dk" }
+firmware = { version = "1.0.0", sequence = 10 }
+
+[[link]]
+from = "relay"
+to = "gateway"
+prr = 1.0
+rssi_dbm = -60
+
+[[link]]
+from = "dev"
+to = "relay"
+prr = 1.0
+rssi_dbm = -60
+"#;
+    let s = Scenario::parse(Path::new("two-hops.toml"), text).unwrap();
+    let (envelope, images) = update(11, 2048, "nrf52840dk");
+    let mut h = Harness::new(&s, envelope, images);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("two-hops.pcap");
+    h.world.set_pcap(Box::new(std::fs::File::create(&pcap).unwrap())).unwrap();
+    // The server is the DODAG root, and out of the device's range.
+    let dev_node = h.world.device("dev").unwrap().node();
+    let server = h.server;
+    h.world.device_mut("dev").unwrap().1.set_link_both(server, dev_node, None).unwrap();
+    let now = h.stack.instant(h.world.now());
+    let root = server_address();
+    h.stack.iface_mut().enable_rpl_root(now, ferry::net::rpl_root::RplRootConfig::new(root, PREFIX.parse().unwrap()));
+
+    let dev = h.device;
+    h.run(120 * S, |h| h.stack.iface().rpl().is_some_and(|r| r.route(&dev).is_some()));
+    let relay = h.world.riot("relay").unwrap().address();
+    assert_eq!(h.stack.iface().rpl().unwrap().route(&dev), Some(vec![relay, dev]));
+    let joined = *h.world.riot("dev").unwrap().stack().iface().rpl_node().unwrap().joined().unwrap();
+    assert_eq!(joined.parent_mac, MacAddr::Short(0x000a), "nodes send from their short address");
+
+    h.trigger();
+    h.run(h.world.now() + 600 * S, Harness::finished);
+    let t = h.truth();
+    assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
+    assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
+    let relay_stats = h.world.riot("relay").unwrap().stack().iface().stats();
+    assert!(relay_stats.forwarded > 2 * 2048 / 64, "every block crossed the relay: {relay_stats:?}");
+    h.world.finish_pcap().unwrap();
+    tshark_decodes(&pcap);
 }

@@ -36,6 +36,9 @@ pub struct StackConfig {
     pub prefix: Ipv6Addr,
     /// Where datagrams off the link go (the parent); `None` on a star's server.
     pub default_router: Option<MacAddr>,
+    /// Run RPL as a node: `Some(true)` for a router (forwards, sends DIOs), `Some(false)` for a
+    /// leaf; `None` without RPL. A node that never hears a DIO behaves as without.
+    pub rpl: Option<bool>,
     pub coap: coap::Config,
 }
 
@@ -60,6 +63,9 @@ impl NodeStack {
         icfg.router = false;
         let mut iface = Interface::new(icfg);
         iface.set_default_router(cfg.default_router);
+        if let Some(router) = cfg.rpl {
+            iface.enable_rpl_node(router, cfg.coap.rng_seed);
+        }
         NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch: Instant::now() }
     }
 

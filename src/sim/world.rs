@@ -571,6 +571,7 @@ fn riot_config(s: &Scenario, n: &NodeSpec, seed: u64) -> Result<RiotConfig, Worl
             short: Some(n.short),
             prefix: s.prefix.network(),
             default_router: Some(crate::net::MacAddr::Ext(parent_eui.0)),
+            rpl: Some(n.role == Role::Router),
             coap,
         },
         board: n.board.class.clone(),
