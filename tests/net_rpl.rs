@@ -129,7 +129,7 @@ fn nodes_join_announce_and_forward() {
 
     // Virtual time: every node's timers, frames delivered to the neighbours they address.
     let mut now = t0;
-    let mut run = |nodes: &mut [Interface; 3], until: Instant, now: &mut Instant| {
+    let run = |nodes: &mut [Interface; 3], until: Instant, now: &mut Instant| {
         for _ in 0..100_000 {
             let mut moved = false;
             for i in 0..3 {
