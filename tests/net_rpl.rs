@@ -122,8 +122,8 @@ fn nodes_join_announce_and_forward() {
     let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
     let root_addr = nodes[0].global().unwrap();
     nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
-    nodes[1].enable_rpl_node(true, 1);
-    nodes[2].enable_rpl_node(false, 2);
+    nodes[1].enable_rpl_node(t0, true, 1);
+    nodes[2].enable_rpl_node(t0, false, 2);
     let hears = |from: usize, to: usize| from.abs_diff(to) == 1;
     let macs = [BR, N1, LEAF].map(MacAddr::Ext);
 

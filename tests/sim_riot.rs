@@ -18,7 +18,6 @@ use ferry::suit::emit::{ImageSpec, ManifestSpec};
 use ferry::suit::{policy, CoseAlg, Digest, Format, SigningKey};
 
 const TEST_KEY: &str = include_str!("../src/suit/testdata/test_ed25519_private_TESTONLY.pem");
-const SERVER_EUI: [u8; 8] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x00, 0x00, 0x99];
 const PREFIX: &str = "fd00:f3:e5::";
 const S: u64 = 1_000_000;
 
@@ -46,9 +45,12 @@ firmware = {{ version = "1.0.0", sequence = 10 }}
 
 /// The images per slot, and the signed envelope naming them on the server.
 fn update(sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
+    update_from(server_address(GATEWAY_EUI), sequence, size, class)
+}
+
+fn update_from(server: Ipv6Addr, sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
     let images: [Vec<u8>; 2] =
         [0u8, 1].map(|slot| (0..size).map(|i| (i as u8).wrapping_mul(31) ^ slot.wrapping_add(0x5a)).collect());
-    let server = server_address();
     let vendor = policy::vendor_id("riot-os.org");
     let spec = ManifestSpec {
         sequence_number: sequence,
@@ -71,12 +73,16 @@ fn update(sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
     (spec.build(Format::Riot, &[(&key, CoseAlg::EdDsa)]).unwrap(), images)
 }
 
-fn server_address() -> Ipv6Addr {
+/// The EUI-64 of the gateway in the scenarios written here.
+const GATEWAY_EUI: [u8; 8] = [0xf0, 0x0d, 0, 0, 0, 0, 0, 1];
+
+fn server_address(eui: [u8; 8]) -> Ipv6Addr {
     let p: Ipv6Addr = PREFIX.parse().unwrap();
-    ferry::net::ipv6::with_iid(p, ferry::net::ipv6::iid_from_mac(MacAddr::Ext(SERVER_EUI)))
+    ferry::net::ipv6::with_iid(p, ferry::net::ipv6::iid_from_mac(MacAddr::Ext(eui)))
 }
 
-/// A plain CoAP server on the medium, outside the simulated devices.
+/// A plain CoAP server on the medium in the border router's place (the gateway's addresses;
+/// the simulated RCP stays off), outside the simulated devices.
 struct Harness {
     world: World,
     server: NodeId,
@@ -93,7 +99,8 @@ impl Harness {
 
     fn for_node(scenario: &Scenario, name: &str, envelope: Vec<u8>, images: [Vec<u8>; 2]) -> Harness {
         let mut world = World::new(scenario).unwrap();
-        let server = world.add_external(Some(SERVER_EUI)).unwrap();
+        let eui = scenario.gateway.eui64.0;
+        let server = world.add_external(Some(eui)).unwrap();
         let mut router = Router::new();
         router.insert_static("/fw/riot.suit.latest.bin", StaticResource::new(envelope, content_format::OCTET_STREAM));
         for (i, img) in images.into_iter().enumerate() {
@@ -101,7 +108,7 @@ impl Harness {
         }
         let cfg = StackConfig {
             pan_id: scenario.pan_id,
-            eui64: SERVER_EUI,
+            eui64: eui,
             // The devices' parent: their MAC polls go to this short address.
             short: Some(scenario.gateway.short),
             prefix: PREFIX.parse().unwrap(),
@@ -114,6 +121,10 @@ impl Harness {
         world.device_mut(name).unwrap().1.config_mut(server).unwrap().short_addr = scenario.gateway.short;
         let device = world.riot(name).unwrap().address();
         Harness { world, server, stack, device, name: name.into(), responses: Vec::new() }
+    }
+
+    fn server_address(&self) -> Ipv6Addr {
+        self.stack.address()
     }
 
     /// Holds the server's frames for the sleepy device until it polls (from its short address).
@@ -133,7 +144,7 @@ impl Harness {
     /// POST /suit/trigger as `make suit/notify` does: the URL and one NUL byte.
     fn trigger(&mut self) {
         let mut req = Request::new(Method::Post, "/suit/trigger");
-        req.payload = Bytes::from(format!("coap://[{}]/fw/riot.suit.latest.bin\0", server_address()));
+        req.payload = Bytes::from(format!("coap://[{}]/fw/riot.suit.latest.bin\0", self.server_address()));
         self.request(req);
     }
 
@@ -241,7 +252,7 @@ fn clemens_update_s(block: u16) -> f64 {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/clemens-85k.toml");
     let mut s = Scenario::load(&path).unwrap();
     s.nodes[0].coap_block_size = block;
-    let (envelope, images) = update(2, 85 * 1024, "nucleo-f767zi");
+    let (envelope, images) = update_from(server_address(s.gateway.eui64.0), 2, 85 * 1024, "nucleo-f767zi");
     let mut h = Harness::for_node(&s, "nucleo", envelope, images);
     h.trigger();
     h.run(600 * S, Harness::finished);
@@ -481,7 +492,7 @@ rssi_dbm = -60
     let server = h.server;
     h.world.device_mut("dev").unwrap().1.set_link_both(server, dev_node, None).unwrap();
     let now = h.stack.instant(h.world.now());
-    let root = server_address();
+    let root = h.server_address();
     h.stack.iface_mut().enable_rpl_root(now, ferry::net::rpl_root::RplRootConfig::new(root, PREFIX.parse().unwrap()));
 
     let dev = h.device;

@@ -199,8 +199,8 @@ impl Interface {
     /// Makes this interface an RPL node (non-storing mode): it joins on a DIO, announces
     /// itself with DAOs, and once joined sends everything off its link to its parent. A
     /// `router` also forwards upwards and along received source routes, and sends DIOs.
-    pub fn enable_rpl_node(&mut self, router: bool, seed: u64) {
-        self.rpl_node = Some(RplNode::new(router, seed));
+    pub fn enable_rpl_node(&mut self, now: Instant, router: bool, seed: u64) {
+        self.rpl_node = Some(RplNode::new(now, router, seed));
     }
 
     pub fn rpl_node(&self) -> Option<&RplNode> {
@@ -264,15 +264,20 @@ impl Interface {
                 return Some(j.parent_mac);
             }
         }
-        let on_link = ipv6::is_link_local(dst) || self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
-        if on_link {
+        if ipv6::is_link_local(dst) {
             return Some(ipv6::mac_from_iid(&ipv6::iid(dst)));
         }
-        self.default_router
+        // A 6LoWPAN host does not treat the prefix as on-link: all goes to its router.
+        if self.default_router.is_some() {
+            return self.default_router;
+        }
+        let on_link = self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
+        on_link.then(|| ipv6::mac_from_iid(&ipv6::iid(dst)))
     }
 
-    /// A node's default route: datagrams for destinations off its link (outside the prefix and
-    /// not registered) go to this neighbour, as a 6LN sends them to its router (RFC 6775 §5.6).
+    /// A node's default route: datagrams for anything but link-local and registered addresses
+    /// go to this neighbour, as a 6LN sends them to its router (RFC 6775 §5.6: the prefix is
+    /// not on-link). Without one, the prefix is on-link (the border router's view).
     pub fn set_default_router(&mut self, router: Option<MacAddr>) {
         self.default_router = router;
     }
@@ -507,6 +512,11 @@ impl Interface {
                 }
             }
         }
+        if let (true, Some(router)) = (a.send_dis, self.default_router) {
+            let ll = ipv6::link_local(router);
+            let d = ipv6::build_icmpv6(self.link_local(), ll, ND_HOP_LIMIT, RplRepr::Dis.emit());
+            let _ = self.send_ip(now, &d, router);
+        }
         let dio = if a.send_dio { self.rpl_node.as_ref().and_then(RplNode::dio) } else { None };
         if let Some(dio) = dio {
             let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_RPL_NODES, ND_HOP_LIMIT, dio.emit());
@@ -548,6 +558,16 @@ impl Interface {
                     self.stats.rx_icmp_other += 1;
                     return Ok(());
                 };
+                if msg == RplRepr::Dis {
+                    // Unicast DIS: a unicast DIO back (a multicast one goes out on Trickle).
+                    let dio = node.handle_dis().filter(|_| !h.dst.is_multicast());
+                    if let Some(dio) = dio {
+                        let d = ipv6::build_icmpv6(self.link_local(), h.src, ND_HOP_LIMIT, dio.emit());
+                        let ll = self.resolve(&h.src).unwrap_or(link_src);
+                        let _ = self.send_ip(now, &d, ll);
+                    }
+                    return Ok(());
+                }
                 let a = node.handle_dio(now, h.src, link_src, &msg);
                 self.rpl_act(now, a);
             }

@@ -3,6 +3,10 @@
 //! with a DAO to the root naming that parent (§9.7), refresh the DAO, and — on routers —
 //! multicast DIOs on the Trickle schedule so that nodes further down can join.
 //!
+//! A node that has not joined solicits a DIO from its default router with a unicast DIS
+//! ([`DIS_INTERVAL`], backing off); a joined router answers with a unicast DIO (§8.3), which a parent
+//! holds for a sleepy child until it polls, where a multicast DIO would be missed.
+//!
 //! Parent choice is deliberately simple: the first grounded DIO, replaced only by one whose
 //! rank is at least one hop lower. No DIS, no DAO-ACK handling, no poisoning, no version
 //! changes beyond joining the newer one.
@@ -39,7 +43,13 @@ pub struct Joined {
 pub struct RplActions {
     pub send_dao: bool,
     pub send_dio: bool,
+    pub send_dis: bool,
 }
+
+/// How long a node that has not joined waits after its first DIS; each further wait doubles
+/// up to [`DIS_INTERVAL_MAX`] (a PAN without RPL is not flooded with solicitations).
+pub const DIS_INTERVAL: Duration = Duration::from_secs(30);
+pub const DIS_INTERVAL_MAX: Duration = Duration::from_secs(3600);
 
 /// The node's RPL state. Call order: [`handle_dio`](Self::handle_dio) for each DIO heard;
 /// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout); both say
@@ -51,6 +61,9 @@ pub struct RplNode {
     joined: Option<Joined>,
     dao_seq: u8,
     dao_due: Option<Instant>,
+    /// Next DIS while not joined, and the wait after it.
+    dis_due: Option<Instant>,
+    dis_wait: Duration,
     trickle: Option<Trickle>,
     rng: u64,
 }
@@ -58,8 +71,21 @@ pub struct RplNode {
 const INFINITE_RANK: u16 = 0xffff;
 
 impl RplNode {
-    pub fn new(router: bool, seed: u64) -> RplNode {
-        RplNode { router, joined: None, dao_seq: 0, dao_due: None, trickle: None, rng: seed | 1 }
+    /// A node that starts at `now`; its first DIS goes out within 5 s unless a DIO comes first.
+    pub fn new(now: Instant, router: bool, seed: u64) -> RplNode {
+        let mut n = RplNode {
+            router,
+            joined: None,
+            dao_seq: 0,
+            dao_due: None,
+            dis_due: None,
+            dis_wait: DIS_INTERVAL,
+            trickle: None,
+            rng: seed | 1,
+        };
+        let first = Duration::from_millis(500 + n.random() % 4500);
+        n.dis_due = Some(now + first);
+        n
     }
 
     pub fn joined(&self) -> Option<&Joined> {
@@ -127,7 +153,13 @@ impl RplNode {
                 Some(Trickle::new(now, cfg.dio_interval_min, cfg.dio_interval_doublings, cfg.dio_redundancy, r));
         }
         self.dao_due = Some(now + self.dao_refresh());
-        RplActions { send_dao: true, send_dio: false }
+        self.dis_due = None;
+        RplActions { send_dao: true, ..RplActions::default() }
+    }
+
+    /// The unicast DIO a joined router answers a DIS with.
+    pub fn handle_dis(&self) -> Option<RplRepr> {
+        self.dio()
     }
 
     /// Half the path lifetime, so the root's route never lapses.
@@ -188,7 +220,7 @@ impl RplNode {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dio = self.trickle.as_ref().map(Trickle::poll_timeout);
-        [self.dao_due, dio].into_iter().flatten().min()
+        [self.dao_due, dio, self.dis_due].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> RplActions {
@@ -196,6 +228,11 @@ impl RplNode {
         if self.dao_due.is_some_and(|t| t <= now) {
             a.send_dao = true;
             self.dao_due = Some(now + self.dao_refresh());
+        }
+        if self.dis_due.is_some_and(|t| t <= now) {
+            a.send_dis = true;
+            self.dis_due = Some(now + self.dis_wait);
+            self.dis_wait = (self.dis_wait * 2).min(DIS_INTERVAL_MAX);
         }
         let r = self.random();
         if let Some(t) = self.trickle.as_mut() {

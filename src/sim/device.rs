@@ -101,6 +101,9 @@ pub struct DeviceParams {
     pub duty_cycle: DutyCycle,
     /// Short addresses of this router's sleepy children.
     pub sleepy_children: Vec<u16>,
+    /// The same children's EUI-64s with their short addresses: frames addressed to a child's
+    /// extended address wait for its poll (which comes from its short address) too.
+    pub sleepy_children_ext: Vec<([u8; 8], u16)>,
     pub seed: u64,
 }
 
@@ -354,8 +357,13 @@ impl Device {
             return;
         };
         // A frame for a sleepy child of ours waits for the child's poll.
-        if let Ok(Header { dst: Address::Short(dst), .. }) = Header::parse(frame) {
-            if self.p.role == Role::Router && self.p.sleepy_children.contains(&dst) {
+        let child = match Header::parse(frame).map(|h| h.dst) {
+            Ok(Address::Short(s)) => self.p.sleepy_children.contains(&s).then_some(s),
+            Ok(Address::Extended(e)) => self.p.sleepy_children_ext.iter().find(|c| c.0 == e).map(|c| c.1),
+            _ => None,
+        };
+        if let Some(dst) = child {
+            if self.p.role == Role::Router {
                 let q = self.indirect.entry(dst).or_default();
                 if q.len() >= INDIRECT_PER_CHILD {
                     self.stats.indirect_dropped += 1;

@@ -61,12 +61,16 @@ impl NodeStack {
         icfg.mac.short_addr = cfg.short;
         // A node, not a router: no router flag in its neighbour advertisements.
         icfg.router = false;
+        // RIOT's GNRC_SIXLOWPAN_FRAG_RBUF_TIMEOUT_US: a datagram that lost a fragment frees its
+        // buffer soon, so the retransmission can be reassembled.
+        icfg.reassembly.timeout = Duration::from_secs(3);
         let mut iface = Interface::new(icfg);
         iface.set_default_router(cfg.default_router);
-        if let Some(router) = cfg.rpl {
-            iface.enable_rpl_node(router, cfg.coap.rng_seed);
+        let epoch = Instant::now();
+        if let Some(rpl_router) = cfg.rpl {
+            iface.enable_rpl_node(epoch, rpl_router, cfg.coap.rng_seed);
         }
-        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch: Instant::now() }
+        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch }
     }
 
     /// The stack's `Instant` for medium µs.
