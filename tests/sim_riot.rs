@@ -413,6 +413,7 @@ fn sleepy_device_stays_awake_for_the_transfer_then_sleeps_again() {
     assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
     assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
     let done = t.history[0].finished_us;
+    println!("2 KiB to a sleepy device (5 s polls): {:.2} s", (done - t.history[0].triggered_us) as f64 / 1e6);
 
     // Back on its duty cycle: about one wake per 5 s, the radio mostly off.
     let on_before = h.world.medium().stats(h.world.device("dev").unwrap().node()).unwrap().radio_on_us;
@@ -446,9 +447,11 @@ fn tshark_decodes(pcap: &Path) {
     }
 }
 
-#[test]
-fn device_two_hops_away_updates_through_an_rpl_router() {
-    let text = r#"
+/// A device (with `dev_extra` keys) behind an RPL router, two hops from the server, which is
+/// the DODAG root; the device updates once it has joined. Returns the harness and the pcap.
+fn two_hop_update(dev_extra: &str) -> (Harness, tempfile::TempDir) {
+    let text = format!(
+        r#"
 seed = 9
 [gateway]
 eui64 = "f0:0d:00:00:00:00:00:01"
@@ -458,16 +461,17 @@ name = "relay"
 eui64 = "02:00:00:00:00:00:00:0a"
 short = 0x000a
 role = "router"
-board = { vendor = "riot-os.org", class = "nrf52840dk" }
-firmware = { version = "1.0.0", sequence = 10 }
+board = {{ vendor = "riot-os.org", class = "nrf52840dk" }}
+firmware = {{ version = "1.0.0", sequence = 10 }}
 
 [[node]]
 name = "dev"
 eui64 = "02:00:00:00:00:00:00:02"
 short = 0x0002
 parent = "relay"
-board = { vendor = "riot-os.org", class = "nrf52840dk" }
-firmware = { version = "1.0.0", sequence = 10 }
+board = {{ vendor = "riot-os.org", class = "nrf52840dk" }}
+firmware = {{ version = "1.0.0", sequence = 10 }}
+{dev_extra}
 
 [[link]]
 from = "relay"
@@ -480,8 +484,9 @@ from = "dev"
 to = "relay"
 prr = 1.0
 rssi_dbm = -60
-"#;
-    let s = Scenario::parse(Path::new("two-hops.toml"), text).unwrap();
+"#
+    );
+    let s = Scenario::parse(Path::new("two-hops.toml"), &text).unwrap();
     let (envelope, images) = update(11, 2048, "nrf52840dk");
     let mut h = Harness::new(&s, envelope, images);
     let dir = tempfile::tempdir().unwrap();
@@ -496,14 +501,14 @@ rssi_dbm = -60
     h.stack.iface_mut().enable_rpl_root(now, ferry::net::rpl_root::RplRootConfig::new(root, PREFIX.parse().unwrap()));
 
     let dev = h.device;
-    h.run(120 * S, |h| h.stack.iface().rpl().is_some_and(|r| r.route(&dev).is_some()));
+    h.run(300 * S, |h| h.stack.iface().rpl().is_some_and(|r| r.route(&dev).is_some()));
     let relay = h.world.riot("relay").unwrap().address();
     assert_eq!(h.stack.iface().rpl().unwrap().route(&dev), Some(vec![relay, dev]));
     let joined = *h.world.riot("dev").unwrap().stack().iface().rpl_node().unwrap().joined().unwrap();
     assert_eq!(joined.parent_mac, MacAddr::Short(0x000a), "nodes send from their short address");
 
     h.trigger();
-    h.run(h.world.now() + 600 * S, Harness::finished);
+    h.run(h.world.now() + 900 * S, Harness::finished);
     let t = h.truth();
     assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
     assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
@@ -511,4 +516,22 @@ rssi_dbm = -60
     assert!(relay_stats.forwarded > 2 * 2048 / 64, "every block crossed the relay: {relay_stats:?}");
     h.world.finish_pcap().unwrap();
     tshark_decodes(&pcap);
+    (h, dir)
+}
+
+#[test]
+fn device_two_hops_away_updates_through_an_rpl_router() {
+    let (h, _dir) = two_hop_update("");
+    let r = &h.truth().history[0];
+    println!("2 KiB two hops at 64-byte blocks: {:.2} s", (r.finished_us - r.triggered_us) as f64 / 1e6);
+}
+
+#[test]
+fn sleepy_device_behind_a_router_joins_and_updates() {
+    // The router holds the unicast DIO (answering the device's DIS) and every frame for it.
+    let (h, _dir) = two_hop_update(r#"duty_cycle = { mode = "sleepy", poll_period_s = 5.0 }"#);
+    let relay = h.world.device("relay").unwrap().stats();
+    assert!(relay.indirect_sent > 2 * 2048 / 64, "{relay:?}");
+    let r = &h.truth().history[0];
+    println!("2 KiB two hops to a sleepy device: {:.2} s", (r.finished_us - r.triggered_us) as f64 / 1e6);
 }

@@ -33,6 +33,9 @@ use super::scenario::{DutyCycle, Role};
 pub const TX_QUEUE_LEN: usize = 16;
 /// Indirect frames held per sleepy child (OpenThread keeps a handful per child too).
 pub const INDIRECT_PER_CHILD: usize = 8;
+/// While the upper layer keeps a sleepy device awake it polls its parent this often (fast
+/// polling, as Thread end devices do while they expect a response).
+pub const FAST_POLL_US: u64 = 50_000;
 /// Wake records kept per node; older ones are dropped first (and counted).
 pub const WAKE_LOG_LEN: usize = 65_536;
 
@@ -150,6 +153,10 @@ enum Sleep {
     /// ACK had Frame Pending: radio on until the frame comes or the time passes.
     AwaitPending {
         until: u64,
+    },
+    /// Kept awake by the upper layer: radio on, next poll at the time.
+    FastPoll {
+        next_poll: u64,
     },
 }
 
@@ -427,6 +434,14 @@ impl Device {
                 self.stats.pending_timeouts += 1;
                 self.go_to_sleep(m, now);
             }
+            Sleep::FastPoll { next_poll } if next_poll <= now => {
+                if self.upper.keep_awake() {
+                    self.sleep = Sleep::Polling;
+                    self.poll_wanted = true;
+                } else {
+                    self.go_to_sleep(m, now);
+                }
+            }
             _ => {}
         }
     }
@@ -494,9 +509,8 @@ impl Device {
             return;
         }
         if !self.silent && self.upper.keep_awake() {
-            // A transfer is running: poll again at once instead of sleeping.
-            self.sleep = Sleep::Polling;
-            self.poll_wanted = true;
+            // A transfer is running: stay on and poll again soon instead of sleeping.
+            self.sleep = Sleep::FastPoll { next_poll: now + FAST_POLL_US };
             return;
         }
         let _ = m.sleep(self.node);
@@ -572,6 +586,7 @@ impl Device {
         let mac = match self.sleep {
             Sleep::Asleep if self.is_sleepy() && !self.silent => Some(self.next_wake),
             Sleep::Listening { until } | Sleep::AwaitPending { until } => Some(until),
+            Sleep::FastPoll { next_poll } => Some(next_poll),
             _ => None,
         };
         [mac, self.upper.poll_timeout()].into_iter().flatten().min()
