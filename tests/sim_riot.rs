@@ -302,6 +302,7 @@ fn device_updates_from_a_plain_coap_server() {
     assert_eq!(rec.outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
     assert_eq!((t.installed_sequence, t.active_slot, t.reboots), (11, 1, 1));
     assert_eq!(rec.sequence, Some(11));
+    assert_eq!(h.world.truths(), vec![("dev".to_string(), t.clone())]);
     assert_eq!(t.bytes_fetched, manifest_len + 4096);
     let took = rec.finished_us - rec.triggered_us;
     // 64 blocks of 64 bytes, a signature check (1.1 s) and a boot (1 s) on an nRF52840.
