@@ -111,3 +111,68 @@ fn root_announces_learns_and_source_routes() {
     let (_, d) = open(&br.poll_transmit(now).unwrap().psdu);
     assert_eq!(Ipv6Header::parse(&d).unwrap().0.next_header, PROTO_UDP);
 }
+
+/// Root — router — leaf over in-memory links (the leaf cannot hear the root): the router joins
+/// on the root's DIO, the leaf on the router's; both DAOs reach the root (the leaf's forwarded
+/// upwards), and datagrams go down the source route and up through the router.
+#[test]
+fn nodes_join_announce_and_forward() {
+    const LEAF: [u8; 8] = [0x02, 0x11, 0x22, 0x00, 0x00, 0x33, 0x00, 0x03];
+    let t0 = Instant::now();
+    let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
+    let root_addr = nodes[0].global().unwrap();
+    nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
+    nodes[1].enable_rpl_node(t0, true, 1);
+    nodes[2].enable_rpl_node(t0, false, 2);
+    let hears = |from: usize, to: usize| from.abs_diff(to) == 1;
+    let macs = [BR, N1, LEAF].map(MacAddr::Ext);
+
+    // Virtual time: every node's timers, frames delivered to the neighbours they address.
+    let mut now = t0;
+    let run = |nodes: &mut [Interface; 3], until: Instant, now: &mut Instant| {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            for i in 0..3 {
+                while let Some(tx) = nodes[i].poll_transmit(*now) {
+                    moved = true;
+                    for j in (0..3).filter(|&j| hears(i, j)) {
+                        if tx.dst == macs[j] || tx.dst.is_broadcast() {
+                            let _ = nodes[j].handle_frame(*now, &tx.psdu, RxMeta::default());
+                        }
+                    }
+                }
+            }
+            if moved {
+                continue;
+            }
+            let Some(next) = nodes.iter().filter_map(Interface::poll_timeout).min() else { return };
+            if next > until {
+                return;
+            }
+            *now = next.max(*now);
+            for n in nodes.iter_mut() {
+                n.handle_timeout(*now);
+            }
+        }
+        panic!("no progress");
+    };
+    run(&mut nodes, t0 + Duration::from_secs(120), &mut now);
+
+    let router = nodes[1].rpl_node().unwrap().joined().copied().expect("router joined");
+    assert_eq!((router.parent_mac, router.rank), (MacAddr::Ext(BR), 512));
+    let leaf = nodes[2].rpl_node().unwrap().joined().copied().expect("leaf joined");
+    assert_eq!((leaf.parent_mac, leaf.rank), (MacAddr::Ext(N1), 768));
+    let (r, l) = (global(N1), nodes[2].global().unwrap());
+    assert_eq!(nodes[0].rpl().unwrap().route(&l), Some(vec![r, l]));
+    assert!(nodes[1].stats().forwarded >= 1, "the leaf's DAO went through the router");
+
+    // Down the source route, then up through the router.
+    nodes[0].send_udp(now, 5683, (l, 5683), b"down").unwrap();
+    run(&mut nodes, now, &mut now);
+    let got = nodes[2].poll_udp().expect("the leaf got it");
+    assert_eq!((got.src.0, &got.payload[..]), (root_addr, &b"down"[..]));
+    nodes[2].send_udp(now, 5683, (root_addr, 5683), b"up").unwrap();
+    run(&mut nodes, now, &mut now);
+    let got = nodes[0].poll_udp().expect("the root got it");
+    assert_eq!((got.src.0, &got.payload[..]), (l, &b"up"[..]));
+}

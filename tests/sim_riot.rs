@@ -18,7 +18,6 @@ use ferry::suit::emit::{ImageSpec, ManifestSpec};
 use ferry::suit::{policy, CoseAlg, Digest, Format, SigningKey};
 
 const TEST_KEY: &str = include_str!("../src/suit/testdata/test_ed25519_private_TESTONLY.pem");
-const SERVER_EUI: [u8; 8] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x00, 0x00, 0x99];
 const PREFIX: &str = "fd00:f3:e5::";
 const S: u64 = 1_000_000;
 
@@ -46,9 +45,12 @@ firmware = {{ version = "1.0.0", sequence = 10 }}
 
 /// The images per slot, and the signed envelope naming them on the server.
 fn update(sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
+    update_from(server_address(GATEWAY_EUI), sequence, size, class)
+}
+
+fn update_from(server: Ipv6Addr, sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
     let images: [Vec<u8>; 2] =
         [0u8, 1].map(|slot| (0..size).map(|i| (i as u8).wrapping_mul(31) ^ slot.wrapping_add(0x5a)).collect());
-    let server = server_address();
     let vendor = policy::vendor_id("riot-os.org");
     let spec = ManifestSpec {
         sequence_number: sequence,
@@ -71,12 +73,16 @@ fn update(sequence: u64, size: usize, class: &str) -> (Vec<u8>, [Vec<u8>; 2]) {
     (spec.build(Format::Riot, &[(&key, CoseAlg::EdDsa)]).unwrap(), images)
 }
 
-fn server_address() -> Ipv6Addr {
+/// The EUI-64 of the gateway in the scenarios written here.
+const GATEWAY_EUI: [u8; 8] = [0xf0, 0x0d, 0, 0, 0, 0, 0, 1];
+
+fn server_address(eui: [u8; 8]) -> Ipv6Addr {
     let p: Ipv6Addr = PREFIX.parse().unwrap();
-    ferry::net::ipv6::with_iid(p, ferry::net::ipv6::iid_from_mac(MacAddr::Ext(SERVER_EUI)))
+    ferry::net::ipv6::with_iid(p, ferry::net::ipv6::iid_from_mac(MacAddr::Ext(eui)))
 }
 
-/// A plain CoAP server on the medium, outside the simulated devices.
+/// A plain CoAP server on the medium in the border router's place (the gateway's addresses;
+/// the simulated RCP stays off), outside the simulated devices.
 struct Harness {
     world: World,
     server: NodeId,
@@ -93,7 +99,8 @@ impl Harness {
 
     fn for_node(scenario: &Scenario, name: &str, envelope: Vec<u8>, images: [Vec<u8>; 2]) -> Harness {
         let mut world = World::new(scenario).unwrap();
-        let server = world.add_external(Some(SERVER_EUI)).unwrap();
+        let eui = scenario.gateway.eui64.0;
+        let server = world.add_external(Some(eui)).unwrap();
         let mut router = Router::new();
         router.insert_static("/fw/riot.suit.latest.bin", StaticResource::new(envelope, content_format::OCTET_STREAM));
         for (i, img) in images.into_iter().enumerate() {
@@ -101,11 +108,12 @@ impl Harness {
         }
         let cfg = StackConfig {
             pan_id: scenario.pan_id,
-            eui64: SERVER_EUI,
+            eui64: eui,
             // The devices' parent: their MAC polls go to this short address.
             short: Some(scenario.gateway.short),
             prefix: PREFIX.parse().unwrap(),
             default_router: None,
+            rpl: None,
             coap: coap::Config::default(),
         };
         let stack = NodeStack::new(cfg, router);
@@ -113,6 +121,10 @@ impl Harness {
         world.device_mut(name).unwrap().1.config_mut(server).unwrap().short_addr = scenario.gateway.short;
         let device = world.riot(name).unwrap().address();
         Harness { world, server, stack, device, name: name.into(), responses: Vec::new() }
+    }
+
+    fn server_address(&self) -> Ipv6Addr {
+        self.stack.address()
     }
 
     /// Holds the server's frames for the sleepy device until it polls (from its short address).
@@ -132,7 +144,7 @@ impl Harness {
     /// POST /suit/trigger as `make suit/notify` does: the URL and one NUL byte.
     fn trigger(&mut self) {
         let mut req = Request::new(Method::Post, "/suit/trigger");
-        req.payload = Bytes::from(format!("coap://[{}]/fw/riot.suit.latest.bin\0", server_address()));
+        req.payload = Bytes::from(format!("coap://[{}]/fw/riot.suit.latest.bin\0", self.server_address()));
         self.request(req);
     }
 
@@ -240,7 +252,7 @@ fn clemens_update_s(block: u16) -> f64 {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/clemens-85k.toml");
     let mut s = Scenario::load(&path).unwrap();
     s.nodes[0].coap_block_size = block;
-    let (envelope, images) = update(2, 85 * 1024, "nucleo-f767zi");
+    let (envelope, images) = update_from(server_address(s.gateway.eui64.0), 2, 85 * 1024, "nucleo-f767zi");
     let mut h = Harness::for_node(&s, "nucleo", envelope, images);
     h.trigger();
     h.run(600 * S, Harness::finished);
@@ -290,6 +302,7 @@ fn device_updates_from_a_plain_coap_server() {
     assert_eq!(rec.outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
     assert_eq!((t.installed_sequence, t.active_slot, t.reboots), (11, 1, 1));
     assert_eq!(rec.sequence, Some(11));
+    assert_eq!(h.world.truths(), vec![("dev".to_string(), t.clone())]);
     assert_eq!(t.bytes_fetched, manifest_len + 4096);
     let took = rec.finished_us - rec.triggered_us;
     // 64 blocks of 64 bytes, a signature check (1.1 s) and a boot (1 s) on an nRF52840.
@@ -401,6 +414,7 @@ fn sleepy_device_stays_awake_for_the_transfer_then_sleeps_again() {
     assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
     assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
     let done = t.history[0].finished_us;
+    println!("2 KiB to a sleepy device (5 s polls): {:.2} s", (done - t.history[0].triggered_us) as f64 / 1e6);
 
     // Back on its duty cycle: about one wake per 5 s, the radio mostly off.
     let on_before = h.world.medium().stats(h.world.device("dev").unwrap().node()).unwrap().radio_on_us;
@@ -432,4 +446,93 @@ fn tshark_decodes(pcap: &Path) {
         let line = text.lines().find(|l| l.contains(complaint));
         assert!(line.is_none(), "tshark complains: {line:?}");
     }
+}
+
+/// A device (with `dev_extra` keys) behind an RPL router, two hops from the server, which is
+/// the DODAG root; the device updates once it has joined. Returns the harness and the pcap.
+fn two_hop_update(dev_extra: &str) -> (Harness, tempfile::TempDir) {
+    let text = format!(
+        r#"
+seed = 9
+[gateway]
+eui64 = "f0:0d:00:00:00:00:00:01"
+
+[[node]]
+name = "relay"
+eui64 = "02:00:00:00:00:00:00:0a"
+short = 0x000a
+role = "router"
+board = {{ vendor = "riot-os.org", class = "nrf52840dk" }}
+firmware = {{ version = "1.0.0", sequence = 10 }}
+
+[[node]]
+name = "dev"
+eui64 = "02:00:00:00:00:00:00:02"
+short = 0x0002
+parent = "relay"
+board = {{ vendor = "riot-os.org", class = "nrf52840dk" }}
+firmware = {{ version = "1.0.0", sequence = 10 }}
+{dev_extra}
+
+[[link]]
+from = "relay"
+to = "gateway"
+prr = 1.0
+rssi_dbm = -60
+
+[[link]]
+from = "dev"
+to = "relay"
+prr = 1.0
+rssi_dbm = -60
+"#
+    );
+    let s = Scenario::parse(Path::new("two-hops.toml"), &text).unwrap();
+    let (envelope, images) = update(11, 2048, "nrf52840dk");
+    let mut h = Harness::new(&s, envelope, images);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("two-hops.pcap");
+    h.world.set_pcap(Box::new(std::fs::File::create(&pcap).unwrap())).unwrap();
+    // The server is the DODAG root, and out of the device's range.
+    let dev_node = h.world.device("dev").unwrap().node();
+    let server = h.server;
+    h.world.device_mut("dev").unwrap().1.set_link_both(server, dev_node, None).unwrap();
+    let now = h.stack.instant(h.world.now());
+    let root = h.server_address();
+    h.stack.iface_mut().enable_rpl_root(now, ferry::net::rpl_root::RplRootConfig::new(root, PREFIX.parse().unwrap()));
+
+    let dev = h.device;
+    h.run(300 * S, |h| h.stack.iface().rpl().is_some_and(|r| r.route(&dev).is_some()));
+    let relay = h.world.riot("relay").unwrap().address();
+    assert_eq!(h.stack.iface().rpl().unwrap().route(&dev), Some(vec![relay, dev]));
+    let joined = *h.world.riot("dev").unwrap().stack().iface().rpl_node().unwrap().joined().unwrap();
+    assert_eq!(joined.parent_mac, MacAddr::Short(0x000a), "nodes send from their short address");
+
+    h.trigger();
+    h.run(h.world.now() + 900 * S, Harness::finished);
+    let t = h.truth();
+    assert_eq!(t.history[0].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
+    assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
+    let relay_stats = h.world.riot("relay").unwrap().stack().iface().stats();
+    assert!(relay_stats.forwarded > 2 * 2048 / 64, "every block crossed the relay: {relay_stats:?}");
+    h.world.finish_pcap().unwrap();
+    tshark_decodes(&pcap);
+    (h, dir)
+}
+
+#[test]
+fn device_two_hops_away_updates_through_an_rpl_router() {
+    let (h, _dir) = two_hop_update("");
+    let r = &h.truth().history[0];
+    println!("2 KiB two hops at 64-byte blocks: {:.2} s", (r.finished_us - r.triggered_us) as f64 / 1e6);
+}
+
+#[test]
+fn sleepy_device_behind_a_router_joins_and_updates() {
+    // The router holds the unicast DIO (answering the device's DIS) and every frame for it.
+    let (h, _dir) = two_hop_update(r#"duty_cycle = { mode = "sleepy", poll_period_s = 5.0 }"#);
+    let relay = h.world.device("relay").unwrap().stats();
+    assert!(relay.indirect_sent > 2 * 2048 / 64, "{relay:?}");
+    let r = &h.truth().history[0];
+    println!("2 KiB two hops to a sleepy device: {:.2} s", (r.finished_us - r.triggered_us) as f64 / 1e6);
 }

@@ -295,7 +295,8 @@ pub struct Endpoint<P: PeerKey> {
     metrics: Metrics,
 }
 
-fn is_success(code: ResponseType) -> bool {
+/// Whether a response code is 2.xx.
+pub fn is_success(code: ResponseType) -> bool {
     u8::from(MessageClass::Response(code)) >> 5 == 2
 }
 

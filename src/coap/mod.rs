@@ -30,7 +30,9 @@ pub mod resource;
 pub mod udp;
 
 pub use block::BlockOpt;
-pub use endpoint::{Config, DeferredId, Endpoint, Event, FetchOptions, PeerKey, RequestId, Timer, Transmit};
+pub use endpoint::{
+    is_success, Config, DeferredId, Endpoint, Event, FetchOptions, PeerKey, RequestId, Timer, Transmit,
+};
 pub use error::{CoapError, RequestError, RespondError, StartError};
 pub use metrics::Metrics;
 pub use msg::{content_format, Request, Response};

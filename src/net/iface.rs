@@ -28,6 +28,7 @@ use super::mac::{MacAddr, MacError};
 use super::mac_layer::{MacConfig, MacLayer, MacStats, RxEvent, RxMeta, SourceMatch, Transmit};
 use super::reassembly::{Reassembler, ReassemblyConfig, ReassemblyError, ReassemblyStats};
 use super::rpl::RplRepr;
+use super::rpl_node::{RplActions, RplNode};
 use super::rpl_root::{RplRoot, RplRootConfig};
 use super::sixlowpan::{self, Dispatch, SixlowpanError};
 use super::srh::SrhRepr;
@@ -132,6 +133,8 @@ pub struct InterfaceStats {
     pub tx_datagrams: u64,
     pub tx_fragmented: u64,
     pub tx_frames_dropped: u64,
+    /// Datagrams an RPL router passed on (upwards or along a source route).
+    pub forwarded: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +148,7 @@ pub struct Interface {
     mac: MacLayer,
     reasm: Reassembler,
     rpl: Option<RplRoot>,
+    rpl_node: Option<RplNode>,
     rx: VecDeque<UdpDatagram>,
     regs: BTreeMap<Ipv6Addr, Registration>,
     /// Where a node sends what is not on its link (its RPL parent or the border router).
@@ -159,6 +163,7 @@ impl Interface {
             mac: MacLayer::new(cfg.mac.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
             rpl: None,
+            rpl_node: None,
             cfg,
             rx: VecDeque::new(),
             regs: BTreeMap::new(),
@@ -196,6 +201,22 @@ impl Interface {
 
     pub fn rpl(&self) -> Option<&RplRoot> {
         self.rpl.as_ref()
+    }
+
+    /// Makes this interface an RPL node (non-storing mode): it joins on a DIO, announces
+    /// itself with DAOs, and once joined sends everything off its link to its parent. A
+    /// `router` also forwards upwards and along received source routes, and sends DIOs.
+    pub fn enable_rpl_node(&mut self, now: Instant, router: bool, seed: u64) {
+        self.rpl_node = Some(RplNode::new(now, router, seed));
+    }
+
+    pub fn rpl_node(&self) -> Option<&RplNode> {
+        self.rpl_node.as_ref()
+    }
+
+    /// A joined RPL router forwards.
+    fn forwards(&self) -> bool {
+        self.rpl_node.as_ref().is_some_and(|n| n.is_router() && n.joined().is_some())
     }
 
     pub fn link_local(&self) -> Ipv6Addr {
@@ -244,15 +265,26 @@ impl Interface {
         if let Some(r) = self.regs.get(dst) {
             return Some(r.mac);
         }
-        let on_link = ipv6::is_link_local(dst) || self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
-        if on_link {
+        // In the DODAG the prefix is not on-link: everything goes through the parent.
+        if let Some(j) = self.rpl_node.as_ref().and_then(RplNode::joined) {
+            if !ipv6::is_link_local(dst) {
+                return Some(j.parent_mac);
+            }
+        }
+        if ipv6::is_link_local(dst) {
             return Some(ipv6::mac_from_iid(&ipv6::iid(dst)));
         }
-        self.default_router
+        // A 6LoWPAN host does not treat the prefix as on-link: all goes to its router.
+        if self.default_router.is_some() {
+            return self.default_router;
+        }
+        let on_link = self.cfg.prefix.is_some_and(|p| ipv6::same_prefix64(&p, dst));
+        on_link.then(|| ipv6::mac_from_iid(&ipv6::iid(dst)))
     }
 
-    /// A node's default route: datagrams for destinations off its link (outside the prefix and
-    /// not registered) go to this neighbour, as a 6LN sends them to its router (RFC 6775 §5.6).
+    /// A node's default route: datagrams for anything but link-local and registered addresses
+    /// go to this neighbour, as a 6LN sends them to its router (RFC 6775 §5.6: the prefix is
+    /// not on-link). Without one, the prefix is on-link (the border router's view).
     pub fn set_default_router(&mut self, router: Option<MacAddr>) {
         self.default_router = router;
     }
@@ -397,9 +429,27 @@ impl Interface {
         let (h, payload) = Ipv6Header::parse(d)?;
         self.stats.rx_datagrams += 1;
         if !self.accepts(&h.dst) {
-            // No forwarding yet: the border router is the only destination.
+            if self.forwards() && !h.dst.is_multicast() && h.hop_limit > 1 {
+                // Upwards: towards the root.
+                let mut fwd = d.to_vec();
+                fwd[7] = h.hop_limit - 1;
+                let parent = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.parent_mac);
+                if let Some(parent) = parent {
+                    self.stats.forwarded += 1;
+                    let _ = self.send_ip(now, &fwd, parent);
+                    return Ok(());
+                }
+            }
             self.stats.rx_not_for_us += 1;
             return Ok(());
+        }
+        if h.next_header == PROTO_ROUTING && self.forwards() && h.hop_limit > 1 {
+            if let Ok((srh, len)) = SrhRepr::parse(payload, &h.dst) {
+                if srh.segments_left > 0 {
+                    self.forward_source_routed(now, &h, srh, &payload[len..]);
+                    return Ok(());
+                }
+            }
         }
         let (proto, upper) = ipv6::skip_extension_headers(h.next_header, payload)?;
         match proto {
@@ -424,6 +474,60 @@ impl Interface {
             }
             PROTO_ICMPV6 => self.handle_icmpv6(now, link_src, &h, upper),
             p => Err(RxError::Dispatch(p)),
+        }
+    }
+
+    /// RFC 6554 §4.2: swap the destination with the next address, one segment less, to the
+    /// next hop (a neighbour by construction).
+    fn forward_source_routed(&mut self, now: Instant, h: &Ipv6Header, mut srh: SrhRepr, rest: &[u8]) {
+        let n = srh.addresses.len();
+        let left = usize::from(srh.segments_left);
+        if left > n {
+            self.stats.rx_errors += 1;
+            return;
+        }
+        let i = n - left;
+        let next = std::mem::replace(&mut srh.addresses[i], h.dst);
+        srh.segments_left -= 1;
+        let srh_bytes = srh.emit(&next);
+        let out_h = Ipv6Header {
+            dst: next,
+            hop_limit: h.hop_limit - 1,
+            payload_len: (srh_bytes.len() + rest.len()).min(usize::from(u16::MAX)) as u16,
+            ..*h
+        };
+        let mut hb = [0u8; ipv6::HEADER_LEN];
+        out_h.emit(&mut hb);
+        let mut out = Vec::with_capacity(hb.len() + srh_bytes.len() + rest.len());
+        out.extend_from_slice(&hb);
+        out.extend_from_slice(&srh_bytes);
+        out.extend_from_slice(rest);
+        self.stats.forwarded += 1;
+        let _ = self.send_ip(now, &out, ipv6::mac_from_iid(&ipv6::iid(&next)));
+    }
+
+    /// Sends what the RPL node asked for: a DAO to the root, a DIO to all RPL nodes.
+    fn rpl_act(&mut self, now: Instant, a: RplActions) {
+        let (Some(prefix), own) = (self.cfg.prefix, self.global()) else { return };
+        let Some(node) = self.rpl_node.as_mut() else { return };
+        if a.send_dao {
+            let parent = node.joined().map(|j| ipv6::with_iid(prefix, ipv6::iid(&j.parent)));
+            if let (Some(target), Some(parent)) = (own, parent) {
+                if let Some((root, dao)) = node.dao(target, parent) {
+                    let d = ipv6::build_icmpv6(target, root, self.cfg.hop_limit, dao.emit());
+                    let _ = self.send_datagram(now, d);
+                }
+            }
+        }
+        if let (true, Some(router)) = (a.send_dis, self.default_router) {
+            let ll = ipv6::link_local(router);
+            let d = ipv6::build_icmpv6(self.link_local(), ll, ND_HOP_LIMIT, RplRepr::Dis.emit());
+            let _ = self.send_ip(now, &d, router);
+        }
+        let dio = if a.send_dio { self.rpl_node.as_ref().and_then(RplNode::dio) } else { None };
+        if let Some(dio) = dio {
+            let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_RPL_NODES, ND_HOP_LIMIT, dio.emit());
+            let _ = self.send_ip(now, &d, MacAddr::BROADCAST);
         }
     }
 
@@ -458,6 +562,24 @@ impl Interface {
                     // A DAO-ACK that cannot be routed is lost; the node retries its DAO.
                     let _ = self.send_datagram(now, d);
                 }
+            }
+            Icmpv6Repr::Other { kind: TYPE_RPL, code, body } if self.rpl_node.is_some() => {
+                let (Ok(msg), Some(node)) = (RplRepr::parse(code, body), self.rpl_node.as_mut()) else {
+                    self.stats.rx_icmp_other += 1;
+                    return Ok(());
+                };
+                if msg == RplRepr::Dis {
+                    // Unicast DIS: a unicast DIO back (a multicast one goes out on Trickle).
+                    let dio = node.handle_dis().filter(|_| !h.dst.is_multicast());
+                    if let Some(dio) = dio {
+                        let d = ipv6::build_icmpv6(self.link_local(), h.src, ND_HOP_LIMIT, dio.emit());
+                        let ll = self.resolve(&h.src).unwrap_or(link_src);
+                        let _ = self.send_ip(now, &d, ll);
+                    }
+                    return Ok(());
+                }
+                let a = node.handle_dio(now, h.src, link_src, &msg);
+                self.rpl_act(now, a);
             }
             _ => self.stats.rx_icmp_other += 1,
         }
@@ -586,7 +708,8 @@ impl Interface {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rpl = self.rpl.as_ref().map(RplRoot::poll_timeout);
-        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl].into_iter().flatten().min()
+        let node = self.rpl_node.as_ref().and_then(RplNode::poll_timeout);
+        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl, node].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -597,6 +720,9 @@ impl Interface {
         if let Some(msg) = dio {
             let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_RPL_NODES, ND_HOP_LIMIT, msg);
             let _ = self.send_ip(now, &d, MacAddr::BROADCAST);
+        }
+        if let Some(a) = self.rpl_node.as_mut().map(|n| n.handle_timeout(now)) {
+            self.rpl_act(now, a);
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod mac;
 pub mod mac_layer;
 pub mod reassembly;
 pub mod rpl;
+pub mod rpl_node;
 pub mod rpl_root;
 pub mod sixlowpan;
 pub mod srh;

@@ -33,6 +33,9 @@ use super::scenario::{DutyCycle, Role};
 pub const TX_QUEUE_LEN: usize = 16;
 /// Indirect frames held per sleepy child (OpenThread keeps a handful per child too).
 pub const INDIRECT_PER_CHILD: usize = 8;
+/// While the upper layer keeps a sleepy device awake it polls its parent this often (fast
+/// polling, as Thread end devices do while they expect a response).
+pub const FAST_POLL_US: u64 = 50_000;
 /// Wake records kept per node; older ones are dropped first (and counted).
 pub const WAKE_LOG_LEN: usize = 65_536;
 
@@ -101,6 +104,9 @@ pub struct DeviceParams {
     pub duty_cycle: DutyCycle,
     /// Short addresses of this router's sleepy children.
     pub sleepy_children: Vec<u16>,
+    /// The same children's EUI-64s with their short addresses: frames addressed to a child's
+    /// extended address wait for its poll (which comes from its short address) too.
+    pub sleepy_children_ext: Vec<([u8; 8], u16)>,
     pub seed: u64,
 }
 
@@ -147,6 +153,10 @@ enum Sleep {
     /// ACK had Frame Pending: radio on until the frame comes or the time passes.
     AwaitPending {
         until: u64,
+    },
+    /// Kept awake by the upper layer: radio on, next poll at the time.
+    FastPoll {
+        next_poll: u64,
     },
 }
 
@@ -354,8 +364,13 @@ impl Device {
             return;
         };
         // A frame for a sleepy child of ours waits for the child's poll.
-        if let Ok(Header { dst: Address::Short(dst), .. }) = Header::parse(frame) {
-            if self.p.role == Role::Router && self.p.sleepy_children.contains(&dst) {
+        let child = match Header::parse(frame).map(|h| h.dst) {
+            Ok(Address::Short(s)) => self.p.sleepy_children.contains(&s).then_some(s),
+            Ok(Address::Extended(e)) => self.p.sleepy_children_ext.iter().find(|c| c.0 == e).map(|c| c.1),
+            _ => None,
+        };
+        if let Some(dst) = child {
+            if self.p.role == Role::Router {
                 let q = self.indirect.entry(dst).or_default();
                 if q.len() >= INDIRECT_PER_CHILD {
                     self.stats.indirect_dropped += 1;
@@ -418,6 +433,14 @@ impl Device {
             Sleep::AwaitPending { until } if until <= now => {
                 self.stats.pending_timeouts += 1;
                 self.go_to_sleep(m, now);
+            }
+            Sleep::FastPoll { next_poll } if next_poll <= now => {
+                if self.upper.keep_awake() {
+                    self.sleep = Sleep::Polling;
+                    self.poll_wanted = true;
+                } else {
+                    self.go_to_sleep(m, now);
+                }
             }
             _ => {}
         }
@@ -486,9 +509,8 @@ impl Device {
             return;
         }
         if !self.silent && self.upper.keep_awake() {
-            // A transfer is running: poll again at once instead of sleeping.
-            self.sleep = Sleep::Polling;
-            self.poll_wanted = true;
+            // A transfer is running: stay on and poll again soon instead of sleeping.
+            self.sleep = Sleep::FastPoll { next_poll: now + FAST_POLL_US };
             return;
         }
         let _ = m.sleep(self.node);
@@ -564,6 +586,7 @@ impl Device {
         let mac = match self.sleep {
             Sleep::Asleep if self.is_sleepy() && !self.silent => Some(self.next_wake),
             Sleep::Listening { until } | Sleep::AwaitPending { until } => Some(until),
+            Sleep::FastPoll { next_poll } => Some(next_poll),
             _ => None,
         };
         [mac, self.upper.poll_timeout()].into_iter().flatten().min()

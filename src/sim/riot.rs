@@ -39,8 +39,8 @@ use super::rng::Rng;
 use super::scenario::{Failures, Processing};
 use super::stack::{parse_coap_url, NodeStack, Peer, StackConfig};
 use crate::coap::{
-    self, content_format, BlockOpt, Code, Event, FetchOptions, Method, Outcome, Request, RequestId, Resource, Response,
-    Router, StaticResource,
+    self, content_format, is_success, BlockOpt, Code, Event, FetchOptions, Method, Outcome, Request, RequestId,
+    Resource, Response, Router, StaticResource,
 };
 use crate::suit::{Digest, DigestAlg, Envelope, Identifier, PublicKey};
 
@@ -796,10 +796,6 @@ impl RiotNode {
         }
         self.start_firmware();
     }
-}
-
-fn is_success(code: Code) -> bool {
-    u8::from(coap_lite::MessageClass::Response(code)) >> 5 == 2
 }
 
 impl Upper for RiotNode {

@@ -572,6 +572,20 @@ duty_cycle = { mode = "sleepy", poll_period_s = 5.0 }
     }
 
     #[test]
+    fn node_firmware_model_fields() {
+        let s = Scenario::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!((s.nodes[0].coap_block_size, s.nodes[0].ferry_aware), (64, false));
+        assert_eq!(s.prefix.to_string(), "fd00:f3:e5::/64");
+        let ok = format!("{MINIMAL}coap_block_size = 512\nprocessing = {{ block_ms = 16.0, boot_ms = 800.0 }}\n");
+        let s = Scenario::parse(Path::new("t.toml"), &ok).unwrap();
+        assert_eq!((s.nodes[0].coap_block_size, s.nodes[0].processing.block_ms), (512, Some(16.0)));
+        for bad in ["coap_block_size = 100", "coap_block_size = 2048", "processing = { block_ms = -1.0 }"] {
+            let e = Scenario::parse(Path::new("t.toml"), &format!("{MINIMAL}{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("node[0]"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn errors_are_located() {
         let bad = MINIMAL.replace("short = 2", "short = 2\nbogus = 1");
         let e = Scenario::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();

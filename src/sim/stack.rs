@@ -36,6 +36,9 @@ pub struct StackConfig {
     pub prefix: Ipv6Addr,
     /// Where datagrams off the link go (the parent); `None` on a star's server.
     pub default_router: Option<MacAddr>,
+    /// Run RPL as a node: `Some(true)` for a router (forwards, sends DIOs), `Some(false)` for a
+    /// leaf; `None` without RPL. A node that never hears a DIO behaves as without.
+    pub rpl: Option<bool>,
     pub coap: coap::Config,
 }
 
@@ -58,9 +61,16 @@ impl NodeStack {
         icfg.mac.short_addr = cfg.short;
         // A node, not a router: no router flag in its neighbour advertisements.
         icfg.router = false;
+        // RIOT's GNRC_SIXLOWPAN_FRAG_RBUF_TIMEOUT_US: a datagram that lost a fragment frees its
+        // buffer soon, so the retransmission can be reassembled.
+        icfg.reassembly.timeout = Duration::from_secs(3);
         let mut iface = Interface::new(icfg);
         iface.set_default_router(cfg.default_router);
-        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch: Instant::now() }
+        let epoch = Instant::now();
+        if let Some(rpl_router) = cfg.rpl {
+            iface.enable_rpl_node(epoch, rpl_router, cfg.coap.rng_seed);
+        }
+        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch }
     }
 
     /// The stack's `Instant` for medium µs.

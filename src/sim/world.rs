@@ -209,6 +209,12 @@ impl World {
                 .filter(|c| c.parent == n.name && matches!(c.duty_cycle, DutyCycle::Sleepy { .. }))
                 .map(|c| c.short)
                 .collect();
+            let sleepy_children_ext = scenario
+                .nodes
+                .iter()
+                .filter(|c| c.parent == n.name && matches!(c.duty_cycle, DutyCycle::Sleepy { .. }))
+                .map(|c| (c.eui64.0, c.short))
+                .collect();
             let params = DeviceParams {
                 name: n.name.clone(),
                 short: n.short,
@@ -218,6 +224,7 @@ impl World {
                 role: n.role,
                 duty_cycle: n.duty_cycle,
                 sleepy_children,
+                sleepy_children_ext,
                 seed: seeds.next_u64(),
             };
             let mut d = Device::new(nodes[i], params);
@@ -571,6 +578,7 @@ fn riot_config(s: &Scenario, n: &NodeSpec, seed: u64) -> Result<RiotConfig, Worl
             short: Some(n.short),
             prefix: s.prefix.network(),
             default_router: Some(crate::net::MacAddr::Ext(parent_eui.0)),
+            rpl: Some(n.role == Role::Router),
             coap,
         },
         board: n.board.class.clone(),

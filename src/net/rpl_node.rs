@@ -1,0 +1,243 @@
+//! The node side of RPL (RFC 6550) in non-storing mode, as much as a RIOT node in ferry's PAN
+//! needs: join the DODAG on a DIO (the sender becomes the preferred parent), announce itself
+//! with a DAO to the root naming that parent (§9.7), refresh the DAO, and — on routers —
+//! multicast DIOs on the Trickle schedule so that nodes further down can join.
+//!
+//! A node that has not joined solicits a DIO from its default router with a unicast DIS
+//! ([`DIS_INTERVAL`], backing off); a joined router answers with a unicast DIO (§8.3), which a parent
+//! holds for a sleepy child until it polls, where a multicast DIO would be missed.
+//!
+//! Parent choice is deliberately simple: the first grounded DIO, replaced only by one whose
+//! rank is at least one hop lower. No DIS, no DAO-ACK handling, no poisoning, no version
+//! changes beyond joining the newer one.
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use super::mac::MacAddr;
+use super::rpl::{RplOption, RplRepr};
+use super::trickle::Trickle;
+
+/// Where a node stands in the DODAG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub instance: u8,
+    pub version: u8,
+    pub dodag_id: Ipv6Addr,
+    pub rank: u16,
+    /// The preferred parent's link-local address (the DIO's source) and MAC address.
+    pub parent: Ipv6Addr,
+    pub parent_mac: MacAddr,
+    pub min_hop_rank_increase: u16,
+    /// DAO path lifetime in lifetime units, and the unit in seconds.
+    pub default_lifetime: u8,
+    pub lifetime_unit: u16,
+    dio_int_min: u8,
+    dio_int_doublings: u8,
+    dio_redundancy: u8,
+}
+
+/// What the node has to send after a timeout or a DIO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct RplActions {
+    pub send_dao: bool,
+    pub send_dio: bool,
+    pub send_dis: bool,
+}
+
+/// How long a node that has not joined waits after its first DIS; each further wait doubles
+/// up to [`DIS_INTERVAL_MAX`] (a PAN without RPL is not flooded with solicitations).
+pub const DIS_INTERVAL: Duration = Duration::from_secs(30);
+pub const DIS_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
+/// The node's RPL state. Call order: [`handle_dio`](Self::handle_dio) for each DIO heard;
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout); both say
+/// what to send ([`dao`](Self::dao), [`dio`](Self::dio)).
+#[derive(Debug)]
+pub struct RplNode {
+    /// Routers forward and send DIOs; leaves only join.
+    router: bool,
+    joined: Option<Joined>,
+    dao_seq: u8,
+    dao_due: Option<Instant>,
+    /// Next DIS while not joined, and the wait after it.
+    dis_due: Option<Instant>,
+    dis_wait: Duration,
+    trickle: Option<Trickle>,
+    rng: u64,
+}
+
+const INFINITE_RANK: u16 = 0xffff;
+
+impl RplNode {
+    /// A node that starts at `now`; its first DIS goes out within 5 s unless a DIO comes first.
+    pub fn new(now: Instant, router: bool, seed: u64) -> RplNode {
+        let mut n = RplNode {
+            router,
+            joined: None,
+            dao_seq: 0,
+            dao_due: None,
+            dis_due: None,
+            dis_wait: DIS_INTERVAL,
+            trickle: None,
+            rng: seed | 1,
+        };
+        let first = Duration::from_millis(500 + n.random() % 4500);
+        n.dis_due = Some(now + first);
+        n
+    }
+
+    pub fn joined(&self) -> Option<&Joined> {
+        self.joined.as_ref()
+    }
+
+    pub fn is_router(&self) -> bool {
+        self.router
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// A DIO from `src` (link-local) heard from `link_src`. Joins or switches parent when it is
+    /// better; the returned actions then include a DAO.
+    pub fn handle_dio(&mut self, now: Instant, src: Ipv6Addr, link_src: MacAddr, dio: &RplRepr) -> RplActions {
+        let RplRepr::Dio { instance, version, rank, grounded, dodag_id, options, .. } = dio else {
+            return RplActions::default();
+        };
+        let cfg = options.iter().find_map(|o| match o {
+            RplOption::DodagConfig(c) => Some(*c),
+            _ => None,
+        });
+        let Some(cfg) = cfg.filter(|c| c.min_hop_rank_increase > 0) else { return RplActions::default() };
+        if !grounded || *rank == INFINITE_RANK {
+            return RplActions::default();
+        }
+        let my_rank = rank.saturating_add(cfg.min_hop_rank_increase);
+        let better = match &self.joined {
+            None => true,
+            Some(j) if j.dodag_id != *dodag_id => false,
+            Some(j) if *version != j.version => version.wrapping_sub(j.version) < 128,
+            Some(j) if j.parent == src => my_rank != j.rank,
+            Some(j) => my_rank.saturating_add(cfg.min_hop_rank_increase) <= j.rank,
+        };
+        if !better {
+            if let (Some(j), Some(t)) = (&self.joined, self.trickle.as_mut()) {
+                if j.dodag_id == *dodag_id && j.version == *version {
+                    t.hear_consistent();
+                }
+            }
+            return RplActions::default();
+        }
+        self.joined = Some(Joined {
+            instance: *instance,
+            version: *version,
+            dodag_id: *dodag_id,
+            rank: my_rank,
+            parent: src,
+            parent_mac: link_src,
+            min_hop_rank_increase: cfg.min_hop_rank_increase,
+            default_lifetime: cfg.default_lifetime,
+            lifetime_unit: cfg.lifetime_unit,
+            dio_int_min: cfg.dio_interval_min,
+            dio_int_doublings: cfg.dio_interval_doublings,
+            dio_redundancy: cfg.dio_redundancy,
+        });
+        if self.router {
+            let r = self.random();
+            self.trickle =
+                Some(Trickle::new(now, cfg.dio_interval_min, cfg.dio_interval_doublings, cfg.dio_redundancy, r));
+        }
+        self.dao_due = Some(now + self.dao_refresh());
+        self.dis_due = None;
+        RplActions { send_dao: true, ..RplActions::default() }
+    }
+
+    /// The unicast DIO a joined router answers a DIS with.
+    pub fn handle_dis(&self) -> Option<RplRepr> {
+        self.dio()
+    }
+
+    /// Half the path lifetime, so the root's route never lapses.
+    fn dao_refresh(&self) -> Duration {
+        let life = self.joined.map_or(0, |j| u64::from(j.default_lifetime) * u64::from(j.lifetime_unit));
+        Duration::from_secs((life / 2).max(10))
+    }
+
+    /// The non-storing DAO for `target` (our global address) naming `parent_global`, to the
+    /// DODAG root.
+    pub fn dao(&mut self, target: Ipv6Addr, parent_global: Ipv6Addr) -> Option<(Ipv6Addr, RplRepr)> {
+        let j = self.joined?;
+        self.dao_seq = self.dao_seq.wrapping_add(1);
+        let dao = RplRepr::Dao {
+            instance: j.instance,
+            ack_requested: false,
+            sequence: self.dao_seq,
+            dodag_id: None,
+            options: vec![
+                RplOption::Target { prefix_len: 128, prefix: target },
+                RplOption::Transit {
+                    external: false,
+                    path_control: 0,
+                    path_sequence: self.dao_seq,
+                    path_lifetime: j.default_lifetime,
+                    parent: Some(parent_global),
+                },
+            ],
+        };
+        Some((j.dodag_id, dao))
+    }
+
+    /// The DIO a joined router multicasts: the root's parameters at our rank.
+    pub fn dio(&self) -> Option<RplRepr> {
+        let j = self.joined.filter(|_| self.router)?;
+        Some(RplRepr::Dio {
+            instance: j.instance,
+            version: j.version,
+            rank: j.rank,
+            grounded: true,
+            mop: super::rpl::MOP_NON_STORING,
+            preference: 0,
+            dtsn: 0,
+            dodag_id: j.dodag_id,
+            options: vec![RplOption::DodagConfig(super::rpl::DodagConfig {
+                flags: 0,
+                dio_interval_doublings: j.dio_int_doublings,
+                dio_interval_min: j.dio_int_min,
+                dio_redundancy: j.dio_redundancy,
+                max_rank_increase: 0,
+                min_hop_rank_increase: j.min_hop_rank_increase,
+                ocp: 0,
+                default_lifetime: j.default_lifetime,
+                lifetime_unit: j.lifetime_unit,
+            })],
+        })
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dio = self.trickle.as_ref().map(Trickle::poll_timeout);
+        [self.dao_due, dio, self.dis_due].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> RplActions {
+        let mut a = RplActions::default();
+        if self.dao_due.is_some_and(|t| t <= now) {
+            a.send_dao = true;
+            self.dao_due = Some(now + self.dao_refresh());
+        }
+        if self.dis_due.is_some_and(|t| t <= now) {
+            a.send_dis = true;
+            self.dis_due = Some(now + self.dis_wait);
+            self.dis_wait = (self.dis_wait * 2).min(DIS_INTERVAL_MAX);
+        }
+        let r = self.random();
+        if let Some(t) = self.trickle.as_mut() {
+            a.send_dio = t.handle_timeout(now, r);
+        }
+        a
+    }
+}
