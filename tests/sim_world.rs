@@ -257,3 +257,56 @@ rssi_dbm = -90
     // Listen window 0: radio on only for CSMA, the poll and the ACK wait, ~2-10 ms per wake.
     assert!(far_row.radio_on_pct < 1.5, "{}", far_row.radio_on_pct);
 }
+
+/// ZEP peers the scenario lists are placed by the EUI-64 they announce: by position through
+/// the path-loss model, or by explicit links; unlisted peers get the default link to all.
+#[test]
+fn external_nodes_are_placed_by_their_eui64() {
+    let text = r#"
+seed = 3
+[gateway]
+eui64 = "f0:0d:00:00:00:00:00:01"
+position = [0.0, 0.0]
+[[node]]
+name = "near"
+eui64 = "02:00:00:00:00:00:00:02"
+short = 2
+position = [2.0, 0.0]
+[[node]]
+name = "far"
+eui64 = "02:00:00:00:00:00:00:03"
+short = 3
+position = [400.0, 0.0]
+[[external]]
+name = "native-1"
+eui64 = "02:00:00:00:00:00:00:99"
+position = [3.0, 0.0]
+[[external]]
+name = "native-2"
+eui64 = "02:00:00:00:00:00:00:98"
+[[link]]
+from = "native-2"
+to = "far"
+prr = 0.5
+rssi_dbm = -90
+"#;
+    let sc = Scenario::parse(std::path::Path::new("zep.toml"), text).unwrap();
+    let mut w = World::new(&sc).unwrap();
+    let gw = w.gateway().node();
+    let (near, far) = (w.device("near").unwrap().node(), w.device("far").unwrap().node());
+
+    let placed = w.add_external(Some([2, 0, 0, 0, 0, 0, 0, 0x99])).unwrap();
+    let to_gw = w.medium().link(placed, gw).expect("3 m from the gateway is in range");
+    let to_near = w.medium().link(placed, near).expect("1 m from `near`");
+    assert!(to_near.rssi_dbm > to_gw.rssi_dbm, "closer is stronger: {to_near:?} vs {to_gw:?}");
+    assert!(w.medium().link(placed, far).is_none() && w.medium().link(far, placed).is_none());
+
+    let linked = w.add_external(Some([2, 0, 0, 0, 0, 0, 0, 0x98])).unwrap();
+    let l = w.medium().link(linked, far).expect("its explicit link");
+    assert_eq!((l.prr, l.rssi_dbm), (0.5, -90));
+    assert!(w.medium().link(far, linked).is_some(), "both ways by default");
+    assert!(w.medium().link(linked, gw).is_none(), "no position and no link: out of range");
+
+    let unknown = w.add_external(Some([2, 0, 0, 0, 0, 0, 0, 0x42])).unwrap();
+    assert!(w.medium().link(unknown, gw).is_some() && w.medium().link(unknown, far).is_some());
+}

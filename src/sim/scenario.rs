@@ -38,6 +38,12 @@
 //! ferry_aware = true     # also serves /ferry/status (CBOR)
 //! processing = { ed25519_verify_ms = 900.0, boot_ms = 1500.0 }   # overrides the board's defaults
 //!
+//! [[external]]           # a ZEP peer (e.g. RIOT `native`), placed when it announces this EUI-64
+//! name = "native-1"      # links may name it
+//! eui64 = "02:00:00:00:00:00:00:99"
+//! position = [6.0, 1.0]  # or omit, and give its links in [[link]]
+//! tx_dbm = 0.0
+//!
 //! [[link]]               # explicit link, overrides positions
 //! from = "thermostat"
 //! to = "gateway"
@@ -120,6 +126,22 @@ pub struct Scenario {
     pub nodes: Vec<NodeSpec>,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSpec>,
+    /// Where ZEP peers go on the medium, by the EUI-64 they announce; peers not listed get
+    /// a default link to everyone.
+    #[serde(default, rename = "external")]
+    pub externals: Vec<ExternalSpec>,
+}
+
+/// A node outside the simulator (a ZEP peer), placed by its EUI-64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    pub name: String,
+    pub eui64: Eui64,
+    #[serde(default)]
+    pub position: Option<[f64; 2]>,
+    #[serde(default)]
+    pub tx_dbm: f64,
 }
 
 fn default_channel() -> u8 {
@@ -479,6 +501,18 @@ impl Scenario {
                         ))
                     }
                 }
+            }
+        }
+        for (i, x) in self.externals.iter().enumerate() {
+            let at = |field: &str| format!("external[{i}].{field}");
+            if x.name == GATEWAY || x.name.is_empty() {
+                return Err((at("name"), format!("`{}` is reserved or empty; pick another name", x.name)));
+            }
+            if names.insert(&x.name, usize::MAX).is_some() {
+                return Err((at("name"), format!("the name `{}` is taken", x.name)));
+            }
+            if euis.insert(x.eui64.0, usize::MAX).is_some() || x.eui64 == self.gateway.eui64 {
+                return Err((at("eui64"), format!("EUI-64 {} is already used", x.eui64)));
             }
         }
         let known = |name: &str| name == GATEWAY || names.contains_key(name);

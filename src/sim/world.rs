@@ -61,7 +61,7 @@ use super::rcp_node::RcpNode;
 use super::riot::{riot_test_key, Costs, NodeTruth, RiotConfig, RiotNode};
 use super::rng::Rng;
 use super::scenario::NodeSpec;
-use super::scenario::{DutyCycle, Role, Scenario, GATEWAY};
+use super::scenario::{DutyCycle, ExternalSpec, Role, Scenario, GATEWAY};
 use super::stack::StackConfig;
 use super::timing::Timing;
 
@@ -163,12 +163,7 @@ impl World {
 
         // Links from geometry, each direction with its sender's power.
         let prop = scenario.propagation;
-        let model = PathLoss {
-            loss_at_1m_db: prop.loss_at_1m_db,
-            exponent: prop.exponent,
-            noise_dbm: prop.noise_dbm,
-            sensitivity_dbm: prop.sensitivity_dbm,
-        };
+        let model = path_loss(scenario);
         let mut placed = Vec::new();
         if let Some(pos) = scenario.gateway.position {
             placed.push((gw, pos, scenario.gateway.tx_dbm));
@@ -187,6 +182,10 @@ impl World {
             }
         }
         for l in &scenario.links {
+            // Links of external nodes are set when the peer attaches (`add_external`).
+            if [&l.from, &l.to].iter().any(|n| scenario.externals.iter().any(|x| &x.name == *n)) {
+                continue;
+            }
             let (a, b) = (id_of(&l.from)?, id_of(&l.to)?);
             let link = Some(Link::new(l.prr, l.rssi_dbm));
             medium.set_link(a, b, link)?;
@@ -356,13 +355,60 @@ impl World {
         // Frame Pending only from entries, and it has none.
         cfg.src_match.set_enabled(true);
         let node = self.medium.add_node(cfg)?;
-        for other in (0..self.medium.node_count()).map(NodeId).filter(|&o| o != node) {
-            self.medium.set_link_both(node, other, Some(EXTERNAL_LINK))?;
+        let placed = eui64.and_then(|e| self.scenario.externals.iter().find(|x| x.eui64.0 == e)).cloned();
+        match placed {
+            Some(spec) => self.place_external(node, &spec)?,
+            None => {
+                for other in (0..self.medium.node_count()).map(NodeId).filter(|&o| o != node) {
+                    self.medium.set_link_both(node, other, Some(EXTERNAL_LINK))?;
+                }
+            }
         }
         self.medium.receive(node, self.scenario.channel)?;
         self.by_node.push(None);
         self.externals.push(External { node, txq: VecDeque::new(), busy: false });
         Ok(node)
+    }
+
+    /// Links of a peer the scenario places (`[[external]]`): from its position, like a
+    /// simulated node, then its explicit `[[link]]`s; no link where neither says one.
+    fn place_external(&mut self, node: NodeId, spec: &ExternalSpec) -> Result<(), WorldError> {
+        let sc = &self.scenario;
+        let model = path_loss(sc);
+        let psdu_len = sc.propagation.psdu_len;
+        let mut others: Vec<(NodeId, Option<[f64; 2]>, f64)> =
+            vec![(self.gateway.node(), sc.gateway.position, sc.gateway.tx_dbm)];
+        others.extend(self.devices.iter().zip(&sc.nodes).map(|(d, n)| (d.node(), n.position, n.tx_dbm)));
+        if let Some([x, y]) = spec.position {
+            for &(other, pos, tx) in &others {
+                if let Some([ox, oy]) = pos {
+                    let d = ((x - ox).powi(2) + (y - oy).powi(2)).sqrt();
+                    self.medium.set_link(node, other, model.link(d, spec.tx_dbm, psdu_len))?;
+                    self.medium.set_link(other, node, model.link(d, tx, psdu_len))?;
+                }
+            }
+        }
+        let id_of = |name: &str| -> Option<NodeId> {
+            if name == GATEWAY {
+                return Some(self.gateway.node());
+            }
+            if name == spec.name {
+                return Some(node);
+            }
+            sc.nodes.iter().position(|n| n.name == name).map(|i| self.devices[i].node())
+        };
+        let mut explicit = Vec::new();
+        for l in sc.links.iter().filter(|l| l.from == spec.name || l.to == spec.name) {
+            let (Some(a), Some(b)) = (id_of(&l.from), id_of(&l.to)) else { continue };
+            explicit.push((a, b, Link::new(l.prr, l.rssi_dbm), l.both_ways));
+        }
+        for (a, b, link, both_ways) in explicit {
+            self.medium.set_link(a, b, Some(link))?;
+            if both_ways {
+                self.medium.set_link(b, a, Some(link))?;
+            }
+        }
+        Ok(())
     }
 
     /// A frame (PSDU, FCS included) an external node sent: it goes on air from that node with
@@ -709,6 +755,17 @@ impl WorldHandle {
 /// Builds the world of `scenario` and runs it in real time in a tokio task until `shutdown`;
 /// returns the host end of an in-memory byte stream to the gateway RCP (Spinel over HDLC-lite)
 /// and the handle. Must be called inside a tokio runtime.
+/// The scenario's log-distance path-loss model.
+fn path_loss(scenario: &Scenario) -> PathLoss {
+    let prop = scenario.propagation;
+    PathLoss {
+        loss_at_1m_db: prop.loss_at_1m_db,
+        exponent: prop.exponent,
+        noise_dbm: prop.noise_dbm,
+        sensitivity_dbm: prop.sensitivity_dbm,
+    }
+}
+
 pub fn spawn_realtime(
     scenario: Scenario,
     shutdown: CancellationToken,
