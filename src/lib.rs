@@ -14,6 +14,7 @@ pub mod net;
 pub mod radio;
 pub mod repo;
 pub mod schedule;
+pub mod seeded;
 pub mod sim;
 pub mod store;
 pub mod suit;

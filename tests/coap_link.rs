@@ -13,20 +13,8 @@ use ferry::coap::{
 const CLIENT: u8 = 1;
 const SERVER: u8 = 2;
 
-/// SplitMix64, seeded: the same loss pattern every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
+/// Seeded: the same loss pattern every run.
+type Rng = ferry::seeded::SplitMix64;
 
 /// Datagrams on the wire: (arrival, sequence, destination, bytes), earliest first.
 type InFlight = BinaryHeap<Reverse<(Instant, u64, u8, Vec<u8>)>>;
@@ -102,8 +90,8 @@ fn drive(
 }
 
 fn body(len: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed);
-    (0..len).map(|_| r.next() as u8).collect()
+    let mut r = Rng::new(seed);
+    (0..len).map(|_| r.next_u64() as u8).collect()
 }
 
 fn fetch_over_lossy_link(szx: u8, loss: f64, seed: u64) {
@@ -113,7 +101,7 @@ fn fetch_over_lossy_link(szx: u8, loss: f64, seed: u64) {
     let mut server = Endpoint::new(Config { rng_seed: seed ^ 1, default_szx: 6, ..Config::default() }, router);
     let mut client: Endpoint<u8> = Endpoint::new(Config { rng_seed: seed ^ 2, ..Config::default() }, Router::new());
     let mut link = Link {
-        rng: Rng(seed),
+        rng: Rng::new(seed),
         loss,
         latency: Duration::from_millis(5),
         in_flight: BinaryHeap::new(),
@@ -170,7 +158,7 @@ fn fetch_without_loss_and_size_limit() {
     let mut server = Endpoint::new(Config::default(), router);
     let mut client: Endpoint<u8> = Endpoint::new(Config::default(), Router::new());
     let mut link = Link {
-        rng: Rng(3),
+        rng: Rng::new(3),
         loss: 0.0,
         latency: Duration::from_millis(1),
         in_flight: BinaryHeap::new(),
@@ -193,7 +181,7 @@ fn observe_across_the_link() {
     let mut server = Endpoint::new(Config::default(), router);
     let mut client: Endpoint<u8> = Endpoint::new(Config::default(), Router::new());
     let mut link = Link {
-        rng: Rng(9),
+        rng: Rng::new(9),
         loss: 0.0,
         latency: Duration::from_millis(1),
         in_flight: BinaryHeap::new(),

@@ -18,6 +18,7 @@ use ferry::deliver::{
 };
 use ferry::fleet::Eui64;
 use ferry::repo::BlobDigest;
+use ferry::seeded::SplitMix64;
 use ferry::store::sessions;
 use ferry::suit::{Envelope, PublicKey};
 use rusqlite::Connection;
@@ -197,8 +198,8 @@ struct World {
     /// Datagrams (and their bytes) ferry → device and device → ferry.
     to_device: (u64, u64),
     to_ferry: (u64, u64),
-    /// Seeded loss: (SplitMix64 state, probability) applied to every datagram.
-    loss: Option<(u64, f64)>,
+    /// Seeded loss: (generator, probability) applied to every datagram.
+    loss: Option<(SplitMix64, f64)>,
     _dir: tempfile::TempDir,
 }
 
@@ -323,14 +324,10 @@ impl World {
         moved
     }
 
-    /// Whether the next datagram is lost (SplitMix64, so every run loses the same ones).
+    /// Whether the next datagram is lost (seeded, so every run loses the same ones).
     fn lost(&mut self) -> bool {
-        let Some((state, p)) = &mut self.loss else { return false };
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 <= *p
+        let Some((rng, p)) = &mut self.loss else { return false };
+        rng.next_f64() <= *p
     }
 
     /// One round of moving datagrams and events; false when nothing moved.
@@ -737,7 +734,7 @@ fn the_engine_keeps_up_with_many_devices() {
 fn a_lossy_link_still_ends_confirmed_with_one_trigger() {
     for seed in 1..=8u64 {
         let mut w = World::new(RIOT_BOARD, EngineConfig::default());
-        w.loss = Some((seed, 0.15));
+        w.loss = Some((SplitMix64::new(seed), 0.15));
         let start = w.now;
         let id = w.engine.start(w.now, plan(&w.offer)).expect("starts");
         let end = w.run_to_end(id);

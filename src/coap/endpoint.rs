@@ -14,6 +14,7 @@ use super::error::{RequestError, RespondError, StartError};
 use super::metrics::Metrics;
 use super::msg::{split_path, Request, Response};
 use super::resource::{Outcome, Router};
+use crate::seeded::SplitMix64;
 
 /// What identifies a peer: a socket address over kernel UDP, a (link, IPv6, port) over 6LoWPAN.
 /// `'static` so resources can learn the requesting peer through
@@ -162,24 +163,6 @@ impl TimerTable {
     }
 }
 
-/// SplitMix64: small, seeded, good enough for jitter and IDs (never the OS RNG: sans-IO).
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 type Token = Vec<u8>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,7 +256,7 @@ struct Deferred<P> {
 /// `now` must not go backwards. Every table is bounded by [`Config`].
 pub struct Endpoint<P: PeerKey> {
     cfg: Config,
-    rng: Rng,
+    rng: SplitMix64,
     router: Router,
     next_mid: u16,
     next_token: u32,
@@ -302,7 +285,7 @@ pub fn is_success(code: ResponseType) -> bool {
 
 impl<P: PeerKey> Endpoint<P> {
     pub fn new(cfg: Config, router: Router) -> Self {
-        let mut rng = Rng(cfg.rng_seed);
+        let mut rng = SplitMix64::new(cfg.rng_seed);
         let next_mid = rng.next_u64() as u16;
         let next_token = rng.next_u64() as u32;
         Self {

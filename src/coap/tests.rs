@@ -418,14 +418,8 @@ fn unknown_critical_option_and_proxy() {
 /// bytes must never panic the endpoint, and all it emits must parse.
 #[test]
 fn random_datagrams_never_panic() {
-    let mut rng = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::seeded::SplitMix64::new(0x1234_5678_9abc_def0);
+    let mut next = move || rng.next_u64();
     let seeds: Vec<Vec<u8>> = vec![
         get_image(1, &[0x02]),
         get_image(2, &[0x0c, 0x80, 0x02]),

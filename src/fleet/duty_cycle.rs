@@ -250,18 +250,11 @@ fn reject_duplicates(residuals: &[f64], index: &[i64], threshold: f64) -> Vec<bo
 mod tests {
     use super::*;
 
-    /// SplitMix64: deterministic, seedable, good enough for test fixtures.
-    struct Rng(u64);
+    /// The fixtures' seeded generator, with a rough normal distribution on top.
+    struct Rng(crate::seeded::SplitMix64);
     impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
         fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+            self.0.next_f64()
         }
         /// Approximately normal (Irwin–Hall, 12 uniforms), standard deviation `sd`, clipped to ±3 sd.
         fn gaussish(&mut self, sd: f64) -> f64 {
@@ -279,7 +272,7 @@ mod tests {
     }
 
     fn generate(seed: u64, period_us: f64, drift: f64, miss: f64, observe: usize) -> Truth {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(crate::seeded::SplitMix64::new(seed));
         let start = 1_000_000.0 + rng.unit() * period_us;
         let real_period = period_us * (1.0 + drift);
         let (mut frames, mut observed_wakes, mut wakes) = (Vec::new(), Vec::new(), Vec::new());

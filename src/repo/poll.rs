@@ -62,23 +62,8 @@ fn jitter(wait: Duration, random: u64) -> Duration {
     Duration::from_millis(ms - span + offset)
 }
 
-/// A small deterministic generator (SplitMix64) for jitter; the shell seeds it.
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new(seed: u64) -> Jitter {
-        Jitter(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+/// The deterministic generator for poll jitter; the shell seeds it.
+pub use crate::seeded::SplitMix64 as Jitter;
 
 #[cfg(test)]
 mod tests {

@@ -10,15 +10,8 @@ pub struct Rng {
 impl Rng {
     pub fn new(seed: u64) -> Self {
         // SplitMix64 spreads any seed (even 0) over the 256-bit state.
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng { s: [next(), next(), next(), next()] }
+        let mut x = crate::seeded::SplitMix64::new(seed);
+        Rng { s: [x.next_u64(), x.next_u64(), x.next_u64(), x.next_u64()] }
     }
 
     pub fn next_u64(&mut self) -> u64 {
