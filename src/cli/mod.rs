@@ -1,6 +1,7 @@
 //! The `ferry` command line: talks to ferryd over its control socket, and hosts the offline
 //! tools. Each command's logic lives here so the binary stays a thin main.
 
+mod bench;
 mod cache;
 mod device;
 mod history;
@@ -66,6 +67,9 @@ enum Command {
     Manifest(manifest::ManifestCommand),
     /// Run a simulated PAN: behind a pty for ferryd (real time), or in virtual time.
     Sim(sim::SimArgs),
+    /// Run one fleet update on a simulated PAN as ferry, one device at a time and all at once,
+    /// in virtual time, and print the figures against the radio's bound.
+    Bench(bench::BenchArgs),
     /// What the scheduler starts now and why the rest waits (ferryd's plan, or --snapshot offline).
     Plan(plan::PlanArgs),
     /// The fleet: list, show, admit and retire devices.
@@ -151,6 +155,7 @@ impl Cli {
             Command::Publish(args) => publish::run(args),
             Command::Manifest(cmd) => manifest::run(cmd),
             Command::Sim(args) => sim::run(args).await,
+            Command::Bench(args) => bench::run(args),
             Command::Plan(args) => match &args.snapshot {
                 Some(_) => plan::run(args),
                 None => plan::run_live(&self.client()?, args).await,

@@ -17,6 +17,7 @@
 //! - [`world`]: a scenario's medium, gateway RCP and devices, in virtual or real time;
 //! - [`zep`]: ZEP v2 and the bridge that puts RIOT `native` nodes on the medium.
 
+pub mod bench;
 pub mod device;
 pub mod frame;
 pub mod host;

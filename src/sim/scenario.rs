@@ -44,6 +44,12 @@
 //! position = [6.0, 1.0]  # or omit, and give its links in [[link]]
 //! tx_dbm = 0.0
 //!
+//! [bench]                # `ferry bench` on this PAN (all optional)
+//! image_bytes = 100000   # size of the new image
+//! limit_s = 3600.0       # virtual time per strategy before unfinished devices count as failed
+//! air_time_budget = 0.6  # ferry's [plan] policy for the run
+//! max_concurrent_per_parent = 2
+//!
 //! [[link]]               # explicit link, overrides positions
 //! from = "thermostat"
 //! to = "gateway"
@@ -130,6 +136,9 @@ pub struct Scenario {
     /// a default link to everyone.
     #[serde(default, rename = "external")]
     pub externals: Vec<ExternalSpec>,
+    /// What `ferry bench` delivers on this PAN (`sim::bench`).
+    #[serde(default)]
+    pub bench: BenchSpec,
 }
 
 /// A node outside the simulator (a ZEP peer), placed by its EUI-64.
@@ -142,6 +151,26 @@ pub struct ExternalSpec {
     pub position: Option<[f64; 2]>,
     #[serde(default)]
     pub tx_dbm: f64,
+}
+
+/// `[bench]`: the fleet update `ferry bench` runs on a scenario, and ferry's PAN policy for it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchSpec {
+    /// Size of the new image (each slot's), bytes.
+    pub image_bytes: u64,
+    /// Virtual time one strategy may take before its unfinished devices count as failed, s.
+    pub limit_s: f64,
+    /// ferry's `[plan] air_time_budget` for the run (0..=1).
+    pub air_time_budget: f64,
+    /// ferry's `[plan] max_concurrent_per_parent` for the run.
+    pub max_concurrent_per_parent: u8,
+}
+
+impl Default for BenchSpec {
+    fn default() -> Self {
+        BenchSpec { image_bytes: 100_000, limit_s: 3600.0, air_time_budget: 0.6, max_concurrent_per_parent: 2 }
+    }
 }
 
 fn default_channel() -> u8 {
@@ -423,6 +452,19 @@ impl Scenario {
     fn validate(&self) -> Result<(), (String, String)> {
         if !(11..=26).contains(&self.channel) {
             return Err(("channel".into(), format!("channel {} is not a 2.4 GHz channel; use 11..=26", self.channel)));
+        }
+        let b = &self.bench;
+        if !(b.image_bytes >= 1 && b.image_bytes <= 16 << 20) {
+            return Err(("bench.image_bytes".into(), "image size must be 1 byte .. 16 MiB".into()));
+        }
+        if !(b.limit_s.is_finite() && b.limit_s > 0.0) {
+            return Err(("bench.limit_s".into(), "the time limit must be a positive number of seconds".into()));
+        }
+        if !(b.air_time_budget > 0.0 && b.air_time_budget <= 1.0) {
+            return Err(("bench.air_time_budget".into(), "the air-time budget is a share in (0, 1]".into()));
+        }
+        if b.max_concurrent_per_parent == 0 {
+            return Err(("bench.max_concurrent_per_parent".into(), "at least one session per parent".into()));
         }
         if self.nodes.len() > MAX_DEVICES {
             return Err(("node".into(), format!("{} nodes; at most {MAX_DEVICES}", self.nodes.len())));
