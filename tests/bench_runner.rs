@@ -1,0 +1,59 @@
+//! `ferry bench` end to end in virtual time: the built-in smoke scenario (three RIOT nodes, a
+//! 4 kB image) run as ferry, sequential and trigger-all, every row checked against ground truth
+//! and the bound; the same seed gives the same figures.
+
+use std::path::Path;
+
+use ferry::sim::bench::{self, Options, Strategy};
+use ferry::sim::Scenario;
+
+fn smoke() -> Scenario {
+    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/bench-smoke.toml")).unwrap()
+}
+
+#[test]
+fn every_strategy_updates_every_device_within_the_bound() {
+    let b = bench::run(&smoke(), &Options::default()).unwrap();
+    b.check().unwrap();
+    let strategies: Vec<Strategy> = b.rows.iter().map(|r| r.strategy).collect();
+    assert_eq!(strategies, Strategy::ALL);
+    assert!(b.bound.bound_s >= b.bound.device_s && b.bound.bound_s >= b.bound.channel_s, "{:?}", b.bound);
+    for r in &b.rows {
+        assert_eq!((r.devices, r.updated, r.failed), (3, 3, 0), "{r:?}");
+        assert!(r.makespan_s >= r.bound_s, "{r:?}");
+        // Three 4 kB images were delivered in the makespan.
+        let kb_s = 3.0 * 4.096 / r.makespan_s;
+        assert!((r.goodput_kb_s - kb_s).abs() < 1e-9, "{r:?}");
+        assert!(r.per_device_goodput_kb_s > 0.0 && r.channel_utilisation > 0.0 && r.channel_utilisation < 1.0);
+        assert!(r.radio_on_max_s >= r.radio_on_mean_s && r.radio_on_mean_s > 0.0, "{r:?}");
+    }
+    let row = |s: Strategy| b.rows.iter().find(|r| r.strategy == s).unwrap();
+    // One at a time, each device waits for the ones before it: at least three devices' worth
+    // of the slowest device's own serial path.
+    let sequential = row(Strategy::Sequential);
+    assert!(sequential.makespan_s >= b.bound.device_s, "{sequential:?}");
+    // All at once, the devices contend: more CCA failures than one at a time.
+    assert!(row(Strategy::TriggerAll).cca_failures >= sequential.cca_failures);
+}
+
+#[test]
+fn same_seed_same_figures_and_the_block_size_option_applies() {
+    let opts = Options { strategies: vec![Strategy::Sequential], block_size: Some(64), seed: Some(9) };
+    let a = bench::run(&smoke(), &opts).unwrap();
+    let mut b = bench::run(&smoke(), &opts).unwrap();
+    assert_eq!(a.block_sizes, vec![64]);
+    assert_eq!(a.seed, 9);
+    b.rows[0].wall_ms = a.rows[0].wall_ms;
+    assert_eq!(a, b);
+    // 64-byte blocks take longer than the scenario's 256-byte ones.
+    let big = bench::run(&smoke(), &Options { block_size: None, ..opts }).unwrap();
+    assert!(a.rows[0].makespan_s > big.rows[0].makespan_s, "{:?} vs {:?}", a.rows[0], big.rows[0]);
+    assert!(a.bound.channel_s > big.bound.channel_s);
+}
+
+#[test]
+fn multi_hop_scenarios_are_refused_rather_than_faked() {
+    let building = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/building.toml")).unwrap();
+    let err = bench::run(&building, &Options::default()).unwrap_err();
+    assert!(err.to_string().contains("do not forward"), "{err}");
+}
