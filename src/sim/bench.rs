@@ -182,6 +182,9 @@ pub struct Row {
     pub wall_ms: u64,
     /// The devices that failed, with why.
     pub failures: Vec<String>,
+    /// ferry only: device-seconds in each phase, summed over devices (`queued` is t0 until the
+    /// planner started the device's session; the rest are the sessions' states).
+    pub phases: BTreeMap<String, f64>,
 }
 
 /// A whole bench: the setup and one row per strategy.
@@ -556,6 +559,9 @@ struct Ferry {
     next_plan_us: u64,
     replan: bool,
     persisted: u64,
+    /// Per session: its state and since when (medium µs).
+    in_state: HashMap<SessionId, (crate::deliver::State, u64)>,
+    phases: BTreeMap<String, f64>,
 }
 
 impl Ferry {
@@ -631,6 +637,8 @@ impl Ferry {
             next_plan_us: fleet.t0,
             replan: true,
             persisted: 0,
+            in_state: HashMap::new(),
+            phases: BTreeMap::new(),
         }
     }
 
@@ -638,11 +646,31 @@ impl Ferry {
         self.epoch.saturating_add(SignedDuration::from_micros(us as i64)).unwrap_or(self.epoch)
     }
 
+    fn add_phase(&mut self, phase: &str, us: u64) {
+        *self.phases.entry(phase.to_owned()).or_default() += us as f64 / 1e6;
+    }
+
+    /// Ends the current state of `session` at `now_us` and enters `to` (if any).
+    fn enter(&mut self, session: SessionId, to: Option<crate::deliver::State>, now_us: u64) {
+        if let Some((state, since)) = self.in_state.remove(&session) {
+            self.add_phase(state.as_str(), now_us.saturating_sub(since));
+        }
+        if let Some(to) = to.filter(|s| !s.is_terminal()) {
+            self.in_state.insert(session, (to, now_us));
+        }
+    }
+
     fn perform_actions(&mut self, host: &mut SimHost, now: Instant) {
+        let now_us = host.now_us();
         while let Some(action) = self.engine.poll_action() {
             match action {
                 // The in-memory sink: the record is "committed" at once.
-                Action::Persist(_) => self.persisted += 1,
+                Action::Persist(record) => {
+                    self.persisted += 1;
+                    if record.transition.is_some() {
+                        self.enter(record.id, Some(record.state), now_us);
+                    }
+                }
                 Action::Request { session, tag, peer, request } => {
                     match host.border_mut().start_request(now, peer, request) {
                         Ok(id) => {
@@ -660,6 +688,21 @@ impl Ferry {
         }
     }
 
+    /// What the planner is told of running sessions: a session whose device installs, reboots
+    /// or is read back uses no air, so its share drops to zero (it still counts as busy).
+    fn feed_sessions(&mut self, fleet: &Fleet) {
+        use crate::deliver::State;
+        for (&i, &id) in &self.sessions {
+            let off_air = matches!(self.engine.state(id), Some(State::Rebooting | State::Confirming));
+            let eui = Eui64(fleet.targets[i].eui);
+            if let Some(s) = self.state.sessions.iter_mut().find(|s| s.device == eui) {
+                if off_air {
+                    s.air_time_share = 0.0;
+                }
+            }
+        }
+    }
+
     /// Ends the sessions the engine finished and feeds the plan state.
     fn collect_ended(&mut self, fleet: &mut Fleet, now_us: u64) {
         let ended: Vec<(usize, SessionId)> = self
@@ -670,6 +713,7 @@ impl Ferry {
             .collect();
         for (i, id) in ended {
             self.sessions.remove(&i);
+            self.enter(id, None, now_us);
             self.replan = true;
             let eui = Eui64(fleet.targets[i].eui);
             self.state.sessions.retain(|s| s.device != eui);
@@ -713,6 +757,11 @@ impl Ferry {
             };
             if let Ok(id) = self.engine.start(now, session_plan) {
                 self.sessions.insert(i, id);
+                self.in_state.entry(id).or_insert((crate::deliver::State::Planned, now_us));
+                let queued = now_us.saturating_sub(fleet.t0);
+                if fleet.targets[i].started.is_none() {
+                    self.add_phase("queued", queued);
+                }
                 fleet.targets[i].started.get_or_insert(now_us);
                 self.state.sessions.push(plan::Plan::session_for(start, at));
             }
@@ -744,6 +793,7 @@ impl Driver for Ferry {
         }
         self.perform_actions(host, now);
         self.collect_ended(fleet, now_us);
+        self.feed_sessions(fleet);
         // Installed devices end when they run the new image; failures end with their session.
         fleet.read_truth(host.world(), false);
         if self.replan || now_us >= self.next_plan_us {
@@ -765,10 +815,17 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
     let mut run = Run::new(scenario)?;
     let before = run.host.world().report();
     let limit = run.fleet.t0 + (scenario.bench.limit_s * 1e6) as u64;
+    let mut phases = BTreeMap::new();
     match strategy {
         Strategy::Ferry => {
             let mut driver = Ferry::new(&run.host, &run.fleet, scenario);
             drive(&mut run, &mut driver, limit);
+            let now_us = run.host.now_us();
+            let live: Vec<SessionId> = driver.in_state.keys().copied().collect();
+            for id in live {
+                driver.enter(id, None, now_us);
+            }
+            phases = driver.phases;
         }
         Strategy::Sequential | Strategy::TriggerAll => {
             let mut driver = Baseline { one_at_a_time: strategy == Strategy::Sequential, triggers: HashMap::new() };
@@ -782,7 +839,9 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
     let last = run.fleet.targets.iter().filter_map(|t| t.end.as_ref().map(End::at)).max().unwrap_or(end_us);
     let after = run.host.world().report();
     let bound = bound(scenario, &run);
-    Ok((row(strategy, &run.fleet, &before, &after, last, bound, wall.elapsed()), bound))
+    let mut row = row(strategy, &run.fleet, &before, &after, last, bound, wall.elapsed());
+    row.phases = phases;
+    Ok((row, bound))
 }
 
 fn row(
@@ -840,6 +899,7 @@ fn row(
         efficiency: if makespan_s > 0.0 { bound.bound_s / makespan_s } else { 0.0 },
         wall_ms: wall.as_millis() as u64,
         failures,
+        phases: BTreeMap::new(),
     }
 }
 
@@ -1023,6 +1083,12 @@ pub fn table(b: &Bench) -> String {
             r.efficiency,
             r.wall_ms as f64 / 1e3
         );
+    }
+    for r in b.rows.iter().filter(|r| !r.phases.is_empty()) {
+        let total: f64 = r.phases.values().sum();
+        let parts: Vec<String> =
+            r.phases.iter().map(|(k, v)| format!("{k} {v:.0} ({:.0}%)", 100.0 * v / total.max(1e-9))).collect();
+        let _ = writeln!(out, "  {} device-seconds by phase: {}", r.strategy, parts.join(", "));
     }
     for r in &b.rows {
         for f in r.failures.iter().take(5) {
