@@ -49,6 +49,8 @@
 //! limit_s = 3600.0       # virtual time per strategy before unfinished devices count as failed
 //! air_time_budget = 0.6  # ferry's [plan] policy for the run
 //! max_concurrent_per_parent = 2
+//! install_fixed_s = 4.0  # the planner's assumed install time (default: its model's 30 s)
+//! uart_baud = 460800     # the host↔RCP UART
 //!
 //! [[link]]               # explicit link, overrides positions
 //! from = "thermostat"
@@ -165,11 +167,23 @@ pub struct BenchSpec {
     pub air_time_budget: f64,
     /// ferry's `[plan] max_concurrent_per_parent` for the run.
     pub max_concurrent_per_parent: u8,
+    /// The planner's assumed install time (signature check, slot switch, reboot), s; it sets
+    /// when a session reads the device back. Default: the planner's own (`estimate::Model`).
+    pub install_fixed_s: Option<f64>,
+    /// The host↔RCP UART's speed (`[radio]` of ferry.toml; 8N1).
+    pub uart_baud: u32,
 }
 
 impl Default for BenchSpec {
     fn default() -> Self {
-        BenchSpec { image_bytes: 100_000, limit_s: 3600.0, air_time_budget: 0.6, max_concurrent_per_parent: 2 }
+        BenchSpec {
+            image_bytes: 100_000,
+            limit_s: 3600.0,
+            air_time_budget: 0.6,
+            max_concurrent_per_parent: 2,
+            install_fixed_s: None,
+            uart_baud: 460_800,
+        }
     }
 }
 
@@ -462,6 +476,12 @@ impl Scenario {
         }
         if !(b.air_time_budget > 0.0 && b.air_time_budget <= 1.0) {
             return Err(("bench.air_time_budget".into(), "the air-time budget is a share in (0, 1]".into()));
+        }
+        if b.install_fixed_s.is_some_and(|s| !(s.is_finite() && (0.0..=3600.0).contains(&s))) {
+            return Err(("bench.install_fixed_s".into(), "the install time must be 0..=3600 s".into()));
+        }
+        if !(9600..=4_000_000).contains(&b.uart_baud) {
+            return Err(("bench.uart_baud".into(), "the UART speed must be 9600..=4000000 baud".into()));
         }
         if b.max_concurrent_per_parent == 0 {
             return Err(("bench.max_concurrent_per_parent".into(), "at least one session per parent".into()));
