@@ -17,7 +17,9 @@
 //! | `ferry` | [`schedule::plan`](crate::schedule::plan::plan) with the `[bench]` PAN policy, re-planned every second and whenever a session ends; each start is a [`deliver::Engine`](crate::deliver::Engine) session (records go to memory) |
 //!
 //! Sleepy devices are marked sleepy on the border router in every strategy (ferryd learns it),
-//! so their frames wait for their polls.
+//! so their frames wait for their polls. The planner is fed the engine's live sessions; one
+//! past `streaming` (installing, rebooting, read back) keeps its device busy but no air-time
+//! share. A device whose session ends other than `done` is not planned again.
 //!
 //! # Columns
 //!
