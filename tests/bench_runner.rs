@@ -25,7 +25,7 @@ fn every_strategy_updates_every_device_within_the_bound() {
         let kb_s = 3.0 * 4.096 / r.makespan_s;
         assert!((r.goodput_kb_s - kb_s).abs() < 1e-9, "{r:?}");
         assert!(r.per_device_goodput_kb_s > 0.0 && r.channel_utilisation > 0.0 && r.channel_utilisation < 1.0);
-        assert!(r.radio_on_max_s >= r.radio_on_mean_s && r.radio_on_mean_s > 0.0, "{r:?}");
+        assert!(r.radio_on_max_s >= r.radio_on_mean_s - 1e-9 && r.radio_on_mean_s > 0.0, "{r:?}");
     }
     let row = |s: Strategy| b.rows.iter().find(|r| r.strategy == s).unwrap();
     // One at a time, each device waits for the ones before it: at least three devices' worth
@@ -51,9 +51,51 @@ fn same_seed_same_figures_and_the_block_size_option_applies() {
     assert!(a.bound.channel_s > big.bound.channel_s);
 }
 
+/// A router with one leaf behind it (no link from the leaf to the gateway).
+const TWO_HOPS: &str = r#"
+seed = 4
+[bench]
+image_bytes = 2048
+limit_s = 600.0
+[gateway]
+eui64 = "f0:0d:be:4c:00:00:00:01"
+[[node]]
+name = "router"
+eui64 = "02:00:be:4c:00:00:02:01"
+short = 0x0201
+role = "router"
+board = { vendor = "riot-os.org", class = "nrf52840dk" }
+firmware = { sequence = 3 }
+coap_block_size = 128
+[[node]]
+name = "leaf"
+eui64 = "02:00:be:4c:00:00:02:02"
+short = 0x0202
+parent = "router"
+board = { vendor = "riot-os.org", class = "nrf52840dk" }
+firmware = { sequence = 3 }
+coap_block_size = 128
+[[link]]
+from = "router"
+to = "gateway"
+prr = 1.0
+rssi_dbm = -60
+[[link]]
+from = "leaf"
+to = "router"
+prr = 1.0
+rssi_dbm = -60
+"#;
+
 #[test]
-fn multi_hop_scenarios_are_refused_rather_than_faked() {
-    let building = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim/building.toml")).unwrap();
-    let err = bench::run(&building, &Options::default()).unwrap_err();
-    assert!(err.to_string().contains("do not forward"), "{err}");
+fn a_device_behind_a_router_is_updated_by_every_strategy() {
+    let scenario = Scenario::parse(Path::new("two-hops.toml"), TWO_HOPS).unwrap();
+    let b = bench::run(&scenario, &Options::default()).unwrap();
+    b.check().unwrap();
+    // The leaf's serial path crosses both hops: the bound's device part is above the
+    // router's alone.
+    assert!(b.bound.device_s > 0.0 && b.rows.iter().all(|r| r.makespan_s >= b.bound.bound_s), "{b:?}");
+    let ferry = b.rows.iter().find(|r| r.strategy == Strategy::Ferry).unwrap();
+    // Leaves before routers: the planner never runs the two at once.
+    assert!(ferry.phases.get("queued").copied().unwrap_or(0.0) > 0.0, "{ferry:?}");
 }

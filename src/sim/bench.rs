@@ -44,10 +44,15 @@
 //!   and the reboot `boot_ms`; `tail_d` is the part after the last block (image SHA-256 + boot);
 //! - `wake_d`: a sleepy device's wait for its first poll after `t0` (ground truth of the run).
 //!
-//! One device cannot go faster than its own serial path, and the channel carries one frame at
-//! a time, after which the last device still has its tail:
+//! One device cannot go faster than its own serial path (every hop of it: `hops_d · exchange_d`),
+//! and the gateway's channel carries every device's first hop one frame at a time, after which
+//! the last device still has its tail (frames one hop further out may share the air in
+//! parallel, so only the gateway's hop is summed):
 //!
-//! `bound = max( max_d (wake_d + exchange_d + work_d),  Σ_d exchange_d + min_d tail_d )`.
+//! `bound = max( max_d (wake_d + hops_d · exchange_d + work_d),  Σ_d exchange_d + min_d tail_d )`.
+//!
+//! Devices behind routers are reached once their DAOs made it to the root (the run waits up
+//! to 600 s of virtual time for that before `t0`).
 //!
 //! The header's bound is over every device; a row's is over the devices that strategy updated,
 //! so a strategy that loses devices is not credited with transfers it never made.
@@ -88,6 +93,8 @@ const TEST_KEY: &str = include_str!("../suit/testdata/test_ed25519_private_TESTO
 const SLOT_OFFSETS: [u64; 2] = [0x1000, 0x80000];
 /// How long the Spinel handshake may take before the run is called broken.
 const READY_LIMIT_US: u64 = 5_000_000;
+/// How long devices behind routers may take to join the DODAG before the update starts.
+const JOIN_LIMIT_US: u64 = 600_000_000;
 /// ferry re-plans at least this often.
 const PLAN_EVERY_US: u64 = 1_000_000;
 /// The component every bench device has (the planner's key for installed versions).
@@ -136,11 +143,6 @@ pub enum BenchError {
     World(#[from] WorldError),
     #[error("the scenario has no devices")]
     NoDevices,
-    #[error(
-        "device `{0}` is behind a router; the simulated RIOT nodes do not forward yet, so multi-hop \
-         scenarios cannot be benchmarked"
-    )]
-    MultiHop(String),
     #[error("the Spinel link to the simulated RCP did not come up")]
     NotReady,
     #[error("building the update for class `{class}`: {why}")]
@@ -252,9 +254,6 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Bench, BenchError> {
     if scenario.nodes.is_empty() {
         return Err(BenchError::NoDevices);
     }
-    if let Some(n) = scenario.nodes.iter().find(|n| scenario.node(&n.parent).is_some()) {
-        return Err(BenchError::MultiHop(n.name.clone()));
-    }
     let mut rows = Vec::new();
     let mut bound = None;
     for &strategy in &opts.strategies {
@@ -280,6 +279,9 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Bench, BenchError> {
 struct Target {
     name: String,
     eui: [u8; 8],
+    /// The router it hangs off; `None` for the gateway.
+    parent: Option<[u8; 8]>,
+    hops: u32,
     peer: SocketAddrV6,
     /// Index into the offers.
     offer: usize,
@@ -358,10 +360,13 @@ impl Run {
             let address = host.world().riot(&n.name).map(|r| r.address()).unwrap_or(Ipv6Addr::UNSPECIFIED);
             let wake_period = match n.duty_cycle {
                 DutyCycle::Sleepy { poll_period_s, .. } => {
-                    // ferryd learns this from the polls; the bench tells it.
-                    let mac = MacAddr::Short(n.short);
-                    host.border_mut().interface_mut().add_neighbor(now, address, mac);
-                    host.border_mut().set_sleepy(mac, true);
+                    // ferryd learns this from the polls; the bench tells it. A router holds
+                    // the frames of its own sleepy children.
+                    if scenario.node(&n.parent).is_none() {
+                        let mac = MacAddr::Short(n.short);
+                        host.border_mut().interface_mut().add_neighbor(now, address, mac);
+                        host.border_mut().set_sleepy(mac, true);
+                    }
                     Some(Duration::from_secs_f64(poll_period_s))
                 }
                 DutyCycle::AlwaysOn => None,
@@ -369,6 +374,8 @@ impl Run {
             targets.push(Target {
                 name: n.name.clone(),
                 eui: n.eui64.0,
+                parent: scenario.node(&n.parent).map(|p| p.eui64.0),
+                hops: hops(scenario, n),
                 peer: SocketAddrV6::new(address, COAP_PORT, 0, 0),
                 offer,
                 wake_period,
@@ -376,6 +383,12 @@ impl Run {
                 started: None,
                 end: None,
             });
+        }
+        if targets.iter().any(|t| t.hops > 1) {
+            // Devices behind routers are reachable once their DAOs reached the root.
+            let want = targets.len();
+            let limit = host.now_us() + JOIN_LIMIT_US;
+            host.run_until_with(limit, |h| h.border().topology(h.now()).nodes.len() >= want);
         }
         let t0 = host.now_us();
         Ok(Run { host, fleet: Fleet { catalog, served, targets, image_bytes, t0 } })
@@ -421,6 +434,20 @@ impl Fleet {
         request.content_format = Some(content_format::TEXT_PLAIN);
         request
     }
+}
+
+/// Hops from the gateway to `n` along the scenario's parents.
+fn hops(scenario: &Scenario, n: &NodeSpec) -> u32 {
+    let mut hops = 1;
+    let mut at = n;
+    while let Some(p) = scenario.node(&at.parent) {
+        hops += 1;
+        at = p;
+        if hops as usize > scenario.nodes.len() {
+            break; // a parent cycle; the scenario check refuses those
+        }
+    }
+    hops
 }
 
 /// Builds, signs, checks and serves the update for `n`'s board class.
@@ -635,8 +662,12 @@ impl Ferry {
                 ..Default::default()
             },
         };
-        let topology =
-            InMemoryTopology::from_parents(fleet.targets.iter().map(|t| (Eui64(t.eui), Parent::BorderRouter)));
+        let topology = InMemoryTopology::from_parents(
+            fleet
+                .targets
+                .iter()
+                .map(|t| (Eui64(t.eui), t.parent.map_or(Parent::BorderRouter, |p| Parent::Node(Eui64(p))))),
+        );
         let engine = Engine::new(EngineConfig::default(), host.now(), epoch.as_millisecond(), 0);
         Ferry {
             engine,
@@ -1034,9 +1065,11 @@ fn bound(scenario: &Scenario, run: &Run, include: impl Fn(&Target) -> bool) -> B
                 .map_or(0.0, |at| (at - run.t0) as f64),
             None => 0.0,
         };
+        // Every frame crosses the gateway's own hop, so that hop alone bounds the channel; the
+        // device's serial path crosses every hop.
         channel += exchange;
         min_tail = min_tail.min(tail);
-        device = device.max(wake + exchange + work);
+        device = device.max(wake + f64::from(t.hops) * exchange + work);
     }
     let channel_s = (channel + if min_tail.is_finite() { min_tail } else { 0.0 }) / 1e6;
     let device_s = device / 1e6;
