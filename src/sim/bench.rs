@@ -591,7 +591,6 @@ struct Ferry {
     /// Failed sessions per target (the planner gives up on a device after its session fails).
     next_plan_us: u64,
     replan: bool,
-    persisted: u64,
     /// Per session: its state and since when (medium µs).
     in_state: HashMap<SessionId, (crate::deliver::State, u64)>,
     phases: BTreeMap<String, f64>,
@@ -678,7 +677,6 @@ impl Ferry {
             sessions: BTreeMap::new(),
             next_plan_us: fleet.t0,
             replan: true,
-            persisted: 0,
             in_state: HashMap::new(),
             phases: BTreeMap::new(),
         }
@@ -708,7 +706,6 @@ impl Ferry {
             match action {
                 // The in-memory sink: the record is "committed" at once.
                 Action::Persist(record) => {
-                    self.persisted += 1;
                     if record.transition.is_some() {
                         self.enter(record.id, Some(record.state), now_us);
                     }
