@@ -538,7 +538,7 @@ impl Driver for Baseline {
         while let Some(ev) = host.border_mut().poll_event() {
             let (id, failure) = match ev {
                 Event::Response { id, response, .. } => {
-                    let ok = u8::from(coap_lite::MessageClass::Response(response.code)) >> 5 == 2;
+                    let ok = coap::is_success(response.code);
                     (id, (!ok).then(|| format!("trigger answered {:?}", response.code)))
                 }
                 Event::Failed { id, error, .. } => (id, Some(format!("trigger: {error}"))),
