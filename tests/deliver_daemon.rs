@@ -79,7 +79,7 @@ fn config(radio_url: &str, watch: &str, devices: usize) -> String {
     format!(
         "[radio]\nurl = \"{radio_url}\"\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [control]\nsocket = \"control.sock\"\n[coap]\nlisten = [\"[::1]:0\"]\n\
-         [plan]\nmax_concurrent_per_parent = 8\n\
+         [plan]\nmax_concurrent_per_parent = 8\nair_time_budget = 1.0\n\
          [[repository]]\nname = \"local\"\nurl = \"repo\"\nwatch = [\"{watch}\"]\npoll_interval_s = 5\n\
          [[authority]]\nname = \"riot-test\"\nkeys = [\"{TEST_ONLY_PUBLIC}\"]\n\
          [authority.scope]\nvendor_ids = [\"riot-os.org\"]\nclass_ids = [\"*\"]\ncomponent_ids = [\"*\"]\n\
