@@ -557,9 +557,7 @@ impl DeliverRoom {
     async fn on_mesh(&mut self) {
         let Some(topology) = self.net.topology() else { return };
         let now = Timestamp::now();
-        let mut mesh = MeshView::default();
-        mesh.topology = topology.to_fleet();
-        self.shared.plan.feed_mesh(mesh);
+        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), ..MeshView::default() });
         let fleet = topology.to_fleet();
         let nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
         self.topology = Some(topology);
