@@ -189,6 +189,33 @@ fn a_manifest_not_newer_than_installed_is_refused_before_any_trigger() {
     assert!(!d.log().contains("delivery session started"), "{}", d.log());
 }
 
+#[test]
+fn an_operator_cancels_a_running_session() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("star.toml"), star(1, 5, 64)).unwrap();
+    let watch = publish(&dir.path().join("repo"), 6, 16 * 1024);
+    let mut d = Ferryd::spawn(dir.path(), &config("sim:star.toml", &watch, 1));
+    d.wait_radio_up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::status(&d.socket()).unwrap().sessions.iter().any(|l| l.state == "streaming") {
+        assert!(Instant::now() < deadline, "never streaming; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ferry(&d.socket(), &["update", "cancel", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "session 1: cancelled");
+    let again = ferry(&d.socket(), &["update", "cancel", "1"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already ended (cancelled)"));
+    // The plan does not start it again behind the operator's back.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = scrape(metrics_addr(&mut d));
+    assert_eq!(labelled(&s, "ferry_updates_completed_total{result=\"cancelled\"}"), 1.0, "{s}");
+    let status = common::status(&d.socket()).unwrap();
+    assert_eq!(status.sessions.len(), 1, "{:?}", status.sessions);
+    assert!(history(dir.path()).contains("→ cancelled: cancelled"));
+}
+
 /// Kills the simulator when the test ends, however it ends, after asking it for its report.
 struct Sim(Option<Child>);
 

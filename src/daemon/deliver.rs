@@ -156,6 +156,9 @@ pub(super) struct DeliverRoom {
     active: BTreeMap<SessionId, ActiveSession>,
     /// The update id of each session, for the fact recorded when it ends.
     updates: HashMap<SessionId, String>,
+    /// Device and manifest digest of sessions an operator cancelled: not started again by this
+    /// ferryd (a restart, or a newer update, lets the plan start them again).
+    cancelled: HashSet<(Eui64, String)>,
     offered: Arc<Vec<OfferedUpdate>>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
@@ -202,6 +205,7 @@ impl DeliverRoom {
             learned_at: HashMap::new(),
             active: BTreeMap::new(),
             updates: HashMap::new(),
+            cancelled: HashSet::new(),
             offered: Arc::default(),
             topology: None,
             prefix,
@@ -253,6 +257,10 @@ impl DeliverRoom {
         let mut started = false;
         for start in feed.plan.starts() {
             let Some(update) = self.offered.iter().find(|u| u.id == start.update) else { continue };
+            if self.cancelled.contains(&(start.device, update.digest.clone())) {
+                tracing::debug!(device = %start.device, update = update.id, "cancelled by an operator; not started again");
+                continue;
+            }
             let Some(served) = self.served.get(&update.digest) else {
                 tracing::warn!(update = update.id, "planned, but not served (its blobs did not load)");
                 continue;
@@ -404,6 +412,9 @@ impl DeliverRoom {
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Cancel { id, reply } => {
+                if let Some(r) = self.engine.record(id).filter(|r| !r.state.is_terminal()) {
+                    self.cancelled.insert((r.plan.device, r.plan.manifest_digest.clone()));
+                }
                 let result = if self.engine.cancel(Instant::now(), id) {
                     self.drain().await;
                     Ok(self.engine.state(id).unwrap_or(State::Cancelled))
