@@ -173,6 +173,10 @@ fn node_pings_and_fetches_1k_both_ways_through_the_simulated_rcp() {
     assert!(down_us < 300_000 && up_us < 300_000, "1 kB took {down_us} µs down, {up_us} µs up");
     assert_eq!(response_body(got.as_ref().unwrap()), body(0xa5));
     assert!(host.border().interface().reassembly_stats().completed >= 1, "reassembled upward");
+    // How the border router hears the node, by the node's own address (no DODAG route needed).
+    let (heard, _) = host.border().heard_from(&node.address()).expect("heard from the node's address");
+    assert!(heard.rssi < 0 && heard.lqi > 0, "{heard:?}");
+    assert!(host.border().heard_from(&gw).is_none());
 
     // The LoWPAN side lists its resources (RFC 6690).
     let now = host.now();

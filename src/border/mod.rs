@@ -117,6 +117,9 @@ pub struct BorderRouter {
     /// Destination of the transmission the radio holds, if any.
     in_flight: Option<(MacAddr, bool)>,
     links: BTreeMap<MacAddr, LinkStats>,
+    /// The radio metadata of the last frame that completed a CoAP datagram, by its IPv6 source:
+    /// a node that registered no route (no DAO) is still known by its own address this way.
+    heard_from: BTreeMap<Ipv6Addr, (RxMeta, Instant)>,
     stats: BorderStats,
 }
 
@@ -144,6 +147,7 @@ impl BorderRouter {
             coap: Endpoint::new(cfg.coap, router),
             in_flight: None,
             links: BTreeMap::new(),
+            heard_from: BTreeMap::new(),
             stats: BorderStats::default(),
         }
     }
@@ -155,6 +159,12 @@ impl BorderRouter {
 
     pub fn stats(&self) -> BorderStats {
         self.stats
+    }
+
+    /// RSSI/LQI of the last frame that brought a CoAP datagram from `addr` (for a node on the
+    /// link, its own link; for one further away, the last hop's), and when.
+    pub fn heard_from(&self, addr: &Ipv6Addr) -> Option<(RxMeta, Instant)> {
+        self.heard_from.get(addr).copied()
     }
 
     /// TX outcomes towards one neighbour.
@@ -226,6 +236,9 @@ impl BorderRouter {
             if d.dst.1 != COAP_PORT {
                 self.stats.udp_unclaimed += 1;
                 continue;
+            }
+            if self.heard_from.contains_key(&d.src.0) || self.heard_from.len() < MAX_LINKS {
+                self.heard_from.insert(d.src.0, (meta, now));
             }
             self.coap.handle_datagram(now, SocketAddrV6::new(d.src.0, d.src.1, 0, 0), &d.payload);
         }

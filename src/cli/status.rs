@@ -21,7 +21,14 @@ fn render(r: &StatusReport) -> String {
         Some(false) => "previous run did NOT stop cleanly (crash, kill or power loss)",
     };
     let config = r.config_path.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
-    format!(
+    let mut sessions = String::new();
+    for l in &r.sessions {
+        sessions += &format!(
+            "          {}: {} ({} of {} payload bytes, {} served, {} trigger(s))\n",
+            l.id, l.state, l.fetched, l.total, l.bytes_served, l.attempts
+        );
+    }
+    let mut text = format!(
         "ferryd {version} (pid {pid}), up {uptime}\n\
          config:   {config}\n\
          radio:    {state}: {url} ({detail})\n\
@@ -51,7 +58,13 @@ fn render(r: &StatusReport) -> String {
         } else {
             r.coap_listen.iter().map(|a| format!("coap://{a}")).collect::<Vec<_>>().join(", ")
         },
-    )
+    );
+    if r.sessions.is_empty() {
+        text += "sessions: none\n";
+    } else {
+        text += &format!("sessions: {} (`ferry history` has their transitions)\n{sessions}", r.sessions.len());
+    }
+    text
 }
 
 fn human_duration(seconds: u64) -> String {

@@ -1,8 +1,8 @@
-//! `ferry update ls|approve`: accepted updates and operators' approvals.
+//! `ferry update ls|approve|cancel`: accepted updates, operators' approvals, stopping a session.
 
 use clap::Subcommand;
 
-use crate::control::api::{ApproveRequest, UpdateLine};
+use crate::control::api::{ApproveRequest, CancelRequest, UpdateLine};
 use crate::control::client::ControlClient;
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,11 @@ pub enum UpdateCommand {
         /// Approve it for this group only.
         #[arg(long, value_name = "G")]
         group: Option<String>,
+    },
+    /// Cancel a running delivery session (root, or an admin of the device's group).
+    Cancel {
+        /// The session number `ferry status` and `ferry history` show.
+        session: u64,
     },
 }
 
@@ -41,6 +46,10 @@ pub async fn run(client: &ControlClient, command: &UpdateCommand) -> anyhow::Res
             } else {
                 println!("{} was already approved for {scope}: {}", done.update.id, done.update.status);
             }
+        }
+        UpdateCommand::Cancel { session } => {
+            let done = client.cancel(&CancelRequest { session: *session }).await?;
+            println!("session {}: {}", done.session, done.state);
         }
     }
     Ok(())

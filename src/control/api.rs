@@ -20,6 +20,35 @@ pub struct StatusReport {
     /// Where the CoAP endpoint answers on kernel UDP (`[coap] listen`, ports resolved).
     pub coap_listen: Vec<SocketAddr>,
     pub counts: Counts,
+    /// Delivery sessions this ferryd holds: live ones first, then recently finished.
+    #[serde(default)]
+    pub sessions: Vec<SessionLine>,
+}
+
+/// One delivery session in `ferry status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLine {
+    pub id: u64,
+    /// planned, triggered, manifest-served, streaming, rebooting, confirming, done, …
+    pub state: String,
+    pub bytes_served: u64,
+    /// Payload bytes the device fetched so far, of `total`.
+    pub fetched: u64,
+    pub total: u64,
+    pub attempts: u32,
+}
+
+/// The body of `POST /v1/sessions/cancel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub session: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub session: u64,
+    /// The state the session ended in.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

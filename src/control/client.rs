@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio::net::UnixStream;
 
 use super::api::{
-    ApproveRequest, Approved, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, StatusReport,
-    TopologyReport, UpdateList,
+    ApproveRequest, Approved, CancelRequest, Cancelled, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
+    PlanReport, StatusReport, TopologyReport, UpdateList,
 };
 use super::ApiError;
 
@@ -82,6 +82,10 @@ impl ControlClient {
 
     pub async fn approve(&self, request: &ApproveRequest) -> Result<Approved, ClientError> {
         self.post("/v1/updates/approve", request).await
+    }
+
+    pub async fn cancel(&self, request: &CancelRequest) -> Result<Cancelled, ClientError> {
+        self.post("/v1/sessions/cancel", request).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

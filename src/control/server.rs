@@ -15,8 +15,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use super::api::{
-    ApproveRequest, Approved, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest,
-    StatusReport, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CancelRequest, Cancelled, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
+    PlanReport, PlanRequest, StatusReport, TopologyReport, UpdateList,
 };
 use super::ApiError;
 
@@ -53,6 +53,8 @@ pub trait ControlApi: Send + Sync + 'static {
     fn updates(&self, peer: Peer) -> impl Future<Output = Result<UpdateList, ApiError>> + Send;
     /// `POST /v1/updates/approve`
     fn approve(&self, peer: Peer, request: ApproveRequest) -> impl Future<Output = Result<Approved, ApiError>> + Send;
+    /// `POST /v1/sessions/cancel`
+    fn cancel(&self, peer: Peer, request: CancelRequest) -> impl Future<Output = Result<Cancelled, ApiError>> + Send;
 }
 
 /// A bound control socket. The socket file is removed when the server is dropped.
@@ -163,10 +165,14 @@ async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>
             Ok(approve) => respond(api.approve(peer, approve).await),
             Err(e) => error(e),
         },
+        (&Method::POST, "/v1/sessions/cancel") => match body(request).await {
+            Ok(cancel) => respond(api.cancel(peer, cancel).await),
+            Err(e) => error(e),
+        },
         (_, "/v1/status" | "/v1/topology" | "/v1/plan" | "/v1/devices" | "/v1/updates") => {
             error(ApiError { status: 405, message: "use GET".into() })
         }
-        (_, "/v1/devices/admit" | "/v1/devices/retire" | "/v1/updates/approve") => {
+        (_, "/v1/devices/admit" | "/v1/devices/retire" | "/v1/updates/approve" | "/v1/sessions/cancel") => {
             error(ApiError { status: 405, message: "use POST".into() })
         }
         (_, path) => error(ApiError { status: 404, message: format!("no control endpoint {path}") }),

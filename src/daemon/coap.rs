@@ -1,6 +1,6 @@
 //! The daemon's CoAP room on kernel UDP (`[coap] listen`): one endpoint, its counters
-//! exported to Prometheus. What it serves grows with the delivery room; today it lists its
-//! resources in `/.well-known/core` and answers `/ferry/version`.
+//! exported to Prometheus. It answers `/ferry/version`, serves what the delivery room's catalog
+//! adds (verified envelopes and payloads), and lists it all in `/.well-known/core`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,6 +40,11 @@ impl CoapRoom {
         let endpoint = Endpoint::new(crate::coap::Config { rng_seed, ..crate::coap::Config::default() }, router);
         let (shell, handle, events) = udp::bind(listen, endpoint).await?;
         Ok(Some(CoapRoom { shell, handle, events, exported: Exported::register(registry)? }))
+    }
+
+    /// The endpoint's handle, for rooms that serve on it (the delivery room's catalog).
+    pub(super) fn handle(&self) -> ShellHandle {
+        self.handle.clone()
     }
 
     pub(super) fn local_addrs(&self) -> Vec<SocketAddr> {

@@ -270,6 +270,14 @@ pub(super) async fn plan(shared: &Shared, request: PlanRequest) -> Result<PlanRe
 /// Builds the planner's input from the store, the config, the owner files and the mesh, and
 /// plans for `at`.
 pub(super) async fn compute(shared: &Shared, at: Timestamp) -> Result<PlanReport, ApiError> {
+    Ok(compute_plan(shared, at).await?.2)
+}
+
+/// [`compute`] with the plan itself and the offered updates, for the delivery room.
+pub(super) async fn compute_plan(
+    shared: &Shared,
+    at: Timestamp,
+) -> Result<(crate::schedule::plan::Plan, Vec<OfferedUpdate>, PlanReport), ApiError> {
     let (offered, approvals) = offered_updates(shared).await?;
     let fleet = shared
         .store
@@ -291,5 +299,6 @@ pub(super) async fn compute(shared: &Shared, at: Timestamp) -> Result<PlanReport
         mesh: &mesh,
     };
     let (state, topology) = plan_input(&inputs, at);
-    Ok(shared.plan.decide(&state, &topology, at).1)
+    let (plan, report) = shared.plan.decide(&state, &topology, at);
+    Ok((plan, offered, report))
 }

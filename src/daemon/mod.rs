@@ -5,6 +5,7 @@
 //! bound addresses before serving.
 
 mod coap;
+mod deliver;
 mod fleet;
 pub mod logging;
 pub mod net;
@@ -55,6 +56,7 @@ pub struct Daemon {
     repos: repos::ReposRoom,
     log: Option<logging::LogHandle>,
     notifier: Notifier,
+    deliver: deliver::DeliverInputs,
 }
 
 impl Daemon {
@@ -85,6 +87,7 @@ impl Daemon {
         let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
         let plan = plan::PlanRoom::new(repos.cache(), repos.policy(), metrics.registry())?;
         let config = watch::Sender::new(Arc::new(config));
+        let (deliver, deliver_inputs) = deliver::channels();
 
         let shared = Arc::new(status::Shared {
             started: Instant::now(),
@@ -98,6 +101,7 @@ impl Daemon {
             owners,
             config: config.subscribe(),
             plan,
+            deliver,
         });
         let current = config.borrow().clone();
         fleet::commission_from_config(&shared, current).await;
@@ -113,6 +117,7 @@ impl Daemon {
             repos,
             log,
             notifier: Notifier::from_env(),
+            deliver: deliver_inputs,
         })
     }
 
@@ -126,9 +131,27 @@ impl Daemon {
 
     /// Serves until `shutdown`; then records a clean stop in the store.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Daemon { shared, rooms, _rooms_guard, config, metrics_server, control_server, coap, repos, log, notifier } =
-            self;
+        let Daemon {
+            shared,
+            rooms,
+            _rooms_guard,
+            config,
+            metrics_server,
+            control_server,
+            coap,
+            repos,
+            log,
+            notifier,
+            deliver,
+        } = self;
         let mut tasks = JoinSet::new();
+        let udp = coap.as_ref().map(|c| c.handle());
+        match deliver::DeliverRoom::start(shared.clone(), repos.cache(), repos.policy(), udp, &deliver).await {
+            Ok(room) => {
+                tasks.spawn(room.run(deliver, rooms.clone()));
+            }
+            Err(e) => tracing::error!("the delivery room did not start; nothing is delivered: {e:#}"),
+        }
         tasks.spawn(metrics_server.serve(rooms.clone()));
         tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
         tasks.spawn(repos.serve(rooms.clone()));
@@ -163,6 +186,7 @@ impl Daemon {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = shared.deliver.replan_wanted.notified() => shared.replan().await,
                 _ = hangup.recv() => {
                     if reload(&shared, &config, log.as_ref()) {
                         let current = config.borrow().clone();

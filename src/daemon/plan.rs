@@ -243,7 +243,6 @@ impl PlanRoom {
     }
 
     /// The radio/RPL side's input: the mesh as it is now. Replaces the previous view.
-    #[allow(dead_code)] // called once the net wiring lands in ferryd
     pub(super) fn feed_mesh(&self, view: MeshView) {
         *self.mesh.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
     }
@@ -253,7 +252,6 @@ impl PlanRoom {
     }
 
     /// The delivery engine's input: the sessions running now. Replaces the previous list.
-    #[allow(dead_code)] // called once the delivery engine lands in ferryd
     pub(super) fn feed_sessions(&self, sessions: Vec<ActiveSession>) {
         *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(sessions);
     }

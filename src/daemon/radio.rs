@@ -75,14 +75,12 @@ impl RadioRoom {
     }
 
     /// The handle on the border router, for rooms that talk to devices.
-    #[allow(dead_code)] // the delivery room is its first user
     pub(super) fn net(&self) -> &super::net::NetHandle {
         &self.net
     }
 
     /// The LoWPAN endpoint's CoAP events (responses to requests started through
     /// [`Self::net`]); the first caller gets them.
-    #[allow(dead_code)] // the delivery room is its first user
     pub(super) fn take_coap_events(&self) -> Option<mpsc::Receiver<Event<Peer>>> {
         self.coap_events.lock().unwrap_or_else(|p| p.into_inner()).take()
     }

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control::api::{
-    ApproveRequest, Approved, Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest,
-    RadioStatus, StatusReport, StoreStatus, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CancelRequest, Cancelled, Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
+    PlanReport, PlanRequest, RadioStatus, StatusReport, StoreStatus, TopologyReport, UpdateList,
 };
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
@@ -29,6 +29,7 @@ pub(super) struct Shared {
     /// The configuration in force (replaced on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
     pub plan: super::plan::PlanRoom,
+    pub deliver: super::deliver::DeliverHandle,
 }
 
 impl Shared {
@@ -40,8 +41,11 @@ impl Shared {
 
     /// Plans for now again (heartbeat, and after every change) and exports the decisions.
     pub async fn replan(&self) {
-        match super::fleet::compute(self, jiff::Timestamp::now()).await {
-            Ok(report) => self.plan.export(&report),
+        match super::fleet::compute_plan(self, jiff::Timestamp::now()).await {
+            Ok((plan, offered, report)) => {
+                self.plan.export(&report);
+                self.deliver.plan(plan, offered);
+            }
             Err(e) => tracing::warn!("cannot plan: {e}"),
         }
     }
@@ -83,6 +87,7 @@ impl ControlApi for DaemonApi {
             metrics_listen: shared.metrics_listen,
             coap_listen: shared.coap_listen.clone(),
             counts: Counts { audit_entries, blobs, owner_files_in_force: shared.owners.effective().owners.len() },
+            sessions: super::deliver::session_lines(&shared.deliver.progress()),
         })
     }
 
@@ -119,6 +124,32 @@ impl ControlApi for DaemonApi {
 
     async fn approve(&self, peer: Peer, request: ApproveRequest) -> Result<Approved, ApiError> {
         super::fleet::approve(&self.0, peer, request).await
+    }
+
+    async fn cancel(&self, peer: Peer, request: CancelRequest) -> Result<Cancelled, ApiError> {
+        let shared = &self.0;
+        let id =
+            i64::try_from(request.session).map_err(|_| ApiError { status: 400, message: "no such session".into() })?;
+        // The device's group decides who may stop its session: root or the group's admin.
+        let groups = shared
+            .store
+            .call(move |c| {
+                let Some(row) = crate::store::sessions::get(c, id)? else { return Ok(None) };
+                let device = crate::fleet::device::parse_eui64(&row.device).ok();
+                let group = device.and_then(|d| crate::store::devices::load(c, d).ok().flatten()).and_then(|d| d.group);
+                Ok(Some(group.map(|g| g.value)))
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError { status: 404, message: format!("no session {id}; `ferry history` lists them") })?;
+        let config = shared.config.borrow().clone();
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        crate::fleet::rights::may_manage_device(&config, peer.uid, &groups)
+            .map_err(|r| ApiError { status: 403, message: r.to_string() })?;
+        let state =
+            shared.deliver.cancel(request.session).await.map_err(|message| ApiError { status: 409, message })?;
+        tracing::info!(session = id, uid = peer.uid, "delivery session cancelled");
+        Ok(Cancelled { session: request.session, state: state.as_str().to_owned() })
     }
 }
 

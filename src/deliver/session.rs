@@ -767,20 +767,34 @@ fn is_client_error(code: Code) -> bool {
     (u8::from(coap_lite::MessageClass::Response(code)) >> 5) == 4
 }
 
-/// `/ferry/status`: a CBOR map with text keys; "seq" (uint) is required, "slot" (uint) optional,
-/// anything else skipped. Indefinite-length maps are not accepted.
+/// `/ferry/status`: a CBOR map with text keys; the running sequence number is "seq" (uint) or
+/// the first of "installed" (array of uint, the active slot's first, as ferry-aware RIOT
+/// firmware reports it); "slot" (uint) is optional, anything else skipped. Indefinite-length
+/// maps and arrays are not accepted.
 pub fn parse_status(bytes: &[u8]) -> Option<(u64, Option<u8>)> {
     let mut d = minicbor::Decoder::new(bytes);
     let len = d.map().ok()??;
-    let (mut seq, mut slot) = (None, None);
+    let (mut seq, mut slot, mut running) = (None, None, None);
     for _ in 0..len.min(64) {
         match d.str().ok()? {
             "seq" => seq = Some(d.u64().ok()?),
             "slot" => slot = Some(d.u8().ok()?),
+            "installed" => {
+                let n = d.array().ok()??;
+                for i in 0..n.min(16) {
+                    let s = d.u64().ok()?;
+                    if i == 0 {
+                        running = Some(s);
+                    }
+                }
+                if n > 16 {
+                    return None;
+                }
+            }
             _ => d.skip().ok()?,
         }
     }
-    Some((seq?, slot))
+    Some((seq.or(running)?, slot))
 }
 
 /// `/suit/version`: a decimal sequence number; RIOT's "NONE" (or anything else) says nothing.
@@ -853,6 +867,15 @@ mod tests {
         assert_eq!(parse_status(&buf), Some((1_700_000_000, Some(1))));
         assert_eq!(parse_status(&buf[..buf.len() - 2]), None);
         assert_eq!(parse_status(&[0xa0]), None, "seq is required");
+        // What ferry-aware RIOT firmware (and sim::riot) reports: the running image first.
+        let mut buf = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut buf);
+        e.map(3)
+            .and_then(|e| {
+                e.str("battery")?.u8(80)?.str("free_storage")?.u32(0)?.str("installed")?.array(2)?.u64(9)?.u64(7)
+            })
+            .ok();
+        assert_eq!(parse_status(&buf), Some((9, None)));
         assert_eq!(parse_version(b"NONE"), None);
         assert_eq!(parse_version(b"42\n"), Some(42));
         assert_eq!(parse_slot(b"1"), Some(1));

@@ -551,6 +551,7 @@ impl World {
             radio_on_pct: pct(gw.radio_on_us),
             radio: gw,
             mac: DeviceStats::default(),
+            firmware: None,
         });
         for d in &self.devices {
             let radio = self.medium.stats(d.node()).unwrap_or_default();
@@ -565,6 +566,7 @@ impl World {
                 radio_on_pct: pct(radio.radio_on_us),
                 radio,
                 mac: d.stats(),
+                firmware: d.upper_as::<RiotNode>().map(|r| r.truth().clone()),
             });
         }
         Report {
@@ -651,6 +653,9 @@ pub struct NodeReport {
     #[serde(serialize_with = "ser_node_stats")]
     pub radio: NodeStats,
     pub mac: DeviceStats,
+    /// Ground truth of a RIOT node's firmware (installed sequence, slot, every trigger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<NodeTruth>,
 }
 
 fn ser_node_stats<S: serde::Serializer>(s: &NodeStats, ser: S) -> Result<S::Ok, S::Error> {

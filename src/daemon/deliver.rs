@@ -1,0 +1,862 @@
+//! The daemon's delivery room: the shell around the sans-IO [`Engine`](crate::deliver::Engine).
+//!
+//! One tokio task owns the engine and the serving [`Catalog`]s and joins them to the rest:
+//!
+//! - **Serving.** Every verified manifest the planner offers is added to the LoWPAN catalog (in
+//!   the border router's CoAP router, through [`NetHandle::with`]) and to the `[coap] listen`
+//!   one, at the paths of its signed URIs; its envelope and payloads stay pinned in the cache
+//!   while served (`serve:<digest>`).
+//! - **Sessions.** Every `Start` of a plan ([`DeliverHandle::plan`], sent by each replan)
+//!   becomes [`Engine::start`]; engine requests go out as CoAP requests on the border router,
+//!   their outcomes and the catalog's served blocks come back into the engine; each
+//!   [`Action::Persist`] is committed before the request after it. Running sessions are fed to
+//!   the planner; a session that ends done records the installed sequence number as a device
+//!   fact (source: delivery), and every ending is written to the audit log.
+//! - **Discovery.** Nodes in the DODAG are `discovered`; commissioned and active ones are asked
+//!   `/riot/board`, `/suit/version` and `/ferry/status` and what they answer is `learned`,
+//!   with their link and position from the border router's topology. The topology is fed to
+//!   the planner as its [`MeshView`].
+//!
+//! Cancellation and the sessions' progress go through [`DeliverHandle`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::net::NetHandle;
+use super::plan::{MeshView, OfferedUpdate};
+use super::status::Shared;
+use crate::border::{NetTopology, Peer, COAP_PORT};
+use crate::coap::udp::{ShellHandle, UdpPeer};
+use crate::coap::{self, content_format, Event, RequestId};
+use crate::deliver::{
+    load_unfinished, persist, Action, Catalog, DeliverMetrics, DeviceTiming, Engine, EngineConfig, Offer, Progress,
+    RequestTag, SessionId, SessionPlan, SessionRecord, State,
+};
+use crate::fleet::commission::{self, Heard};
+use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
+use crate::fleet::topology::Topology as _;
+use crate::repo::{BlobCache, BlobDigest};
+use crate::schedule::plan::{ActiveSession, Plan};
+use crate::store::audit::{self, AuditEntry};
+use crate::suit::policy::{self, Policy};
+use crate::suit::Envelope;
+
+/// How often served blocks are drained into the engine (progress granularity).
+const SERVED_PERIOD: Duration = Duration::from_millis(100);
+/// How often the topology is read for new devices, links and positions.
+const MESH_PERIOD: Duration = Duration::from_secs(2);
+/// Facts a device answered are asked again after this.
+const RELEARN_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Block size sessions' timeouts are derived with (RIOT's SUIT worker asks for 64 bytes).
+const BLOCK_SIZE: u32 = 64;
+/// What ferry reads from a device to learn its facts, in this order.
+const FACT_PATHS: [&str; 3] = ["riot/board", "suit/version", "ferry/status"];
+/// RIOT's single SUIT component, `[h'00']`, as `plan::component_name` writes it.
+const RIOT_COMPONENT: &str = "00";
+
+/// What the plan gives the delivery room.
+#[derive(Clone)]
+pub(super) struct PlanFeed {
+    pub plan: Arc<Plan>,
+    pub offered: Arc<Vec<OfferedUpdate>>,
+}
+
+/// A request to the room from the control socket.
+enum Command {
+    Cancel { id: SessionId, reply: oneshot::Sender<Result<State, String>> },
+}
+
+/// Other rooms' handle on the delivery room. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct DeliverHandle {
+    plans: watch::Sender<Option<PlanFeed>>,
+    commands: mpsc::Sender<Command>,
+    progress: Arc<Mutex<Vec<Progress>>>,
+    /// Rung by the room when something changed that the plan should see at once.
+    pub replan_wanted: Arc<Notify>,
+}
+
+/// What [`DeliverRoom::run`] consumes.
+pub(super) struct DeliverInputs {
+    plans: watch::Receiver<Option<PlanFeed>>,
+    commands: mpsc::Receiver<Command>,
+    progress: Arc<Mutex<Vec<Progress>>>,
+    replan_wanted: Arc<Notify>,
+}
+
+pub(super) fn channels() -> (DeliverHandle, DeliverInputs) {
+    let (plans, plans_rx) = watch::channel(None);
+    let (commands, commands_rx) = mpsc::channel(16);
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let replan_wanted = Arc::new(Notify::new());
+    let handle = DeliverHandle { plans, commands, progress: progress.clone(), replan_wanted: replan_wanted.clone() };
+    (handle, DeliverInputs { plans: plans_rx, commands: commands_rx, progress, replan_wanted })
+}
+
+impl DeliverHandle {
+    /// The plan just computed for now; its starts are started.
+    pub(super) fn plan(&self, plan: Plan, offered: Vec<OfferedUpdate>) {
+        self.plans.send_replace(Some(PlanFeed { plan: Arc::new(plan), offered: Arc::new(offered) }));
+    }
+
+    /// Cancels a live session; the state it ends in, or why not.
+    pub(super) async fn cancel(&self, id: SessionId) -> Result<State, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Cancel { id, reply }).await.map_err(|_| "the delivery room has stopped")?;
+        answer.await.map_err(|_| "the delivery room has stopped".to_owned())?
+    }
+
+    /// The sessions the engine holds now (live and recently finished).
+    pub(super) fn progress(&self) -> Vec<Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What a request in flight on the LoWPAN is for.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Engine { session: SessionId, tag: RequestTag },
+    Fact { device: Eui64, index: usize },
+}
+
+/// Answers collected while learning a device's facts.
+#[derive(Default)]
+struct Learning {
+    answers: [Option<Result<coap::Response, ()>>; FACT_PATHS.len()],
+}
+
+/// A manifest being served, by envelope digest.
+struct Served {
+    offer: Offer,
+}
+
+pub(super) struct DeliverRoom {
+    shared: Arc<Shared>,
+    net: NetHandle,
+    udp: Option<ShellHandle>,
+    cache: BlobCache,
+    policy: Arc<Policy>,
+    engine: Engine<Peer>,
+    metrics: DeliverMetrics,
+    lowpan: Catalog<Peer>,
+    kernel: Catalog<UdpPeer>,
+    served: HashMap<String, Served>,
+    /// Digests that failed to load (not retried until they change).
+    unservable: HashSet<String>,
+    in_flight: HashMap<RequestId, Purpose>,
+    learning: HashMap<Eui64, Learning>,
+    learned_at: HashMap<Eui64, Instant>,
+    active: BTreeMap<SessionId, ActiveSession>,
+    /// The update id of each session, for the fact recorded when it ends.
+    updates: HashMap<SessionId, String>,
+    /// Device and manifest digest of sessions an operator cancelled: not started again by this
+    /// ferryd (a restart, or a newer update, lets the plan start them again).
+    cancelled: HashSet<(Eui64, String)>,
+    offered: Arc<Vec<OfferedUpdate>>,
+    topology: Option<NetTopology>,
+    prefix: Ipv6Addr,
+    progress: Arc<Mutex<Vec<Progress>>>,
+    replan_wanted: Arc<Notify>,
+}
+
+impl DeliverRoom {
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        cache: BlobCache,
+        policy: Arc<Policy>,
+        udp: Option<ShellHandle>,
+        inputs: &DeliverInputs,
+    ) -> anyhow::Result<DeliverRoom> {
+        let metrics = DeliverMetrics::register(shared.metrics.registry())?;
+        let net = shared.radio.net().clone();
+        let prefix = shared.config.borrow().network.prefix.network();
+        let (last_id, records, errors) = load_unfinished::<Peer>(&shared.store).await?;
+        for e in errors {
+            tracing::error!("a stored session cannot be resumed: {e}");
+        }
+        let now = Instant::now();
+        let mut engine = Engine::new(EngineConfig::default(), now, super::now_ms(), last_id);
+        let resumed = records.len();
+        engine.resume(now, records);
+        if resumed > 0 {
+            tracing::info!(sessions = resumed, "resuming unfinished delivery sessions");
+        }
+        Ok(DeliverRoom {
+            shared,
+            net,
+            udp,
+            cache,
+            policy,
+            engine,
+            metrics,
+            lowpan: Catalog::new(coap::Config::default().default_szx),
+            kernel: Catalog::new(coap::Config::default().default_szx),
+            served: HashMap::new(),
+            unservable: HashSet::new(),
+            in_flight: HashMap::new(),
+            learning: HashMap::new(),
+            learned_at: HashMap::new(),
+            active: BTreeMap::new(),
+            updates: HashMap::new(),
+            cancelled: HashSet::new(),
+            offered: Arc::default(),
+            topology: None,
+            prefix,
+            progress: inputs.progress.clone(),
+            replan_wanted: inputs.replan_wanted.clone(),
+        })
+    }
+
+    pub(super) async fn run(mut self, inputs: DeliverInputs, shutdown: CancellationToken) {
+        let DeliverInputs { mut plans, mut commands, .. } = inputs;
+        let Some(mut events) = self.shared.radio.take_coap_events() else {
+            tracing::error!("the LoWPAN's CoAP events are taken by another room; nothing is delivered");
+            return;
+        };
+        let mut served_tick = tokio::time::interval(SERVED_PERIOD);
+        served_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut mesh_tick = tokio::time::interval(MESH_PERIOD);
+        mesh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Resumed sessions act at once (probe before any trigger).
+        self.drain().await;
+        loop {
+            let deadline = self.engine.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = plans.changed() => {
+                    if changed.is_err() { break }
+                    let feed = plans.borrow_and_update().clone();
+                    if let Some(feed) = feed {
+                        self.on_plan(feed).await;
+                    }
+                }
+                Some(event) = events.recv() => self.on_event(event).await,
+                Some(command) = commands.recv() => self.on_command(command).await,
+                _ = served_tick.tick() => self.on_served().await,
+                _ = mesh_tick.tick() => self.on_mesh().await,
+                _ = sleep_until(deadline) => {
+                    self.engine.handle_timeout(Instant::now());
+                    self.drain().await;
+                }
+            }
+        }
+    }
+
+    /// Serves what is offered and newly verified, then starts the plan's starts.
+    async fn on_plan(&mut self, feed: PlanFeed) {
+        self.offered = feed.offered.clone();
+        self.serve_offered().await;
+        let now = Instant::now();
+        let mut started = false;
+        for start in feed.plan.starts() {
+            let Some(update) = self.offered.iter().find(|u| u.id == start.update) else { continue };
+            if self.cancelled.contains(&(start.device, update.digest.clone())) {
+                tracing::debug!(device = %start.device, update = update.id, "cancelled by an operator; not started again");
+                continue;
+            }
+            let Some(served) = self.served.get(&update.digest) else {
+                tracing::warn!(update = update.id, "planned, but not served (its blobs did not load)");
+                continue;
+            };
+            let Some(peer) = self.peer_of(start.device) else {
+                tracing::debug!(device = %start.device, "no address for the device yet");
+                continue;
+            };
+            let offer = &served.offer;
+            let plan = SessionPlan {
+                device: start.device,
+                peer,
+                manifest_uri: offer.manifest_uri.clone(),
+                manifest_path: offer.manifest_path.clone(),
+                manifest_digest: offer.manifest_digest.clone(),
+                payload_paths: offer.payload_paths.clone(),
+                sequence: offer.sequence,
+                manifest_size: offer.manifest_size,
+                payload_size: offer.payload_size,
+                timing: DeviceTiming::from_estimate(&start.estimate, BLOCK_SIZE),
+                authority: update.authority.clone(),
+                approval: approval_text(&self.shared, update),
+                not_before: None,
+            };
+            match self.engine.start(now, plan) {
+                Ok(id) => {
+                    tracing::info!(session = id, device = %start.device, update = start.update, "delivery session started");
+                    self.active.insert(id, Plan::session_for(start, Timestamp::now()));
+                    self.updates.insert(id, start.update.clone());
+                    started = true;
+                }
+                // The planner had not seen the live session yet.
+                Err(busy) => tracing::debug!(device = %start.device, "{busy}"),
+            }
+        }
+        if started {
+            self.drain().await;
+        }
+    }
+
+    /// Adds every verified offered manifest not served yet to both catalogs.
+    async fn serve_offered(&mut self) {
+        let wanted: Vec<OfferedUpdate> = self
+            .offered
+            .iter()
+            .filter(|u| u.verified && !self.served.contains_key(&u.digest) && !self.unservable.contains(&u.digest))
+            .cloned()
+            .collect();
+        let mut seen = HashSet::new();
+        for update in wanted {
+            if !seen.insert(update.digest.clone()) {
+                continue;
+            }
+            match self.load(&update).await {
+                Ok(offer) => {
+                    tracing::info!(
+                        update = update.id,
+                        uri = offer.manifest_uri,
+                        payloads = offer.payload_paths.len(),
+                        "serving the update to devices"
+                    );
+                    self.served.insert(update.digest.clone(), Served { offer });
+                }
+                Err(e) => {
+                    tracing::error!(update = update.id, "cannot serve the update: {e:#}");
+                    self.unservable.insert(update.digest.clone());
+                }
+            }
+        }
+    }
+
+    async fn load(&mut self, update: &OfferedUpdate) -> anyhow::Result<Offer> {
+        let digest: BlobDigest = update.digest.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let rows = self
+            .shared
+            .store
+            .call(|c| crate::store::cache::manifests(c, None))
+            .await?
+            .into_iter()
+            .find(|r| r.digest == update.digest)
+            .ok_or_else(|| anyhow::anyhow!("no accepted manifest sha256:{}", update.digest))?;
+        let reference = format!("serve:{}", update.digest);
+        self.cache.pin(&reference, &digest).await?;
+        let envelope = Bytes::from(self.cache.read_small(&digest, 64 * 1024).await?);
+        let mut payloads = Vec::new();
+        for (_, hex, _) in &rows.payloads {
+            let d: BlobDigest = hex.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            self.cache.pin(&reference, &d).await?;
+            payloads.push((d, Bytes::from(self.cache.read_small(&d, crate::repo::plan::MAX_PAYLOAD_SIZE).await?)));
+        }
+        // Checked again by the policy in force: only what it accepts is served.
+        let manifest =
+            self.policy.evaluate(&Envelope::parse(&envelope)?, std::time::SystemTime::now())?.manifest().clone();
+        let repo_path = rows.path.clone();
+        let (lowpan, env, man, pay) = (self.lowpan.clone(), envelope.clone(), manifest.clone(), payloads.clone());
+        let offer = self
+            .net
+            .with(move |border, _| lowpan.add_manifest(border.router_mut(), &repo_path, env, &man, &pay))
+            .await??;
+        if let Some(udp) = &self.udp {
+            let kernel = self.kernel.clone();
+            let repo_path = rows.path.clone();
+            let added = udp
+                .with(move |endpoint, _| {
+                    kernel.add_manifest(endpoint.router_mut(), &repo_path, envelope, &manifest, &payloads)
+                })
+                .await;
+            if let Ok(Err(e)) = added {
+                tracing::warn!("cannot serve {} on [coap] listen: {e}", update.id);
+            }
+        }
+        Ok(offer)
+    }
+
+    /// The device's address on the LoWPAN: the one it registered in the DODAG, else the prefix
+    /// and the IID of its EUI-64.
+    fn peer_of(&self, device: Eui64) -> Option<Peer> {
+        let registered = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
+        let address = registered.unwrap_or_else(|| {
+            crate::net::ipv6::with_iid(self.prefix, crate::net::ipv6::iid_from_mac(crate::net::MacAddr::Ext(device.0)))
+        });
+        Some(SocketAddrV6::new(address, COAP_PORT, 0, 0))
+    }
+
+    async fn on_event(&mut self, event: Event<Peer>) {
+        let (id, outcome) = match event {
+            Event::Response { id, response, .. } => (id, Ok(response)),
+            Event::Failed { id, error, .. } => (id, Err(error)),
+            Event::Deferred { .. } => return,
+        };
+        match self.in_flight.remove(&id) {
+            Some(Purpose::Engine { session, tag }) => {
+                self.on_served().await;
+                self.engine.handle_response(Instant::now(), session, tag, outcome);
+                self.drain().await;
+            }
+            Some(Purpose::Fact { device, index }) => {
+                let learning = self.learning.entry(device).or_default();
+                learning.answers[index] = Some(outcome.map_err(|_| ()));
+                if learning.answers.iter().all(Option::is_some) {
+                    let learning = self.learning.remove(&device).unwrap_or_default();
+                    self.learned(device, learning).await;
+                }
+            }
+            None => {}
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Cancel { id, reply } => {
+                if let Some(r) = self.engine.record(id).filter(|r| !r.state.is_terminal()) {
+                    self.cancelled.insert((r.plan.device, r.plan.manifest_digest.clone()));
+                }
+                let result = if self.engine.cancel(Instant::now(), id) {
+                    self.drain().await;
+                    Ok(self.engine.state(id).unwrap_or(State::Cancelled))
+                } else {
+                    match self.engine.state(id) {
+                        Some(state) => Err(format!("session {id} already ended ({state})")),
+                        None => {
+                            Err(format!("session {id} is not running in this ferryd; `ferry history` lists sessions"))
+                        }
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn on_served(&mut self) {
+        let served = self.lowpan.drain_served();
+        if served.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for s in served {
+            if let Some(peer) = s.peer {
+                self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Performs the engine's actions in order: each record committed before the request after it.
+    async fn drain(&mut self) {
+        let mut unpersisted: HashSet<SessionId> = HashSet::new();
+        let mut ended = Vec::new();
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Persist(record) => {
+                    if let Err(e) = persist(&self.shared.store, &record).await {
+                        tracing::error!(session = record.id, "cannot persist the session; holding its requests: {e}");
+                        unpersisted.insert(record.id);
+                        continue;
+                    }
+                    if record.transition.is_some() && record.state.is_terminal() {
+                        ended.push(record);
+                    }
+                }
+                Action::Request { session, tag, peer, request } => {
+                    if unpersisted.contains(&session) {
+                        continue;
+                    }
+                    let what = format!("{:?} /{}", request.method, request.path_string());
+                    let started = self.net.with(move |border, now| border.start_request(now, peer, request)).await;
+                    match started {
+                        Ok(Ok(id)) => {
+                            tracing::debug!(session, %peer, what, "request to the device");
+                            self.in_flight.insert(id, Purpose::Engine { session, tag });
+                        }
+                        // The session's state deadline retries it.
+                        Ok(Err(e)) => tracing::warn!(session, %peer, what, "request not started: {e}"),
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+        for record in ended {
+            self.ended(*record).await;
+        }
+        self.publish();
+    }
+
+    /// A session ended: facts, audit, planner.
+    async fn ended(&mut self, record: SessionRecord<Peer>) {
+        let id = record.id;
+        self.active.remove(&id);
+        let update = self.updates.remove(&id);
+        let device = record.plan.device;
+        let reason = record.reason.as_ref().map(ToString::to_string).unwrap_or_default();
+        tracing::info!(session = id, device = %device, state = %record.state, reason, "delivery session ended");
+        let component = self
+            .offered
+            .iter()
+            .find(|u| Some(&u.id) == update.as_ref() || u.digest == record.plan.manifest_digest)
+            .map_or_else(|| RIOT_COMPONENT.to_owned(), |u| u.component.clone());
+        let now = Timestamp::now();
+        if record.state == State::Done {
+            // The device is the truth: what it reported wins over what ferry sent.
+            let installed = record.seq_reported.unwrap_or(record.plan.sequence);
+            let learned = commission::learned(&self.shared.store, device, now, move |d| {
+                d.components.insert(component, Known::new(installed, Source::Delivery, now));
+            })
+            .await;
+            if let Err(e) = learned {
+                tracing::warn!(device = %device, "cannot record the installed sequence number: {e}");
+            }
+        }
+        let entry = AuditEntry {
+            at_unix_ms: now.as_millisecond(),
+            actor: "deliver".into(),
+            action: format!("update {}", record.state),
+            detail: format!(
+                "{device}: session {id}, sequence {} signed by {} ({}), {} bytes served, {} trigger(s): {reason}",
+                record.plan.sequence, record.plan.authority, record.plan.approval, record.bytes_served, record.attempts
+            ),
+        };
+        if let Err(e) = self.shared.store.call(move |c| audit::record(c, &entry)).await {
+            tracing::error!("cannot write the audit log: {e}");
+        }
+        // What the device runs and has free changed: ask it again.
+        self.learned_at.remove(&device);
+        self.replan_wanted.notify_one();
+    }
+
+    /// Metrics, the progress view and the planner's running sessions.
+    fn publish(&mut self) {
+        self.metrics.export(&self.engine);
+        let progress: Vec<Progress> = self.engine.progress().collect();
+        let now = Timestamp::now();
+        for p in progress.iter().filter(|p| !p.state.is_terminal()) {
+            if self.active.contains_key(&p.id) {
+                continue;
+            }
+            // Resumed from the store: the planner must still count it as running.
+            if let Some(record) = self.engine.record(p.id) {
+                let plan = &record.plan;
+                let update = self
+                    .offered
+                    .iter()
+                    .find(|u| u.digest == plan.manifest_digest)
+                    .map_or_else(|| format!("sha256:{}", plan.manifest_digest), |u| u.id.clone());
+                let expected = crate::deliver::expected_duration(&plan.timing, plan.manifest_size, plan.payload_size);
+                let end = now.checked_add(jiff::SignedDuration::try_from(expected).unwrap_or_default()).unwrap_or(now);
+                self.active.insert(
+                    p.id,
+                    ActiveSession {
+                        device: plan.device,
+                        update,
+                        started_at: now,
+                        expected_end: end,
+                        air_time_share: 0.0,
+                    },
+                );
+            }
+        }
+        self.active.retain(|id, _| progress.iter().any(|p| p.id == *id && !p.state.is_terminal()));
+        self.shared.plan.feed_sessions(self.active.values().cloned().collect());
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = progress;
+    }
+
+    /// Reads the topology: new devices are discovered, links and positions learned, the mesh
+    /// fed to the planner, and devices whose facts are stale asked again.
+    async fn on_mesh(&mut self) {
+        let Some(topology) = self.net.topology() else { return };
+        let now = Timestamp::now();
+        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), ..MeshView::default() });
+        let fleet = topology.to_fleet();
+        let nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
+        self.topology = Some(topology);
+        let mut changed = false;
+        for (eui, node) in nodes {
+            let heard = commission::discovered(&self.shared.store, eui, now, Source::Rpl).await;
+            let device = match heard {
+                Ok(Heard::New(d)) | Ok(Heard::Rediscovered(d)) => {
+                    tracing::info!(device = %eui, address = %node.address, "device heard on the LoWPAN");
+                    changed = true;
+                    d
+                }
+                Ok(Heard::Known(d)) => d,
+                Err(e) => {
+                    tracing::warn!(device = %eui, "cannot record the device: {e}");
+                    continue;
+                }
+            };
+            if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
+                continue;
+            }
+            // Link and position from the root's view, when they changed.
+            let link = node.link.map(|l| LinkQuality {
+                rssi_dbm: i16::from(l.rssi_dbm),
+                lqi: l.lqi,
+                etx: l.delivery_ratio.filter(|r| *r > 0.0).map_or(1.0, |r| (1.0 / r).min(16.0)),
+            });
+            let position = node.hops.and_then(|hops| Some(Position { parent: fleet.parent(eui)?, hops }));
+            let stale_link = link.is_some_and(|l| device.link.as_ref().is_none_or(|k| differs(&k.value, &l)));
+            let stale_position = position.is_some_and(|p| device.position.as_ref().is_none_or(|k| k.value != p));
+            if stale_link || stale_position {
+                let saved = commission::learned(&self.shared.store, eui, now, move |d| {
+                    if let Some(l) = link {
+                        d.link = Some(Known::new(l, Source::Radio, now));
+                    }
+                    if let Some(p) = position {
+                        d.position = Some(Known::new(p, Source::Rpl, now));
+                    }
+                })
+                .await;
+                if saved.is_ok() && (device.link.is_none() || device.position.is_none()) {
+                    changed = true;
+                }
+            }
+        }
+        // Every commissioned device is asked what it runs, in the DODAG or not: a node that
+        // registered no route is on the link, at the prefix and its EUI-64's IID.
+        let fleet = match self.shared.store.call(|c| Ok(crate::store::devices::load_all(c))).await {
+            Ok(Ok(fleet)) => fleet,
+            Ok(Err(e)) => return tracing::warn!("cannot read the fleet: {e}"),
+            Err(e) => return tracing::warn!("cannot read the fleet: {e}"),
+        };
+        for device in fleet {
+            let eui = device.eui64;
+            if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
+                continue;
+            }
+            let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > RELEARN_AFTER);
+            let busy = self
+                .engine
+                .progress()
+                .any(|p| !p.state.is_terminal() && self.engine.record(p.id).is_some_and(|r| r.plan.device == eui));
+            if due && !busy && !self.learning.contains_key(&eui) {
+                if let Some(peer) = self.peer_of(eui) {
+                    self.ask_facts(eui, *peer.ip()).await;
+                }
+            }
+        }
+        if changed {
+            self.replan_wanted.notify_one();
+        }
+    }
+
+    async fn ask_facts(&mut self, device: Eui64, address: Ipv6Addr) {
+        tracing::debug!(device = %device, %address, "asking the device for its facts");
+        let peer = SocketAddrV6::new(address, COAP_PORT, 0, 0);
+        self.learned_at.insert(device, Instant::now());
+        self.learning.insert(device, Learning::default());
+        for (index, path) in FACT_PATHS.iter().enumerate() {
+            let mut request = coap::Request::get(path);
+            if *path == "ferry/status" {
+                request.accept = Some(content_format::CBOR);
+            }
+            match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
+                Ok(Ok(id)) => {
+                    self.in_flight.insert(id, Purpose::Fact { device, index });
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(device = %device, path, "cannot ask the device: {e}");
+                    if let Some(l) = self.learning.get_mut(&device) {
+                        l.answers[index] = Some(Err(()));
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Saves what a device answered.
+    async fn learned(&mut self, device: Eui64, learning: Learning) {
+        let ok = |i: usize| match &learning.answers[i] {
+            Some(Ok(r)) if r.code == coap::Code::Content => Some(r.payload.clone()),
+            _ => None,
+        };
+        let board = ok(0).and_then(|b| String::from_utf8(b.to_vec()).ok()).map(|b| b.trim().to_owned());
+        let version = ok(1).and_then(|b| crate::deliver::session::parse_version(&b));
+        let status = ok(2).and_then(|b| parse_ferry_status(&b));
+        let Some(board) = board.filter(|b| !b.is_empty()) else {
+            tracing::debug!(device = %device, "no /riot/board answer; its identity stays unknown");
+            return;
+        };
+        let (vendor, class) = identity_for_board(&board, &self.offered);
+        // It answered without a route in the DODAG: ferry reached it on the link, one hop away.
+        let on_link = match (self.peer_of(device), self.topology.as_ref().and_then(|t| t.node(device))) {
+            (Some(peer), None) => {
+                let address = *peer.ip();
+                let mac = crate::net::MacAddr::Ext(device.0);
+                self.net.with(move |b, _| (b.heard_from(&address), b.link_stats(&mac))).await.ok()
+            }
+            _ => None,
+        };
+        let link = on_link.and_then(|(heard, tx)| {
+            let (meta, _) = heard?;
+            let etx = tx.and_then(|t| t.delivery_ratio()).filter(|r| *r > 0.0).map_or(1.0, |r| (1.0 / r).min(16.0));
+            Some(LinkQuality { rssi_dbm: i16::from(meta.rssi), lqi: meta.lqi, etx })
+        });
+        let installed = status.as_ref().and_then(|s| s.installed).or(version);
+        let now = Timestamp::now();
+        tracing::info!(device = %device, board, installed, "device facts learned");
+        let result = commission::learned(&self.shared.store, device, now, move |d| {
+            let report = |v| Known::new(v, Source::DeviceReport, now);
+            d.board = Some(report(board));
+            d.vendor_id = Some(report(vendor));
+            d.class_id = Some(report(class));
+            if let Some(l) = link {
+                d.link = Some(Known::new(l, Source::Radio, now));
+                d.position = Some(Known::new(Position { parent: Parent::BorderRouter, hops: 1 }, Source::Radio, now));
+            }
+            if let Some(seq) = installed {
+                d.components.insert(RIOT_COMPONENT.to_owned(), Known::new(seq, Source::DeviceReport, now));
+            }
+            if let Some(s) = status {
+                if let Some(b) = s.battery {
+                    d.battery_percent = Some(Known::new(b, Source::DeviceReport, now));
+                }
+                if let Some(f) = s.free_storage {
+                    d.free_storage_bytes = Some(Known::new(f, Source::DeviceReport, now));
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(_) => self.replan_wanted.notify_one(),
+            Err(e) => tracing::warn!(device = %device, "cannot record the device's facts: {e}"),
+        }
+    }
+}
+
+fn differs(a: &LinkQuality, b: &LinkQuality) -> bool {
+    a.rssi_dbm.abs_diff(b.rssi_dbm) > 3 || a.lqi.abs_diff(b.lqi) > 10 || (a.etx - b.etx).abs() > 0.2
+}
+
+/// Which policy or approval lets `update` run, for the audit trail.
+fn approval_text(shared: &Shared, update: &OfferedUpdate) -> String {
+    let config = shared.config.borrow().clone();
+    let mode = config.authorities.iter().find(|a| a.name == update.authority).map(|a| a.approval);
+    match mode {
+        Some(crate::schedule::plan::ApprovalMode::Automatic) => format!("authority {} (automatic)", update.authority),
+        _ => format!("approved ({})", update.id),
+    }
+}
+
+/// Vendor and class IDs (UUID text) of a RIOT board: the vendor of an offered update whose
+/// class is this board under it (RIOT's SUIT_CLASS is the board name), else riot-os.org.
+fn identity_for_board(board: &str, offered: &[OfferedUpdate]) -> (String, String) {
+    for u in offered.iter().filter(|u| u.verified) {
+        let vendor = policy::vendor_id(&u.vendor_id);
+        if policy::class_id(&vendor, board).to_string() == u.class_id {
+            return (u.vendor_id.clone(), u.class_id.clone());
+        }
+    }
+    let vendor = policy::vendor_id("riot-os.org");
+    let class = policy::class_id(&vendor, board);
+    (vendor.to_string(), class.to_string())
+}
+
+/// What a ferry-aware device's `/ferry/status` says.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct FerryStatus {
+    battery: Option<u8>,
+    free_storage: Option<u64>,
+    installed: Option<u64>,
+}
+
+/// `{"battery": %, "free_storage": bytes, "installed": [seq, …]}` (the running image first);
+/// unknown keys are skipped, a malformed map says nothing.
+fn parse_ferry_status(bytes: &[u8]) -> Option<FerryStatus> {
+    let mut d = minicbor::Decoder::new(bytes);
+    let len = d.map().ok()??;
+    let mut s = FerryStatus::default();
+    for _ in 0..len.min(64) {
+        match d.str().ok()? {
+            "battery" => s.battery = Some(d.u8().ok()?),
+            "free_storage" => s.free_storage = Some(d.u64().ok()?),
+            "installed" => {
+                let n = d.array().ok()??;
+                if n > 16 {
+                    return None;
+                }
+                for i in 0..n {
+                    let seq = d.u64().ok()?;
+                    if i == 0 {
+                        s.installed = Some(seq);
+                    }
+                }
+            }
+            _ => d.skip().ok()?,
+        }
+    }
+    Some(s)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sessions for `ferry status`, live first.
+pub(super) fn session_lines(progress: &[Progress]) -> Vec<crate::control::api::SessionLine> {
+    let mut lines: Vec<_> = progress
+        .iter()
+        .map(|p| crate::control::api::SessionLine {
+            id: p.id,
+            state: p.state.as_str().to_owned(),
+            bytes_served: p.bytes_served,
+            fetched: p.fetched,
+            total: p.total,
+            attempts: p.attempts,
+        })
+        .collect();
+    lines.sort_by_key(|l| (State::parse(&l.state).is_some_and(State::is_terminal), l.id));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ferry_status_of_a_ferry_aware_riot_node() {
+        let mut buf = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut buf);
+        e.map(3)
+            .and_then(|e| {
+                e.str("battery")?.u8(80)?.str("free_storage")?.u32(4096)?.str("installed")?.array(2)?.u64(9)?.u64(7)
+            })
+            .ok();
+        assert_eq!(
+            parse_ferry_status(&buf),
+            Some(FerryStatus { battery: Some(80), free_storage: Some(4096), installed: Some(9) })
+        );
+        assert_eq!(parse_ferry_status(&buf[..buf.len() - 1]), None);
+    }
+
+    #[test]
+    fn a_board_takes_the_vendor_of_the_update_made_for_it() {
+        let vendor = policy::vendor_id("example.com");
+        let update = OfferedUpdate {
+            id: "r/m@1".into(),
+            digest: "00".repeat(32),
+            repository: "r".into(),
+            path: "m".into(),
+            sequence: 1,
+            component: "00".into(),
+            vendor_id: vendor.to_string(),
+            class_id: policy::class_id(&vendor, "samr21-xpro").to_string(),
+            authority: "a".into(),
+            image_bytes: 1,
+            accepted_at: Timestamp::UNIX_EPOCH,
+            verified: true,
+        };
+        assert_eq!(identity_for_board("samr21-xpro", std::slice::from_ref(&update)).0, vendor.to_string());
+        let riot = policy::vendor_id("riot-os.org");
+        assert_eq!(
+            identity_for_board("nrf52840dk", &[update]),
+            (riot.to_string(), policy::class_id(&riot, "nrf52840dk").to_string())
+        );
+    }
+}
