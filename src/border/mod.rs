@@ -20,14 +20,16 @@
 
 pub mod topology;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::Instant;
 
 use crate::coap::{self, Endpoint, Event, FetchOptions, Request, RequestId, Router, StartError};
 use crate::config::NetworkConfig;
+use crate::fleet::duty_cycle::{self, DutyCycle};
 use crate::net::iface::RxError;
 use crate::net::ipv6;
+use crate::net::mac::{FrameKind, MacFrame, CMD_DATA_REQUEST};
 use crate::net::rpl_root::RplRootConfig;
 use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch};
 use crate::radio::{RxFrame, SrcAddr, TxAck, TxError};
@@ -109,6 +111,9 @@ impl LinkStats {
 
 /// Bounds the per-neighbour TX table like the MAC's neighbour table.
 const MAX_LINKS: usize = 512;
+/// Poll timestamps kept per sleepy child: enough wakes for the duty-cycle fit (it needs 10
+/// for a good prediction) with room for missed ones.
+const MAX_POLLS_KEPT: usize = 64;
 
 /// The border router. See the module docs for the call order.
 pub struct BorderRouter {
@@ -120,6 +125,9 @@ pub struct BorderRouter {
     /// The radio metadata of the last frame that completed a CoAP datagram, by its IPv6 source:
     /// a node that registered no route (no DAO) is still known by its own address this way.
     heard_from: BTreeMap<Ipv6Addr, (RxMeta, Instant)>,
+    /// The radio's µs timestamps of each child's MAC Data Requests, newest last: the wakes of
+    /// sleepy children, from which their duty cycle is learned.
+    polls: BTreeMap<MacAddr, VecDeque<u64>>,
     stats: BorderStats,
 }
 
@@ -148,6 +156,7 @@ impl BorderRouter {
             in_flight: None,
             links: BTreeMap::new(),
             heard_from: BTreeMap::new(),
+            polls: BTreeMap::new(),
             stats: BorderStats::default(),
         }
     }
@@ -165,6 +174,34 @@ impl BorderRouter {
     /// link, its own link; for one further away, the last hop's), and when.
     pub fn heard_from(&self, addr: &Ipv6Addr) -> Option<(RxMeta, Instant)> {
         self.heard_from.get(addr).copied()
+    }
+
+    /// The radio timestamps (µs) of the Data Requests heard from `child`, oldest first.
+    pub fn polls(&self, child: &MacAddr) -> Vec<u64> {
+        self.polls.get(child).map(|p| p.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The duty cycle learned from a sleepy child's polls, once enough wakes were heard.
+    pub fn duty_cycle(&self, child: &MacAddr) -> Option<DutyCycle> {
+        duty_cycle::estimate(&self.polls(child), &duty_cycle::Params::default()).ok()
+    }
+
+    /// Every child heard polling, with its learned duty cycle where there is one.
+    pub fn duty_cycles(&self) -> Vec<(MacAddr, DutyCycle)> {
+        self.polls.keys().filter_map(|m| Some((*m, self.duty_cycle(m)?))).collect()
+    }
+
+    fn note_poll(&mut self, psdu: &[u8], meta: RxMeta) {
+        let Ok((frame, _)) = MacFrame::parse(psdu) else { return };
+        let (FrameKind::Command(CMD_DATA_REQUEST), Some(src)) = (frame.kind, frame.src) else { return };
+        if !self.polls.contains_key(&src) && self.polls.len() >= MAX_LINKS {
+            return;
+        }
+        let polls = self.polls.entry(src).or_default();
+        if polls.len() == MAX_POLLS_KEPT {
+            polls.pop_front();
+        }
+        polls.push_back(meta.timestamp_us);
     }
 
     /// TX outcomes towards one neighbour.
@@ -228,6 +265,7 @@ impl BorderRouter {
     /// also counted.
     pub fn handle_frame(&mut self, now: Instant, psdu: &[u8], meta: RxMeta) -> Result<(), RxError> {
         self.stats.frames_rx += 1;
+        self.note_poll(psdu, meta);
         let r = self.iface.handle_frame(now, psdu, meta);
         if r.is_err() {
             self.stats.frames_rx_errors += 1;
