@@ -102,9 +102,10 @@ impl Ferryd {
         std::fs::read_to_string(self.dir.join("ferryd.log")).unwrap_or_default()
     }
 
-    /// Waits until the log contains `needle`.
+    /// Waits until the log contains `needle` (up to a minute: CI runs test binaries' tests in
+    /// parallel on two cores, and a simulated PAN in real time shares them).
     pub fn wait_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.log().contains(needle) {
             assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
