@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio::net::UnixStream;
 
 use super::api::{
-    ApproveRequest, Approved, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, StatusReport,
-    TopologyReport, UpdateList,
+    ApproveRequest, Approved, CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport, DeviceChange,
+    DeviceChanged, DeviceList, DeviceReport, PlanReport, StatusReport, TopologyReport, UpdateList,
 };
 use super::ApiError;
 
@@ -82,6 +82,18 @@ impl ControlClient {
 
     pub async fn approve(&self, request: &ApproveRequest) -> Result<Approved, ClientError> {
         self.post("/v1/updates/approve", request).await
+    }
+
+    pub async fn cache(&self) -> Result<CacheReport, ClientError> {
+        self.get("/v1/cache").await
+    }
+
+    pub async fn cache_verify(&self) -> Result<CacheVerifyReport, ClientError> {
+        self.post("/v1/cache/verify", &()).await
+    }
+
+    pub async fn cache_gc(&self, request: &CacheGcRequest) -> Result<CacheGcReport, ClientError> {
+        self.post("/v1/cache/gc", request).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -98,6 +98,7 @@ impl Daemon {
             owners,
             config: config.subscribe(),
             plan,
+            cache: repos.cache(),
         });
         let current = config.borrow().clone();
         fleet::commission_from_config(&shared, current).await;

@@ -9,8 +9,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control::api::{
-    ApproveRequest, Approved, Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest,
-    RadioStatus, StatusReport, StoreStatus, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport, Counts, DeviceChange,
+    DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest, RadioStatus, StatusReport, StoreStatus,
+    TopologyReport, UpdateList,
 };
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub(super) struct Shared {
     /// The configuration in force (replaced on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
     pub plan: super::plan::PlanRoom,
+    /// The verified blob cache (`ferry cache`).
+    pub cache: crate::repo::BlobCache,
 }
 
 impl Shared {
@@ -119,6 +122,18 @@ impl ControlApi for DaemonApi {
 
     async fn approve(&self, peer: Peer, request: ApproveRequest) -> Result<Approved, ApiError> {
         super::fleet::approve(&self.0, peer, request).await
+    }
+
+    async fn cache(&self, _peer: Peer) -> Result<CacheReport, ApiError> {
+        super::repos::cache_report(&self.0.cache).await
+    }
+
+    async fn cache_verify(&self, peer: Peer) -> Result<CacheVerifyReport, ApiError> {
+        super::repos::cache_verify(&self.0.cache, peer).await
+    }
+
+    async fn cache_gc(&self, peer: Peer, request: CacheGcRequest) -> Result<CacheGcReport, ApiError> {
+        super::repos::cache_gc(&self.0.cache, peer, request).await
     }
 }
 

@@ -3,10 +3,10 @@
 //! `<state_dir>/blobs/sha256/`; `repo::cache` keeps the two in step.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a cached blob is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobKind {
     Envelope,
@@ -35,7 +35,7 @@ impl BlobKind {
 }
 
 /// One row of `cache_blobs`, with how many references pin it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRow {
     /// Lowercase hex SHA-256.
     pub digest: String,
