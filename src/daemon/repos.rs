@@ -52,8 +52,16 @@ impl ReposRoom {
             &["result", "reason"],
         )?;
         registry.register(Box::new(manifests.clone()))?;
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                "ferry_manifest_blocks_skipped_total",
+                "Authentication blocks ferry cannot check (COSE_Mac/Mac0), by reason; they never authenticate.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(skipped.clone()))?;
         let verifier: Arc<dyn Verifier> =
-            Arc::new(PolicyVerifier { policy: policy.clone(), manifests: manifests.clone() });
+            Arc::new(PolicyVerifier { policy: policy.clone(), manifests: manifests.clone(), skipped });
         let metrics = Arc::new(RepoMetrics::default());
         let mut repositories = Vec::new();
         for rc in &config.repositories {
@@ -122,11 +130,22 @@ impl ReposRoom {
 struct PolicyVerifier {
     policy: Arc<Policy>,
     manifests: IntCounterVec,
+    skipped: IntCounterVec,
 }
 
 impl Verifier for PolicyVerifier {
     fn verify(&self, repository: &str, bytes: &[u8]) -> Result<crate::suit::Manifest, Rejection> {
         let judged = Envelope::parse(bytes).map_err(Rejection::from).and_then(|envelope| {
+            for block in envelope.skipped_blocks() {
+                self.skipped.with_label_values(&[block.reason.code()]).inc();
+                tracing::warn!(
+                    repository,
+                    block = block.block,
+                    tag = block.tag,
+                    "authentication block skipped: {}",
+                    block.reason
+                );
+            }
             self.policy
                 .evaluate(&envelope, SystemTime::now())
                 .map(|accepted| accepted.manifest().clone())
