@@ -308,7 +308,38 @@ impl Repository {
         Ok(report)
     }
 
+    /// The index accepted before the last restart, re-verified (signature, expiry) from the
+    /// cache; `None` when there is none or it no longer holds, so the poll is unconditional.
+    async fn restore_index(
+        &self,
+        key: &PublicKey,
+        now: jiff::Timestamp,
+    ) -> Result<Option<(Index, Option<String>)>, RepoError> {
+        let name = self.name.clone();
+        let Some(stored) = self.cache.store().call(move |c| q::stored_index(c, &name)).await? else {
+            return Ok(None);
+        };
+        let Some(digest) = stored.digest.as_deref().and_then(|d| d.parse::<BlobDigest>().ok()) else {
+            return Ok(None);
+        };
+        let bytes = match self.cache.read_small(&digest, index::MAX_INDEX_LEN as u64).await {
+            Ok(bytes) => bytes,
+            Err(CacheError::NotCached(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match Index::verify(&bytes, key, now, Some(stored.version)) {
+            Ok(index) => Ok(Some((index, stored.etag))),
+            Err(e) => {
+                tracing::info!(repository = %self.name, "repo: the stored index no longer holds ({e}); fetching it whole");
+                Ok(None)
+            }
+        }
+    }
+
     async fn fetch_index(&mut self, key: PublicKey, now: jiff::Timestamp) -> Result<Index, RepoError> {
+        if self.last_index.is_none() {
+            self.last_index = self.restore_index(&key, now).await?;
+        }
         let etag = self.last_index.as_ref().and_then(|(_, t)| t.clone());
         let fetched = self
             .transport
@@ -340,9 +371,20 @@ impl Repository {
             Ok(index) => index,
             Err(e) => return Err(self.refuse_index(e).await),
         };
-        let (name, version, expires) = (self.name.clone(), index.version, index.expires_unix_s);
-        let now_ms = now.as_millisecond();
-        self.cache.store().call(move |c| q::set_index_state(c, &name, version, expires, now_ms)).await?;
+        // Kept as a pinned blob, so the next start polls conditionally and still knows it.
+        let source = format!("{}:{}", self.name, index::INDEX_FILE);
+        let digest = self.cache.insert_bytes(bytes, BlobKind::Index, &source).await?;
+        let reference = format!("index:{}", self.name);
+        self.cache.unpin(&reference).await?;
+        self.cache.pin(&reference, &digest).await?;
+        let stored = q::StoredIndex {
+            version: index.version,
+            expires_unix_s: index.expires_unix_s,
+            digest: Some(digest.hex()),
+            etag: etag.clone(),
+        };
+        let (name, now_ms) = (self.name.clone(), now.as_millisecond());
+        self.cache.store().call(move |c| q::set_index_state(c, &name, &stored, now_ms)).await?;
         self.last_index = Some((index.clone(), etag));
         Ok(index)
     }
