@@ -255,6 +255,40 @@ impl BlobWriter {
         Ok(Landed { digest: got, size: self.written })
     }
 
+    /// Keeps the `.partial` file even if the writer is dropped mid-download (the task is
+    /// cancelled or ferry stops): a transport that writes every piece as it arrives and can
+    /// ask for the rest (CoAP Block2) resumes from it; the digest check at the end still
+    /// decides.
+    pub fn keep_partial_on_drop(&mut self) {
+        self.resumable = true;
+    }
+
+    /// Cuts the bytes written back to `len` (a block boundary) and re-hashes what stays.
+    pub fn rewind_to(&mut self, len: u64) -> Result<(), CacheError> {
+        if len >= self.written {
+            return Ok(());
+        }
+        let file = self.file.as_mut().ok_or_else(|| CacheError::Worker("writer already closed".into()))?;
+        file.set_len(len).map_err(io_err("truncate", &self.temp))?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err("seek", &self.temp))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; HASH_BUF];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let k = file.read(&mut buf[..want]).map_err(io_err("read", &self.temp))?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+            left -= k as u64;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io_err("seek", &self.temp))?;
+        self.hasher = hasher;
+        self.written = len - left;
+        Ok(())
+    }
+
     /// Keeps what was written for a later resume (a transport error, not a bad byte).
     pub fn suspend(mut self) {
         if let Some(f) = self.file.take() {

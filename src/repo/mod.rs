@@ -525,11 +525,13 @@ impl Repository {
             Ok(Err(e)) => return Err(Step::Fatal(e.into())),
             Err(e) => return Err(Step::Fatal(CacheError::Worker(e.to_string()).into())),
         };
+        // What an interrupted earlier attempt left: only the rest crosses the network.
+        let resumed = writer.written();
         match self.transport.download(&want.location, writer).await {
             Ok(landed) => {
                 let source = format!("{}:{}", self.name, want.location);
                 self.cache.register(landed, BlobKind::Payload, &source).await.map_err(|e| Step::Fatal(e.into()))?;
-                self.metrics.add_downloaded(landed.size);
+                self.metrics.add_downloaded(landed.size.saturating_sub(resumed));
                 Ok(())
             }
             Err(FetchError::Cache(e)) if e.is_rejection() => {
