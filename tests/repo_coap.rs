@@ -182,3 +182,42 @@ async fn a_coap_download_killed_midway_resumes_at_the_next_block() {
     assert!(!partial.exists());
     assert!(cache.scrub(false).await.expect("verify").is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_index_is_picked_up_through_observe_without_waiting_for_the_poll() {
+    if !have_tool("aiocoap-fileserver", &["--help"]) {
+        return;
+    }
+    let (root, state) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let repo_dir = root.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("mkdir");
+    write_index(&repo_dir, 1, FAR, &[]);
+    let server = start_fileserver(root.path());
+    let mut cfg = config("coap", url(&server), true);
+    cfg.poll_interval_s = 3600; // only a notification can bring the change in time
+    let cache = open_cache(state.path(), u64::MAX);
+    let repo = repository(&cfg, &cache);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (tx, mut accepted) = tokio::sync::mpsc::channel(4);
+    let metrics = repo.metrics().clone();
+    let task = tokio::spawn(repo.run(shutdown.clone(), tx));
+    // The first poll runs at once and registers the observation.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metrics.snapshot()[0] < 1 {
+        assert!(Instant::now() < deadline, "the first poll never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    write_release(&repo_dir);
+    write_index(&repo_dir, 2, FAR, &[MANIFEST_PATH]);
+    // aiocoap-fileserver looks at its files every 10 s, then notifies.
+    let m = tokio::time::timeout(Duration::from_secs(30), accepted.recv())
+        .await
+        .expect("the new index was noticed long before the next poll")
+        .expect("a manifest");
+    assert_eq!(m.manifest.sequence_number, 2);
+    assert_eq!(metrics.snapshot()[0], 2, "one poll at start, one on the notification");
+    shutdown.cancel();
+    task.await.expect("the poller stops");
+}

@@ -226,9 +226,15 @@ impl Repository {
         let mut poller = Poller::new(std::time::Instant::now(), self.interval);
         loop {
             let deadline = tokio::time::Instant::from_std(poller.poll_timeout());
+            // A CoAP server that keeps an Observe of the index wakes us early; the poll
+            // interval stays as the fallback.
+            let observing = self.index_key.is_some() && self.transport.observing();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.transport.changed(), if observing => {
+                    tracing::debug!(repository = %self.name, "repo: the index changed (Observe); syncing now");
+                }
             }
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -250,6 +256,12 @@ impl Repository {
                         poller.on_failure(now, rng.next_u64());
                     } else {
                         poller.on_success(now, rng.next_u64());
+                    }
+                    if self.index_key.is_some()
+                        && !self.transport.observing()
+                        && self.transport.observe(index::INDEX_FILE).await
+                    {
+                        tracing::info!(repository = %self.name, "repo: observing the index; polls continue as a fallback");
                     }
                 }
                 Err(e) => {

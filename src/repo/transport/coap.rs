@@ -8,6 +8,7 @@
 //! bounds the body at the signed size: an endless resource is cut off at the first byte past it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex};
@@ -17,7 +18,7 @@ use url::Url;
 use super::{join_err, FetchError, Small};
 use crate::coap::block::{size_of_szx, BlockOpt};
 use crate::coap::udp::{self, ShellHandle, UdpPeer};
-use crate::coap::{Code, Config, Endpoint, Event, FetchOptions, Request, RequestError, Response, Router};
+use crate::coap::{Code, Config, Endpoint, Event, FetchOptions, Request, RequestError, RequestId, Response, Router};
 use crate::repo::cache::{BlobWriter, CacheError, Landed};
 
 const DEFAULT_PORT: u16 = 5683;
@@ -31,6 +32,12 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct CoapSource {
     base: Url,
     client: Mutex<Option<Client>>,
+    /// The Observe registration of the index, while the server keeps it.
+    observation: std::sync::Mutex<Option<RequestId>>,
+    /// A notification arrived (possibly while a fetch was reading the events).
+    change_pending: AtomicBool,
+    /// The server answered a registration without Observe: not asked again.
+    observe_unsupported: AtomicBool,
 }
 
 struct Client {
@@ -59,7 +66,114 @@ impl CoapSource {
         if base.host_str().is_none() {
             return Err(format!("{base} has no host"));
         }
-        Ok(CoapSource { base, client: Mutex::new(None) })
+        Ok(CoapSource {
+            base,
+            client: Mutex::new(None),
+            observation: std::sync::Mutex::new(None),
+            change_pending: AtomicBool::new(false),
+            observe_unsupported: AtomicBool::new(false),
+        })
+    }
+
+    fn observation(&self) -> Option<RequestId> {
+        self.observation.lock().ok().and_then(|o| *o)
+    }
+
+    fn set_observation(&self, id: Option<RequestId>) {
+        if let Ok(mut o) = self.observation.lock() {
+            *o = id;
+        }
+    }
+
+    /// Whether the server keeps an Observe registration of the index for us.
+    pub fn observing(&self) -> bool {
+        self.observation().is_some()
+    }
+
+    /// The outcome of request `want` if `event` is it; notifications of the index observation
+    /// are noted on the way, whoever reads the events.
+    fn sort(&self, event: Event<UdpPeer>, want: Option<RequestId>) -> Option<Result<Response, RequestError>> {
+        let observation = self.observation();
+        match event {
+            Event::Response { id, response, .. } if Some(id) == want => Some(Ok(response)),
+            Event::Failed { id, error, .. } if Some(id) == want => Some(Err(error)),
+            Event::Response { id, response, .. } if Some(id) == observation => {
+                if response.code == Code::Content {
+                    self.change_pending.store(true, Ordering::SeqCst);
+                }
+                None
+            }
+            Event::Failed { id, error, .. } if Some(id) == observation => {
+                tracing::info!(repository = %self.base, "repo: the index observation ended ({error}); polling");
+                self.set_observation(None);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Registers Observe on `path` (the index). False when the server answers without
+    /// Observe: it does not support it, and polling goes on alone.
+    pub async fn observe(&self, path: &str) -> Result<bool, FetchError> {
+        if self.observing() {
+            return Ok(true);
+        }
+        if self.observe_unsupported.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut guard = self.client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(transport("CoAP client did not start"));
+        };
+        let peer = client.peer;
+        let mut request = Request::get(&self.path(path));
+        request.observe = Some(0);
+        let id = client
+            .handle
+            .with(move |ep, now| ep.start_request(now, peer, request))
+            .await
+            .map_err(transport)?
+            .map_err(transport)?;
+        let wait = async {
+            while let Some(event) = client.events.recv().await {
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
+                }
+            }
+            Err(RequestError::Encode("CoAP shell stopped".into()))
+        };
+        let supported = match tokio::time::timeout(BLOCK_TIMEOUT, wait).await {
+            Ok(Ok(r)) => r.code == Code::Content && r.observe.is_some(),
+            Ok(Err(e)) => return Err(transport(format!("observe {path}: {e}"))),
+            Err(_) => false,
+        };
+        if supported {
+            self.set_observation(Some(id));
+        } else {
+            self.observe_unsupported.store(true, Ordering::SeqCst);
+            let _ = client.handle.with(move |ep, now| ep.cancel(now, id)).await;
+        }
+        Ok(supported)
+    }
+
+    /// Resolves when the observed index changed; never while nothing is observed.
+    pub async fn changed(&self) {
+        loop {
+            if self.change_pending.swap(false, Ordering::SeqCst) {
+                return;
+            }
+            if !self.observing() {
+                return std::future::pending().await;
+            }
+            let Ok(mut guard) = self.client().await else { return std::future::pending().await };
+            let Some(client) = guard.as_mut() else { return std::future::pending().await };
+            match client.events.recv().await {
+                Some(event) => {
+                    let _ = self.sort(event, None);
+                }
+                None => return std::future::pending().await,
+            }
+        }
     }
 
     async fn start(&self) -> Result<Client, FetchError> {
@@ -112,10 +226,8 @@ impl CoapSource {
             .map_err(transport)?;
         let wait = async {
             while let Some(event) = client.events.recv().await {
-                match event {
-                    Event::Response { id: got, response, .. } if got == id => return Ok(response),
-                    Event::Failed { id: got, error, .. } if got == id => return Err(error),
-                    _ => {}
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
                 }
             }
             Err(RequestError::Encode("CoAP shell stopped".into()))
@@ -141,7 +253,7 @@ impl CoapSource {
     }
 
     /// One Block2 request: block `num` of size `szx`.
-    async fn block(client: &mut Client, path: &str, num: u32, szx: u8) -> Result<Response, FetchError> {
+    async fn block(&self, client: &mut Client, path: &str, num: u32, szx: u8) -> Result<Response, FetchError> {
         let peer = client.peer;
         let mut request = Request::get(path);
         request.block2 = Some(BlockOpt { num, more: false, szx });
@@ -153,10 +265,8 @@ impl CoapSource {
             .map_err(transport)?;
         let wait = async {
             while let Some(event) = client.events.recv().await {
-                match event {
-                    Event::Response { id: got, response, .. } if got == id => return Ok(response),
-                    Event::Failed { id: got, error, .. } if got == id => return Err(error),
-                    _ => {}
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
                 }
             }
             Err(RequestError::Encode("CoAP shell stopped".into()))
@@ -190,7 +300,7 @@ impl CoapSource {
         };
         loop {
             let num = u32::try_from(writer.written() / size).map_err(|_| transport("block number overflow"))?;
-            let response = Self::block(client, &path, num, szx).await?;
+            let response = self.block(client, &path, num, szx).await?;
             if response.code == Code::NotFound {
                 return Err(FetchError::NotFound);
             }
