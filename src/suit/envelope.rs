@@ -389,19 +389,20 @@ fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
     let mut signatures = Vec::with_capacity(blocks.len());
     let mut skipped = Vec::new();
     for (block, bytes) in blocks.iter().enumerate() {
-        let (body_protected, views) = match BlockKind::of(bytes, block)? {
-            BlockKind::Sign1 => (None, vec![CoseSign1::decode(bytes, block)?]),
+        let (body_protected, sign1, views) = match BlockKind::of(bytes, block)? {
+            // The common case stays free of a per-block allocation.
+            BlockKind::Sign1 => (None, Some(CoseSign1::decode(bytes, block)?), Vec::new()),
             BlockKind::Sign => {
                 let room = MAX_SIGNATURES.saturating_sub(signatures.len());
                 let sign = CoseSign::decode(bytes, block, room)?;
-                (Some(sign.body_protected), sign.signers)
+                (Some(sign.body_protected), None, sign.signers)
             }
             BlockKind::Mac(tag) => {
                 skipped.push(SkippedBlock { block, tag, reason: SkipReason::MacNeedsSharedKey });
                 continue;
             }
         };
-        for cose in views {
+        for cose in sign1.into_iter().chain(views) {
             let signed_payload = match (format, cose.payload, digest) {
                 (Format::Ietf, None, Some(d)) => d,
                 (Format::Ietf, Some(_), _) => {
