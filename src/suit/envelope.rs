@@ -294,15 +294,13 @@ impl<'b> Envelope<'b> {
         let mismatch = Error::DigestMismatch { what: "manifest" };
         match self.format {
             Format::Ietf => {
-                let d = Digest::from_cbor(self.digest.unwrap_or_default(), Format::Ietf)?;
-                if !d.matches(self.manifest_item)? {
+                if !Digest::cbor_matches(self.digest.unwrap_or_default(), Format::Ietf, self.manifest_item)? {
                     return Err(mismatch);
                 }
             }
             Format::Riot => {
                 for s in &self.signatures {
-                    let d = Digest::from_cbor(s.signed_payload, Format::Riot)?;
-                    if !d.matches(self.manifest_item)? {
+                    if !Digest::cbor_matches(s.signed_payload, Format::Riot, self.manifest_item)? {
                         return Err(mismatch);
                     }
                 }

@@ -269,13 +269,15 @@ impl Interpreter {
     fn parameters(&mut self, r: &mut Reader<'_>, mode: SetMode) -> Result<()> {
         const W: &str = "SUIT_Parameters";
         let mut p = Params::default();
-        let mut seen: Vec<i64> = Vec::new();
-        for _ in 0..r.map(W, MAX_PARAMETERS)? {
+        // The map holds at most MAX_PARAMETERS keys: a fixed array, no allocation.
+        let mut seen = [0i64; MAX_PARAMETERS];
+        let n = r.map(W, MAX_PARAMETERS)?;
+        for i in 0..n {
             let key = r.int_key(W)?;
-            if seen.contains(&key) {
+            if seen[..i].contains(&key) {
                 return Err(Error::DuplicateMember { what: W, key });
             }
-            seen.push(key);
+            seen[i] = key;
             match Parameter::from_code(key) {
                 Parameter::VendorIdentifier => p.vendor = Some(identifier(r, "vendor-identifier")?),
                 Parameter::ClassIdentifier => p.class = Some(identifier(r, "class-identifier")?),
@@ -289,25 +291,22 @@ impl Interpreter {
                 _ => r.skip(W)?,
             }
         }
-        let selected = self.selected.clone();
-        for c in selected {
-            let mut p = p.clone();
+        let mut p = Some(p);
+        for i in 0..self.selected.len() {
+            let c = self.selected[i];
+            // The last (usually only) selected component takes the values without a copy.
+            let Some(mut p) = (if i + 1 == self.selected.len() { p.take() } else { p.clone() }) else {
+                break;
+            };
             if mode == SetMode::IfUnset {
-                let current = Params {
-                    vendor: self.effective(c, |q| q.vendor.clone()),
-                    class: self.effective(c, |q| q.class.clone()),
-                    digest: self.effective(c, |q| q.digest.clone()),
-                    size: self.effective(c, |q| q.size),
-                    uri: self.effective(c, |q| q.uri.clone()),
-                    slot: self.effective(c, |q| q.slot),
-                };
+                let set = |get: fn(&Params) -> bool| self.effective(c, |q| get(q).then_some(())).is_some();
                 p = Params {
-                    vendor: p.vendor.filter(|_| current.vendor.is_none()),
-                    class: p.class.filter(|_| current.class.is_none()),
-                    digest: p.digest.filter(|_| current.digest.is_none()),
-                    size: p.size.filter(|_| current.size.is_none()),
-                    uri: p.uri.filter(|_| current.uri.is_none()),
-                    slot: p.slot.filter(|_| current.slot.is_none()),
+                    vendor: p.vendor.filter(|_| !set(|q| q.vendor.is_some())),
+                    class: p.class.filter(|_| !set(|q| q.class.is_some())),
+                    digest: p.digest.filter(|_| !set(|q| q.digest.is_some())),
+                    size: p.size.filter(|_| !set(|q| q.size.is_some())),
+                    uri: p.uri.filter(|_| !set(|q| q.uri.is_some())),
+                    slot: p.slot.filter(|_| !set(|q| q.slot.is_some())),
                 };
             }
             let target = match self.overlays.last_mut() {
@@ -326,7 +325,7 @@ impl Interpreter {
         ids.into_iter()
             .zip(self.comps)
             .map(|(id, s)| {
-                let base = s.live.clone();
+                let base = s.live;
                 let mut vendor = base.vendor.clone();
                 let mut class = base.class.clone();
                 let images = if s.slots.is_empty() {
