@@ -388,7 +388,7 @@ fn a_cose_sign_block_is_checked_signer_by_signer() {
     let item = Envelope::parse(EX0).unwrap().manifest_bytes().to_vec();
     let digest = Digest::sha256(&item).to_cbor(Format::Ietf);
     let sign = cose::CoseSign::sign(&[(&ed, CoseAlg::Ed25519), (&p, CoseAlg::Esp256)], &digest, false).unwrap();
-    let bytes = emit::envelope_with_blocks(Format::Ietf, &item, &digest, &[sign.clone()]);
+    let bytes = emit::envelope_with_blocks(Format::Ietf, &item, &digest, std::slice::from_ref(&sign));
     let env = Envelope::parse(&bytes).unwrap();
     assert_eq!(env.signatures().len(), 2);
     assert!(env.signatures().iter().all(|s| s.is_cose_sign() && s.block() == 0));
