@@ -531,14 +531,16 @@ fn check_deployable(envelope: &Envelope<'_>, manifest: &Manifest) -> Result<(), 
     }
     for c in manifest.components.iter().filter(|c| c.fetched) {
         for image in &c.images {
-            let slot = image.slot.map_or(String::new(), |s| format!(" slot {s}"));
+            // Text for refusals only.
+            let slot = || image.slot.map_or(String::new(), |s| format!(" slot {s}"));
             let Some(uri) = &image.uri else {
-                return bad(format!("component {:?}{slot} is fetched but has no URI", c.id));
+                return bad(format!("component {:?}{} is fetched but has no URI", c.id, slot()));
             };
             if image.digest.is_none() || image.size.is_none() {
                 return bad(format!(
-                    "component {:?}{slot} ({uri}) lacks an image digest or size, so the payload is not bound to the signature",
-                    c.id
+                    "component {:?}{} ({uri}) lacks an image digest or size, so the payload is not bound to the signature",
+                    c.id,
+                    slot()
                 ));
             }
             if envelope.format() == Format::Riot && uri.len() >= RIOT_MAX_URI {

@@ -61,9 +61,17 @@ impl Params {
 
     /// Takes only the values `self` lacks.
     fn fill(&mut self, older: &Params) {
-        let mut merged = older.clone();
-        merged.overlay(self);
-        *self = merged;
+        fn keep<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+            if dst.is_none() {
+                dst.clone_from(src);
+            }
+        }
+        keep(&mut self.vendor, &older.vendor);
+        keep(&mut self.class, &older.class);
+        keep(&mut self.digest, &older.digest);
+        keep(&mut self.size, &older.size);
+        keep(&mut self.uri, &older.uri);
+        keep(&mut self.slot, &older.slot);
     }
 }
 
@@ -329,17 +337,16 @@ impl Interpreter {
                 let mut vendor = base.vendor.clone();
                 let mut class = base.class.clone();
                 let images = if s.slots.is_empty() {
-                    vec![image(&base)]
+                    vec![image(base)]
                 } else {
                     s.slots
-                        .iter()
-                        .map(|(slot, p)| {
-                            let mut q = p.clone();
+                        .into_iter()
+                        .map(|(slot, mut q)| {
                             q.fill(&base);
-                            q.slot = Some(*slot);
+                            q.slot = Some(slot);
                             vendor = vendor.take().or_else(|| q.vendor.clone());
                             class = class.take().or_else(|| q.class.clone());
-                            image(&q)
+                            image(q)
                         })
                         .collect()
                 };
@@ -357,8 +364,8 @@ impl Interpreter {
     }
 }
 
-fn image(p: &Params) -> Image {
-    Image { slot: p.slot, digest: p.digest.clone(), size: p.size, uri: p.uri.clone() }
+fn image(p: Params) -> Image {
+    Image { slot: p.slot, digest: p.digest, size: p.size, uri: p.uri }
 }
 
 fn identifier(r: &mut Reader<'_>, what: &'static str) -> Result<Identifier> {
