@@ -359,12 +359,9 @@ type AuthParts<'b> = (Format, Option<&'b [u8]>, Vec<Signature<'b>>, Vec<SkippedB
 fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
     let mut r = Reader::new(auth);
     let n = r.array(AUTH, MAX_SIGNATURES + 1)?;
-    let mut elems = Vec::with_capacity(n);
-    for _ in 0..n {
-        elems.push(r.bytes("SUIT_Authentication element")?);
-    }
-    r.finish(AUTH)?;
-    let first_is_digest = match elems.first() {
+    // The first element tells the format; the rest are read as they come, without a list.
+    let first = if n > 0 { Some(r.bytes("SUIT_Authentication element")?) } else { None };
+    let first_is_digest = match first {
         Some(first) => Reader::new(first).peek(AUTH)? == Type::Array,
         None => false,
     };
@@ -377,16 +374,19 @@ fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
             ))
         }
     };
-    let (digest, blocks) = match format {
-        Format::Ietf => (elems.first().copied(), elems.get(1..).unwrap_or_default()),
-        Format::Riot => (None, &elems[..]),
-    };
-    if blocks.len() > MAX_SIGNATURES {
-        return Err(Error::TooMany { what: "signature blocks", count: blocks.len() as u64, max: MAX_SIGNATURES });
+    let digest = if format == Format::Ietf { first } else { None };
+    let block_count = if format == Format::Ietf { n.saturating_sub(1) } else { n };
+    if block_count > MAX_SIGNATURES {
+        return Err(Error::TooMany { what: "signature blocks", count: block_count as u64, max: MAX_SIGNATURES });
     }
-    let mut signatures = Vec::with_capacity(blocks.len());
+    let mut pending_first = if format == Format::Riot { first } else { None };
+    let mut signatures = Vec::with_capacity(block_count);
     let mut skipped = Vec::new();
-    for (block, bytes) in blocks.iter().enumerate() {
+    for block in 0..block_count {
+        let bytes = match pending_first.take() {
+            Some(first) => first,
+            None => r.bytes("SUIT_Authentication element")?,
+        };
         let (body_protected, sign1, views) = match BlockKind::of(bytes, block)? {
             // The common case stays free of a per-block allocation.
             BlockKind::Sign1 => (None, Some(CoseSign1::decode(bytes, block)?), Vec::new()),
@@ -427,5 +427,6 @@ fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
             signatures.push(Signature { index: signatures.len(), block, cose, body_protected, signed_payload });
         }
     }
+    r.finish(AUTH)?;
     Ok((format, digest, signatures, skipped))
 }
