@@ -8,7 +8,9 @@
 //!
 //! Each poll: with an `index_key`, fetch `ferry-index.cbor` (conditional GET over HTTP), refuse
 //! it if forged, expired or older than the last accepted version; otherwise follow the `watch`
-//! paths. For every listed envelope not yet accepted: fetch (≤ 64 KiB, in memory), check it
+//! paths. The last accepted index is kept as a pinned blob with its ETag, so the first poll
+//! after a restart is conditional too, and a CoAP server that supports Observe notifies index
+//! changes between polls. For every listed envelope not yet accepted: fetch (≤ 64 KiB, in memory), check it
 //! against the index entry, verify, fetch each payload into the cache, then record the manifest
 //! (`repo_manifests`) and hand it to the daemon. Accepted manifests whose payloads were evicted
 //! meanwhile get them fetched again. Refusals land in `cache_rejections` with their RFC 9124
