@@ -44,19 +44,34 @@ impl Params {
         *self == Params::default()
     }
 
-    /// Takes every value `newer` has.
-    fn overlay(&mut self, newer: &Params) {
-        fn take<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+    /// Takes every value `newer` has, moving them.
+    fn absorb(&mut self, newer: Params) {
+        fn take<T>(dst: &mut Option<T>, src: Option<T>) {
             if src.is_some() {
-                dst.clone_from(src);
+                *dst = src;
             }
         }
-        take(&mut self.vendor, &newer.vendor);
-        take(&mut self.class, &newer.class);
-        take(&mut self.digest, &newer.digest);
-        take(&mut self.size, &newer.size);
-        take(&mut self.uri, &newer.uri);
-        take(&mut self.slot, &newer.slot);
+        take(&mut self.vendor, newer.vendor);
+        take(&mut self.class, newer.class);
+        take(&mut self.digest, newer.digest);
+        take(&mut self.size, newer.size);
+        take(&mut self.uri, newer.uri);
+        take(&mut self.slot, newer.slot);
+    }
+
+    /// Takes, moving them, only the values of `older` that `self` lacks.
+    fn fill_from(&mut self, older: Params) {
+        fn keep<T>(dst: &mut Option<T>, src: Option<T>) {
+            if dst.is_none() {
+                *dst = src;
+            }
+        }
+        keep(&mut self.vendor, older.vendor);
+        keep(&mut self.class, older.class);
+        keep(&mut self.digest, older.digest);
+        keep(&mut self.size, older.size);
+        keep(&mut self.uri, older.uri);
+        keep(&mut self.slot, older.slot);
     }
 
     /// Takes only the values `self` lacks.
@@ -91,6 +106,8 @@ pub(crate) struct Interpreter {
     comps: Vec<State>,
     /// One overlay per open try-each branch (innermost last), one `Params` per component.
     overlays: Vec<Vec<Params>>,
+    /// Emptied overlays, reused by the next branch instead of allocating.
+    spare: Vec<Vec<Params>>,
     selected: Vec<usize>,
     commands: usize,
 }
@@ -109,6 +126,7 @@ impl Interpreter {
             format,
             comps: (0..components).map(|_| State::default()).collect(),
             overlays: Vec::new(),
+            spare: Vec::new(),
             selected: vec![0],
             commands: 0,
         }
@@ -116,7 +134,8 @@ impl Interpreter {
 
     /// Runs one top-level sequence; each starts with component 0 selected (draft-37 §8.4.6).
     pub(crate) fn run_top(&mut self, seq: &[u8]) -> Result<()> {
-        self.selected = vec![0];
+        self.selected.clear();
+        self.selected.push(0);
         self.run(seq, 0)
     }
 
@@ -223,19 +242,22 @@ impl Interpreter {
                 break;
             }
             let branch = r.bytes(W)?;
-            self.overlays.push(vec![Params::default(); self.comps.len()]);
+            let mut layer = self.spare.pop().unwrap_or_default();
+            layer.resize_with(self.comps.len(), Params::default);
+            self.overlays.push(layer);
             let result = self.run(branch, depth + 1);
-            let overlay = self.overlays.pop().unwrap_or_default();
+            let mut overlay = self.overlays.pop().unwrap_or_default();
             result?;
-            self.record_branch(overlay);
+            self.record_branch(&mut overlay);
+            self.spare.push(overlay);
             self.selected.clone_from(&saved);
         }
         Ok(())
     }
 
     /// Files what a branch set under its slot; a branch without a slot only fills gaps.
-    fn record_branch(&mut self, overlay: Vec<Params>) {
-        for (c, p) in overlay.into_iter().enumerate() {
+    fn record_branch(&mut self, overlay: &mut Vec<Params>) {
+        for (c, p) in overlay.drain(..).enumerate() {
             if p.is_empty() {
                 continue;
             }
@@ -245,7 +267,7 @@ impl Interpreter {
                         continue;
                     };
                     match state.slots.iter_mut().find(|(s, _)| *s == slot) {
-                        Some((_, q)) => q.overlay(&p),
+                        Some((_, q)) => q.absorb(p),
                         None => state.slots.push((slot, p)),
                     }
                 }
@@ -255,9 +277,8 @@ impl Interpreter {
                         None => self.comps.get_mut(c).map(|s| &mut s.live),
                     };
                     if let Some(t) = target {
-                        let mut merged = p;
-                        merged.overlay(t);
-                        *t = merged;
+                        // What the outer level already has wins; the branch fills gaps.
+                        t.fill_from(p);
                     }
                 }
             }
@@ -322,7 +343,7 @@ impl Interpreter {
                 None => self.comps.get_mut(c).map(|s| &mut s.live),
             };
             if let Some(t) = target {
-                t.overlay(&p);
+                t.absorb(p);
             }
         }
         Ok(())
