@@ -365,12 +365,11 @@ impl Policy {
             ));
         }
         let auth = envelope.authenticate(&self.keys).map_err(|e| Rejection::from_suit(&e))?;
-        check_deployable(envelope, auth.manifest())?;
+        let manifest = auth.manifest();
+        check_deployable(envelope, manifest)?;
 
         // Who signed: (authority, key) pairs, whatever their validity.
-        let signed: Vec<(usize, usize)> =
-            auth.signers().iter().filter_map(|s| self.owners.get(s.key).copied()).collect();
-        let manifest = auth.into_manifest();
+        let signed = Signed { signers: auth.signers(), owners: &self.owners };
 
         let mut components = Vec::with_capacity(manifest.components.len());
         for c in &manifest.components {
@@ -390,9 +389,9 @@ impl Policy {
                     ),
                 ));
             }
-            components.push(self.judge_component(&c.id, vendor, class, &signed, now)?);
+            components.push(self.judge_component(&c.id, vendor, class, signed, now)?);
         }
-        Ok(Accepted { envelope: envelope.as_bytes().to_vec(), manifest, components })
+        Ok(Accepted { envelope: envelope.as_bytes().to_vec(), manifest: auth.into_manifest(), components })
     }
 
     fn judge_component(
@@ -400,7 +399,7 @@ impl Policy {
         id: &ComponentId,
         vendor: &Identifier,
         class: &Identifier,
-        signed: &[(usize, usize)],
+        signed: Signed<'_>,
         now: SystemTime,
     ) -> Result<AcceptedComponent, Rejection> {
         // Only refusals need the text; accepting builds no strings.
@@ -412,9 +411,9 @@ impl Policy {
         for ai in (0..self.authorities.len()).filter(covers) {
             let a = &self.authorities[ai];
             let valid = signed
-                .iter()
+                .pairs()
                 .filter(|(sa, _)| *sa == ai)
-                .filter_map(|&(_, ki)| a.keys.get(ki))
+                .filter_map(|(_, ki)| a.keys.get(ki))
                 .filter(|k| k.validity.contains(now))
                 .map(|k| &k.key);
             // The same key listed twice, or signing twice, counts once.
@@ -450,7 +449,7 @@ impl Policy {
         for &ai in &covering {
             let a = &self.authorities[ai];
             let mut valid: Vec<&PublicKey> = Vec::new();
-            for &(sa, ki) in signed.iter().filter(|(sa, _)| *sa == ai) {
+            for (sa, ki) in signed.pairs().filter(|(sa, _)| *sa == ai) {
                 let Some(k) = self.authorities.get(sa).and_then(|a| a.keys.get(ki)) else { continue };
                 if k.validity.contains(now) {
                     valid.push(&k.key);
@@ -487,8 +486,8 @@ impl Policy {
             return Err(Rejection::new(Threat::ImgNonAuth, format!("{what}: {}", short.join("; "))));
         }
         let outsiders: Vec<&str> = signed
-            .iter()
-            .map(|&(sa, _)| self.authorities[sa].name.as_str())
+            .pairs()
+            .map(|(sa, _)| self.authorities[sa].name.as_str())
             .filter(|n| !names.contains(n))
             .fold(Vec::new(), |mut v, n| {
                 if !v.contains(&n) {
@@ -507,6 +506,19 @@ impl Policy {
             ));
         }
         Err(Rejection::new(Threat::ImgNonAuth, format!("{what}: not signed by `{}`", names.join("`, `"))))
+    }
+}
+
+/// Who signed, as (authority, key) pairs, read from the signers without collecting them.
+#[derive(Clone, Copy)]
+struct Signed<'a> {
+    signers: &'a [super::Signer],
+    owners: &'a [(usize, usize)],
+}
+
+impl<'a> Signed<'a> {
+    fn pairs(self) -> impl Iterator<Item = (usize, usize)> + Clone + 'a {
+        self.signers.iter().filter_map(move |s| self.owners.get(s.key).copied())
     }
 }
 

@@ -20,7 +20,7 @@ use super::cbor::Reader;
 use super::command::{Command, Parameter};
 use super::digest::Digest;
 use super::error::{Error, Result};
-use super::limits::{MAX_COMMANDS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
+use super::limits::{MAX_COMMANDS, MAX_COMPONENTS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
 use super::manifest::{Component, ComponentId, Identifier, Image};
 use super::Format;
 
@@ -100,6 +100,36 @@ struct State {
     fetched: bool,
 }
 
+/// The selected component indexes: at most one per component, so they fit inline and a
+/// try-each saves and restores them by copy.
+#[derive(Debug, Clone, Copy)]
+struct Selection {
+    ids: [usize; MAX_COMPONENTS],
+    len: usize,
+}
+
+impl Selection {
+    fn one(i: usize) -> Self {
+        let mut ids = [0; MAX_COMPONENTS];
+        ids[0] = i;
+        Selection { ids, len: 1 }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.ids[..self.len.min(MAX_COMPONENTS)]
+    }
+
+    /// From indexes already checked against the component count (≤ MAX_COMPONENTS).
+    fn from_iter(indexes: impl Iterator<Item = usize>) -> Self {
+        let mut s = Selection { ids: [0; MAX_COMPONENTS], len: 0 };
+        for i in indexes.take(MAX_COMPONENTS) {
+            s.ids[s.len] = i;
+            s.len += 1;
+        }
+        s
+    }
+}
+
 /// The symbolic reader over all sequences of one manifest.
 pub(crate) struct Interpreter {
     format: Format,
@@ -108,7 +138,7 @@ pub(crate) struct Interpreter {
     overlays: Vec<Vec<Params>>,
     /// Emptied overlays, reused by the next branch instead of allocating.
     spare: Vec<Vec<Params>>,
-    selected: Vec<usize>,
+    selected: Selection,
     commands: usize,
 }
 
@@ -127,15 +157,14 @@ impl Interpreter {
             comps: (0..components).map(|_| State::default()).collect(),
             overlays: Vec::new(),
             spare: Vec::new(),
-            selected: vec![0],
+            selected: Selection::one(0),
             commands: 0,
         }
     }
 
     /// Runs one top-level sequence; each starts with component 0 selected (draft-37 §8.4.6).
     pub(crate) fn run_top(&mut self, seq: &[u8]) -> Result<()> {
-        self.selected.clear();
-        self.selected.push(0);
+        self.selected = Selection::one(0);
         self.run(seq, 0)
     }
 
@@ -169,7 +198,7 @@ impl Interpreter {
     fn command(&mut self, r: &mut Reader<'_>, cmd: i64, depth: usize) -> Result<()> {
         match Command::from_code(self.format, cmd) {
             c @ (Command::ConditionVendorIdentifier | Command::ConditionClassIdentifier) => {
-                for &i in &self.selected {
+                for &i in self.selected.as_slice() {
                     if let Some(s) = self.comps.get_mut(i) {
                         if c == Command::ConditionVendorIdentifier {
                             s.checks_vendor = true;
@@ -181,7 +210,7 @@ impl Interpreter {
                 r.skip("condition argument")
             }
             Command::Fetch => {
-                for &i in &self.selected {
+                for &i in self.selected.as_slice() {
                     if let Some(s) = self.comps.get_mut(i) {
                         s.fetched = true;
                     }
@@ -216,17 +245,17 @@ impl Interpreter {
                 if !r.bool(W)? {
                     return Err(Error::Invalid { what: W, reason: "false is not an index".into() });
                 }
-                (0..n).collect()
+                Selection::from_iter(0..n)
             }
             Type::Array => {
                 let k = r.array(W, n)?;
-                let mut v = Vec::with_capacity(k);
-                for _ in 0..k {
-                    v.push(check(r.u64(W)?)?);
+                let mut ids = [0usize; MAX_COMPONENTS];
+                for id in ids.iter_mut().take(k) {
+                    *id = check(r.u64(W)?)?;
                 }
-                v
+                Selection::from_iter(ids.into_iter().take(k))
             }
-            _ => vec![check(r.u64(W)?)?],
+            _ => Selection::one(check(r.u64(W)?)?),
         };
         Ok(())
     }
@@ -234,7 +263,7 @@ impl Interpreter {
     fn try_each(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<()> {
         const W: &str = "directive-try-each";
         let n = r.array(W, MAX_TRY_EACH_BRANCHES + 1)?;
-        let saved = self.selected.clone();
+        let saved = self.selected;
         for i in 0..n {
             if r.peek(W)? == Type::Null && i + 1 == n {
                 // The optional trailing nil: "no branch needs to succeed".
@@ -250,7 +279,7 @@ impl Interpreter {
             result?;
             self.record_branch(&mut overlay);
             self.spare.push(overlay);
-            self.selected.clone_from(&saved);
+            self.selected = saved;
         }
         Ok(())
     }
@@ -321,10 +350,11 @@ impl Interpreter {
             }
         }
         let mut p = Some(p);
-        for i in 0..self.selected.len() {
-            let c = self.selected[i];
+        let selected = self.selected;
+        let selected = selected.as_slice();
+        for (i, &c) in selected.iter().enumerate() {
             // The last (usually only) selected component takes the values without a copy.
-            let Some(mut p) = (if i + 1 == self.selected.len() { p.take() } else { p.clone() }) else {
+            let Some(mut p) = (if i + 1 == selected.len() { p.take() } else { p.clone() }) else {
                 break;
             };
             if mode == SetMode::IfUnset {
