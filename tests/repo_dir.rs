@@ -163,7 +163,9 @@ async fn ferry_repo_index_and_cache_commands() {
     let out = ferry_cmd(&["cache", "ls", "--state-dir", sd]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains(&digest_of(SLOT0).hex()) && text.contains("3 blobs"), "{text}");
+    // The envelope, both payloads, and the signed index kept for the next start.
+    assert!(text.contains(&digest_of(SLOT0).hex()) && text.contains("4 blobs"), "{text}");
+    assert!(text.contains("index        1"), "the kept index is pinned: {text}");
     let out = ferry_cmd(&["cache", "verify", "--state-dir", sd]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 
@@ -183,8 +185,12 @@ async fn ferry_repo_index_and_cache_commands() {
     let out = ferry_cmd(&["cache", "ls", "--state-dir", sd, "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let rows = rows.as_array().expect("array");
-    assert_eq!(rows.len(), 1, "only the pinned blob survives a 0 MiB limit: {rows:?}");
-    assert_eq!(rows[0]["digest"], digest_of(SLOT0).hex());
+    let mut kinds: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["kind"].as_str().unwrap_or(""), r["digest"].as_str().unwrap_or(""))).collect();
+    kinds.sort();
+    let slot0 = digest_of(SLOT0).hex();
+    assert_eq!(kinds.len(), 2, "only pinned blobs survive a 0 MiB limit: {rows:?}");
+    assert_eq!((kinds[0].0, kinds[1]), ("index", ("payload", slot0.as_str())), "{rows:?}");
 }
 
 #[tokio::test]

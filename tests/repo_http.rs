@@ -287,3 +287,59 @@ async fn python_http_server_repository() {
     assert_eq!(report.accepted.len(), 1, "{report:?}");
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signed_index_is_kept_across_restarts() {
+    let (root, state) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let repo_dir = mk(&root.path().join("repo"));
+    write_release(&repo_dir);
+    let expires = now().as_second() + 3600;
+    write_index(&repo_dir, 5, expires, &[MANIFEST_PATH]);
+    let knobs = Arc::new(Knobs::default());
+    let server = TestServer::start(&repo_dir, knobs.clone(), None).await;
+    let cfg = config("web", server.url(), true);
+    {
+        let cache = open_cache(state.path(), u64::MAX);
+        let mut repo = repository(&cfg, &cache);
+        assert_eq!(repo.sync(now()).await.expect("sync").accepted.len(), 1);
+        assert_eq!(knobs.not_modified.load(Ordering::SeqCst), 0);
+    } // ferry stops
+
+    // The first poll after a restart is conditional: 304, and the stored index is in force.
+    let cache = open_cache(state.path(), u64::MAX);
+    let stored = cache.store().call(|c| q::stored_index(c, "web")).await.expect("store").expect("an index row");
+    assert_eq!((stored.version, stored.expires_unix_s), (5, expires));
+    assert!(stored.etag.is_some(), "{stored:?}");
+    let index_blob = stored.digest.as_deref().expect("index blob").parse().expect("digest");
+    assert!(cache.contains(&index_blob).await.expect("contains"));
+    let pins = cache.store().call(move |c| q::pinned_by(c, &index_blob.hex())).await.expect("pins");
+    assert_eq!(pins, ["index:web"], "the index blob is never evicted");
+    let mut repo = repository(&cfg, &cache);
+    let report = repo.sync(now()).await.expect("sync");
+    assert_eq!(knobs.not_modified.load(Ordering::SeqCst), 1, "a conditional GET");
+    assert_eq!((report.index_version, report.accepted.len()), (Some(5), 0), "{report:?}");
+    drop(repo);
+
+    // Freeze: after its expiry the stored index is refused, and so is the same one fetched whole.
+    let later = jiff::Timestamp::from_second(expires + 60).expect("time");
+    let mut repo = repository(&cfg, &cache);
+    let refused = repo.sync(later).await.expect_err("an expired index");
+    assert!(refused.to_string().contains("expired"), "{refused}");
+    assert_eq!(knobs.not_modified.load(Ordering::SeqCst), 1, "the expired index is not used for a conditional GET");
+    drop((repo, cache)); // ferry stops
+
+    // Rollback: the server goes back to an older, still valid index; a restarted ferry refuses it.
+    write_index(&repo_dir, 4, FAR, &[MANIFEST_PATH]);
+    let cache = open_cache(state.path(), u64::MAX);
+    let mut repo = repository(&cfg, &cache);
+    let refused = repo.sync(now()).await.expect_err("an older index");
+    assert!(refused.to_string().contains("index version 4 is lower than version 5"), "{refused}");
+    let rejections = cache.store().call(|c| q::rejections(c, 10)).await.expect("rejections");
+    let rollback = rejections.iter().find(|r| r.reason.contains("refused as a rollback")).expect("recorded");
+    assert_eq!(rollback.threat.as_deref(), Some("THREAT.IMG.EXPIRED"), "{rejections:?}");
+    // A newer index is taken, and becomes the one kept.
+    write_index(&repo_dir, 6, FAR, &[MANIFEST_PATH]);
+    assert_eq!(repo.sync(now()).await.expect("sync").index_version, Some(6));
+    let stored = cache.store().call(|c| q::stored_index(c, "web")).await.expect("store").expect("row");
+    assert_eq!(stored.version, 6);
+}

@@ -140,3 +140,95 @@ fn pycose_signed_envelopes_verify_with_ferry() {
         }
     }
 }
+
+/// A policy whose one authority needs both test keys (Ed25519 and P-256) for riot-os.org.
+fn two_key_policy(threshold: usize) -> ferry::suit::policy::Policy {
+    let text = format!(
+        "[radio]\nurl = \"sim:home.toml\"\n[[authority]]\nname = \"two-keys\"\nkeys = [\"{}\", \"{}\"]\n\
+         threshold = {threshold}\n[authority.scope]\nvendor_ids = [\"riot-os.org\"]\nclass_ids = [\"*\"]\n\
+         component_ids = [\"*\"]\n",
+        testdata(ED_PUB).display(),
+        testdata(P256_PUB).display()
+    );
+    let config = ferry::config::Config::parse(Path::new("ferry.toml"), &text).expect("config");
+    ferry::suit::policy::Policy::from_config(&config.authorities, |p| std::fs::read_to_string(p)).expect("policy")
+}
+
+fn public(name: &str) -> PublicKey {
+    PublicKey::from_pem(&std::fs::read_to_string(testdata(name)).expect("pub")).expect("pub")
+}
+
+#[test]
+fn a_pycose_cose_sign_envelope_is_verified_signer_by_signer() {
+    if !have_pycose() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let unsigned = dir.path().join("unsigned.suit");
+    std::fs::write(&unsigned, spec(true).build(Format::Ietf, &[]).expect("builds")).expect("write");
+    let signed = dir.path().join("multi.suit");
+    let ed = format!("{}:EdDSA", testdata(ED_PRIV).display());
+    let p256 = format!("{}:ES256", testdata(P256_PRIV).display());
+    let (ok, out) =
+        peer(&["sign-multi", unsigned.to_str().expect("utf-8"), signed.to_str().expect("utf-8"), &ed, &p256]);
+    assert!(ok, "pycose could not sign: {out}");
+    let bytes = std::fs::read(&signed).expect("read");
+    let env = Envelope::parse(&bytes).expect("ferry parses a COSE_Sign envelope");
+    assert_eq!(env.signatures().len(), 2);
+    assert!(env.signatures().iter().all(|s| s.is_cose_sign()));
+    assert_eq!(env.signatures().iter().map(|s| s.alg()).collect::<Vec<_>>(), [CoseAlg::EdDsa, CoseAlg::Es256]);
+    let auth = env.authenticate(&[public(P256_PUB), public(ED_PUB)]).expect("both signers verify");
+    assert_eq!(auth.signers().len(), 2);
+    // Thresholds count the distinct keys that signed inside the one block.
+    let now = std::time::SystemTime::now();
+    let accepted = two_key_policy(2).evaluate(&env, now).expect("2 of 2 keys signed");
+    assert_eq!(accepted.manifest().sequence_number, 1_764_000_000);
+
+    // Only the Ed25519 signer: one key of two, below the threshold.
+    let single = dir.path().join("single.suit");
+    let (ok, out) = peer(&["sign-multi", unsigned.to_str().expect("utf-8"), single.to_str().expect("utf-8"), &ed]);
+    assert!(ok, "pycose could not sign: {out}");
+    let bytes = std::fs::read(&single).expect("read");
+    let env = Envelope::parse(&bytes).expect("parses");
+    let refused = two_key_policy(2).evaluate(&env, now).expect_err("1 of 2 keys is not enough");
+    assert!(refused.reason.contains("`two-keys` signed with 1 of the 2 distinct keys it needs"), "{}", refused.reason);
+    two_key_policy(1).evaluate(&env, now).expect("1 of 2 keys is enough at threshold 1");
+}
+
+#[test]
+fn pycose_mac_blocks_are_skipped_and_never_accepted() {
+    if !have_pycose() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let unsigned = dir.path().join("unsigned.suit");
+    std::fs::write(&unsigned, spec(true).build(Format::Ietf, &[]).expect("builds")).expect("write");
+    let now = std::time::SystemTime::now();
+    for (kind, tag) in [("mac0", 17), ("mac", 97)] {
+        let path = dir.path().join(format!("{kind}.suit"));
+        let (ok, out) = peer(&["mac", unsigned.to_str().expect("utf-8"), path.to_str().expect("utf-8"), kind]);
+        assert!(ok, "pycose could not MAC: {out}");
+        let bytes = std::fs::read(&path).expect("read");
+        let env = Envelope::parse(&bytes).expect("a MAC block parses as skipped");
+        assert!(env.signatures().is_empty());
+        let skipped = env.skipped_blocks();
+        assert_eq!((skipped.len(), skipped[0].tag, skipped[0].reason.code()), (1, tag, "mac-shared-key"));
+        let refused = two_key_policy(1).evaluate(&env, now).expect_err("a MAC alone is never accepted");
+        assert!(
+            refused.reason.contains("MAC-authenticated manifests need a shared key ferry does not hold"),
+            "{}",
+            refused.reason
+        );
+        assert_eq!(refused.threat.id(), "THREAT.IMG.NON_AUTH");
+    }
+    // A MAC next to a signature: the MAC is skipped, the signature decides.
+    let path = dir.path().join("mac0-and-sign1.suit");
+    let ed = format!("{}:EdDSA", testdata(ED_PRIV).display());
+    let (ok, out) = peer(&["mac", unsigned.to_str().expect("utf-8"), path.to_str().expect("utf-8"), "mac0", &ed]);
+    assert!(ok, "pycose could not sign: {out}");
+    let bytes = std::fs::read(&path).expect("read");
+    let env = Envelope::parse(&bytes).expect("parses");
+    assert_eq!((env.skipped_blocks().len(), env.signatures().len()), (1, 1));
+    assert_eq!(env.signatures()[0].block(), 1);
+    two_key_policy(1).evaluate(&env, now).expect("the Ed25519 signature carries it");
+}

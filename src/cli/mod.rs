@@ -81,7 +81,7 @@ enum Command {
     /// Serve one file over CoAP (block-wise) with ferry's endpoint, without a daemon: for
     /// trying a device's fetch, and for scripts/bench-coap.sh.
     CoapServe(serve::ServeArgs),
-    /// The verified blob cache in a state dir (offline: stop ferryd first).
+    /// The verified blob cache: of the running ferryd, or of a stopped one's --state-dir.
     Cache {
         #[command(subcommand)]
         action: CacheCommand,
@@ -108,19 +108,22 @@ enum Command {
 enum CacheCommand {
     /// List cached blobs, least recently used first.
     Ls {
+        /// A stopped ferryd's state dir (default: ask the running ferryd).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every blob and report problems without changing anything.
+    /// Re-hash every blob and report problems (ferryd also drops corrupt blobs; root only).
     Verify {
+        /// A stopped ferryd's state dir (default: ask the running ferryd).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
-    /// Drop corrupt and stray files, then evict unpinned blobs down to the size limit.
+    /// Drop corrupt and stray files, then evict unpinned blobs down to the size limit (root only).
     Gc {
+        /// A stopped ferryd's state dir (default: ask the running ferryd).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Size limit in MiB (default: [store] cache_max_mib of the configuration).
@@ -167,19 +170,18 @@ impl Cli {
                 let (dir, action) = match action {
                     CacheCommand::Ls { state_dir, json } => (state_dir, cache::Action::Ls { json: *json }),
                     CacheCommand::Verify { state_dir } => (state_dir, cache::Action::Verify),
-                    CacheCommand::Gc { state_dir, max_mib } => {
-                        let max_mib = match max_mib {
-                            Some(m) => *m,
-                            None => self.store_config()?.cache_max_mib,
+                    CacheCommand::Gc { state_dir, max_mib } => (state_dir, cache::Action::Gc { max_mib: *max_mib }),
+                };
+                match dir {
+                    Some(dir) => {
+                        let default_max_mib = match action {
+                            cache::Action::Gc { max_mib: None } => self.store_config()?.cache_max_mib,
+                            _ => 0,
                         };
-                        (state_dir, cache::Action::Gc { max_mib })
+                        cache::run(dir, action, default_max_mib).await
                     }
-                };
-                let dir = match dir {
-                    Some(d) => d.clone(),
-                    None => self.store_config()?.state_dir,
-                };
-                cache::run(&dir, action).await
+                    None => cache::run_live(&self.client()?, action).await,
+                }
             }
             Command::History { device, state_dir, json } => {
                 let dir = match state_dir {

@@ -307,3 +307,32 @@ pub struct Approved {
     /// False when it was already approved for that scope.
     pub added: bool,
 }
+
+/// `GET /v1/cache`: the verified blob cache of the running ferryd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Least recently used first, each with how many references pin it.
+    pub blobs: Vec<crate::store::cache::BlobRow>,
+    pub total_bytes: u64,
+    /// `[store] cache_max_mib`, in bytes.
+    pub max_bytes: u64,
+}
+
+/// `POST /v1/cache/verify`: every blob re-hashed; corrupt ones and rows without files are
+/// dropped (their payloads are fetched again from their repositories).
+pub type CacheVerifyReport = crate::repo::ScrubReport;
+
+/// The body of `POST /v1/cache/gc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheGcRequest {
+    /// Evict down to this many MiB instead of `[store] cache_max_mib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mib: Option<u64>,
+}
+
+/// What `POST /v1/cache/gc` dropped and evicted; pinned blobs are never evicted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheGcReport {
+    pub scrub: crate::repo::ScrubReport,
+    pub gc: crate::repo::GcReport,
+}

@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio::net::UnixStream;
 
 use super::api::{
-    ApproveRequest, Approved, CancelRequest, Cancelled, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
-    PlanReport, StatusReport, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport, CancelRequest, Cancelled,
+    DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, StatusReport, TopologyReport, UpdateList,
 };
 use super::ApiError;
 
@@ -86,6 +86,18 @@ impl ControlClient {
 
     pub async fn cancel(&self, request: &CancelRequest) -> Result<Cancelled, ClientError> {
         self.post("/v1/sessions/cancel", request).await
+    }
+
+    pub async fn cache(&self) -> Result<CacheReport, ClientError> {
+        self.get("/v1/cache").await
+    }
+
+    pub async fn cache_verify(&self) -> Result<CacheVerifyReport, ClientError> {
+        self.post("/v1/cache/verify", &()).await
+    }
+
+    pub async fn cache_gc(&self, request: &CacheGcRequest) -> Result<CacheGcReport, ClientError> {
+        self.post("/v1/cache/gc", request).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -15,8 +15,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use super::api::{
-    ApproveRequest, Approved, CancelRequest, Cancelled, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
-    PlanReport, PlanRequest, StatusReport, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport, CancelRequest, Cancelled,
+    DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest, StatusReport, TopologyReport,
+    UpdateList,
 };
 use super::ApiError;
 
@@ -55,6 +56,16 @@ pub trait ControlApi: Send + Sync + 'static {
     fn approve(&self, peer: Peer, request: ApproveRequest) -> impl Future<Output = Result<Approved, ApiError>> + Send;
     /// `POST /v1/sessions/cancel`
     fn cancel(&self, peer: Peer, request: CancelRequest) -> impl Future<Output = Result<Cancelled, ApiError>> + Send;
+    /// `GET /v1/cache`
+    fn cache(&self, peer: Peer) -> impl Future<Output = Result<CacheReport, ApiError>> + Send;
+    /// `POST /v1/cache/verify` (root only: it drops corrupt blobs)
+    fn cache_verify(&self, peer: Peer) -> impl Future<Output = Result<CacheVerifyReport, ApiError>> + Send;
+    /// `POST /v1/cache/gc` (root only)
+    fn cache_gc(
+        &self,
+        peer: Peer,
+        request: CacheGcRequest,
+    ) -> impl Future<Output = Result<CacheGcReport, ApiError>> + Send;
 }
 
 /// A bound control socket. The socket file is removed when the server is dropped.
@@ -169,12 +180,20 @@ async fn dispatch<A: ControlApi>(api: &A, peer: Peer, request: Request<Incoming>
             Ok(cancel) => respond(api.cancel(peer, cancel).await),
             Err(e) => error(e),
         },
+        (&Method::GET, "/v1/cache") => respond(api.cache(peer).await),
+        (&Method::POST, "/v1/cache/verify") => respond(api.cache_verify(peer).await),
+        (&Method::POST, "/v1/cache/gc") => match body(request).await {
+            Ok(gc) => respond(api.cache_gc(peer, gc).await),
+            Err(e) => error(e),
+        },
         (_, "/v1/status" | "/v1/topology" | "/v1/plan" | "/v1/devices" | "/v1/updates") => {
             error(ApiError { status: 405, message: "use GET".into() })
         }
         (_, "/v1/devices/admit" | "/v1/devices/retire" | "/v1/updates/approve" | "/v1/sessions/cancel") => {
             error(ApiError { status: 405, message: "use POST".into() })
         }
+        (_, "/v1/cache") => error(ApiError { status: 405, message: "use GET".into() }),
+        (_, "/v1/cache/verify" | "/v1/cache/gc") => error(ApiError { status: 405, message: "use POST".into() }),
         (_, path) => error(ApiError { status: 404, message: format!("no control endpoint {path}") }),
     }
 }

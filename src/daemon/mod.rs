@@ -102,6 +102,7 @@ impl Daemon {
             config: config.subscribe(),
             plan,
             deliver,
+            cache: repos.cache(),
         });
         let current = config.borrow().clone();
         fleet::commission_from_config(&shared, current).await;

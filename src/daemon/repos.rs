@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::control::api::{CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport};
+use crate::control::{ApiError, Peer};
+use crate::fleet::rights;
 use crate::repo::metrics::RepoMetrics;
 use crate::repo::{AcceptedManifest, BlobCache, Rejection, Repository, Verifier};
 use crate::store::Store;
@@ -49,8 +52,16 @@ impl ReposRoom {
             &["result", "reason"],
         )?;
         registry.register(Box::new(manifests.clone()))?;
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                "ferry_manifest_blocks_skipped_total",
+                "Authentication blocks ferry cannot check (COSE_Mac/Mac0), by reason; they never authenticate.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(skipped.clone()))?;
         let verifier: Arc<dyn Verifier> =
-            Arc::new(PolicyVerifier { policy: policy.clone(), manifests: manifests.clone() });
+            Arc::new(PolicyVerifier { policy: policy.clone(), manifests: manifests.clone(), skipped });
         let metrics = Arc::new(RepoMetrics::default());
         let mut repositories = Vec::new();
         for rc in &config.repositories {
@@ -119,11 +130,22 @@ impl ReposRoom {
 struct PolicyVerifier {
     policy: Arc<Policy>,
     manifests: IntCounterVec,
+    skipped: IntCounterVec,
 }
 
 impl Verifier for PolicyVerifier {
     fn verify(&self, repository: &str, bytes: &[u8]) -> Result<crate::suit::Manifest, Rejection> {
         let judged = Envelope::parse(bytes).map_err(Rejection::from).and_then(|envelope| {
+            for block in envelope.skipped_blocks() {
+                self.skipped.with_label_values(&[block.reason.code()]).inc();
+                tracing::warn!(
+                    repository,
+                    block = block.block,
+                    tag = block.tag,
+                    "authentication block skipped: {}",
+                    block.reason
+                );
+            }
             self.policy
                 .evaluate(&envelope, SystemTime::now())
                 .map(|accepted| accepted.manifest().clone())
@@ -180,4 +202,46 @@ async fn record(store: &Store, m: AcceptedManifest) {
     if let Err(e) = written {
         tracing::error!(error = %e, "cannot write the audit log");
     }
+}
+
+/// `GET /v1/cache`: open to every local user, like `ferry status`.
+pub(super) async fn cache_report(cache: &BlobCache) -> Result<CacheReport, ApiError> {
+    let blobs = cache.list().await.map_err(ApiError::internal)?;
+    let total_bytes = blobs.iter().map(|b| b.size).sum();
+    Ok(CacheReport { blobs, total_bytes, max_bytes: cache.max_bytes() })
+}
+
+/// Verify and gc drop files, so they are root's (the daemon's own maintenance).
+fn root_only(peer: Peer, what: &str) -> Result<(), ApiError> {
+    if peer.uid == rights::ROOT_UID {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: 403,
+        message: format!("uid {} may not {what}: it drops cached files, so only root may", peer.uid),
+    })
+}
+
+/// `POST /v1/cache/verify`: re-hashes every blob; drops corrupt blobs and rows without files.
+pub(super) async fn cache_verify(cache: &BlobCache, peer: Peer) -> Result<CacheVerifyReport, ApiError> {
+    root_only(peer, "verify the cache")?;
+    let report = cache.scrub_live().await.map_err(ApiError::internal)?;
+    if !report.is_clean() {
+        tracing::warn!(uid = peer.uid, ?report, "ferry cache verify: problems found; corrupt blobs dropped");
+    }
+    Ok(report)
+}
+
+/// `POST /v1/cache/gc`: a live scrub, then LRU eviction that never takes a pinned blob.
+pub(super) async fn cache_gc(
+    cache: &BlobCache,
+    peer: Peer,
+    request: CacheGcRequest,
+) -> Result<CacheGcReport, ApiError> {
+    root_only(peer, "collect the cache's garbage")?;
+    let max_bytes = request.max_mib.map_or(cache.max_bytes(), |mib| mib.saturating_mul(1024 * 1024));
+    let scrub = cache.scrub_live().await.map_err(ApiError::internal)?;
+    let gc = cache.gc_within(max_bytes).await.map_err(ApiError::internal)?;
+    tracing::info!(uid = peer.uid, evicted = gc.evicted.len(), freed = gc.freed_bytes, "ferry cache gc");
+    Ok(CacheGcReport { scrub, gc })
 }

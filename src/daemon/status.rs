@@ -9,8 +9,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control::api::{
-    ApproveRequest, Approved, CancelRequest, Cancelled, Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport,
-    PlanReport, PlanRequest, RadioStatus, StatusReport, StoreStatus, TopologyReport, UpdateList,
+    ApproveRequest, Approved, CacheGcReport, CacheGcRequest, CacheReport, CacheVerifyReport, CancelRequest, Cancelled,
+    Counts, DeviceChange, DeviceChanged, DeviceList, DeviceReport, PlanReport, PlanRequest, RadioStatus, StatusReport,
+    StoreStatus, TopologyReport, UpdateList,
 };
 use crate::control::{ApiError, ControlApi, Peer};
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub(super) struct Shared {
     pub config: watch::Receiver<Arc<Config>>,
     pub plan: super::plan::PlanRoom,
     pub deliver: super::deliver::DeliverHandle,
+    /// The verified blob cache (`ferry cache`).
+    pub cache: crate::repo::BlobCache,
 }
 
 impl Shared {
@@ -150,6 +153,18 @@ impl ControlApi for DaemonApi {
             shared.deliver.cancel(request.session).await.map_err(|message| ApiError { status: 409, message })?;
         tracing::info!(session = id, uid = peer.uid, "delivery session cancelled");
         Ok(Cancelled { session: request.session, state: state.as_str().to_owned() })
+    }
+
+    async fn cache(&self, _peer: Peer) -> Result<CacheReport, ApiError> {
+        super::repos::cache_report(&self.0.cache).await
+    }
+
+    async fn cache_verify(&self, peer: Peer) -> Result<CacheVerifyReport, ApiError> {
+        super::repos::cache_verify(&self.0.cache, peer).await
+    }
+
+    async fn cache_gc(&self, peer: Peer, request: CacheGcRequest) -> Result<CacheGcReport, ApiError> {
+        super::repos::cache_gc(&self.0.cache, peer, request).await
     }
 }
 

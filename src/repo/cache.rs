@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::store::cache::{self as q, BlobKind, BlobRow, Rejection};
@@ -255,6 +255,40 @@ impl BlobWriter {
         Ok(Landed { digest: got, size: self.written })
     }
 
+    /// Keeps the `.partial` file even if the writer is dropped mid-download (the task is
+    /// cancelled or ferry stops): a transport that writes every piece as it arrives and can
+    /// ask for the rest (CoAP Block2) resumes from it; the digest check at the end still
+    /// decides.
+    pub fn keep_partial_on_drop(&mut self) {
+        self.resumable = true;
+    }
+
+    /// Cuts the bytes written back to `len` (a block boundary) and re-hashes what stays.
+    pub fn rewind_to(&mut self, len: u64) -> Result<(), CacheError> {
+        if len >= self.written {
+            return Ok(());
+        }
+        let file = self.file.as_mut().ok_or_else(|| CacheError::Worker("writer already closed".into()))?;
+        file.set_len(len).map_err(io_err("truncate", &self.temp))?;
+        file.seek(SeekFrom::Start(0)).map_err(io_err("seek", &self.temp))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; HASH_BUF];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let k = file.read(&mut buf[..want]).map_err(io_err("read", &self.temp))?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+            left -= k as u64;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io_err("seek", &self.temp))?;
+        self.hasher = hasher;
+        self.written = len - left;
+        Ok(())
+    }
+
     /// Keeps what was written for a later resume (a transport error, not a bad byte).
     pub fn suspend(mut self) {
         if let Some(f) = self.file.take() {
@@ -300,7 +334,7 @@ fn hash_file(path: &Path) -> io::Result<(BlobDigest, u64)> {
 }
 
 /// What a scrub found (and, when repairing, fixed).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScrubReport {
     pub checked: u64,
     /// Files whose content does not hash to their name.
@@ -320,7 +354,7 @@ impl ScrubReport {
 }
 
 /// What an eviction pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
     pub evicted: Vec<String>,
     pub freed_bytes: u64,
@@ -584,7 +618,12 @@ impl BlobCache {
 
     /// Evicts to the size limit and drops stale partial downloads.
     pub async fn gc(&self) -> Result<GcReport, CacheError> {
-        let (dir, max) = (self.inner.dir.clone(), self.inner.max_bytes);
+        self.gc_within(self.inner.max_bytes).await
+    }
+
+    /// [`BlobCache::gc`] to `max_bytes` instead of the configured limit (`ferry cache gc --max-mib`).
+    pub async fn gc_within(&self, max_bytes: u64) -> Result<GcReport, CacheError> {
+        let (dir, max) = (self.inner.dir.clone(), max_bytes);
         let report = self.inner.store.call(move |c| evict(c, &dir, max, None)).await?;
         let dir = self.inner.dir.clone();
         tokio::task::spawn_blocking(move || remove_temps(&dir, false))
@@ -597,9 +636,22 @@ impl BlobCache {
     /// blobs, rows without files, files without rows and leftover temp files; without it,
     /// only reports (`ferry cache verify`). Run with `repair` at startup.
     pub async fn scrub(&self, repair: bool) -> Result<ScrubReport, CacheError> {
+        self.scrub_as(if repair { Scrub::Startup } else { Scrub::Report }).await
+    }
+
+    /// Scrub while ferryd serves (`ferry cache verify|gc` over the control socket): drops
+    /// corrupt blobs and rows without files, but only reports temp and unindexed files, since a
+    /// live download may own them (a landed blob is renamed into place just before its row is
+    /// written).
+    pub async fn scrub_live(&self) -> Result<ScrubReport, CacheError> {
+        self.scrub_as(Scrub::Live).await
+    }
+
+    async fn scrub_as(&self, mode: Scrub) -> Result<ScrubReport, CacheError> {
+        let repair = mode != Scrub::Report;
         let rows = self.list().await?;
         let dir = self.inner.dir.clone();
-        let (mut report, good) = tokio::task::spawn_blocking(move || scan(&dir, repair))
+        let (mut report, good) = tokio::task::spawn_blocking(move || scan(&dir, mode))
             .await
             .map_err(|e| CacheError::Worker(e.to_string()))??;
         let indexed: HashMap<String, u64> = rows.into_iter().map(|r| (r.digest, r.size)).collect();
@@ -625,7 +677,7 @@ impl BlobCache {
         for hex in good.keys() {
             if !indexed.contains_key(hex) {
                 report.orphan_files.push(hex.clone());
-                if repair {
+                if mode == Scrub::Startup {
                     let _ = fs::remove_file(self.path_of_hex(hex));
                 }
             }
@@ -656,11 +708,23 @@ impl BlobCache {
     }
 }
 
+/// How much a scrub may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scrub {
+    /// Change nothing (`ferry cache verify --state-dir`).
+    Report,
+    /// Nothing else runs: drop everything wrong, temp files included.
+    Startup,
+    /// Downloads may be running: drop corrupt blobs and dead rows only.
+    Live,
+}
+
 /// Hashes every final-named file; returns the report so far and the good files' sizes.
-fn scan(dir: &Path, repair: bool) -> Result<(ScrubReport, HashMap<String, u64>), CacheError> {
+fn scan(dir: &Path, mode: Scrub) -> Result<(ScrubReport, HashMap<String, u64>), CacheError> {
+    let repair = mode != Scrub::Report;
     let mut report = ScrubReport::default();
     let mut good = HashMap::new();
-    if repair {
+    if mode == Scrub::Startup {
         report.temps_removed = remove_temps(dir, true)?;
     }
     for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {

@@ -15,7 +15,8 @@ pub struct RepoMetrics {
     pub manifests_accepted: AtomicU64,
     /// `ferry_repo_rejections_total`: indexes, envelopes and payloads refused.
     pub rejections: AtomicU64,
-    /// `ferry_repo_downloaded_bytes_total`: payload bytes that landed in the cache.
+    /// `ferry_repo_downloaded_bytes_total`: payload bytes fetched into the cache (a resumed
+    /// download counts only the rest).
     pub downloaded_bytes: AtomicU64,
 }
 

@@ -8,7 +8,9 @@
 //!
 //! Each poll: with an `index_key`, fetch `ferry-index.cbor` (conditional GET over HTTP), refuse
 //! it if forged, expired or older than the last accepted version; otherwise follow the `watch`
-//! paths. For every listed envelope not yet accepted: fetch (≤ 64 KiB, in memory), check it
+//! paths. The last accepted index is kept as a pinned blob with its ETag, so the first poll
+//! after a restart is conditional too, and a CoAP server that supports Observe notifies index
+//! changes between polls. For every listed envelope not yet accepted: fetch (≤ 64 KiB, in memory), check it
 //! against the index entry, verify, fetch each payload into the cache, then record the manifest
 //! (`repo_manifests`) and hand it to the daemon. Accepted manifests whose payloads were evicted
 //! meanwhile get them fetched again. Refusals land in `cache_rejections` with their RFC 9124
@@ -226,9 +228,15 @@ impl Repository {
         let mut poller = Poller::new(std::time::Instant::now(), self.interval);
         loop {
             let deadline = tokio::time::Instant::from_std(poller.poll_timeout());
+            // A CoAP server that keeps an Observe of the index wakes us early; the poll
+            // interval stays as the fallback.
+            let observing = self.index_key.is_some() && self.transport.observing();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.transport.changed(), if observing => {
+                    tracing::debug!(repository = %self.name, "repo: the index changed (Observe); syncing now");
+                }
             }
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -250,6 +258,12 @@ impl Repository {
                         poller.on_failure(now, rng.next_u64());
                     } else {
                         poller.on_success(now, rng.next_u64());
+                    }
+                    if self.index_key.is_some()
+                        && !self.transport.observing()
+                        && self.transport.observe(index::INDEX_FILE).await
+                    {
+                        tracing::info!(repository = %self.name, "repo: observing the index; polls continue as a fallback");
                     }
                 }
                 Err(e) => {
@@ -308,7 +322,38 @@ impl Repository {
         Ok(report)
     }
 
+    /// The index accepted before the last restart, re-verified (signature, expiry) from the
+    /// cache; `None` when there is none or it no longer holds, so the poll is unconditional.
+    async fn restore_index(
+        &self,
+        key: &PublicKey,
+        now: jiff::Timestamp,
+    ) -> Result<Option<(Index, Option<String>)>, RepoError> {
+        let name = self.name.clone();
+        let Some(stored) = self.cache.store().call(move |c| q::stored_index(c, &name)).await? else {
+            return Ok(None);
+        };
+        let Some(digest) = stored.digest.as_deref().and_then(|d| d.parse::<BlobDigest>().ok()) else {
+            return Ok(None);
+        };
+        let bytes = match self.cache.read_small(&digest, index::MAX_INDEX_LEN as u64).await {
+            Ok(bytes) => bytes,
+            Err(CacheError::NotCached(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match Index::verify(&bytes, key, now, Some(stored.version)) {
+            Ok(index) => Ok(Some((index, stored.etag))),
+            Err(e) => {
+                tracing::info!(repository = %self.name, "repo: the stored index no longer holds ({e}); fetching it whole");
+                Ok(None)
+            }
+        }
+    }
+
     async fn fetch_index(&mut self, key: PublicKey, now: jiff::Timestamp) -> Result<Index, RepoError> {
+        if self.last_index.is_none() {
+            self.last_index = self.restore_index(&key, now).await?;
+        }
         let etag = self.last_index.as_ref().and_then(|(_, t)| t.clone());
         let fetched = self
             .transport
@@ -340,9 +385,20 @@ impl Repository {
             Ok(index) => index,
             Err(e) => return Err(self.refuse_index(e).await),
         };
-        let (name, version, expires) = (self.name.clone(), index.version, index.expires_unix_s);
-        let now_ms = now.as_millisecond();
-        self.cache.store().call(move |c| q::set_index_state(c, &name, version, expires, now_ms)).await?;
+        // Kept as a pinned blob, so the next start polls conditionally and still knows it.
+        let source = format!("{}:{}", self.name, index::INDEX_FILE);
+        let digest = self.cache.insert_bytes(bytes, BlobKind::Index, &source).await?;
+        let reference = format!("index:{}", self.name);
+        self.cache.unpin(&reference).await?;
+        self.cache.pin(&reference, &digest).await?;
+        let stored = q::StoredIndex {
+            version: index.version,
+            expires_unix_s: index.expires_unix_s,
+            digest: Some(digest.hex()),
+            etag: etag.clone(),
+        };
+        let (name, now_ms) = (self.name.clone(), now.as_millisecond());
+        self.cache.store().call(move |c| q::set_index_state(c, &name, &stored, now_ms)).await?;
         self.last_index = Some((index.clone(), etag));
         Ok(index)
     }
@@ -483,11 +539,13 @@ impl Repository {
             Ok(Err(e)) => return Err(Step::Fatal(e.into())),
             Err(e) => return Err(Step::Fatal(CacheError::Worker(e.to_string()).into())),
         };
+        // What an interrupted earlier attempt left: only the rest crosses the network.
+        let resumed = writer.written();
         match self.transport.download(&want.location, writer).await {
             Ok(landed) => {
                 let source = format!("{}:{}", self.name, want.location);
                 self.cache.register(landed, BlobKind::Payload, &source).await.map_err(|e| Step::Fatal(e.into()))?;
-                self.metrics.add_downloaded(landed.size);
+                self.metrics.add_downloaded(landed.size.saturating_sub(resumed));
                 Ok(())
             }
             Err(FetchError::Cache(e)) if e.is_rejection() => {

@@ -3,10 +3,10 @@
 //! `<state_dir>/blobs/sha256/`; `repo::cache` keeps the two in step.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a cached blob is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobKind {
     Envelope,
@@ -35,7 +35,7 @@ impl BlobKind {
 }
 
 /// One row of `cache_blobs`, with how many references pin it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRow {
     /// Lowercase hex SHA-256.
     pub digest: String,
@@ -184,23 +184,47 @@ pub fn index_state(conn: &Connection, repository: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-/// Remembers an accepted index. Never lowers the stored version, so a bug upstream of this
-/// call cannot open the door to a rollback.
-pub fn set_index_state(
-    conn: &Connection,
-    repository: &str,
-    version: u64,
-    expires_unix_s: i64,
-    now_ms: i64,
-) -> rusqlite::Result<()> {
+/// The last signed index accepted from a repository: its blob in the cache and the ETag it
+/// came with, for a conditional first poll after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIndex {
+    pub version: u64,
+    pub expires_unix_s: i64,
+    /// Hex SHA-256 of the index bytes (a `BlobKind::Index` blob).
+    pub digest: Option<String>,
+    pub etag: Option<String>,
+}
+
+pub fn stored_index(conn: &Connection, repository: &str) -> rusqlite::Result<Option<StoredIndex>> {
+    conn.query_row(
+        "SELECT index_version, index_expires_unix_s, index_digest, index_etag FROM repo_state
+         WHERE repository = ?1 AND index_version IS NOT NULL",
+        [repository],
+        |r| {
+            Ok(StoredIndex {
+                version: r.get::<_, i64>(0)?.max(0) as u64,
+                expires_unix_s: r.get(1)?,
+                digest: r.get(2)?,
+                etag: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Remembers an accepted index, its blob and ETag. Never lowers the stored version, so a bug
+/// upstream of this call cannot open the door to a rollback.
+pub fn set_index_state(conn: &Connection, repository: &str, index: &StoredIndex, now_ms: i64) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO repo_state (repository, index_version, index_expires_unix_s, updated_unix_ms)
-         VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO repo_state (repository, index_version, index_expires_unix_s, updated_unix_ms, index_digest, index_etag)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (repository) DO UPDATE SET
              index_version = max(coalesce(index_version, 0), excluded.index_version),
              index_expires_unix_s = excluded.index_expires_unix_s,
-             updated_unix_ms = excluded.updated_unix_ms",
-        params![repository, version as i64, expires_unix_s, now_ms],
+             updated_unix_ms = excluded.updated_unix_ms,
+             index_digest = excluded.index_digest,
+             index_etag = excluded.index_etag",
+        params![repository, index.version as i64, index.expires_unix_s, now_ms, index.digest, index.etag],
     )?;
     Ok(())
 }

@@ -92,6 +92,14 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: SESSIONS },
     // 6: operators' approvals of updates (see `store::approvals`).
     Migration { version: 6, sql: UPDATE_APPROVALS },
+    // 9 (repo branch; 7 and 8 are left to rooms developed alongside): the last accepted signed
+    // index per repository is kept as a cache blob with its ETag, so the first poll after a
+    // restart is conditional and the stored index still guards against rollback and freeze.
+    Migration {
+        version: 9,
+        sql: "ALTER TABLE repo_state ADD COLUMN index_digest TEXT;
+     ALTER TABLE repo_state ADD COLUMN index_etag TEXT;",
+    },
 ];
 
 /// `ferry update approve`: who approved which accepted manifest (by envelope digest), for one

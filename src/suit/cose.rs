@@ -9,7 +9,13 @@
 //! Sig_structure = [ "Signature1", body_protected: bstr, external_aad: bstr, payload: bstr ]
 //! ```
 //! draft-37 detaches the payload (`nil`; the signed payload is the bstr-wrapped SUIT_Digest);
-//! RIOT's draft-09 attaches it. Only COSE_Sign1 is supported; COSE_Sign / COSE_Mac are refused.
+//! RIOT's draft-09 attaches it.
+//!
+//! COSE_Sign (RFC 9052 §4.1, several signers over one payload) is read as one [`CoseSign1`]
+//! view per signer, each checked on its own over
+//! `[ "Signature", body_protected, sign_protected, external_aad, payload ]`. COSE_Mac and
+//! COSE_Mac0 are recognised so the envelope can skip them with a reason: a MAC proves nothing
+//! to a gateway that does not hold the device's shared key.
 
 use core::fmt;
 
@@ -23,6 +29,36 @@ use super::limits::MAX_HEADER_PARAMS;
 
 /// COSE tag for COSE_Sign1 (RFC 9052 §2).
 pub const TAG_COSE_SIGN1: u64 = 18;
+/// COSE tag for COSE_Sign (several signers).
+pub const TAG_COSE_SIGN: u64 = 98;
+/// COSE tags for COSE_Mac and COSE_Mac0.
+pub const TAG_COSE_MAC: u64 = 97;
+pub const TAG_COSE_MAC0: u64 = 17;
+
+/// What an authentication block is, from its tag (untagged blocks are COSE_Sign1, as RIOT
+/// and the draft examples write them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Sign1,
+    Sign,
+    /// COSE_Mac or COSE_Mac0, with its tag.
+    Mac(u64),
+}
+
+impl BlockKind {
+    pub(crate) fn of(bytes: &[u8], index: usize) -> Result<BlockKind> {
+        let mut r = Reader::new(bytes);
+        if r.peek("COSE block")? != Type::Tag {
+            return Ok(BlockKind::Sign1);
+        }
+        match r.tag("COSE block")? {
+            TAG_COSE_SIGN1 => Ok(BlockKind::Sign1),
+            TAG_COSE_SIGN => Ok(BlockKind::Sign),
+            tag @ (TAG_COSE_MAC | TAG_COSE_MAC0) => Ok(BlockKind::Mac(tag)),
+            tag => Err(Error::UnsupportedAuthenticationBlock { index, tag }),
+        }
+    }
+}
 
 /// A COSE signature algorithm (IANA "COSE Algorithms").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +191,105 @@ impl<'b> CoseSign1<'b> {
     }
 }
 
+/// A parsed COSE_Sign: the body's protected header and one [`CoseSign1`] view per signer
+/// (its own protected header, alg, kid and signature; the body's payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoseSign<'b> {
+    /// Content of the body's protected-header bstr, exactly as signed.
+    pub body_protected: &'b [u8],
+    pub signers: Vec<CoseSign1<'b>>,
+}
+
+const WHAT_SIGN: &str = "COSE_Sign";
+
+impl<'b> CoseSign<'b> {
+    /// Decodes a COSE_Sign block with at most `max_signers` signers. `index` names the block.
+    pub(crate) fn decode(bytes: &'b [u8], index: usize, max_signers: usize) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        if r.peek(WHAT_SIGN)? == Type::Tag && r.tag(WHAT_SIGN)? != TAG_COSE_SIGN {
+            return Err(Error::Invalid { what: WHAT_SIGN, reason: "not tag 98".into() });
+        }
+        if r.array(WHAT_SIGN, 4)? != 4 {
+            return Err(Error::Invalid { what: WHAT_SIGN, reason: "must have 4 elements".into() });
+        }
+        let body_protected = r.bytes("COSE protected header")?;
+        // The body's headers are read for `crit` only: the algorithm is each signer's.
+        if !body_protected.is_empty() {
+            super::cbor::decode_exact(body_protected, "COSE protected header", |r| Header::decode(r, index))?;
+        }
+        Header::decode(&mut r, index)?;
+        let payload = match r.peek("COSE payload")? {
+            Type::Null => {
+                r.null("COSE payload")?;
+                None
+            }
+            _ => Some(r.bytes("COSE payload")?),
+        };
+        let n = r.array("COSE_Sign signatures", max_signers)?;
+        if n == 0 {
+            return Err(Error::Invalid { what: WHAT_SIGN, reason: "has no signers".into() });
+        }
+        let mut signers = Vec::with_capacity(n);
+        for _ in 0..n {
+            const WHAT: &str = "COSE_Signature";
+            if r.array(WHAT, 3)? != 3 {
+                return Err(Error::Invalid { what: WHAT, reason: "must have 3 elements".into() });
+            }
+            let protected = r.bytes("COSE protected header")?;
+            let prot = if protected.is_empty() {
+                Header::default()
+            } else {
+                super::cbor::decode_exact(protected, "COSE protected header", |r| Header::decode(r, index))?
+            };
+            let unprot = Header::decode(&mut r, index)?;
+            let signature = r.bytes("COSE signature")?;
+            let alg = prot.alg.ok_or(Error::MissingMember { what: "COSE_Signature protected header", key: 1 })?;
+            if unprot.alg.is_some() {
+                return Err(Error::Invalid {
+                    what: "COSE unprotected header",
+                    reason: "alg must only be in the protected header".into(),
+                });
+            }
+            signers.push(CoseSign1 { protected, alg, kid: prot.kid.or(unprot.kid), payload, signature });
+        }
+        r.finish(WHAT_SIGN)?;
+        Ok(CoseSign { body_protected, signers })
+    }
+
+    /// Builds a COSE_Sign over `payload` (attached or detached) with one signer per key;
+    /// empty body headers, `{1: alg}` per signer.
+    #[cfg(test)]
+    pub(crate) fn sign(signers: &[(&SigningKey, CoseAlg)], payload: &[u8], attach: bool) -> Result<Vec<u8>> {
+        let mut e = Encoder::new(Vec::new());
+        let _ = e.tag(minicbor::data::Tag::new(TAG_COSE_SIGN)).and_then(|e| e.array(4)).and_then(|e| e.bytes(&[]));
+        let _ = e.map(0).and_then(|e| if attach { e.bytes(payload) } else { e.null() });
+        let _ = e.array(signers.len() as u64);
+        for (key, alg) in signers {
+            let mut h = Encoder::new(Vec::new());
+            let _ = h.map(1).and_then(|e| e.i8(1)).and_then(|e| e.i64(alg.code()));
+            let protected = h.into_writer();
+            let signature = key.sign(*alg, &sign_structure(&[], &protected, payload))?;
+            let _ =
+                e.array(3).and_then(|e| e.bytes(&protected)).and_then(|e| e.map(0)).and_then(|e| e.bytes(&signature));
+        }
+        Ok(e.into_writer())
+    }
+}
+
+/// The to-be-signed bytes of one COSE_Sign signer (RFC 9052 §4.4), empty external_aad.
+pub fn sign_structure(body_protected: &[u8], sign_protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new(Vec::with_capacity(payload.len() + body_protected.len() + sign_protected.len() + 24));
+    // Writing into a Vec cannot fail.
+    let _ = e
+        .array(5)
+        .and_then(|e| e.str("Signature"))
+        .and_then(|e| e.bytes(body_protected))
+        .and_then(|e| e.bytes(sign_protected))
+        .and_then(|e| e.bytes(&[]))
+        .and_then(|e| e.bytes(payload));
+    e.into_writer()
+}
+
 /// The to-be-signed bytes (RFC 9052 §4.4), with an empty external_aad as SUIT uses.
 pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::with_capacity(payload.len() + protected.len() + 24));
@@ -226,6 +361,35 @@ mod tests {
         for (tag, bytes) in [(98, vec![0xd8, 0x62, 0x80]), (17, vec![0xd1, 0x80])] {
             assert_eq!(CoseSign1::decode(&bytes, 0), Err(Error::UnsupportedAuthenticationBlock { index: 0, tag }));
         }
+    }
+
+    #[test]
+    fn block_kinds_come_from_the_tag() {
+        assert_eq!(BlockKind::of(&[0x84], 0), Ok(BlockKind::Sign1));
+        assert_eq!(BlockKind::of(&[0xd2, 0x84], 0), Ok(BlockKind::Sign1));
+        assert_eq!(BlockKind::of(&[0xd8, 0x62, 0x84], 0), Ok(BlockKind::Sign));
+        assert_eq!(BlockKind::of(&[0xd8, 0x61, 0x85], 0), Ok(BlockKind::Mac(97)));
+        assert_eq!(BlockKind::of(&[0xd1, 0x84], 0), Ok(BlockKind::Mac(17)));
+        assert_eq!(
+            BlockKind::of(&[0xd8, 0x60, 0x84], 2),
+            Err(Error::UnsupportedAuthenticationBlock { index: 2, tag: 96 })
+        );
+    }
+
+    #[test]
+    fn cose_sign_signers_verify_one_by_one() {
+        let a = SigningKey::ed25519_from_seed(&[1; 32]);
+        let b = SigningKey::ed25519_from_seed(&[2; 32]);
+        let payload = b"digest";
+        let block = CoseSign::sign(&[(&a, CoseAlg::Ed25519), (&b, CoseAlg::EdDsa)], payload, false).unwrap();
+        let sign = CoseSign::decode(&block, 0, 8).unwrap();
+        assert_eq!(sign.signers.len(), 2);
+        assert_eq!(sign.signers[1].alg, CoseAlg::EdDsa);
+        for (signer, key) in sign.signers.iter().zip([&a, &b]) {
+            let tbs = sign_structure(sign.body_protected, signer.protected, payload);
+            key.public_key().verify(signer.alg, &tbs, signer.signature, 0).unwrap();
+        }
+        assert!(matches!(CoseSign::decode(&block, 0, 1), Err(Error::TooMany { .. })));
     }
 
     #[test]

@@ -70,6 +70,20 @@ impl Digest {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>, format: Format) -> Result<Self> {
+        let (alg, bytes) = Self::decode_borrowed(r, format)?;
+        Ok(Digest { alg, bytes: bytes.to_vec() })
+    }
+
+    /// Whether the encoded SUIT_Digest `cbor` covers `data`, without copying the digest.
+    pub(crate) fn cbor_matches(cbor: &[u8], format: Format, data: &[u8]) -> Result<bool> {
+        let (alg, bytes) = super::cbor::decode_exact(cbor, "SUIT_Digest", |r| Digest::decode_borrowed(r, format))?;
+        match alg {
+            DigestAlg::Sha256 => Ok(Sha256::digest(data).as_slice() == bytes),
+            DigestAlg::Unknown(n) => Err(Error::UnsupportedDigestAlgorithm(n)),
+        }
+    }
+
+    fn decode_borrowed<'b>(r: &mut Reader<'b>, format: Format) -> Result<(DigestAlg, &'b [u8])> {
         const WHAT: &str = "SUIT_Digest";
         if r.array(WHAT, 2)? != 2 {
             return Err(Error::Invalid { what: WHAT, reason: "must be [algorithm-id, digest-bytes]".into() });
@@ -82,7 +96,7 @@ impl Digest {
                 reason: format!("a SHA-256 digest has 32 bytes, not {}", bytes.len()),
             });
         }
-        Ok(Digest { alg, bytes: bytes.to_vec() })
+        Ok((alg, bytes))
     }
 
     /// Decodes a complete encoded SUIT_Digest.

@@ -236,12 +236,18 @@ pub fn sign_manifest(format: Format, manifest_item: &[u8], signers: &[(&SigningK
         }
         blocks.push(CoseSign1::sign(key, *alg, &digest, format == Format::Riot)?);
     }
+    Ok(envelope_with_blocks(format, manifest_item, &digest, &blocks))
+}
+
+/// The envelope around `manifest_item` with these authentication blocks (`digest` leads them
+/// in draft-37).
+pub(crate) fn envelope_with_blocks(format: Format, manifest_item: &[u8], digest: &[u8], blocks: &[Vec<u8>]) -> Vec<u8> {
     let auth = encode(|e| {
         match format {
-            Format::Ietf => e.array(1 + blocks.len() as u64)?.bytes(&digest)?,
+            Format::Ietf => e.array(1 + blocks.len() as u64)?.bytes(digest)?,
             Format::Riot => e.array(blocks.len() as u64)?,
         };
-        for b in &blocks {
+        for b in blocks {
             e.bytes(b)?;
         }
         Ok(())
@@ -254,7 +260,7 @@ pub fn sign_manifest(format: Format, manifest_item: &[u8], signers: &[(&SigningK
         Ok(())
     });
     out.extend_from_slice(manifest_item);
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use minicbor::data::Type;
 
 use super::cbor::{Key, Reader};
-use super::cose::CoseSign1;
+use super::cose::{BlockKind, CoseSign, CoseSign1};
 use super::digest::Digest;
 use super::error::{Error, Result};
 use super::key::PublicKey;
@@ -45,24 +45,66 @@ pub struct Envelope<'b> {
     /// The key-3 content: the encoded SUIT_Manifest.
     manifest: &'b [u8],
     signatures: Vec<Signature<'b>>,
+    /// Authentication blocks left unchecked (COSE_Mac/Mac0), with why.
+    skipped: Vec<SkippedBlock>,
     /// Severable members carried in the envelope: key and raw bstr item.
     severed: Vec<(i64, &'b [u8])>,
     integrated: Vec<(&'b str, &'b [u8])>,
 }
 
-/// One COSE_Sign1 block of the authentication wrapper.
+/// One signature of the authentication wrapper: a COSE_Sign1 block, or one signer of a
+/// COSE_Sign block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature<'b> {
     index: usize,
+    block: usize,
     cose: CoseSign1<'b>,
+    /// COSE_Sign: the body's protected header, which every signer's signature also covers.
+    body_protected: Option<&'b [u8]>,
     /// The bytes the signature covers as its payload.
     signed_payload: &'b [u8],
 }
 
+/// Why an authentication block was not checked. Such a block never counts as a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("MAC-authenticated manifests need a shared key ferry does not hold")]
+    MacNeedsSharedKey,
+}
+
+impl SkipReason {
+    /// Stable label for metrics and JSON.
+    pub fn code(self) -> &'static str {
+        match self {
+            SkipReason::MacNeedsSharedKey => "mac-shared-key",
+        }
+    }
+}
+
+/// An authentication block left unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedBlock {
+    /// Position among the authentication blocks (0-based, after draft-37's digest).
+    pub block: usize,
+    /// Its CBOR tag (97 COSE_Mac, 17 COSE_Mac0).
+    pub tag: u64,
+    pub reason: SkipReason,
+}
+
 impl<'b> Signature<'b> {
-    /// Position among the signature blocks (0-based).
+    /// Position among the signatures (0-based; a COSE_Sign block holds several).
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Position of the authentication block it came from.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// Whether it is one signer of a COSE_Sign (multi-signer) block.
+    pub fn is_cose_sign(&self) -> bool {
+        self.body_protected.is_some()
     }
 
     pub fn alg(&self) -> super::cose::CoseAlg {
@@ -82,7 +124,10 @@ impl<'b> Signature<'b> {
     /// Checks this block's signature with `key` (RFC 9052 §4.4). This alone does not prove
     /// the manifest: [`Envelope::authenticate`] also checks the digest binding.
     pub fn verify(&self, key: &PublicKey) -> Result<()> {
-        let tbs = super::cose::sig_structure(self.cose.protected, self.signed_payload);
+        let tbs = match self.body_protected {
+            None => super::cose::sig_structure(self.cose.protected, self.signed_payload),
+            Some(body) => super::cose::sign_structure(body, self.cose.protected, self.signed_payload),
+        };
         key.verify(self.cose.alg, &tbs, self.cose.signature, self.index)
     }
 }
@@ -182,14 +227,25 @@ impl<'b> Envelope<'b> {
         let manifest_item = manifest_item.ok_or(Error::MissingMember { what: WHAT, key: 3 })?;
         let manifest = super::cbor::decode_exact(manifest_item, "SUIT_Manifest", |r| r.bytes("SUIT_Manifest"))?;
 
-        let (format, digest, signatures) = parse_authentication(auth, tagged)?;
+        let (format, digest, signatures, skipped) = parse_authentication(auth, tagged)?;
         let severable = format.severable_keys();
         for (k, _) in &others {
             if !severable.contains(k) {
                 return Err(Error::UnknownMember { what: WHAT, key: *k });
             }
         }
-        Ok(Envelope { bytes, format, tagged, digest, manifest_item, manifest, signatures, severed: others, integrated })
+        Ok(Envelope {
+            bytes,
+            format,
+            tagged,
+            digest,
+            manifest_item,
+            manifest,
+            signatures,
+            skipped,
+            severed: others,
+            integrated,
+        })
     }
 
     pub fn format(&self) -> Format {
@@ -208,6 +264,11 @@ impl<'b> Envelope<'b> {
 
     pub fn signatures(&self) -> &[Signature<'b>] {
         &self.signatures
+    }
+
+    /// Authentication blocks not checked (COSE_Mac/Mac0), with why; they never authenticate.
+    pub fn skipped_blocks(&self) -> &[SkippedBlock] {
+        &self.skipped
     }
 
     /// Keys of the severable members the envelope carries.
@@ -233,15 +294,13 @@ impl<'b> Envelope<'b> {
         let mismatch = Error::DigestMismatch { what: "manifest" };
         match self.format {
             Format::Ietf => {
-                let d = Digest::from_cbor(self.digest.unwrap_or_default(), Format::Ietf)?;
-                if !d.matches(self.manifest_item)? {
+                if !Digest::cbor_matches(self.digest.unwrap_or_default(), Format::Ietf, self.manifest_item)? {
                     return Err(mismatch);
                 }
             }
             Format::Riot => {
                 for s in &self.signatures {
-                    let d = Digest::from_cbor(s.signed_payload, Format::Riot)?;
-                    if !d.matches(self.manifest_item)? {
+                    if !Digest::cbor_matches(s.signed_payload, Format::Riot, self.manifest_item)? {
                         return Err(mismatch);
                     }
                 }
@@ -258,7 +317,10 @@ impl<'b> Envelope<'b> {
     /// may sign what, thresholds, anti-rollback) is the caller's.
     pub fn authenticate(&self, keys: &[PublicKey]) -> Result<Authenticated<'_, 'b>> {
         if self.signatures.is_empty() {
-            return Err(Error::NoSignatures);
+            return Err(match self.skipped.len() {
+                0 => Error::NoSignatures,
+                blocks => Error::OnlyMac { blocks },
+            });
         }
         self.check_digest()?;
         let mut signers = Vec::new();
@@ -292,17 +354,14 @@ impl<'b> Envelope<'b> {
 
 /// Reads SUIT_Authentication and tells the format from its shape: a leading SUIT_Digest array
 /// (draft-37) or COSE blocks with attached payloads only (draft-09).
-type AuthParts<'b> = (Format, Option<&'b [u8]>, Vec<Signature<'b>>);
+type AuthParts<'b> = (Format, Option<&'b [u8]>, Vec<Signature<'b>>, Vec<SkippedBlock>);
 
 fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
     let mut r = Reader::new(auth);
     let n = r.array(AUTH, MAX_SIGNATURES + 1)?;
-    let mut elems = Vec::with_capacity(n);
-    for _ in 0..n {
-        elems.push(r.bytes("SUIT_Authentication element")?);
-    }
-    r.finish(AUTH)?;
-    let first_is_digest = match elems.first() {
+    // The first element tells the format; the rest are read as they come, without a list.
+    let first = if n > 0 { Some(r.bytes("SUIT_Authentication element")?) } else { None };
+    let first_is_digest = match first {
         Some(first) => Reader::new(first).peek(AUTH)? == Type::Array,
         None => false,
     };
@@ -315,33 +374,59 @@ fn parse_authentication(auth: &[u8], tagged: bool) -> Result<AuthParts<'_>> {
             ))
         }
     };
-    let (digest, blocks) = match format {
-        Format::Ietf => (elems.first().copied(), elems.get(1..).unwrap_or_default()),
-        Format::Riot => (None, &elems[..]),
-    };
-    if blocks.len() > MAX_SIGNATURES {
-        return Err(Error::TooMany { what: "signature blocks", count: blocks.len() as u64, max: MAX_SIGNATURES });
+    let digest = if format == Format::Ietf { first } else { None };
+    let block_count = if format == Format::Ietf { n.saturating_sub(1) } else { n };
+    if block_count > MAX_SIGNATURES {
+        return Err(Error::TooMany { what: "signature blocks", count: block_count as u64, max: MAX_SIGNATURES });
     }
-    let mut signatures = Vec::with_capacity(blocks.len());
-    for (index, block) in blocks.iter().enumerate() {
-        let cose = CoseSign1::decode(block, index)?;
-        let signed_payload = match (format, cose.payload, digest) {
-            (Format::Ietf, None, Some(d)) => d,
-            (Format::Ietf, Some(_), _) => {
-                return Err(Error::Invalid {
-                    what: "COSE_Sign1",
-                    reason: format!("block {index} attaches a payload; draft-37 requires it detached (nil)"),
-                })
+    let mut pending_first = if format == Format::Riot { first } else { None };
+    let mut signatures = Vec::with_capacity(block_count);
+    let mut skipped = Vec::new();
+    for block in 0..block_count {
+        let bytes = match pending_first.take() {
+            Some(first) => first,
+            None => r.bytes("SUIT_Authentication element")?,
+        };
+        let (body_protected, sign1, views) = match BlockKind::of(bytes, block)? {
+            // The common case stays free of a per-block allocation.
+            BlockKind::Sign1 => (None, Some(CoseSign1::decode(bytes, block)?), Vec::new()),
+            BlockKind::Sign => {
+                let room = MAX_SIGNATURES.saturating_sub(signatures.len());
+                let sign = CoseSign::decode(bytes, block, room)?;
+                (Some(sign.body_protected), None, sign.signers)
             }
-            (Format::Riot, Some(p), _) => p,
-            (_, None, _) => {
-                return Err(Error::Invalid {
-                    what: "COSE_Sign1",
-                    reason: format!("block {index} has no payload; draft-09 requires the digest attached"),
-                })
+            BlockKind::Mac(tag) => {
+                skipped.push(SkippedBlock { block, tag, reason: SkipReason::MacNeedsSharedKey });
+                continue;
             }
         };
-        signatures.push(Signature { index, cose, signed_payload });
+        for cose in sign1.into_iter().chain(views) {
+            let signed_payload = match (format, cose.payload, digest) {
+                (Format::Ietf, None, Some(d)) => d,
+                (Format::Ietf, Some(_), _) => {
+                    return Err(Error::Invalid {
+                        what: "COSE_Sign1",
+                        reason: format!("block {block} attaches a payload; draft-37 requires it detached (nil)"),
+                    })
+                }
+                (Format::Riot, Some(p), _) => p,
+                (_, None, _) => {
+                    return Err(Error::Invalid {
+                        what: "COSE_Sign1",
+                        reason: format!("block {block} has no payload; draft-09 requires the digest attached"),
+                    })
+                }
+            };
+            if signatures.len() == MAX_SIGNATURES {
+                return Err(Error::TooMany {
+                    what: "signatures",
+                    count: MAX_SIGNATURES as u64 + 1,
+                    max: MAX_SIGNATURES,
+                });
+            }
+            signatures.push(Signature { index: signatures.len(), block, cose, body_protected, signed_payload });
+        }
     }
-    Ok((format, digest, signatures))
+    r.finish(AUTH)?;
+    Ok((format, digest, signatures, skipped))
 }

@@ -66,6 +66,12 @@ pub enum Error {
     /// A severable member in the envelope whose manifest slot holds no digest for it.
     #[error("envelope carries severable member {key} but the manifest has no digest for it")]
     UnexpectedSeverableMember { key: i64 },
+    /// The only authentication blocks are COSE_Mac/Mac0, which ferry cannot check.
+    #[error(
+        "envelope is authenticated only by {blocks} MAC block(s): MAC-authenticated manifests need a shared key \
+         ferry does not hold; refusing it"
+    )]
+    OnlyMac { blocks: usize },
     /// The envelope has no signature blocks at all.
     #[error("envelope has no signature blocks; refusing an unauthenticated manifest")]
     NoSignatures,
@@ -93,6 +99,7 @@ impl Error {
         match self {
             // Nothing vouches for the manifest: installing it would be THREAT.IMG.NON_AUTH.
             Error::NoSignatures
+            | Error::OnlyMac { .. }
             | Error::BadSignature { .. }
             | Error::NoUsableKey { .. }
             | Error::KeyMismatch { .. } => Some("THREAT.IMG.NON_AUTH"),

@@ -216,13 +216,15 @@ impl Manifest {
         let mut seqs = Sequences::default();
         let mut members = Members::default();
         let mut text_bytes = None;
-        let mut seen: Vec<i64> = Vec::new();
-        for _ in 0..r.map(WHAT, MAX_MAP_MEMBERS)? {
+        // At most MAX_MAP_MEMBERS keys: a fixed array, no allocation.
+        let mut seen_keys = [0i64; MAX_MAP_MEMBERS];
+        let n = r.map(WHAT, MAX_MAP_MEMBERS)?;
+        for i in 0..n {
             let key = r.int_key(WHAT)?;
-            if seen.contains(&key) {
+            if seen_keys[..i].contains(&key) {
                 return Err(Error::DuplicateMember { what: WHAT, key });
             }
-            seen.push(key);
+            seen_keys[i] = key;
             match key {
                 1 => version = Some(r.u64("manifest-version")?),
                 2 => seq = Some(r.u64("manifest-sequence-number")?),
@@ -266,6 +268,7 @@ impl Manifest {
             }
         }
         r.finish(WHAT)?;
+        let seen = &seen_keys[..n];
         for (key, _) in severed {
             if !seen.contains(key) {
                 return Err(Error::UnexpectedSeverableMember { key: *key });
@@ -380,13 +383,13 @@ type Common<'b> = (Vec<ComponentId>, Option<&'b [u8]>);
 fn decode_common<'b>(r: &mut Reader<'b>, format: Format) -> Result<Common<'b>> {
     let mut ids = None;
     let mut shared = None;
-    let mut seen: Vec<i64> = Vec::new();
-    for _ in 0..r.map(COMMON, MAX_MAP_MEMBERS)? {
+    let mut seen = [0i64; MAX_MAP_MEMBERS];
+    for i in 0..r.map(COMMON, MAX_MAP_MEMBERS)? {
         let key = r.int_key(COMMON)?;
-        if seen.contains(&key) {
+        if seen[..i].contains(&key) {
             return Err(Error::DuplicateMember { what: COMMON, key });
         }
-        seen.push(key);
+        seen[i] = key;
         match key {
             2 => {
                 let n = r.array("components", MAX_COMPONENTS)?;

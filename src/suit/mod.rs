@@ -46,7 +46,7 @@ mod tests;
 pub use command::{Command, Parameter};
 pub use cose::CoseAlg;
 pub use digest::{Digest, DigestAlg};
-pub use envelope::{Authenticated, Envelope, Signature, Signer};
+pub use envelope::{Authenticated, Envelope, Signature, Signer, SkipReason, SkippedBlock};
 pub use error::{Error, Result};
 pub use key::{KeyType, PublicKey, SigningKey};
 pub use manifest::{Component, ComponentId, Identifier, Image, Manifest, Member};

@@ -215,6 +215,10 @@ pub struct Authority {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     authorities: Vec<Authority>,
+    /// Every key of every authority, flattened once for `authenticate`.
+    keys: Vec<PublicKey>,
+    /// `owners[i]`: (authority, key) index of `keys[i]`.
+    owners: Vec<(usize, usize)>,
 }
 
 /// One component of an accepted manifest and who vouched for it.
@@ -308,7 +312,15 @@ impl Accepted {
 
 impl Policy {
     pub fn new(authorities: Vec<Authority>) -> Self {
-        Policy { authorities }
+        let mut keys = Vec::new();
+        let mut owners = Vec::new();
+        for (ai, a) in authorities.iter().enumerate() {
+            for (ki, k) in a.keys.iter().enumerate() {
+                keys.push(k.key.clone());
+                owners.push((ai, ki));
+            }
+        }
+        Policy { authorities, keys, owners }
     }
 
     pub fn authorities(&self) -> &[Authority] {
@@ -341,32 +353,23 @@ impl Policy {
             let scope = scope(&a.scope).map_err(err)?;
             out.push(Authority { name: a.name.clone(), keys, threshold: a.threshold, scope });
         }
-        Ok(Policy { authorities: out })
+        Ok(Policy::new(out))
     }
 
     /// Judges `envelope` at time `now`. See the module doc for which threat each refusal names.
     pub fn evaluate(&self, envelope: &Envelope<'_>, now: SystemTime) -> Result<Accepted, Rejection> {
-        // Every key of every authority, flattened; `owners[i]` says whose key `keys[i]` is.
-        let mut keys = Vec::new();
-        let mut owners = Vec::new();
-        for (ai, a) in self.authorities.iter().enumerate() {
-            for (ki, k) in a.keys.iter().enumerate() {
-                keys.push(k.key.clone());
-                owners.push((ai, ki));
-            }
-        }
-        if keys.is_empty() {
+        if self.keys.is_empty() {
             return Err(Rejection::new(
                 Threat::ImgNonAuth,
                 "no [[authority]] is configured, so nothing can be trusted",
             ));
         }
-        let auth = envelope.authenticate(&keys).map_err(|e| Rejection::from_suit(&e))?;
+        let auth = envelope.authenticate(&self.keys).map_err(|e| Rejection::from_suit(&e))?;
         let manifest = auth.manifest();
         check_deployable(envelope, manifest)?;
 
         // Who signed: (authority, key) pairs, whatever their validity.
-        let signed: Vec<(usize, usize)> = auth.signers().iter().filter_map(|s| owners.get(s.key).copied()).collect();
+        let signed = Signed { signers: auth.signers(), owners: &self.owners };
 
         let mut components = Vec::with_capacity(manifest.components.len());
         for c in &manifest.components {
@@ -386,9 +389,9 @@ impl Policy {
                     ),
                 ));
             }
-            components.push(self.judge_component(&c.id, vendor, class, &signed, now)?);
+            components.push(self.judge_component(&c.id, vendor, class, signed, now)?);
         }
-        Ok(Accepted { envelope: envelope.as_bytes().to_vec(), manifest: manifest.clone(), components })
+        Ok(Accepted { envelope: envelope.as_bytes().to_vec(), manifest: auth.into_manifest(), components })
     }
 
     fn judge_component(
@@ -396,16 +399,37 @@ impl Policy {
         id: &ComponentId,
         vendor: &Identifier,
         class: &Identifier,
-        signed: &[(usize, usize)],
+        signed: Signed<'_>,
         now: SystemTime,
     ) -> Result<AcceptedComponent, Rejection> {
-        let what = format!("component {id:?} (vendor {vendor}, class {class})");
-        let covering: Vec<usize> = (0..self.authorities.len())
-            .filter(|&ai| {
-                let s = &self.authorities[ai].scope;
-                s.covers_vendor_class(vendor, class) && s.covers_component(id)
-            })
-            .collect();
+        // Only refusals need the text; accepting builds no strings.
+        let what = || format!("component {id:?} (vendor {vendor}, class {class})");
+        let covers = |ai: &usize| {
+            let s = &self.authorities[*ai].scope;
+            s.covers_vendor_class(vendor, class) && s.covers_component(id)
+        };
+        for ai in (0..self.authorities.len()).filter(covers) {
+            let a = &self.authorities[ai];
+            let valid = signed
+                .pairs()
+                .filter(|(sa, _)| *sa == ai)
+                .filter_map(|(_, ki)| a.keys.get(ki))
+                .filter(|k| k.validity.contains(now))
+                .map(|k| &k.key);
+            // The same key listed twice, or signing twice, counts once.
+            let n = distinct_keys(valid);
+            if n >= a.threshold {
+                return Ok(AcceptedComponent {
+                    id: id.clone(),
+                    vendor_id: vendor.clone(),
+                    class_id: class.clone(),
+                    authority: a.name.clone(),
+                    keys: n,
+                });
+            }
+        }
+        let what = what();
+        let covering: Vec<usize> = (0..self.authorities.len()).filter(covers).collect();
         if covering.is_empty() {
             let vc = self.authorities.iter().any(|a| a.scope.covers_vendor_class(vendor, class));
             return Err(if vc {
@@ -425,7 +449,7 @@ impl Policy {
         for &ai in &covering {
             let a = &self.authorities[ai];
             let mut valid: Vec<&PublicKey> = Vec::new();
-            for &(sa, ki) in signed.iter().filter(|(sa, _)| *sa == ai) {
+            for (sa, ki) in signed.pairs().filter(|(sa, _)| *sa == ai) {
                 let Some(k) = self.authorities.get(sa).and_then(|a| a.keys.get(ki)) else { continue };
                 if k.validity.contains(now) {
                     valid.push(&k.key);
@@ -462,8 +486,8 @@ impl Policy {
             return Err(Rejection::new(Threat::ImgNonAuth, format!("{what}: {}", short.join("; "))));
         }
         let outsiders: Vec<&str> = signed
-            .iter()
-            .map(|&(sa, _)| self.authorities[sa].name.as_str())
+            .pairs()
+            .map(|(sa, _)| self.authorities[sa].name.as_str())
             .filter(|n| !names.contains(n))
             .fold(Vec::new(), |mut v, n| {
                 if !v.contains(&n) {
@@ -482,6 +506,19 @@ impl Policy {
             ));
         }
         Err(Rejection::new(Threat::ImgNonAuth, format!("{what}: not signed by `{}`", names.join("`, `"))))
+    }
+}
+
+/// Who signed, as (authority, key) pairs, read from the signers without collecting them.
+#[derive(Clone, Copy)]
+struct Signed<'a> {
+    signers: &'a [super::Signer],
+    owners: &'a [(usize, usize)],
+}
+
+impl<'a> Signed<'a> {
+    fn pairs(self) -> impl Iterator<Item = (usize, usize)> + Clone + 'a {
+        self.signers.iter().filter_map(move |s| self.owners.get(s.key).copied())
     }
 }
 
@@ -506,14 +543,16 @@ fn check_deployable(envelope: &Envelope<'_>, manifest: &Manifest) -> Result<(), 
     }
     for c in manifest.components.iter().filter(|c| c.fetched) {
         for image in &c.images {
-            let slot = image.slot.map_or(String::new(), |s| format!(" slot {s}"));
+            // Text for refusals only.
+            let slot = || image.slot.map_or(String::new(), |s| format!(" slot {s}"));
             let Some(uri) = &image.uri else {
-                return bad(format!("component {:?}{slot} is fetched but has no URI", c.id));
+                return bad(format!("component {:?}{} is fetched but has no URI", c.id, slot()));
             };
             if image.digest.is_none() || image.size.is_none() {
                 return bad(format!(
-                    "component {:?}{slot} ({uri}) lacks an image digest or size, so the payload is not bound to the signature",
-                    c.id
+                    "component {:?}{} ({uri}) lacks an image digest or size, so the payload is not bound to the signature",
+                    c.id,
+                    slot()
                 ));
             }
             if envelope.format() == Format::Riot && uri.len() >= RIOT_MAX_URI {
@@ -524,14 +563,9 @@ fn check_deployable(envelope: &Envelope<'_>, manifest: &Manifest) -> Result<(), 
     Ok(())
 }
 
-fn distinct_keys<'a>(keys: impl Iterator<Item = &'a PublicKey>) -> usize {
-    let mut seen: Vec<&PublicKey> = Vec::new();
-    for k in keys {
-        if !seen.contains(&k) {
-            seen.push(k);
-        }
-    }
-    seen.len()
+fn distinct_keys<'a>(keys: impl Iterator<Item = &'a PublicKey> + Clone) -> usize {
+    // Quadratic but allocation-free: a handful of signers at most.
+    keys.clone().enumerate().filter(|(i, k)| !keys.clone().take(*i).any(|earlier| earlier == *k)).count()
 }
 
 /// Parses a key written inline: raw Ed25519 or SEC1 P-256 in hex or base64, or PEM

@@ -20,7 +20,7 @@ use super::cbor::Reader;
 use super::command::{Command, Parameter};
 use super::digest::Digest;
 use super::error::{Error, Result};
-use super::limits::{MAX_COMMANDS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
+use super::limits::{MAX_COMMANDS, MAX_COMPONENTS, MAX_PARAMETERS, MAX_SEQUENCE_DEPTH, MAX_TRY_EACH_BRANCHES};
 use super::manifest::{Component, ComponentId, Identifier, Image};
 use super::Format;
 
@@ -44,26 +44,49 @@ impl Params {
         *self == Params::default()
     }
 
-    /// Takes every value `newer` has.
-    fn overlay(&mut self, newer: &Params) {
-        fn take<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+    /// Takes every value `newer` has, moving them.
+    fn absorb(&mut self, newer: Params) {
+        fn take<T>(dst: &mut Option<T>, src: Option<T>) {
             if src.is_some() {
-                dst.clone_from(src);
+                *dst = src;
             }
         }
-        take(&mut self.vendor, &newer.vendor);
-        take(&mut self.class, &newer.class);
-        take(&mut self.digest, &newer.digest);
-        take(&mut self.size, &newer.size);
-        take(&mut self.uri, &newer.uri);
-        take(&mut self.slot, &newer.slot);
+        take(&mut self.vendor, newer.vendor);
+        take(&mut self.class, newer.class);
+        take(&mut self.digest, newer.digest);
+        take(&mut self.size, newer.size);
+        take(&mut self.uri, newer.uri);
+        take(&mut self.slot, newer.slot);
+    }
+
+    /// Takes, moving them, only the values of `older` that `self` lacks.
+    fn fill_from(&mut self, older: Params) {
+        fn keep<T>(dst: &mut Option<T>, src: Option<T>) {
+            if dst.is_none() {
+                *dst = src;
+            }
+        }
+        keep(&mut self.vendor, older.vendor);
+        keep(&mut self.class, older.class);
+        keep(&mut self.digest, older.digest);
+        keep(&mut self.size, older.size);
+        keep(&mut self.uri, older.uri);
+        keep(&mut self.slot, older.slot);
     }
 
     /// Takes only the values `self` lacks.
     fn fill(&mut self, older: &Params) {
-        let mut merged = older.clone();
-        merged.overlay(self);
-        *self = merged;
+        fn keep<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+            if dst.is_none() {
+                dst.clone_from(src);
+            }
+        }
+        keep(&mut self.vendor, &older.vendor);
+        keep(&mut self.class, &older.class);
+        keep(&mut self.digest, &older.digest);
+        keep(&mut self.size, &older.size);
+        keep(&mut self.uri, &older.uri);
+        keep(&mut self.slot, &older.slot);
     }
 }
 
@@ -77,13 +100,45 @@ struct State {
     fetched: bool,
 }
 
+/// The selected component indexes: at most one per component, so they fit inline and a
+/// try-each saves and restores them by copy.
+#[derive(Debug, Clone, Copy)]
+struct Selection {
+    ids: [usize; MAX_COMPONENTS],
+    len: usize,
+}
+
+impl Selection {
+    fn one(i: usize) -> Self {
+        let mut ids = [0; MAX_COMPONENTS];
+        ids[0] = i;
+        Selection { ids, len: 1 }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.ids[..self.len.min(MAX_COMPONENTS)]
+    }
+
+    /// From indexes already checked against the component count (≤ MAX_COMPONENTS).
+    fn from_iter(indexes: impl Iterator<Item = usize>) -> Self {
+        let mut s = Selection { ids: [0; MAX_COMPONENTS], len: 0 };
+        for i in indexes.take(MAX_COMPONENTS) {
+            s.ids[s.len] = i;
+            s.len += 1;
+        }
+        s
+    }
+}
+
 /// The symbolic reader over all sequences of one manifest.
 pub(crate) struct Interpreter {
     format: Format,
     comps: Vec<State>,
     /// One overlay per open try-each branch (innermost last), one `Params` per component.
     overlays: Vec<Vec<Params>>,
-    selected: Vec<usize>,
+    /// Emptied overlays, reused by the next branch instead of allocating.
+    spare: Vec<Vec<Params>>,
+    selected: Selection,
     commands: usize,
 }
 
@@ -101,14 +156,15 @@ impl Interpreter {
             format,
             comps: (0..components).map(|_| State::default()).collect(),
             overlays: Vec::new(),
-            selected: vec![0],
+            spare: Vec::new(),
+            selected: Selection::one(0),
             commands: 0,
         }
     }
 
     /// Runs one top-level sequence; each starts with component 0 selected (draft-37 §8.4.6).
     pub(crate) fn run_top(&mut self, seq: &[u8]) -> Result<()> {
-        self.selected = vec![0];
+        self.selected = Selection::one(0);
         self.run(seq, 0)
     }
 
@@ -142,7 +198,7 @@ impl Interpreter {
     fn command(&mut self, r: &mut Reader<'_>, cmd: i64, depth: usize) -> Result<()> {
         match Command::from_code(self.format, cmd) {
             c @ (Command::ConditionVendorIdentifier | Command::ConditionClassIdentifier) => {
-                for &i in &self.selected {
+                for &i in self.selected.as_slice() {
                     if let Some(s) = self.comps.get_mut(i) {
                         if c == Command::ConditionVendorIdentifier {
                             s.checks_vendor = true;
@@ -154,7 +210,7 @@ impl Interpreter {
                 r.skip("condition argument")
             }
             Command::Fetch => {
-                for &i in &self.selected {
+                for &i in self.selected.as_slice() {
                     if let Some(s) = self.comps.get_mut(i) {
                         s.fetched = true;
                     }
@@ -189,17 +245,17 @@ impl Interpreter {
                 if !r.bool(W)? {
                     return Err(Error::Invalid { what: W, reason: "false is not an index".into() });
                 }
-                (0..n).collect()
+                Selection::from_iter(0..n)
             }
             Type::Array => {
                 let k = r.array(W, n)?;
-                let mut v = Vec::with_capacity(k);
-                for _ in 0..k {
-                    v.push(check(r.u64(W)?)?);
+                let mut ids = [0usize; MAX_COMPONENTS];
+                for id in ids.iter_mut().take(k) {
+                    *id = check(r.u64(W)?)?;
                 }
-                v
+                Selection::from_iter(ids.into_iter().take(k))
             }
-            _ => vec![check(r.u64(W)?)?],
+            _ => Selection::one(check(r.u64(W)?)?),
         };
         Ok(())
     }
@@ -207,7 +263,7 @@ impl Interpreter {
     fn try_each(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<()> {
         const W: &str = "directive-try-each";
         let n = r.array(W, MAX_TRY_EACH_BRANCHES + 1)?;
-        let saved = self.selected.clone();
+        let saved = self.selected;
         for i in 0..n {
             if r.peek(W)? == Type::Null && i + 1 == n {
                 // The optional trailing nil: "no branch needs to succeed".
@@ -215,19 +271,22 @@ impl Interpreter {
                 break;
             }
             let branch = r.bytes(W)?;
-            self.overlays.push(vec![Params::default(); self.comps.len()]);
+            let mut layer = self.spare.pop().unwrap_or_default();
+            layer.resize_with(self.comps.len(), Params::default);
+            self.overlays.push(layer);
             let result = self.run(branch, depth + 1);
-            let overlay = self.overlays.pop().unwrap_or_default();
+            let mut overlay = self.overlays.pop().unwrap_or_default();
             result?;
-            self.record_branch(overlay);
-            self.selected.clone_from(&saved);
+            self.record_branch(&mut overlay);
+            self.spare.push(overlay);
+            self.selected = saved;
         }
         Ok(())
     }
 
     /// Files what a branch set under its slot; a branch without a slot only fills gaps.
-    fn record_branch(&mut self, overlay: Vec<Params>) {
-        for (c, p) in overlay.into_iter().enumerate() {
+    fn record_branch(&mut self, overlay: &mut Vec<Params>) {
+        for (c, p) in overlay.drain(..).enumerate() {
             if p.is_empty() {
                 continue;
             }
@@ -237,7 +296,7 @@ impl Interpreter {
                         continue;
                     };
                     match state.slots.iter_mut().find(|(s, _)| *s == slot) {
-                        Some((_, q)) => q.overlay(&p),
+                        Some((_, q)) => q.absorb(p),
                         None => state.slots.push((slot, p)),
                     }
                 }
@@ -247,9 +306,8 @@ impl Interpreter {
                         None => self.comps.get_mut(c).map(|s| &mut s.live),
                     };
                     if let Some(t) = target {
-                        let mut merged = p;
-                        merged.overlay(t);
-                        *t = merged;
+                        // What the outer level already has wins; the branch fills gaps.
+                        t.fill_from(p);
                     }
                 }
             }
@@ -269,13 +327,15 @@ impl Interpreter {
     fn parameters(&mut self, r: &mut Reader<'_>, mode: SetMode) -> Result<()> {
         const W: &str = "SUIT_Parameters";
         let mut p = Params::default();
-        let mut seen: Vec<i64> = Vec::new();
-        for _ in 0..r.map(W, MAX_PARAMETERS)? {
+        // The map holds at most MAX_PARAMETERS keys: a fixed array, no allocation.
+        let mut seen = [0i64; MAX_PARAMETERS];
+        let n = r.map(W, MAX_PARAMETERS)?;
+        for i in 0..n {
             let key = r.int_key(W)?;
-            if seen.contains(&key) {
+            if seen[..i].contains(&key) {
                 return Err(Error::DuplicateMember { what: W, key });
             }
-            seen.push(key);
+            seen[i] = key;
             match Parameter::from_code(key) {
                 Parameter::VendorIdentifier => p.vendor = Some(identifier(r, "vendor-identifier")?),
                 Parameter::ClassIdentifier => p.class = Some(identifier(r, "class-identifier")?),
@@ -289,25 +349,23 @@ impl Interpreter {
                 _ => r.skip(W)?,
             }
         }
-        let selected = self.selected.clone();
-        for c in selected {
-            let mut p = p.clone();
+        let mut p = Some(p);
+        let selected = self.selected;
+        let selected = selected.as_slice();
+        for (i, &c) in selected.iter().enumerate() {
+            // The last (usually only) selected component takes the values without a copy.
+            let Some(mut p) = (if i + 1 == selected.len() { p.take() } else { p.clone() }) else {
+                break;
+            };
             if mode == SetMode::IfUnset {
-                let current = Params {
-                    vendor: self.effective(c, |q| q.vendor.clone()),
-                    class: self.effective(c, |q| q.class.clone()),
-                    digest: self.effective(c, |q| q.digest.clone()),
-                    size: self.effective(c, |q| q.size),
-                    uri: self.effective(c, |q| q.uri.clone()),
-                    slot: self.effective(c, |q| q.slot),
-                };
+                let set = |get: fn(&Params) -> bool| self.effective(c, |q| get(q).then_some(())).is_some();
                 p = Params {
-                    vendor: p.vendor.filter(|_| current.vendor.is_none()),
-                    class: p.class.filter(|_| current.class.is_none()),
-                    digest: p.digest.filter(|_| current.digest.is_none()),
-                    size: p.size.filter(|_| current.size.is_none()),
-                    uri: p.uri.filter(|_| current.uri.is_none()),
-                    slot: p.slot.filter(|_| current.slot.is_none()),
+                    vendor: p.vendor.filter(|_| !set(|q| q.vendor.is_some())),
+                    class: p.class.filter(|_| !set(|q| q.class.is_some())),
+                    digest: p.digest.filter(|_| !set(|q| q.digest.is_some())),
+                    size: p.size.filter(|_| !set(|q| q.size.is_some())),
+                    uri: p.uri.filter(|_| !set(|q| q.uri.is_some())),
+                    slot: p.slot.filter(|_| !set(|q| q.slot.is_some())),
                 };
             }
             let target = match self.overlays.last_mut() {
@@ -315,7 +373,7 @@ impl Interpreter {
                 None => self.comps.get_mut(c).map(|s| &mut s.live),
             };
             if let Some(t) = target {
-                t.overlay(&p);
+                t.absorb(p);
             }
         }
         Ok(())
@@ -326,21 +384,20 @@ impl Interpreter {
         ids.into_iter()
             .zip(self.comps)
             .map(|(id, s)| {
-                let base = s.live.clone();
+                let base = s.live;
                 let mut vendor = base.vendor.clone();
                 let mut class = base.class.clone();
                 let images = if s.slots.is_empty() {
-                    vec![image(&base)]
+                    vec![image(base)]
                 } else {
                     s.slots
-                        .iter()
-                        .map(|(slot, p)| {
-                            let mut q = p.clone();
+                        .into_iter()
+                        .map(|(slot, mut q)| {
                             q.fill(&base);
-                            q.slot = Some(*slot);
+                            q.slot = Some(slot);
                             vendor = vendor.take().or_else(|| q.vendor.clone());
                             class = class.take().or_else(|| q.class.clone());
-                            image(&q)
+                            image(q)
                         })
                         .collect()
                 };
@@ -358,8 +415,8 @@ impl Interpreter {
     }
 }
 
-fn image(p: &Params) -> Image {
-    Image { slot: p.slot, digest: p.digest.clone(), size: p.size, uri: p.uri.clone() }
+fn image(p: Params) -> Image {
+    Image { slot: p.slot, digest: p.digest, size: p.size, uri: p.uri }
 }
 
 fn identifier(r: &mut Reader<'_>, what: &'static str) -> Result<Identifier> {

@@ -381,6 +381,77 @@ fn several_signature_blocks_report_each_signer() {
     assert_eq!(ok.signers(), &[Signer { signature: 1, key: 0 }]);
 }
 
+#[test]
+fn a_cose_sign_block_is_checked_signer_by_signer() {
+    let ed = SigningKey::from_pkcs8_pem(ED_PRIV_PEM).unwrap();
+    let p = SigningKey::from_pkcs8_pem(P256_PRIV_PEM).unwrap();
+    let item = Envelope::parse(EX0).unwrap().manifest_bytes().to_vec();
+    let digest = Digest::sha256(&item).to_cbor(Format::Ietf);
+    let sign = cose::CoseSign::sign(&[(&ed, CoseAlg::Ed25519), (&p, CoseAlg::Esp256)], &digest, false).unwrap();
+    let bytes = emit::envelope_with_blocks(Format::Ietf, &item, &digest, std::slice::from_ref(&sign));
+    let env = Envelope::parse(&bytes).unwrap();
+    assert_eq!(env.signatures().len(), 2);
+    assert!(env.signatures().iter().all(|s| s.is_cose_sign() && s.block() == 0));
+    let ok = env.authenticate(&[p256_key(), ed_key()]).unwrap();
+    assert_eq!(ok.signers(), &[Signer { signature: 0, key: 1 }, Signer { signature: 1, key: 0 }]);
+    assert_eq!(ok.manifest().sequence_number, 0);
+    // Each signer stands alone: one unknown key does not spoil the other.
+    let other = SigningKey::ed25519_from_seed(&[9; 32]).public_key();
+    let ok = env.authenticate(&[other, p256_key()]).unwrap();
+    assert_eq!(ok.signers(), &[Signer { signature: 1, key: 1 }]);
+    // A signer flipped in transit fails alone, naming its signature.
+    let mut forged = sign.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let bytes = emit::envelope_with_blocks(Format::Ietf, &item, &digest, &[forged]);
+    let env = Envelope::parse(&bytes).unwrap();
+    assert_eq!(env.authenticate(&[p256_key()]).unwrap_err(), Error::BadSignature { index: 1 });
+    assert_eq!(env.authenticate(&[ed_key()]).unwrap().signers(), &[Signer { signature: 0, key: 0 }]);
+}
+
+#[test]
+fn mac_blocks_are_skipped_with_a_reason_and_never_authenticate() {
+    let ed = SigningKey::from_pkcs8_pem(ED_PRIV_PEM).unwrap();
+    let item = Envelope::parse(EX0).unwrap().manifest_bytes().to_vec();
+    let digest = Digest::sha256(&item).to_cbor(Format::Ietf);
+    // 17([<<{1: 5}>>, {}, nil, h'00'*32]) COSE_Mac0 with HMAC 256/256; 97([.., []]) COSE_Mac.
+    let mac0 = unhex("d18443a10105a0f658200000000000000000000000000000000000000000000000000000000000000000");
+    let mac = unhex("d8618543a10105a0f65820000000000000000000000000000000000000000000000000000000000000000080");
+    let only_mac = emit::envelope_with_blocks(Format::Ietf, &item, &digest, &[mac0.clone(), mac.clone()]);
+    let env = Envelope::parse(&only_mac).unwrap();
+    assert!(env.signatures().is_empty());
+    let skipped: Vec<(usize, u64)> = env.skipped_blocks().iter().map(|b| (b.block, b.tag)).collect();
+    assert_eq!(skipped, [(0, 17), (1, 97)]);
+    assert_eq!(
+        env.skipped_blocks()[0].reason.to_string(),
+        "MAC-authenticated manifests need a shared key ferry does not hold"
+    );
+    let refused = env.authenticate(&[ed_key(), p256_key()]).unwrap_err();
+    assert_eq!(refused, Error::OnlyMac { blocks: 2 });
+    assert_eq!(refused.threat(), Some("THREAT.IMG.NON_AUTH"));
+    // Next to a signature the MAC is skipped and the signature decides.
+    let signed = emit::sign_manifest(Format::Ietf, &item, &[(&ed, CoseAlg::EdDsa)]).unwrap();
+    let block = cose_sign1_block(&signed);
+    let both = emit::envelope_with_blocks(Format::Ietf, &item, &digest, &[mac0, block]);
+    let env = Envelope::parse(&both).unwrap();
+    assert_eq!(env.skipped_blocks().len(), 1);
+    assert_eq!(env.signatures()[0].block(), 1);
+    assert_eq!(env.authenticate(&[ed_key()]).unwrap().signers(), &[Signer { signature: 0, key: 0 }]);
+}
+
+/// The raw bytes of the first COSE block of a draft-37 envelope ferry emitted.
+fn cose_sign1_block(envelope: &[u8]) -> Vec<u8> {
+    let mut d = minicbor::Decoder::new(envelope);
+    d.tag().unwrap();
+    d.map().unwrap();
+    d.u8().unwrap();
+    let auth = d.bytes().unwrap();
+    let mut a = minicbor::Decoder::new(auth);
+    a.array().unwrap();
+    a.bytes().unwrap();
+    a.bytes().unwrap().to_vec()
+}
+
 // ---------------------------------------------------------------- hostile inputs
 
 /// Deterministic xorshift64* so failures reproduce.

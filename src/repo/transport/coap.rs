@@ -1,10 +1,14 @@
 //! CoAP repositories (`coap://host[:port]/base`), the layout `aiocoap-fileserver` serves for
 //! RIOT: block-wise GETs through ferry's own endpoint over its UDP shell, started on first use.
 //!
-//! The endpoint's fetch bounds the body at the writer's signed size, so an endless resource
-//! is cut off at the first block past it. Downloads restart from block 0 (no resume).
+//! Small resources (index, envelopes) come in one block-wise fetch, bounded by the endpoint.
+//! Payloads are fetched one Block2 request at a time and written as each block arrives, so a
+//! download cut off (server gone, ferry stopped) keeps its `.partial` file and the next attempt
+//! asks for the block after the last one written, as HTTP resumes with Range. The writer
+//! bounds the body at the signed size: an endless resource is cut off at the first byte past it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex};
@@ -12,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::{join_err, FetchError, Small};
+use crate::coap::block::{size_of_szx, BlockOpt};
 use crate::coap::udp::{self, ShellHandle, UdpPeer};
-use crate::coap::{Code, Config, Endpoint, Event, FetchOptions, Request, RequestError, Router};
+use crate::coap::{Code, Config, Endpoint, Event, FetchOptions, Request, RequestError, RequestId, Response, Router};
 use crate::repo::cache::{BlobWriter, CacheError, Landed};
 
 const DEFAULT_PORT: u16 = 5683;
@@ -21,10 +26,18 @@ const DEFAULT_PORT: u16 = 5683;
 const SZX: u8 = 6;
 /// A whole fetch gives up after this long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+/// One block of a payload download gives up after this long (CoAP retransmits inside it).
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct CoapSource {
     base: Url,
     client: Mutex<Option<Client>>,
+    /// The Observe registration of the index, while the server keeps it.
+    observation: std::sync::Mutex<Option<RequestId>>,
+    /// A notification arrived (possibly while a fetch was reading the events).
+    change_pending: AtomicBool,
+    /// The server answered a registration without Observe: not asked again.
+    observe_unsupported: AtomicBool,
 }
 
 struct Client {
@@ -53,7 +66,114 @@ impl CoapSource {
         if base.host_str().is_none() {
             return Err(format!("{base} has no host"));
         }
-        Ok(CoapSource { base, client: Mutex::new(None) })
+        Ok(CoapSource {
+            base,
+            client: Mutex::new(None),
+            observation: std::sync::Mutex::new(None),
+            change_pending: AtomicBool::new(false),
+            observe_unsupported: AtomicBool::new(false),
+        })
+    }
+
+    fn observation(&self) -> Option<RequestId> {
+        self.observation.lock().ok().and_then(|o| *o)
+    }
+
+    fn set_observation(&self, id: Option<RequestId>) {
+        if let Ok(mut o) = self.observation.lock() {
+            *o = id;
+        }
+    }
+
+    /// Whether the server keeps an Observe registration of the index for us.
+    pub fn observing(&self) -> bool {
+        self.observation().is_some()
+    }
+
+    /// The outcome of request `want` if `event` is it; notifications of the index observation
+    /// are noted on the way, whoever reads the events.
+    fn sort(&self, event: Event<UdpPeer>, want: Option<RequestId>) -> Option<Result<Response, RequestError>> {
+        let observation = self.observation();
+        match event {
+            Event::Response { id, response, .. } if Some(id) == want => Some(Ok(response)),
+            Event::Failed { id, error, .. } if Some(id) == want => Some(Err(error)),
+            Event::Response { id, response, .. } if Some(id) == observation => {
+                if response.code == Code::Content {
+                    self.change_pending.store(true, Ordering::SeqCst);
+                }
+                None
+            }
+            Event::Failed { id, error, .. } if Some(id) == observation => {
+                tracing::info!(repository = %self.base, "repo: the index observation ended ({error}); polling");
+                self.set_observation(None);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Registers Observe on `path` (the index). False when the server answers without
+    /// Observe: it does not support it, and polling goes on alone.
+    pub async fn observe(&self, path: &str) -> Result<bool, FetchError> {
+        if self.observing() {
+            return Ok(true);
+        }
+        if self.observe_unsupported.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut guard = self.client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(transport("CoAP client did not start"));
+        };
+        let peer = client.peer;
+        let mut request = Request::get(&self.path(path));
+        request.observe = Some(0);
+        let id = client
+            .handle
+            .with(move |ep, now| ep.start_request(now, peer, request))
+            .await
+            .map_err(transport)?
+            .map_err(transport)?;
+        let wait = async {
+            while let Some(event) = client.events.recv().await {
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
+                }
+            }
+            Err(RequestError::Encode("CoAP shell stopped".into()))
+        };
+        let supported = match tokio::time::timeout(BLOCK_TIMEOUT, wait).await {
+            Ok(Ok(r)) => r.code == Code::Content && r.observe.is_some(),
+            Ok(Err(e)) => return Err(transport(format!("observe {path}: {e}"))),
+            Err(_) => false,
+        };
+        if supported {
+            self.set_observation(Some(id));
+        } else {
+            self.observe_unsupported.store(true, Ordering::SeqCst);
+            let _ = client.handle.with(move |ep, now| ep.cancel(now, id)).await;
+        }
+        Ok(supported)
+    }
+
+    /// Resolves when the observed index changed; never while nothing is observed.
+    pub async fn changed(&self) {
+        loop {
+            if self.change_pending.swap(false, Ordering::SeqCst) {
+                return;
+            }
+            if !self.observing() {
+                return std::future::pending().await;
+            }
+            let Ok(mut guard) = self.client().await else { return std::future::pending().await };
+            let Some(client) = guard.as_mut() else { return std::future::pending().await };
+            match client.events.recv().await {
+                Some(event) => {
+                    let _ = self.sort(event, None);
+                }
+                None => return std::future::pending().await,
+            }
+        }
     }
 
     async fn start(&self) -> Result<Client, FetchError> {
@@ -80,12 +200,18 @@ impl CoapSource {
         format!("{}/{path}", self.base.path().trim_end_matches('/'))
     }
 
-    /// One block-wise GET, at most `max` bytes.
-    async fn fetch(&self, path: &str, max: usize) -> Result<Vec<u8>, FetchError> {
+    /// The running client, started on first use.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, FetchError> {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
             *guard = Some(self.start().await?);
         }
+        Ok(guard)
+    }
+
+    /// One block-wise GET, at most `max` bytes.
+    async fn fetch(&self, path: &str, max: usize) -> Result<Vec<u8>, FetchError> {
+        let mut guard = self.client().await?;
         let Some(client) = guard.as_mut() else {
             return Err(transport("CoAP client did not start"));
         };
@@ -100,10 +226,8 @@ impl CoapSource {
             .map_err(transport)?;
         let wait = async {
             while let Some(event) = client.events.recv().await {
-                match event {
-                    Event::Response { id: got, response, .. } if got == id => return Ok(response),
-                    Event::Failed { id: got, error, .. } if got == id => return Err(error),
-                    _ => {}
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
                 }
             }
             Err(RequestError::Encode("CoAP shell stopped".into()))
@@ -128,21 +252,94 @@ impl CoapSource {
         Ok(Small::Body { bytes: self.fetch(path, max).await?, etag: None })
     }
 
-    pub async fn download(&self, path: &str, mut writer: BlobWriter) -> Result<Landed, FetchError> {
-        let limit = writer.limit();
-        let body = match self.fetch(path, usize::try_from(limit).unwrap_or(usize::MAX)).await {
-            Ok(b) => b,
-            Err(FetchError::TooLarge { .. }) => {
-                return Err(CacheError::TooLarge { what: writer.what().to_owned(), limit }.into())
+    /// One Block2 request: block `num` of size `szx`.
+    async fn block(&self, client: &mut Client, path: &str, num: u32, szx: u8) -> Result<Response, FetchError> {
+        let peer = client.peer;
+        let mut request = Request::get(path);
+        request.block2 = Some(BlockOpt { num, more: false, szx });
+        let id = client
+            .handle
+            .with(move |ep, now| ep.start_request(now, peer, request))
+            .await
+            .map_err(transport)?
+            .map_err(transport)?;
+        let wait = async {
+            while let Some(event) = client.events.recv().await {
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
+                }
             }
-            Err(e) => return Err(e),
+            Err(RequestError::Encode("CoAP shell stopped".into()))
         };
-        tokio::task::spawn_blocking(move || {
-            writer.reset()?;
-            writer.write(&body)?;
-            Ok(writer.finish()?)
-        })
-        .await
-        .map_err(join_err)?
+        match tokio::time::timeout(BLOCK_TIMEOUT, wait).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(transport(format!("GET {path} block {num}: {e}"))),
+            Err(_) => {
+                let _ = client.handle.with(move |ep, now| ep.cancel(now, id)).await;
+                Err(transport(format!("GET {path} block {num}: no answer within {BLOCK_TIMEOUT:?}")))
+            }
+        }
     }
+
+    /// Downloads into `writer` block by block, from the block after the last one a previous
+    /// attempt wrote.
+    pub async fn download(&self, path: &str, mut writer: BlobWriter) -> Result<Landed, FetchError> {
+        writer.keep_partial_on_drop();
+        let path = self.path(path);
+        let mut szx = SZX;
+        let mut size = size_of_szx(szx) as u64;
+        // A partial block at the end may be torn: start again at its beginning.
+        let boundary = writer.written() / size * size;
+        let mut writer = blocking(writer, move |w| w.rewind_to(boundary)).await?;
+        if writer.written() > 0 {
+            tracing::debug!(path, from = writer.written(), "repo: resuming a CoAP download");
+        }
+        let mut guard = self.client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(transport("CoAP client did not start"));
+        };
+        loop {
+            let num = u32::try_from(writer.written() / size).map_err(|_| transport("block number overflow"))?;
+            let response = self.block(client, &path, num, szx).await?;
+            if response.code == Code::NotFound {
+                return Err(FetchError::NotFound);
+            }
+            if response.code != Code::Content {
+                return Err(transport(format!("GET {path} block {num}: {:?}", response.code)));
+            }
+            let (offset, more) = match response.block2 {
+                Some(b) => {
+                    // The server may pick smaller blocks (RFC 7959 §2.4); later requests follow it.
+                    if b.szx < szx {
+                        szx = b.szx;
+                        size = size_of_szx(szx) as u64;
+                    }
+                    (u64::from(b.num) * size_of_szx(b.szx) as u64, b.more)
+                }
+                // No Block2: the whole representation fits one message.
+                None if writer.written() == 0 => (0, false),
+                None => return Err(transport(format!("GET {path}: the server ignored Block2 {num}"))),
+            };
+            if offset != writer.written() {
+                return Err(transport(format!(
+                    "GET {path}: block at byte {offset}, asked for byte {}",
+                    writer.written()
+                )));
+            }
+            let payload = response.payload;
+            writer = blocking(writer, move |w| w.write(&payload)).await?;
+            if !more {
+                break;
+            }
+        }
+        Ok(tokio::task::spawn_blocking(move || writer.finish()).await.map_err(join_err)??)
+    }
+}
+
+/// Runs `f` on the writer on a blocking thread (file I/O) and hands the writer back.
+async fn blocking(
+    mut writer: BlobWriter,
+    f: impl FnOnce(&mut BlobWriter) -> Result<(), CacheError> + Send + 'static,
+) -> Result<BlobWriter, FetchError> {
+    tokio::task::spawn_blocking(move || f(&mut writer).map(|()| writer)).await.map_err(join_err)?.map_err(Into::into)
 }

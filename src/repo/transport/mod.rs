@@ -74,6 +74,33 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Asks the server to notify changes of `path` (CoAP Observe); false where the transport
+    /// or the server cannot, and polling alone finds changes.
+    pub async fn observe(&self, path: &str) -> bool {
+        match self {
+            Transport::Coap(c) => c.observe(path).await.unwrap_or_else(|e| {
+                tracing::debug!("repo: cannot observe {path}: {e}");
+                false
+            }),
+            Transport::Dir(_) | Transport::Http(_) => false,
+        }
+    }
+
+    /// Whether an observation is in force.
+    pub fn observing(&self) -> bool {
+        matches!(self, Transport::Coap(c) if c.observing())
+    }
+
+    /// Resolves when an observed resource changed; never without an observation.
+    pub async fn changed(&self) {
+        match self {
+            Transport::Coap(c) => c.changed().await,
+            Transport::Dir(_) | Transport::Http(_) => std::future::pending().await,
+        }
+    }
+}
+
 fn join_err(e: tokio::task::JoinError) -> FetchError {
     FetchError::Cache(CacheError::Worker(e.to_string()))
 }
