@@ -66,6 +66,9 @@ pub struct NeighborInfo {
     pub link: NeighborLink,
     pub tx_acked: u64,
     pub tx_failed: u64,
+    /// Learned from its Data Requests, for a sleepy child heard polling often enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty_cycle: Option<crate::fleet::duty_cycle::DutyCycle>,
 }
 
 impl NetTopology {
@@ -135,6 +138,7 @@ pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
                 link: link_of(mac)?,
                 tx_acked: tx.tx_acked,
                 tx_failed: tx.tx_failed,
+                duty_cycle: br.duty_cycle(mac),
             })
         })
         .collect();

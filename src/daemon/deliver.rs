@@ -568,7 +568,14 @@ impl DeliverRoom {
     async fn on_mesh(&mut self) {
         let Some(topology) = self.net.topology() else { return };
         let now = Timestamp::now();
-        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), ..MeshView::default() });
+        // Duty cycles learned from polls, for children that poll from their EUI-64 (a short
+        // address cannot be tied to a device yet).
+        let duty_cycles = topology
+            .neighbors
+            .iter()
+            .filter_map(|n| Some((crate::fleet::device::parse_eui64(&n.mac).ok()?.0, n.duty_cycle?)))
+            .collect();
+        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles });
         let fleet = topology.to_fleet();
         let nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
         self.topology = Some(topology);
