@@ -35,6 +35,8 @@ const RESPONSE_OVERHEAD: f64 = 10.0 + 6.0 + 4.0 + 2.0 + 3.0 + 1.0;
 const REQUEST_PSDU: f64 = MAC_OVERHEAD + 10.0 + 6.0 + 20.0;
 /// FRAG1/FRAGN header, when a block does not fit one frame.
 const FRAG_HEADER: f64 = 5.0;
+/// A MAC Data Request (poll): header with extended source, command byte, FCS.
+const DATA_REQUEST_PSDU: f64 = 18.0;
 /// Spinel header, property, length, metadata and HDLC-lite framing around a PSDU on the UART.
 const UART_FRAME_OVERHEAD: f64 = 12.0;
 /// Start, stop and data bits of one UART byte.
@@ -51,6 +53,9 @@ pub struct Model {
     pub flash_us_per_byte: f64,
     /// The host↔RCP UART's speed; every frame crosses it once.
     pub uart_baud: f64,
+    /// How often a sleepy device polls its parent while a transfer runs (Thread's fast
+    /// polling): each response waits for its poll, half a period on average.
+    pub sleepy_fast_poll_us: f64,
     /// Signature check, slot switch and reboot.
     pub install_fixed: SignedDuration,
     /// Digest over the image before reboot, bytes per second.
@@ -70,6 +75,7 @@ impl Default for Model {
             per_block_device_us: 3_000.0,
             flash_us_per_byte: 10.25 + 85_000.0 / 4096.0,
             uart_baud: 460_800.0,
+            sleepy_fast_poll_us: 50_000.0,
             install_fixed: SignedDuration::from_secs(30),
             install_bytes_per_s: 40_000.0,
             install_expected: SignedDuration::from_millis(3_500),
@@ -134,8 +140,13 @@ pub fn session(path: Path, model: &Model, budget: f64) -> SessionEstimate {
     let uart_bytes = REQUEST_PSDU + frames * psdu + (1.0 + frames) * UART_FRAME_OVERHEAD;
     let uart_us = uart_bytes * UART_BITS_PER_BYTE * 1e6 / model.uart_baud.max(9_600.0);
     let device_us = model.per_block_device_us + model.flash_us_per_byte.max(0.0) * block;
-    let block_us = hops * per_hop_us + uart_us + device_us;
-    let air_us = hops * etx * (frame_air_us(REQUEST_PSDU) + frames * frame_air_us(psdu));
+    let mut block_us = hops * per_hop_us + uart_us + device_us;
+    let mut air_us = hops * etx * (frame_air_us(REQUEST_PSDU) + frames * frame_air_us(psdu));
+    if path.wake_period.is_some() {
+        // The response waits at the parent for the child's next poll; the poll is a frame too.
+        block_us += model.sleepy_fast_poll_us.max(0.0) / 2.0 + frame_time_us(DATA_REQUEST_PSDU);
+        air_us += etx * frame_air_us(DATA_REQUEST_PSDU);
+    }
     let mut share = (air_us / block_us).min(1.0);
     let mut transfer_us = block_us * blocks as f64;
     let budget = budget.clamp(0.01, 1.0);
@@ -195,6 +206,9 @@ mod tests {
         let per_block_ms = small.transfer.as_secs_f64() * 1e3 / small.blocks as f64;
         assert!((17.0..26.0).contains(&per_block_ms), "{per_block_ms} ms, {small:?}");
         assert!(small.air_time_share < 0.3, "two 64-byte sessions fit the default budget 0.6: {small:?}");
+        // A sleepy device's blocks wait for its fast polls: longer, and less of the channel.
+        let sleepy = session(Path { wake_period: Some(SignedDuration::from_secs(2)), ..path }, &Model::default(), 1.0);
+        assert!(sleepy.transfer > e.transfer && sleepy.air_time_share < e.air_time_share, "{sleepy:?}");
         // A slower UART stretches the block without adding air: a smaller share.
         let slow = session(path, &Model { uart_baud: 115_200.0, ..Model::default() }, 1.0);
         assert!(slow.air_time_share < e.air_time_share && slow.transfer > e.transfer);
