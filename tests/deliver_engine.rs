@@ -748,3 +748,18 @@ fn a_lossy_link_still_ends_confirmed_with_one_trigger() {
         );
     }
 }
+
+#[test]
+fn a_device_back_early_is_confirmed_at_its_class_boot_time_not_the_planners_install_time() {
+    let mut w = World::new(RIOT_BOARD, EngineConfig::default());
+    let mut p = plan(&w.offer);
+    // The planner assumes a minute; the device (like this class) is back after 5 s.
+    p.timing = DeviceTiming { boot_time: Duration::from_secs(60), first_read_back: timing().boot_time, ..timing() };
+    let id = w.engine.start(w.now, p).expect("starts");
+    w.run_until(|w| w.engine.state(id) == Some(State::Rebooting));
+    let rebooting_at = w.now;
+    assert_eq!(w.run_to_end(id), State::Done);
+    let waited = w.now - rebooting_at;
+    assert!(waited < Duration::from_secs(15), "confirmed {waited:?} after the last block");
+    assert_eq!(w.device.trigger_count(), 1);
+}

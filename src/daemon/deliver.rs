@@ -559,7 +559,17 @@ impl DeliverRoom {
             }
         }
         self.active.retain(|id, _| progress.iter().any(|p| p.id == *id && !p.state.is_terminal()));
-        self.shared.plan.feed_sessions(self.active.values().cloned().collect());
+        // Sessions past streaming (rebooting, confirming) keep their place in the topology rules
+        // but use no air.
+        let sessions = self
+            .active
+            .iter()
+            .map(|(id, s)| {
+                let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air());
+                ActiveSession { air_time_share: if uses_air { s.air_time_share } else { 0.0 }, ..s.clone() }
+            })
+            .collect();
+        self.shared.plan.feed_sessions(sessions);
         *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = progress;
     }
 

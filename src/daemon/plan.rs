@@ -251,7 +251,9 @@ impl PlanRoom {
         self.mesh.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The delivery engine's input: the sessions running now. Replaces the previous list.
+    /// The delivery engine's input: the sessions running now. Replaces the previous list. A
+    /// session whose state does not [`crate::deliver::State::uses_air`] goes in with an air-time
+    /// share of 0, as `ferry bench` feeds it.
     pub(super) fn feed_sessions(&self, sessions: Vec<ActiveSession>) {
         *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(sessions);
     }

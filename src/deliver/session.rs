@@ -93,6 +93,14 @@ impl State {
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Done | State::Unconfirmed | State::Failed | State::RolledBack | State::Cancelled)
     }
+
+    /// Whether a session here still moves blocks over the air. One that left streaming (its
+    /// device installs, reboots or is read back) does not: the planner's air-time budget must
+    /// not count it (its `ActiveSession::air_time_share` is 0), while the topology rules still
+    /// do (a router never reboots under it).
+    pub fn uses_air(self) -> bool {
+        !self.is_terminal() && !matches!(self, State::Rebooting | State::Confirming)
+    }
 }
 
 impl fmt::Display for State {
@@ -165,8 +173,13 @@ pub struct DeviceTiming {
     pub wake_period: Option<Duration>,
     /// Expected time of one block exchange (request and response) on its path.
     pub block_time: Duration,
-    /// How long it takes to verify, install and boot a new image.
+    /// How long it takes to verify, install and boot a new image, at most: the confirm deadline
+    /// counts from here.
     pub boot_time: Duration,
+    /// When the device class is typically back after the last block (nRF52840: ~3.5 s): the
+    /// first read-back, then again with backoff. Zero (records from before): `boot_time`.
+    #[serde(default)]
+    pub first_read_back: Duration,
     /// Block size the device fetches with (RIOT: 64 bytes).
     pub block_size: u32,
 }
@@ -177,6 +190,7 @@ impl Default for DeviceTiming {
             wake_period: None,
             block_time: Duration::from_millis(200),
             boot_time: Duration::from_secs(10),
+            first_read_back: Duration::ZERO,
             block_size: 64,
         }
     }
@@ -191,6 +205,7 @@ impl DeviceTiming {
             wake_period: Some(estimate.wake_wait.unsigned_abs()).filter(|w| !w.is_zero()),
             block_time: estimate.transfer.unsigned_abs() / blocks,
             boot_time: estimate.install.unsigned_abs(),
+            first_read_back: estimate.install_expected.unsigned_abs(),
             block_size,
         }
     }
@@ -205,8 +220,11 @@ pub struct Timeouts {
     pub manifest: Duration,
     /// Between two payload blocks.
     pub stall: Duration,
-    /// From the last payload block to the first read-back.
+    /// From the last payload block until the device must be back (the confirm deadline counts
+    /// from here).
     pub reboot: Duration,
+    /// From the last payload block to the first read-back (≤ `reboot`).
+    pub first_read_back: Duration,
     /// From the first read-back until the device must have answered.
     pub confirm: Duration,
     /// A probe before the trigger must be answered within this.
@@ -228,6 +246,7 @@ impl Timeouts {
             manifest: wake + manifest_fetch + t.block_time * STALL_BLOCKS + SLACK * 2,
             stall: wake + t.block_time * STALL_BLOCKS + SLACK,
             reboot: t.boot_time,
+            first_read_back: if t.first_read_back.is_zero() { t.boot_time } else { t.first_read_back.min(t.boot_time) },
             confirm: t.boot_time * 3 + wake * 2 + SLACK * 6,
             probe: wake * 2 + t.block_time * STALL_BLOCKS * 3 + SLACK * 6,
         }
@@ -401,6 +420,9 @@ pub(crate) struct Session<P> {
     /// After a reboot, the device still reads back old: it may not have rebooted yet, so this
     /// becomes the verdict only when the confirm deadline passes.
     came_back_old: Option<Reason>,
+    /// The wait before the next read-back after a reboot, doubled each time up to half of
+    /// `timeouts.reboot`.
+    read_back_wait: Duration,
     /// No progress in the current state after this.
     pub state_deadline: Option<Instant>,
     /// Start (or retry) the next step at this time.
@@ -441,6 +463,7 @@ impl<P: coap::PeerKey> Session<P> {
             after_reboot: false,
             read_back: ReadBack::default(),
             came_back_old: None,
+            read_back_wait: Duration::ZERO,
             state_deadline: None,
             wake_at: None,
         }
@@ -493,7 +516,8 @@ impl<P: coap::PeerKey> Session<P> {
                 // The device may still be verifying or booting: give it its boot time first.
                 self.after_reboot = true;
                 self.state_deadline = Some(now + self.timeouts.reboot + self.timeouts.confirm);
-                self.wake_at = Some(now + self.timeouts.reboot);
+                self.wake_at = Some(now + self.timeouts.first_read_back);
+                self.read_back_wait = self.timeouts.first_read_back;
             }
             _ => {}
         }
@@ -651,6 +675,14 @@ impl<P: coap::PeerKey> Session<P> {
         }
     }
 
+    /// The wait before asking a rebooting device again: doubling from the first read-back, at
+    /// least 2 s, at most half the conservative install time.
+    fn next_read_back_wait(&mut self) -> Duration {
+        let cap = (self.timeouts.reboot / 2).max(Duration::from_secs(2));
+        self.read_back_wait = (self.read_back_wait * 2).clamp(Duration::from_secs(2), cap);
+        self.read_back_wait
+    }
+
     fn probe_failed(&mut self, now: Instant, ctx: &mut Ctx<'_, P>, step: ProbeStep, error: RequestError) {
         let what = match step {
             ProbeStep::Status => "GET /ferry/status",
@@ -659,7 +691,7 @@ impl<P: coap::PeerKey> Session<P> {
         };
         if self.after_reboot {
             // Still booting, maybe: ask again until the confirm deadline says otherwise.
-            self.wake_at = Some(now + (self.timeouts.reboot / 2).max(Duration::from_secs(2)));
+            self.wake_at = Some(now + self.next_read_back_wait());
         } else {
             self.retry(now, ctx, Reason::NoAnswer { what, error });
         }
@@ -697,7 +729,7 @@ impl<P: coap::PeerKey> Session<P> {
         if state == State::RolledBack {
             // Old may only mean "not rebooted yet": ask again until the confirm deadline.
             self.came_back_old = Some(reason);
-            self.wake_at = Some(now + (self.timeouts.reboot / 2).max(Duration::from_secs(2)));
+            self.wake_at = Some(now + self.next_read_back_wait());
             return;
         }
         let detail = reason.to_string();
@@ -745,8 +777,11 @@ impl<P: coap::PeerKey> Session<P> {
         if offset + len >= total {
             let detail = format!("payload served whole ({total} bytes); the device installs and reboots");
             self.enter(ctx, State::Rebooting, None, detail);
-            self.state_deadline = None;
-            self.wake_at = Some(now + self.timeouts.reboot);
+            // Read back as soon as the device is typically up; the verdict still waits for the
+            // deadline the conservative install time gives.
+            self.state_deadline = Some(now + self.timeouts.reboot + self.timeouts.confirm);
+            self.wake_at = Some(now + self.timeouts.first_read_back);
+            self.read_back_wait = self.timeouts.first_read_back;
         } else if before / ctx.cfg.checkpoint_bytes != self.record.progress / ctx.cfg.checkpoint_bytes {
             self.checkpoint(ctx);
         }
@@ -820,6 +855,24 @@ mod tests {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("nope"), None);
+    }
+
+    #[test]
+    fn only_sessions_before_the_reboot_use_air() {
+        let on_air: Vec<_> = State::ALL.into_iter().filter(|s| s.uses_air()).map(State::as_str).collect();
+        assert_eq!(on_air, ["planned", "triggered", "manifest-served", "streaming"]);
+    }
+
+    #[test]
+    fn first_read_back_is_early_but_the_deadline_is_not() {
+        let slow = DeviceTiming { boot_time: Duration::from_secs(32), ..DeviceTiming::default() };
+        let early = DeviceTiming { first_read_back: Duration::from_millis(3_500), ..slow };
+        let (a, b) = (Timeouts::derive(&slow, 457), Timeouts::derive(&early, 457));
+        assert_eq!(a.first_read_back, a.reboot, "records without it read back after boot_time");
+        assert_eq!(b.first_read_back, Duration::from_millis(3_500));
+        assert_eq!((a.reboot, a.confirm), (b.reboot, b.confirm), "the verdict's deadline is unchanged");
+        let late = DeviceTiming { first_read_back: Duration::from_secs(99), ..slow };
+        assert_eq!(Timeouts::derive(&late, 457).first_read_back, slow.boot_time);
     }
 
     #[test]

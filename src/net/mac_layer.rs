@@ -70,6 +70,14 @@ pub enum RxEvent<'a> {
     Ignored,
 }
 
+/// Frames of a whole IPv6-MTU datagram (1280 bytes) fragmented for the worst-case MAC header
+/// (extended addresses: 23 bytes, so 96 bytes of fragment payload per frame): 14. A sleepy
+/// child must be able to hold all fragments of one datagram until it polls, or a 1024-byte CoAP
+/// block (11 fragments) never arrives; 16 leaves room for a poll's worth of other frames.
+pub const INDIRECT_PER_NODE: usize = 16;
+/// Eight children holding a whole datagram each (~16 KiB of frames at most).
+pub const INDIRECT_TOTAL: usize = 8 * INDIRECT_PER_NODE;
+
 #[derive(Debug, Clone)]
 pub struct MacConfig {
     pub pan: u16,
@@ -77,9 +85,9 @@ pub struct MacConfig {
     pub short_addr: Option<u16>,
     /// Neighbours remembered (oldest evicted).
     pub max_neighbors: usize,
-    /// Frames held for one sleepy child.
+    /// Frames held for one sleepy child: by default [`INDIRECT_PER_NODE`], a whole datagram.
     pub indirect_per_node: usize,
-    /// Frames held for all children together.
+    /// Frames held for all children together (by default [`INDIRECT_TOTAL`]).
     pub indirect_total: usize,
     /// A held frame is dropped after this long without a poll (macTransactionPersistenceTime).
     pub indirect_timeout: Duration,
@@ -98,8 +106,8 @@ impl MacConfig {
             ext_addr,
             short_addr: None,
             max_neighbors: 256,
-            indirect_per_node: 8,
-            indirect_total: 64,
+            indirect_per_node: INDIRECT_PER_NODE,
+            indirect_total: INDIRECT_TOTAL,
             indirect_timeout: Duration::from_secs(30),
             tx_queue: 256,
             learn_sleepy: false,
@@ -459,6 +467,21 @@ mod tests {
         assert!(m.enqueue(now, CHILD, p));
         assert_eq!(m.poll_transmit(), None, "held until the next poll");
         assert_eq!(m.held(&CHILD), 1);
+    }
+
+    #[test]
+    fn a_sleepy_child_holds_every_fragment_of_an_mtu_datagram() {
+        let now = Instant::now();
+        let mut m = MacLayer::new(MacConfig::new(0x23, ME));
+        m.set_sleepy(CHILD, true);
+        // 1280 bytes at the worst-case fragment payload of 96 bytes per frame.
+        let frames = 1280usize.div_ceil(96);
+        for i in 0..frames {
+            let p = m.build_data(CHILD, &[i as u8; 100]).unwrap();
+            assert!(m.enqueue(now, CHILD, p), "fragment {i} of {frames} held");
+        }
+        assert_eq!(m.held(&CHILD), frames);
+        assert_eq!(m.stats().indirect_dropped_full, 0);
     }
 
     #[test]

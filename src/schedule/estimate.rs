@@ -3,11 +3,15 @@
 //! A SUIT fetch is a sequence of CoAP GETs with Block2 (NSTART 1: one block in flight). Per block
 //! and per hop: a request frame and the response's frame(s), each with CSMA-CA, an ACK and LIFS
 //! (IEEE 802.15.4 O-QPSK timing, `reference/radio.md`), repeated ETX times on average; plus
-//! forwarding and flash-write time. Calibrated against RIOT's published figure (85 kB, 64-byte
-//! blocks, one hop: ~30 s of network time of 50 s in total, the rest mostly the signature check).
+//! forwarding, the host↔RCP UART (every frame crosses it, one at a time, before or after it is on
+//! air) and the device's CPU and flash time for the block (the nRF52840 DK's by default, the same
+//! figures as the simulator's board model). Calibrated against RIOT's published figure (85 kB,
+//! 64-byte blocks, one hop: ~30 s of network time) and ferry's sequential bench runs (~21 ms per
+//! 64-byte block, ~135 ms per 1024-byte block).
 //!
-//! Air time counts only what occupies the channel (frames, turnarounds, ACKs); backoff and LIFS
-//! leave it free for others.
+//! Air time counts only what occupies the channel (frames, turnarounds, ACKs); backoff, LIFS, the
+//! UART and the device's work leave it free for others, so a session's share is its air time
+//! divided by the block's whole duration.
 
 use jiff::SignedDuration;
 
@@ -31,18 +35,34 @@ const RESPONSE_OVERHEAD: f64 = 10.0 + 6.0 + 4.0 + 2.0 + 3.0 + 1.0;
 const REQUEST_PSDU: f64 = MAC_OVERHEAD + 10.0 + 6.0 + 20.0;
 /// FRAG1/FRAGN header, when a block does not fit one frame.
 const FRAG_HEADER: f64 = 5.0;
+/// A MAC Data Request (poll): header with extended source, command byte, FCS.
+const DATA_REQUEST_PSDU: f64 = 18.0;
+/// Spinel header, property, length, metadata and HDLC-lite framing around a PSDU on the UART.
+const UART_FRAME_OVERHEAD: f64 = 12.0;
+/// Start, stop and data bits of one UART byte.
+const UART_BITS_PER_BYTE: f64 = 10.0;
 
 /// The tunable part of the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Model {
     /// Forwarding delay per hop per block (queueing, the router's CPU), µs.
     pub per_hop_processing_us: f64,
-    /// The device's work per block (CoAP, flash write), µs.
+    /// The device's CPU work per block (radio driver, network stack, CoAP, SUIT worker), µs.
     pub per_block_device_us: f64,
+    /// The device's flash time per byte of image, erase amortised over the page, µs.
+    pub flash_us_per_byte: f64,
+    /// The host↔RCP UART's speed; every frame crosses it once.
+    pub uart_baud: f64,
+    /// How often a sleepy device polls its parent while a transfer runs (Thread's fast
+    /// polling): each response waits for its poll, half a period on average.
+    pub sleepy_fast_poll_us: f64,
     /// Signature check, slot switch and reboot.
     pub install_fixed: SignedDuration,
     /// Digest over the image before reboot, bytes per second.
     pub install_bytes_per_s: f64,
+    /// When the device class is typically running again after its last block (nRF52840 DK:
+    /// digest, slot switch, ~1 s boot): ferry reads it back first then.
+    pub install_expected: SignedDuration,
     /// Multiplier on the whole estimate, so a session planned to fit a window does.
     pub safety_factor: f64,
 }
@@ -51,9 +71,14 @@ impl Default for Model {
     fn default() -> Self {
         Model {
             per_hop_processing_us: 4_000.0,
-            per_block_device_us: 6_000.0,
+            // nRF52840: 3 ms per block, 41 µs per 4-byte word, 85 ms per 4 KiB page erase.
+            per_block_device_us: 3_000.0,
+            flash_us_per_byte: 10.25 + 85_000.0 / 4096.0,
+            uart_baud: 460_800.0,
+            sleepy_fast_poll_us: 50_000.0,
             install_fixed: SignedDuration::from_secs(30),
             install_bytes_per_s: 40_000.0,
+            install_expected: SignedDuration::from_millis(3_500),
             safety_factor: 1.25,
         }
     }
@@ -67,6 +92,8 @@ pub struct SessionEstimate {
     pub wake_wait: SignedDuration,
     pub transfer: SignedDuration,
     pub install: SignedDuration,
+    /// The device's typical install time (≤ `install`): when to read it back first.
+    pub install_expected: SignedDuration,
     /// Everything, times the safety factor.
     pub total: SignedDuration,
     /// Share of the channel's time the session occupies while transferring, 0..=1.
@@ -109,8 +136,17 @@ pub fn session(path: Path, model: &Model, budget: f64) -> SessionEstimate {
     let etx = path.etx.max(1.0);
     let hops = f64::from(path.hops.max(1));
     let per_hop_us = etx * (frame_time_us(REQUEST_PSDU) + frames * frame_time_us(psdu)) + model.per_hop_processing_us;
-    let block_us = hops * per_hop_us + model.per_block_device_us;
-    let air_us = hops * etx * (frame_air_us(REQUEST_PSDU) + frames * frame_air_us(psdu));
+    // The request comes up the UART and every fragment of the response goes down it.
+    let uart_bytes = REQUEST_PSDU + frames * psdu + (1.0 + frames) * UART_FRAME_OVERHEAD;
+    let uart_us = uart_bytes * UART_BITS_PER_BYTE * 1e6 / model.uart_baud.max(9_600.0);
+    let device_us = model.per_block_device_us + model.flash_us_per_byte.max(0.0) * block;
+    let mut block_us = hops * per_hop_us + uart_us + device_us;
+    let mut air_us = hops * etx * (frame_air_us(REQUEST_PSDU) + frames * frame_air_us(psdu));
+    if path.wake_period.is_some() {
+        // The response waits at the parent for the child's next poll; the poll is a frame too.
+        block_us += model.sleepy_fast_poll_us.max(0.0) / 2.0 + frame_time_us(DATA_REQUEST_PSDU);
+        air_us += etx * frame_air_us(DATA_REQUEST_PSDU);
+    }
     let mut share = (air_us / block_us).min(1.0);
     let mut transfer_us = block_us * blocks as f64;
     let budget = budget.clamp(0.01, 1.0);
@@ -126,7 +162,8 @@ pub fn session(path: Path, model: &Model, budget: f64) -> SessionEstimate {
     let wake_wait = path.wake_period.unwrap_or(SignedDuration::ZERO);
     let raw = (wake_wait + transfer + install).as_secs_f64();
     let total = SignedDuration::from_secs_f64(raw * model.safety_factor.max(1.0));
-    SessionEstimate { blocks, wake_wait, transfer, install, total, air_time_share: share, paced }
+    let install_expected = model.install_expected.clamp(SignedDuration::ZERO, install);
+    SessionEstimate { blocks, wake_wait, transfer, install, install_expected, total, air_time_share: share, paced }
 }
 
 #[cfg(test)]
@@ -154,5 +191,26 @@ mod tests {
         assert!(capped.paced && capped.air_time_share <= 0.1 && capped.transfer > b.transfer);
         let big = session(Path { block_size: 512, ..base }, &Model::default(), 1.0);
         assert!(big.transfer < a.transfer, "bigger blocks amortise the request");
+    }
+
+    #[test]
+    fn share_is_air_over_the_blocks_real_duration() {
+        // ferry's sequential bench runs on the nRF52840 model: ~21 ms per 64-byte block and
+        // ~135 ms per 1024-byte block, of which the channel carries about a third.
+        let path = Path { image_bytes: 100_000, block_size: 1024, hops: 1, etx: 1.0, wake_period: None };
+        let e = session(path, &Model::default(), 1.0);
+        let per_block_ms = e.transfer.as_secs_f64() * 1e3 / e.blocks as f64;
+        assert!((115.0..170.0).contains(&per_block_ms), "{per_block_ms} ms, {e:?}");
+        assert!((0.25..0.45).contains(&e.air_time_share), "{e:?}");
+        let small = session(Path { block_size: 64, ..path }, &Model::default(), 1.0);
+        let per_block_ms = small.transfer.as_secs_f64() * 1e3 / small.blocks as f64;
+        assert!((17.0..26.0).contains(&per_block_ms), "{per_block_ms} ms, {small:?}");
+        assert!(small.air_time_share < 0.3, "two 64-byte sessions fit the default budget 0.6: {small:?}");
+        // A sleepy device's blocks wait for its fast polls: longer, and less of the channel.
+        let sleepy = session(Path { wake_period: Some(SignedDuration::from_secs(2)), ..path }, &Model::default(), 1.0);
+        assert!(sleepy.transfer > e.transfer && sleepy.air_time_share < e.air_time_share, "{sleepy:?}");
+        // A slower UART stretches the block without adding air: a smaller share.
+        let slow = session(path, &Model { uart_baud: 115_200.0, ..Model::default() }, 1.0);
+        assert!(slow.air_time_share < e.air_time_share && slow.transfer > e.transfer);
     }
 }

@@ -658,6 +658,7 @@ impl Ferry {
                 install_fixed: bench
                     .install_fixed_s
                     .map_or(crate::schedule::estimate::Model::default().install_fixed, SignedDuration::from_secs_f64),
+                uart_baud: f64::from(bench.uart_baud),
                 ..Default::default()
             },
         };
@@ -728,11 +729,11 @@ impl Ferry {
     }
 
     /// What the planner is told of running sessions: a session whose device installs, reboots
-    /// or is read back uses no air, so its share drops to zero (it still counts as busy).
+    /// or is read back uses no air ([`crate::deliver::State::uses_air`]), so its share drops to
+    /// zero (it still counts as busy).
     fn feed_sessions(&mut self, fleet: &Fleet) {
-        use crate::deliver::State;
         for (&i, &id) in &self.sessions {
-            let off_air = matches!(self.engine.state(id), Some(State::Rebooting | State::Confirming));
+            let off_air = self.engine.state(id).is_some_and(|s| !s.uses_air());
             let eui = Eui64(fleet.targets[i].eui);
             if let Some(s) = self.state.sessions.iter_mut().find(|s| s.device == eui) {
                 if off_air {
