@@ -37,6 +37,8 @@ use super::srh::SrhRepr;
 const ARO_CACHE_FULL: u8 = 2;
 /// Hop limit required on neighbour discovery messages (RFC 4861 §7.1).
 const ND_HOP_LIMIT: u8 = 255;
+/// Lifetime a node asks for when it registers with its parent, minutes.
+const NODE_REGISTRATION_MIN: u16 = 60;
 /// Router advertisement lifetimes (RFC 4861 defaults; contexts and ABRO per RFC 6775 §9).
 const RA_ROUTER_LIFETIME_S: u16 = 1800;
 const RA_PREFIX_VALID_S: u32 = 86_400;
@@ -153,6 +155,9 @@ pub struct Interface {
     regs: BTreeMap<Ipv6Addr, Registration>,
     /// Where a node sends what is not on its link (its RPL parent or the border router).
     default_router: Option<MacAddr>,
+    /// A node's RFC 6775 registration with its RPL parent: the parent it was sent to and when
+    /// to refresh it.
+    registered_with: Option<(MacAddr, Instant)>,
     tag: u16,
     stats: InterfaceStats,
 }
@@ -168,6 +173,7 @@ impl Interface {
             rx: VecDeque::new(),
             regs: BTreeMap::new(),
             default_router: None,
+            registered_with: None,
             tag: 0,
             stats: InterfaceStats::default(),
         }
@@ -404,7 +410,39 @@ impl Interface {
         if r.is_err() {
             self.stats.rx_errors += 1;
         }
+        self.register_with_parent(now);
         r
+    }
+
+    /// A node in a DODAG registers its global address with its parent (RFC 6775 §5.5: NS with
+    /// the ARO and its source link-layer address), as RIOT's 6LN does, and refreshes it at half
+    /// the lifetime or when the parent changes. The parent then reaches it at the link-layer
+    /// address it polls from, which may be its short address.
+    fn register_with_parent(&mut self, now: Instant) {
+        let Some(j) = self.rpl_node.as_ref().and_then(RplNode::joined) else { return };
+        let (parent, parent_mac) = (j.parent, j.parent_mac);
+        let Some(global) = self.global() else { return };
+        if matches!(self.registered_with, Some((mac, due)) if mac == parent_mac && due > now) {
+            return;
+        }
+        let aro = NdOption::Aro {
+            status: ARO_SUCCESS,
+            rest: [0; 3],
+            lifetime_min: NODE_REGISTRATION_MIN,
+            eui64: self.cfg.mac.ext_addr,
+        };
+        let ns = Icmpv6Repr::NeighborSolicit {
+            target: parent,
+            options: vec![NdOption::SourceLla(self.mac.own_addr()), aro],
+        };
+        let d = ipv6::build_icmpv6(global, parent, ND_HOP_LIMIT, ns.emit());
+        // Refresh at half the lifetime; a lost NS is sent again a minute later.
+        let again = if self.send_ip(now, &d, parent_mac).is_ok() {
+            Duration::from_secs(30 * u64::from(NODE_REGISTRATION_MIN))
+        } else {
+            Duration::from_secs(60)
+        };
+        self.registered_with = Some((parent_mac, now + again));
     }
 
     fn handle_frame_inner(&mut self, now: Instant, psdu: &[u8], meta: RxMeta) -> Result<(), RxError> {
@@ -647,7 +685,8 @@ impl Interface {
         if let (Some((rest, lifetime_min, eui64)), false) = (aro, h.src.is_unspecified()) {
             // RFC 6775 registers the NS source; RFC 8505 the target. Accept both.
             let registered = if self.is_own(&target) { h.src } else { target };
-            let status = self.register(now, registered, MacAddr::Ext(eui64), lifetime_min);
+            // Reach it where it says it listens (SLLAO, e.g. the short address it polls from).
+            let status = self.register(now, registered, sllao.unwrap_or(MacAddr::Ext(eui64)), lifetime_min);
             reply_opts.push(NdOption::Aro { status, rest, lifetime_min, eui64 });
         } else if !self.is_own(&target) {
             return;
@@ -709,7 +748,8 @@ impl Interface {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rpl = self.rpl.as_ref().map(RplRoot::poll_timeout);
         let node = self.rpl_node.as_ref().and_then(RplNode::poll_timeout);
-        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl, node].into_iter().flatten().min()
+        let refresh = self.registered_with.map(|(_, due)| due);
+        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl, node, refresh].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -724,5 +764,6 @@ impl Interface {
         if let Some(a) = self.rpl_node.as_mut().map(|n| n.handle_timeout(now)) {
             self.rpl_act(now, a);
         }
+        self.register_with_parent(now);
     }
 }
