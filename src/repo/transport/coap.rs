@@ -112,6 +112,24 @@ impl CoapSource {
         }
     }
 
+    /// Waits up to `limit` for the outcome of request `id`; `None` when nothing came in time.
+    async fn answer(
+        &self,
+        client: &mut Client,
+        id: RequestId,
+        limit: Duration,
+    ) -> Option<Result<Response, RequestError>> {
+        let wait = async {
+            while let Some(event) = client.events.recv().await {
+                if let Some(result) = self.sort(event, Some(id)) {
+                    return result;
+                }
+            }
+            Err(RequestError::Encode("CoAP shell stopped".into()))
+        };
+        tokio::time::timeout(limit, wait).await.ok()
+    }
+
     /// Registers Observe on `path` (the index). False when the server answers without
     /// Observe: it does not support it, and polling goes on alone.
     pub async fn observe(&self, path: &str) -> Result<bool, FetchError> {
@@ -134,18 +152,10 @@ impl CoapSource {
             .await
             .map_err(transport)?
             .map_err(transport)?;
-        let wait = async {
-            while let Some(event) = client.events.recv().await {
-                if let Some(result) = self.sort(event, Some(id)) {
-                    return result;
-                }
-            }
-            Err(RequestError::Encode("CoAP shell stopped".into()))
-        };
-        let supported = match tokio::time::timeout(BLOCK_TIMEOUT, wait).await {
-            Ok(Ok(r)) => r.code == Code::Content && r.observe.is_some(),
-            Ok(Err(e)) => return Err(transport(format!("observe {path}: {e}"))),
-            Err(_) => false,
+        let supported = match self.answer(client, id, BLOCK_TIMEOUT).await {
+            Some(Ok(r)) => r.code == Code::Content && r.observe.is_some(),
+            Some(Err(e)) => return Err(transport(format!("observe {path}: {e}"))),
+            None => false,
         };
         if supported {
             self.set_observation(Some(id));
@@ -224,17 +234,9 @@ impl CoapSource {
             .await
             .map_err(transport)?
             .map_err(transport)?;
-        let wait = async {
-            while let Some(event) = client.events.recv().await {
-                if let Some(result) = self.sort(event, Some(id)) {
-                    return result;
-                }
-            }
-            Err(RequestError::Encode("CoAP shell stopped".into()))
-        };
-        let result = match tokio::time::timeout(FETCH_TIMEOUT, wait).await {
-            Ok(r) => r,
-            Err(_) => {
+        let result = match self.answer(client, id, FETCH_TIMEOUT).await {
+            Some(r) => r,
+            None => {
                 let _ = client.handle.with(move |ep, now| ep.cancel(now, id)).await;
                 return Err(transport(format!("GET {path}: no answer within {FETCH_TIMEOUT:?}")));
             }
@@ -263,18 +265,10 @@ impl CoapSource {
             .await
             .map_err(transport)?
             .map_err(transport)?;
-        let wait = async {
-            while let Some(event) = client.events.recv().await {
-                if let Some(result) = self.sort(event, Some(id)) {
-                    return result;
-                }
-            }
-            Err(RequestError::Encode("CoAP shell stopped".into()))
-        };
-        match tokio::time::timeout(BLOCK_TIMEOUT, wait).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(transport(format!("GET {path} block {num}: {e}"))),
-            Err(_) => {
+        match self.answer(client, id, BLOCK_TIMEOUT).await {
+            Some(Ok(response)) => Ok(response),
+            Some(Err(e)) => Err(transport(format!("GET {path} block {num}: {e}"))),
+            None => {
                 let _ = client.handle.with(move |ep, now| ep.cancel(now, id)).await;
                 Err(transport(format!("GET {path} block {num}: no answer within {BLOCK_TIMEOUT:?}")))
             }
