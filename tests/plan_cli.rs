@@ -17,9 +17,9 @@ fn ferry_plan(extra: &[&str]) -> String {
 fn building_plan_prints_the_next_action_and_why_each_device_waits() {
     let text = ferry_plan(&[]);
     let expected = [
-        "plan at 2026-11-24T01:30:00Z: 2 start, 16 wait, 1 updating, 1 up to date; air time 79 % of 80 %",
-        "f2-lock          flat-2  start acme-lock-fw@4 (critical update, urgency, ~2 min, 37 % air time)",
-        "garage-door      common  start riot-app@8 (security update, deadline, ~2 min, 37 % air time)",
+        "plan at 2026-11-24T01:30:00Z: 3 start, 15 wait, 1 updating, 1 up to date; air time 72 % of 80 %",
+        "f2-lock          flat-2  start acme-lock-fw@4 (critical update, urgency, ~2 min, 22 % air time)",
+        "garage-door      common  start riot-app@8 (security update, deadline, ~3 min, 22 % air time)",
         "hall-router      flat-2  wait acme-plug-fw@12: outside window until Sat 10:00 Europe/Berlin",
         "stair-router     common  wait acme-plug-fw@12: blackout; installs resume Thu 00:00 Europe/Berlin",
         "f1-kitchen-plug  flat-1  wait acme-plug-fw@12: router: 1 child still updating;",
@@ -27,7 +27,8 @@ fn building_plan_prints_the_next_action_and_why_each_device_waits() {
         "f1-fridge-temp   flat-1  wait riot-app@8: battery 12 % < 30 %",
         "f1-window        flat-1  wait riot-app@8: link RSSI -95 dBm < -90 dBm",
         "f1-door          flat-1  wait riot-app@8: free storage 40 kB < image 60 kB",
-        "f1-bath-temp     flat-1  wait riot-app@8: air time: 79 % in use + 37 % > 80 % budget",
+        "f1-bath-temp     flat-1  start riot-app@8 (security update, window, ~3 min, 22 % air time)",
+        "f1-living-temp   flat-1  wait riot-app@8: air time: 72 % in use + 26 % > 80 % budget",
         "garage-light     common  wait acme-light-fw@3: awaiting approval (authority acme: ferry update approve acme-light-fw@3)",
         "attic-temp       common  up to date: sequence 8 not higher than installed 8",
         "f1-kitchen-temp  flat-1  updating riot-app@8 (expected to end 2026-11-24T01:45:00Z)",
