@@ -16,6 +16,11 @@ ferry spends less). The load average is printed before and after.
 
     scripts/bench-coap.py [--ferry PATH] [--size BYTES] [--reps N] [--servers ferry,libcoap,aiocoap]
     scripts/bench-coap.py --smoke        # 64 KiB, one repetition: checks transfers only
+    scripts/bench-coap.py --cost         # ferry and libcoap under callgrind and strace
+
+`--cost` is the figure a loaded machine cannot blur: each server runs once per tool with no
+fetch and once with two, and the difference per block is printed: user-space instructions
+(valgrind's callgrind) and system calls (strace -c). Wall time means nothing there.
 
 Exit status: non-zero when a server cannot start or a transfer fails or differs; never for a
 missed speed target. Only [::1] and ports the kernel picks are used; every process started is
@@ -125,10 +130,11 @@ class Server:
         self.proc = None
         self.port = None
         self.path = None
+        self.wrapper = []  # e.g. valgrind or strace in front of the server's command
 
     def popen(self, cmd, **kw):
         log = open(os.path.join(self.workdir, f"{self.name}.log"), "wb")
-        p = subprocess.Popen(cmd, stdout=kw.pop("stdout", log), stderr=log, stdin=subprocess.DEVNULL, **kw)
+        p = subprocess.Popen(self.wrapper + cmd, stdout=kw.pop("stdout", log), stderr=log, stdin=subprocess.DEVNULL, **kw)
         STARTED.append(p)
         return p
 
@@ -195,6 +201,57 @@ def ensure_tools(install):
         subprocess.run(cmd, check=True)
 
 
+def interrupt(proc, timeout=60):
+    """SIGINT and wait: both servers exit cleanly on it, so valgrind and strace write their files.
+    strace blocks the signal for itself (it writes to a file), so its child gets it instead."""
+    try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    if proc.args[0] == "strace" and children:
+        for child in children:
+            os.kill(child, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=timeout)
+
+
+def cost(servers, blocks, workdir, timeout):
+    """Instructions and system calls per served block, from a run with no fetch and one with two."""
+    fetches = 2
+    tools = {
+        "Ir": (lambda out: ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"],
+               lambda out: int(next(l.split()[1] for l in open(out) if l.startswith(("summary:", "totals:"))))),
+        "syscalls": (lambda out: ["strace", "-f", "-c", "-o", out],
+                     lambda out: int(next(l.split()[3] for l in open(out) if l.rstrip().endswith(" total")))),
+    }
+    per_block = {}
+    for s in servers:
+        for tool, (wrap, read) in tools.items():
+            counts = []
+            for n in (0, fetches):
+                out = os.path.join(workdir, f"{s.name}-{tool}-{n}.out")
+                s.wrapper = wrap(out)
+                s.start()
+                for i in range(n):
+                    fetch(s.port, s.path, os.path.join(workdir, f"cost-{s.name}-{i}.bin"), timeout)
+                interrupt(s.proc)
+                counts.append(read(out))
+            per_block[(s.name, tool)] = (counts[1] - counts[0]) / (fetches * blocks)
+    print()
+    print(f"cost per served block (Block2 {BLOCK}, {fetches} fetches of {blocks} blocks minus a run with none)")
+    print(f"{'server':<10} {'instructions':>13} {'system calls':>13}")
+    for s in servers:
+        print(f"{s.name:<10} {per_block[(s.name, 'Ir')]:>13.0f} {per_block[(s.name, 'syscalls')]:>13.2f}")
+    names = {s.name for s in servers}
+    if {"ferry", "libcoap"} <= names:
+        for tool in tools:
+            print(f"ratio libcoap/ferry {tool} per block: "
+                  f"{per_block[('libcoap', tool)] / per_block[('ferry', tool)]:.3f} (> 1: ferry spends less)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ferry", default=os.environ.get("FERRY_BIN", "target/release/ferry"), help="the ferry binary")
@@ -204,7 +261,10 @@ def main():
     ap.add_argument("--timeout", type=int, default=120, help="seconds one transfer may take")
     ap.add_argument("--smoke", action="store_true", help="64 KiB, one repetition: correctness only")
     ap.add_argument("--install", action="store_true", help="apt-get/pip install the peers if missing")
+    ap.add_argument("--cost", action="store_true", help="instructions and system calls per block (ferry, libcoap)")
     args = ap.parse_args()
+    if args.cost and (not shutil.which("valgrind") or not shutil.which("strace")):
+        sys.exit("bench-coap: --cost needs valgrind and strace")
     if args.smoke:
         args.size, args.reps = 64 * 1024, 1
     ensure_tools(args.install)
@@ -228,6 +288,13 @@ def main():
             servers.append(Aiocoap(workdir, source))
         else:
             sys.exit(f"bench-coap: unknown server {n}")
+
+    if args.cost:
+        try:
+            return cost([s for s in servers if s.name != "aiocoap"], blocks, workdir, args.timeout)
+        finally:
+            stop_all()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     failures = []
     wall = {s.name: [] for s in servers}

@@ -774,14 +774,21 @@ impl<P: PeerKey> Endpoint<P> {
                 }
                 out.set_token(token);
                 resp.write_into(&mut out, &body);
-                if out.to_bytes().is_err() {
-                    // Too large to encode (an oversized error body, or options): say so rather
-                    // than leave the client retransmitting into silence.
-                    out.clear_all_options();
-                    out.header.code = MessageClass::Response(ResponseType::InternalServerError);
-                    out.payload.clear();
+                // Encoded once: these bytes are sent and kept for a duplicate.
+                match out.to_bytes() {
+                    Ok(bytes) => {
+                        self.push(peer, bytes.clone());
+                        Some(bytes)
+                    }
+                    Err(_) => {
+                        // Too large to encode (an oversized error body, or options): say so
+                        // rather than leave the client retransmitting into silence.
+                        out.clear_all_options();
+                        out.header.code = MessageClass::Response(ResponseType::InternalServerError);
+                        out.payload.clear();
+                        self.emit(peer, &out).ok()
+                    }
                 }
-                self.emit(peer, &out).ok()
             }
             Served::Deferred if con => Some(self.send_empty(peer, MessageType::Acknowledgement, mid)),
             Served::Deferred => None,

@@ -1,19 +1,20 @@
 //! The tokio shell: kernel UDP sockets driving one [`Endpoint`].
 //!
-//! One task owns the endpoint. It drains transmits and events, keeps a single sleep armed at
-//! [`Endpoint::poll_timeout`] (reset only when that deadline changes), and otherwise waits for
-//! a datagram, a command from a [`ShellHandle`] or shutdown. One reader task per socket feeds
-//! datagrams through a bounded channel.
+//! One task owns the endpoint and its sockets. It drains transmits and events, keeps a single
+//! sleep armed at [`Endpoint::poll_timeout`] (reset only when that deadline changes), and
+//! otherwise waits for a datagram on any socket, a command from a [`ShellHandle`] or shutdown.
+//! Datagrams are read straight into one buffer by that task: no reader tasks, channel hop or
+//! copy per datagram (the profile of `scripts/bench-coap.sh` showed them per block).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{Endpoint, Event};
@@ -37,8 +38,6 @@ pub enum ShellError {
     Stopped,
 }
 
-/// Datagrams waiting for the endpoint task; beyond this, readers wait (UDP drops in the kernel).
-const DATAGRAM_QUEUE: usize = 256;
 const EVENT_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 64;
 /// Large enough for any UDP payload: a truncated datagram would parse as garbage.
@@ -46,7 +45,7 @@ const RECV_BUFFER: usize = 65_536;
 
 /// The shell, before it runs.
 pub struct UdpShell {
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<UdpSocket>,
     endpoint: Endpoint<UdpPeer>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event<UdpPeer>>,
@@ -91,7 +90,7 @@ pub async fn bind(
     for addr in addrs {
         let s = UdpSocket::bind(addr).await.map_err(|source| ShellError::Bind { addr: *addr, source })?;
         local.push(s.local_addr().map_err(|source| ShellError::Bind { addr: *addr, source })?);
-        sockets.push(Arc::new(s));
+        sockets.push(s);
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -106,28 +105,7 @@ fn now() -> Instant {
 impl UdpShell {
     /// Runs until `shutdown` is cancelled; returns the endpoint (for its metrics).
     pub async fn run(mut self, shutdown: CancellationToken) -> Endpoint<UdpPeer> {
-        let (dg_tx, mut dg_rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(DATAGRAM_QUEUE);
-        let mut readers = JoinSet::new();
-        for (i, sock) in self.sockets.iter().enumerate() {
-            let sock = Arc::clone(sock);
-            let tx = dg_tx.clone();
-            readers.spawn(async move {
-                let mut buf = vec![0u8; RECV_BUFFER];
-                loop {
-                    match sock.recv_from(&mut buf).await {
-                        Ok((n, from)) => {
-                            if tx.send((i, from, buf[..n].to_vec())).await.is_err() {
-                                return;
-                            }
-                        }
-                        // E.g. ICMP errors surfacing on the socket: nothing to do but go on.
-                        Err(e) => tracing::debug!(error = %e, "coap: recv_from failed"),
-                    }
-                }
-            });
-        }
-        drop(dg_tx);
-
+        let mut buf = vec![0u8; RECV_BUFFER];
         let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -141,8 +119,9 @@ impl UdpShell {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some((i, from, bytes)) = dg_rx.recv() => {
-                    self.endpoint.handle_datagram(now(), UdpPeer { socket: i, addr: from }, &bytes);
+                (socket, addr, len) = std::future::poll_fn(|cx| poll_recv_any(&self.sockets, &mut buf, cx)) => {
+                    let datagram = buf.get(..len).unwrap_or_default();
+                    self.endpoint.handle_datagram(now(), UdpPeer { socket, addr }, datagram);
                 }
                 Some(cmd) = self.commands.recv() => cmd(&mut self.endpoint, now()),
                 _ = &mut sleep, if armed.is_some() => {
@@ -152,7 +131,6 @@ impl UdpShell {
                 }
             }
         }
-        readers.abort_all();
         self.endpoint
     }
 
@@ -171,4 +149,20 @@ impl UdpShell {
             }
         }
     }
+}
+
+/// Ready when any socket has a datagram: its index, sender and length in `buf`. Receive errors
+/// (such as ICMP errors surfacing on the socket) are logged and the socket polled again.
+fn poll_recv_any(sockets: &[UdpSocket], buf: &mut [u8], cx: &mut Context<'_>) -> Poll<(usize, SocketAddr, usize)> {
+    for (i, sock) in sockets.iter().enumerate() {
+        loop {
+            let mut read = ReadBuf::new(buf);
+            match sock.poll_recv_from(cx, &mut read) {
+                Poll::Ready(Ok(from)) => return Poll::Ready((i, from, read.filled().len())),
+                Poll::Ready(Err(e)) => tracing::debug!(error = %e, "coap: recv_from failed"),
+                Poll::Pending => break,
+            }
+        }
+    }
+    Poll::Pending
 }
