@@ -227,7 +227,7 @@ fn a_week_across_the_dst_change_installs_only_inside_windows_and_a_blackout_paus
     // Every install, from the trigger to the new image running, lies in one open interval of
     // the device's group: its windows minus its blackouts, as the owners' files stood.
     for i in &installs {
-        let schedule = rollout::schedule_at(&outcome, &spec.config, &i.group, i.triggered).unwrap();
+        let schedule = outcome.schedule_at(&spec.config, &i.group, i.triggered).unwrap();
         let open = schedule.open_intervals(i.triggered, i.running + SignedDuration::from_secs(1));
         assert!(
             open.iter().any(|iv| iv.start <= i.triggered && i.running < iv.end),

@@ -79,7 +79,7 @@ pub struct Outcome {
     /// Delivery sessions that ended other than `done`: when, device, why.
     pub failed_sessions: Vec<(Timestamp, String, String)>,
     pub arrivals: Vec<Arrival>,
-    /// Planner passes.
+    /// Planner passes (those that ran between two medium steps count once).
     pub plans: u64,
     /// Wall-clock time of the run.
     pub wall_ms: u64,
@@ -94,6 +94,11 @@ impl Outcome {
     /// The owners' settings in force at `at`.
     pub fn settings_at(&self, at: Timestamp) -> Option<&EffectiveSettings> {
         self.settings.iter().rev().find(|(from, _)| *from <= at).map(|(_, s)| s)
+    }
+
+    /// The schedule in force for `group` at `at`, as the planner saw it.
+    pub fn schedule_at(&self, config: &Config, group: &str, at: Timestamp) -> Option<Schedule> {
+        self.settings_at(at)?.group_schedule(config, group, at).ok()
     }
 }
 
@@ -124,14 +129,17 @@ pub fn run(scenario: &Scenario, spec: &RolloutSpec) -> Result<Outcome, BenchErro
     }
 
     // The updates Run::new serves wait for the first arrival.
-    let mut first = std::mem::take(&mut ferry.state.updates);
+    let first = std::mem::take(&mut ferry.state.updates);
+    let mut owner_changes = spec.owner_files.clone();
+    owner_changes.sort_by_key(|c| c.at);
     let mut rollout = Rollout {
         spec,
         ferry,
         owner_texts: BTreeMap::new(),
-        owner_changes: 0,
+        owner_changes,
+        owner_changes_done: 0,
         arrivals_done: 0,
-        first: &mut first,
+        first,
         outcome: Outcome {
             epoch,
             truth: BTreeMap::new(),
@@ -166,11 +174,12 @@ struct Rollout<'a> {
     ferry: Ferry,
     /// The owner files as they stand.
     owner_texts: BTreeMap<String, String>,
-    /// How many of the spec's owner file changes were applied.
-    owner_changes: usize,
+    /// The spec's owner file changes, oldest first, and how many were applied.
+    owner_changes: Vec<OwnerFileChange>,
+    owner_changes_done: usize,
     arrivals_done: usize,
     /// The first arrival's updates (served by `Run::new`).
-    first: &'a mut Vec<Update>,
+    first: Vec<Update>,
     outcome: Outcome,
 }
 
@@ -179,11 +188,8 @@ impl Rollout<'_> {
         u64::try_from(at.duration_since(self.ferry.epoch).as_micros()).unwrap_or(0)
     }
 
-    /// Owner file changes, oldest first, with their index in the spec.
     fn next_owner_change(&self) -> Option<Timestamp> {
-        let mut changes: Vec<Timestamp> = self.spec.owner_files.iter().map(|c| c.at).collect();
-        changes.sort();
-        changes.get(self.owner_changes).copied()
+        self.owner_changes.get(self.owner_changes_done).map(|c| c.at)
     }
 
     /// The next instant something arrives or changes.
@@ -194,14 +200,12 @@ impl Rollout<'_> {
 
     /// Reads the owner files as they stand at `now` and rebuilds every group's schedule.
     fn reload_owners(&mut self, now: Timestamp) {
-        let mut changes: Vec<&OwnerFileChange> = self.spec.owner_files.iter().collect();
-        changes.sort_by_key(|c| c.at);
-        for change in changes.iter().skip(self.owner_changes).take_while(|c| c.at <= now) {
+        for change in self.owner_changes.iter().skip(self.owner_changes_done).take_while(|c| c.at <= now) {
             match &change.text {
                 Some(text) => self.owner_texts.insert(change.owner.clone(), text.clone()),
                 None => self.owner_texts.remove(&change.owner),
             };
-            self.owner_changes += 1;
+            self.owner_changes_done += 1;
         }
         let config = &self.spec.config;
         let previous = self.outcome.settings.last().map(|(_, s)| s.clone()).unwrap_or_default();
@@ -332,9 +336,4 @@ impl Rollout<'_> {
             }
         }
     }
-}
-
-/// The schedule in force for `group` at `at`, as the planner saw it.
-pub fn schedule_at(outcome: &Outcome, config: &Config, group: &str, at: Timestamp) -> Option<Schedule> {
-    outcome.settings_at(at)?.group_schedule(config, group, at).ok()
 }
