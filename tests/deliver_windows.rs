@@ -237,8 +237,9 @@ fn a_week_across_the_dst_change_installs_only_inside_windows_and_a_blackout_paus
     }
 
     // Each update reaches the always-on devices of each flat in the window the module doc
-    // predicts. (The sleepy ones are held to the check above and to the end state below: a
-    // sleepy device's probe can go unanswered for hours, and its sessions are retried.)
+    // predicts. (The sleepy ones are held to the check above and to the end state below: after
+    // its reboot a sleepy node only registers its address again once it has heard a DIO, so the
+    // border router can lose it for hours or days; its sessions fail and are retried.)
     let when = |group: &str, sequence: u64| -> Vec<&Install> {
         installs.iter().filter(|i| i.group == group && i.sequence == sequence).collect()
     };
