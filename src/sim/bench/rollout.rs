@@ -297,6 +297,7 @@ impl Rollout<'_> {
             self.ferry.step(&mut run.host, &mut run.fleet);
             if seen_next_plan != Some(self.ferry.next_plan_us) {
                 self.outcome.plans += 1;
+                self.hold_closed_sessions(run);
                 self.plan_again_when_a_wait_ends(run.host.now_us());
                 seen_next_plan = Some(self.ferry.next_plan_us);
             }
@@ -313,6 +314,26 @@ impl Rollout<'_> {
                 ferry.step(h, fleet);
                 ferry.next_wake(h).is_some_and(|w| w < wake)
             });
+        }
+    }
+
+    /// Cancels the sessions that have not triggered their device yet while its group is closed
+    /// ([`plan::closed_sessions`]: a blackout saved since they started); the planner starts
+    /// them again when the group opens.
+    fn hold_closed_sessions(&mut self, run: &mut Run) {
+        let now = self.ferry.timestamp(run.host.now_us());
+        let closed = plan::closed_sessions(&self.ferry.state, now);
+        let mut cancelled = false;
+        for (eui, _) in closed {
+            let Some(i) = run.fleet.targets.iter().position(|t| Eui64(t.eui) == eui) else { continue };
+            let Some(&id) = self.ferry.sessions.get(&i) else { continue };
+            if self.ferry.engine.state(id) == Some(crate::deliver::State::Planned) {
+                cancelled |= self.ferry.engine.cancel(run.host.now(), id);
+            }
+        }
+        if cancelled {
+            let at = run.host.now();
+            self.ferry.perform_actions(&mut run.host, at);
         }
     }
 
