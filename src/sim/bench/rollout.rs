@@ -10,7 +10,10 @@
 //! last, for every board class) and owners' files change at [`RolloutSpec::owner_files`] (as a
 //! tenant saving a file, which ferryd reads within one heartbeat). The planner runs every
 //! [`RolloutSpec::plan_every_s`], when a session ends, when something arrives or changes, and
-//! when one of its waits ends (the plan's `retry_at`). What the devices did is their ground truth
+//! when one of its waits ends (the plan's `retry_at`). A session that has not triggered its
+//! device while its group closed since it started (an owner saved a blackout) is cancelled and
+//! planned again when the group opens ([`plan::closed_sessions`]); a failed session leaves its
+//! device to the planner, as in ferryd. What the devices did is their ground truth
 //! ([`Outcome::truth`]), with the wall clock of a medium µs given by [`Outcome::wall`].
 
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use std::time::Instant as WallInstant;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{serve_update, Driver, Ferry, Run, COMPONENT};
+use super::{serve_update, BenchError, Driver, Ferry, Run, COMPONENT};
 use crate::config::Config;
 use crate::fleet::device::Eui64;
 use crate::fleet::owners::{load_owner_texts, EffectiveSettings};
@@ -26,8 +29,6 @@ use crate::schedule::plan::{self, GroupPlan, Update, Urgency};
 use crate::schedule::Schedule;
 use crate::sim::riot::NodeTruth;
 use crate::sim::scenario::Scenario;
-
-use super::BenchError;
 
 /// What to run.
 #[derive(Debug, Clone)]
