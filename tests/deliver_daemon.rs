@@ -296,3 +296,57 @@ fn ferryd_killed_mid_delivery_resumes_without_a_second_trigger() {
     assert_eq!(fw["installed_sequence"], 6, "{fw}");
     assert_eq!(fw["history"].as_array().unwrap().len(), 1, "exactly one trigger: {fw}");
 }
+
+/// `ferry plan` until `done` holds for it, at most `limit`.
+fn wait_plan(d: &Ferryd, limit: Duration, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = ferry(&d.socket(), &["plan"]);
+        let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+        if done(&plan) {
+            return plan;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen in {limit:?}:\n{plan}\nlog:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_refused_owner_file_keeps_the_blackout_and_a_good_one_lifts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("star.toml"), star(2, 5, 1024)).unwrap();
+    let watch = publish(&dir.path().join("repo"), 6, 1024);
+    let owners = dir.path().join("owners.d");
+    std::fs::create_dir(&owners).unwrap();
+    let now = jiff::Timestamp::now();
+    let (start, end) = (
+        now.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap(),
+        now.checked_add(jiff::SignedDuration::from_hours(48)).unwrap(),
+    );
+    let blackout =
+        format!("[group.star]\nblackouts = [{{ start = \"{start}\", end = \"{end}\", reason = \"move-in\" }}]\n");
+    let file = owners.join("root.toml");
+    std::fs::write(&file, &blackout).unwrap();
+    let mut d = Ferryd::spawn(dir.path(), &config("sim:star.toml", &watch, 2));
+    d.wait_radio_up();
+    let in_blackout = |plan: &str| plan.matches("blackout; installs resume").count() == 2;
+    wait_plan(&d, Duration::from_secs(60), "both devices wait for the blackout", in_blackout);
+
+    // A typo'd key: refused, and the blackout stays in force.
+    std::fs::write(&file, blackout.replace("blackouts", "blackout")).unwrap();
+    d.signal("HUP");
+    d.wait_log("(the previous settings stay in force)");
+    assert!(d.log().contains("unknown field `blackout`"), "the log names the bad key:\n{}", d.log());
+    std::thread::sleep(Duration::from_secs(2));
+    wait_plan(&d, Duration::from_secs(1), "the blackout still in force", in_blackout);
+    let s = scrape(metrics_addr(&mut d));
+    assert_eq!(labelled(&s, "ferry_delivery_bytes_total"), 0.0, "{s}");
+    assert!(!history(dir.path()).contains("triggered"));
+
+    // The fixed file lifts the blackout: the planner starts both devices.
+    std::fs::write(&file, "[group.star]\nblackouts = []\n").unwrap();
+    d.signal("HUP");
+    wait_metrics(&mut d, Duration::from_secs(90), "both updates done after the blackout was lifted", |s| {
+        labelled(s, "ferry_updates_completed_total{result=\"done\"}") >= 2.0
+    });
+}

@@ -6,8 +6,8 @@ use ferry::config::GroupPolicy;
 use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use ferry::fleet::topology::InMemoryTopology;
 use ferry::schedule::plan::{
-    plan, Action, ActiveSession, ApprovalMode, GroupPlan, PlanDevice, PlanState, StartBasis, Update, Urgency,
-    WaitReason,
+    closed_sessions, plan, Action, ActiveSession, ApprovalMode, GroupPlan, PlanDevice, PlanState, StartBasis, Update,
+    Urgency, WaitReason,
 };
 use ferry::schedule::{Blackout, Length, Schedule, Window};
 use jiff::tz::TimeZone;
@@ -181,4 +181,34 @@ fn battery_approval_and_codes() {
         _ => unreachable!(),
     };
     assert_eq!(codes, ["awaiting-approval", "battery-low"]);
+}
+
+#[test]
+fn sessions_whose_group_closed_since_they_started_are_named() {
+    let now = monday_noon();
+    let hour = SignedDuration::from_hours(1);
+    let blackout = Blackout::new(now - hour, now + hour).unwrap();
+    let session = |n: u8, update: &str| ActiveSession {
+        device: e(n),
+        update: update.into(),
+        started_at: now - SignedDuration::from_mins(5),
+        expected_end: now + SignedDuration::from_mins(5),
+        air_time_share: 0.1,
+    };
+    let updates = vec![update(5, Urgency::Routine, 1000), update(6, Urgency::Critical, 1000)];
+    let mut s = state(&["Mon-Sun 00:00-24:00"], vec![blackout], vec![device(1), device(2)], updates);
+    // A routine update waits out the blackout; a critical one may not skip blackouts either
+    // (skip_blackouts_from is `never` by default).
+    s.sessions = vec![session(1, "app@5"), session(2, "app@6")];
+    let closed = closed_sessions(&s, now);
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    assert!(matches!(closed[0], (d, WaitReason::Blackout { .. }) if d == e(1)), "{closed:?}");
+    // Once the blackout ends, nothing is held.
+    assert!(closed_sessions(&s, now + hour).is_empty());
+    // Outside the windows, only what may not skip windows is held: critical skips by default.
+    let mut s = state(&["Mon-Sun 01:00-02:00"], vec![], vec![device(1), device(2)], s.updates.clone());
+    s.sessions = vec![session(1, "app@5"), session(2, "app@6")];
+    let closed = closed_sessions(&s, now);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert!(matches!(closed[0], (d, WaitReason::OutsideWindow { .. }) if d == e(1)), "{closed:?}");
 }

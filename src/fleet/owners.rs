@@ -226,7 +226,7 @@ pub fn load_owner_dir(
     now: Timestamp,
     previous: &EffectiveSettings,
 ) -> (EffectiveSettings, Vec<Rejection>) {
-    let mut effective = EffectiveSettings::default();
+    let effective = EffectiveSettings::default();
     let mut rejections = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -247,37 +247,72 @@ pub fn load_owner_dir(
         })
         .collect();
     files.sort();
+    let mut taken = Taken { effective, rejections, config, now, previous };
     for file in files {
+        taken.take(file, read_owner_file);
+    }
+    (taken.effective, taken.rejections)
+}
+
+/// [`load_owner_dir`] for owner files given as `(owner name, TOML text)` instead of a folder:
+/// the same checks but the file's ownership and mode (step 2), as there is no file. The
+/// simulated rollouts (`sim::bench::rollout`) change owners' settings this way in virtual time.
+pub fn load_owner_texts<'a>(
+    texts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    config: &Config,
+    now: Timestamp,
+    previous: &EffectiveSettings,
+) -> (EffectiveSettings, Vec<Rejection>) {
+    let mut taken = Taken { effective: EffectiveSettings::default(), rejections: Vec::new(), config, now, previous };
+    for (owner, text) in texts {
+        taken.take(PathBuf::from(format!("{owner}.toml")), |path, _| parse_owner_file(path, text));
+    }
+    (taken.effective, taken.rejections)
+}
+
+/// One pass over owner files: what is in force so far and what was refused.
+struct Taken<'a> {
+    effective: EffectiveSettings,
+    rejections: Vec<Rejection>,
+    config: &'a Config,
+    now: Timestamp,
+    previous: &'a EffectiveSettings,
+}
+
+impl Taken<'_> {
+    /// Takes or refuses `file`, read by `read` once its owner and lease are known.
+    fn take(&mut self, file: PathBuf, read: impl FnOnce(&Path, &OwnerConfig) -> Result<OwnerFile, RejectReason>) {
+        let (config, now) = (self.config, self.now);
         let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
         let Some(owner) = config.owners.iter().find(|o| o.name == name) else {
             let known = config.owners.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
             let reason = RejectReason::UnknownOwner { name, known };
-            rejections.push(Rejection { file, owner: None, reason, kept_previous: false });
-            continue;
+            self.rejections.push(Rejection { file, owner: None, reason, kept_previous: false });
+            return;
         };
         let outcome = lease_in_force(owner, now).and_then(|()| {
-            let settings = read_owner_file(&file, owner)?;
+            let settings = read(&file, owner)?;
             check_settings(owner, &settings, config, now)?;
             Ok(settings)
         });
         match outcome {
             Ok(settings) => {
-                effective.owners.insert(name, OwnerSettings { file, settings });
+                self.effective.owners.insert(name, OwnerSettings { file, settings });
             }
             Err(reason) => {
                 let lease_over = matches!(reason, RejectReason::LeaseEnded { .. } | RejectReason::BadLeaseEnd { .. });
-                let kept = previous
+                let kept = self
+                    .previous
                     .owners
                     .get(&name)
                     .filter(|prev| !lease_over && check_settings(owner, &prev.settings, config, now).is_ok());
                 if let Some(prev) = kept {
-                    effective.owners.insert(name.clone(), prev.clone());
+                    self.effective.owners.insert(name.clone(), prev.clone());
                 }
-                rejections.push(Rejection { file, owner: Some(name), reason, kept_previous: kept.is_some() });
+                self.rejections.push(Rejection { file, owner: Some(name), reason, kept_previous: kept.is_some() });
             }
         }
     }
-    (effective, rejections)
 }
 
 fn lease_in_force(owner: &OwnerConfig, now: Timestamp) -> Result<(), RejectReason> {
@@ -317,7 +352,15 @@ fn read_owner_file(path: &Path, owner: &OwnerConfig) -> Result<OwnerFile, Reject
     }
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(RejectReason::Unreadable)?;
-    config::deserialize_located(path, &text).map_err(|e| match e {
+    parse_owner_file(path, &text)
+}
+
+/// Step 3: an owner file's text; `path` names it in errors.
+fn parse_owner_file(path: &Path, text: &str) -> Result<OwnerFile, RejectReason> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(RejectReason::TooLarge);
+    }
+    config::deserialize_located(path, text).map_err(|e| match e {
         ConfigError::Invalid(invalid) => RejectReason::Malformed(invalid),
         ConfigError::Read { source, .. } => RejectReason::Unreadable(source),
     })

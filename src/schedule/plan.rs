@@ -768,43 +768,7 @@ fn check_device(
 
     // Rule 3.
     let zone = &at_now.zone;
-    let deadline = (update.urgency >= Urgency::Security)
-        .then(|| update.available_at.saturating_add(group.max_deferral).unwrap_or(Timestamp::MAX));
-    let deadline_due =
-        deadline.is_some_and(|d| now >= d.saturating_sub(state.pan.deadline_lead).unwrap_or(Timestamp::MIN));
-    let mut basis = StartBasis::Window;
-    let mut window_closes = None;
-    if deadline_due {
-        basis = StartBasis::Deadline;
-    } else {
-        let window_open = at_now.window_open;
-        let state_now = at_now.state;
-        let in_blackout = window_open && matches!(state_now, WindowState::Closed { .. });
-        let next_open = match state_now {
-            WindowState::Open { .. } => None,
-            WindowState::Closed { opens } => opens,
-        };
-        let windows_ok = window_open || group.skip_windows_from.allows(update.urgency);
-        let blackouts_ok = !in_blackout || group.skip_blackouts_from.allows(update.urgency);
-        if !windows_ok {
-            reasons.push(WaitReason::OutsideWindow { opens: next_open.map(|t| LocalTime::new(t, zone, now)) });
-            retry_at = next_open;
-        } else if !blackouts_ok {
-            reasons.push(WaitReason::Blackout { resumes: next_open.map(|t| LocalTime::new(t, zone, now)) });
-            retry_at = next_open;
-        }
-        match state_now {
-            WindowState::Open { closes } => window_closes = closes,
-            WindowState::Closed { .. } => basis = StartBasis::Urgency,
-        }
-        // The deadline-lead moment is also worth retrying at.
-        if let Some(d) = deadline {
-            let due = d.saturating_sub(state.pan.deadline_lead).unwrap_or(d);
-            if retry_at.is_none_or(|r| due < r) && !reasons.is_empty() {
-                retry_at = Some(due);
-            }
-        }
-    }
+    let (basis, window_closes, deadline) = rule_when(state, group, at_now, update, now, &mut reasons, &mut retry_at);
 
     // Rule 4.
     let ready = &group.readiness;
@@ -877,6 +841,78 @@ fn check_device(
         deadline,
     };
     DeviceCheck::Ready { start, hops: hops.unwrap_or(u8::MAX) }
+}
+
+/// Rule 3 for `update` in `group` at `now`: pushes why it may not start yet (outside a window,
+/// in a blackout) and when to look again; returns on what basis it would start, when its window
+/// closes and its deferral deadline.
+fn rule_when(
+    state: &PlanState,
+    group: &GroupPlan,
+    at_now: &GroupNow,
+    update: &Update,
+    now: Timestamp,
+    reasons: &mut Vec<WaitReason>,
+    retry_at: &mut Option<Timestamp>,
+) -> (StartBasis, Option<Timestamp>, Option<Timestamp>) {
+    let zone = &at_now.zone;
+    let deadline = (update.urgency >= Urgency::Security)
+        .then(|| update.available_at.saturating_add(group.max_deferral).unwrap_or(Timestamp::MAX));
+    let deadline_due =
+        deadline.is_some_and(|d| now >= d.saturating_sub(state.pan.deadline_lead).unwrap_or(Timestamp::MIN));
+    let mut basis = StartBasis::Window;
+    let mut window_closes = None;
+    if deadline_due {
+        basis = StartBasis::Deadline;
+    } else {
+        let window_open = at_now.window_open;
+        let state_now = at_now.state;
+        let in_blackout = window_open && matches!(state_now, WindowState::Closed { .. });
+        let next_open = match state_now {
+            WindowState::Open { .. } => None,
+            WindowState::Closed { opens } => opens,
+        };
+        let windows_ok = window_open || group.skip_windows_from.allows(update.urgency);
+        let blackouts_ok = !in_blackout || group.skip_blackouts_from.allows(update.urgency);
+        if !windows_ok {
+            reasons.push(WaitReason::OutsideWindow { opens: next_open.map(|t| LocalTime::new(t, zone, now)) });
+            *retry_at = next_open;
+        } else if !blackouts_ok {
+            reasons.push(WaitReason::Blackout { resumes: next_open.map(|t| LocalTime::new(t, zone, now)) });
+            *retry_at = next_open;
+        }
+        match state_now {
+            WindowState::Open { closes } => window_closes = closes,
+            WindowState::Closed { .. } => basis = StartBasis::Urgency,
+        }
+        // The deadline-lead moment is also worth retrying at.
+        if let Some(d) = deadline {
+            let due = d.saturating_sub(state.pan.deadline_lead).unwrap_or(d);
+            if retry_at.is_none_or(|r| due < r) && !reasons.is_empty() {
+                *retry_at = Some(due);
+            }
+        }
+    }
+    (basis, window_closes, deadline)
+}
+
+/// Running sessions whose device may not be taken down now, with why: the group closed since
+/// the session started (its window ended, or an owner saved a blackout) and the update's
+/// urgency does not let it through. A session that has triggered its device cannot be held
+/// back (the device installs on its own); one that has not should wait for the group to open.
+pub fn closed_sessions(state: &PlanState, now: Timestamp) -> Vec<(Eui64, WaitReason)> {
+    let mut closed = Vec::new();
+    for session in &state.sessions {
+        let Some(device) = state.devices.iter().find(|d| d.eui64 == session.device) else { continue };
+        let Some(update) = state.updates.iter().find(|u| u.id == session.update) else { continue };
+        let Some(group) = state.groups.get(&device.group) else { continue };
+        let (mut reasons, mut retry_at) = (Vec::new(), None);
+        rule_when(state, group, &GroupNow::new(group, now), update, now, &mut reasons, &mut retry_at);
+        if let Some(reason) = reasons.into_iter().next() {
+            closed.push((session.device, reason));
+        }
+    }
+    closed
 }
 
 /// The parent a device hangs under, for display.

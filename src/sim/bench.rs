@@ -99,6 +99,10 @@ const JOIN_LIMIT_US: u64 = 600_000_000;
 const PLAN_EVERY_US: u64 = 1_000_000;
 /// The component every bench device has (the planner's key for installed versions).
 const COMPONENT: &str = "0";
+/// The wall clock of medium µs 0 in a bench run (the planner's windows are always open there).
+const BENCH_EPOCH: &str = "2026-11-23T10:00:00Z";
+
+pub mod rollout;
 
 /// How a fleet update is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -312,6 +316,13 @@ struct Served {
     /// The planner's vendor and class ID strings.
     vendor: String,
     class: String,
+}
+
+impl Served {
+    /// The planner's name for this update.
+    fn update_id(&self) -> String {
+        format!("{}@{}", self.offer.manifest_path, self.offer.sequence)
+    }
 }
 
 /// The common part of every strategy: the host stack and the fleet it updates.
@@ -590,6 +601,13 @@ struct Ferry {
     sessions: BTreeMap<usize, SessionId>,
     /// Failed sessions per target (the planner gives up on a device after its session fails).
     next_plan_us: u64,
+    /// How often the planner runs when nothing else asks for it, µs.
+    plan_every_us: u64,
+    /// Whether a failed session ends its device's run (the bench) or the planner may start it
+    /// again, as ferryd does (a rollout).
+    give_up_on_failure: bool,
+    /// Sessions that ended other than `done`: medium µs, device, why.
+    failures: Vec<(u64, String, String)>,
     replan: bool,
     /// Per session: its state and since when (medium µs).
     in_state: HashMap<SessionId, (crate::deliver::State, u64)>,
@@ -598,7 +616,11 @@ struct Ferry {
 
 impl Ferry {
     fn new(host: &SimHost, fleet: &Fleet, scenario: &Scenario) -> Ferry {
-        let epoch: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        Ferry::with_epoch(host, fleet, scenario, BENCH_EPOCH.parse().unwrap_or(Timestamp::UNIX_EPOCH))
+    }
+
+    /// The ferry driver whose planner reads medium µs 0 as the wall-clock instant `epoch`.
+    fn with_epoch(host: &SimHost, fleet: &Fleet, scenario: &Scenario, epoch: Timestamp) -> Ferry {
         let start = epoch.saturating_add(SignedDuration::from_micros(fleet.t0 as i64)).unwrap_or(epoch);
         let devices = fleet
             .targets
@@ -623,7 +645,7 @@ impl Ferry {
             .served
             .iter()
             .map(|s| Update {
-                id: format!("{}@{}", s.offer.manifest_path, s.offer.sequence),
+                id: s.update_id(),
                 authority: "riot-test".into(),
                 vendor_id: s.vendor.clone(),
                 class_id: s.class.clone(),
@@ -668,7 +690,7 @@ impl Ferry {
                 .iter()
                 .map(|t| (Eui64(t.eui), t.parent.map_or(Parent::BorderRouter, |p| Parent::Node(Eui64(p))))),
         );
-        let engine = Engine::new(EngineConfig::default(), host.now(), epoch.as_millisecond(), 0);
+        let engine = Engine::new(EngineConfig::default(), host.now(), start.as_millisecond(), 0);
         Ferry {
             engine,
             state,
@@ -677,6 +699,9 @@ impl Ferry {
             requests: HashMap::new(),
             sessions: BTreeMap::new(),
             next_plan_us: fleet.t0,
+            plan_every_us: PLAN_EVERY_US,
+            give_up_on_failure: true,
+            failures: Vec::new(),
             replan: true,
             in_state: HashMap::new(),
             phases: BTreeMap::new(),
@@ -759,16 +784,20 @@ impl Ferry {
             self.state.sessions.retain(|s| s.device != eui);
             let state = self.engine.state(id);
             if state == Some(crate::deliver::State::Done) {
-                let seq = fleet.served[fleet.targets[i].offer].offer.sequence;
+                let offered = fleet.served[fleet.targets[i].offer].offer.sequence;
+                let seq = self.engine.record(id).map_or(offered, |r| r.plan.sequence);
                 if let Some(d) = self.state.devices.iter_mut().find(|d| d.eui64 == eui) {
                     d.installed.insert(COMPONENT.to_owned(), seq);
                 }
             } else {
-                // ferry gave up on the device (its retries are spent): no new session.
-                self.state.devices.retain(|d| d.eui64 != eui);
                 let why = self.engine.record(id).and_then(|r| r.reason.as_ref()).map(|r| r.to_string());
                 let why = format!("session {}: {}", state.map_or("gone", |s| s.as_str()), why.unwrap_or_default());
-                fleet.targets[i].end.get_or_insert(End::Failed { at: now_us, why });
+                self.failures.push((now_us, fleet.targets[i].name.clone(), why.clone()));
+                if self.give_up_on_failure {
+                    // ferry gave up on the device (its retries are spent): no new session.
+                    self.state.devices.retain(|d| d.eui64 != eui);
+                    fleet.targets[i].end.get_or_insert(End::Failed { at: now_us, why });
+                }
             }
         }
     }
@@ -779,7 +808,9 @@ impl Ferry {
         for start in p.starts() {
             let Some(i) = fleet.targets.iter().position(|t| Eui64(t.eui) == start.device) else { continue };
             let t = &fleet.targets[i];
-            let offer = &fleet.served[t.offer].offer;
+            // The update the planner chose (a rollout serves several over time).
+            let served = fleet.served.iter().find(|s| s.update_id() == start.update);
+            let offer = &served.unwrap_or(&fleet.served[t.offer]).offer;
             let session_plan = SessionPlan {
                 device: start.device,
                 peer: t.peer,
@@ -838,7 +869,7 @@ impl Driver for Ferry {
         fleet.read_truth(host.world(), false);
         if self.replan || now_us >= self.next_plan_us {
             self.replan = false;
-            self.next_plan_us = now_us + PLAN_EVERY_US;
+            self.next_plan_us = now_us + self.plan_every_us;
             self.start_planned(fleet, now, now_us);
             self.perform_actions(host, now);
         }
