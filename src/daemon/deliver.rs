@@ -66,6 +66,9 @@ const RIOT_COMPONENT: &str = "00";
 pub(super) struct PlanFeed {
     pub plan: Arc<Plan>,
     pub offered: Arc<Vec<OfferedUpdate>>,
+    /// Devices whose group closed under a running session (`plan::closed_sessions`): a session
+    /// that has not triggered its device yet is held back until the group opens again.
+    pub closed: Arc<Vec<Eui64>>,
 }
 
 /// A request to the room from the control socket.
@@ -102,8 +105,9 @@ pub(super) fn channels() -> (DeliverHandle, DeliverInputs) {
 
 impl DeliverHandle {
     /// The plan just computed for now; its starts are started.
-    pub(super) fn plan(&self, plan: Plan, offered: Vec<OfferedUpdate>) {
-        self.plans.send_replace(Some(PlanFeed { plan: Arc::new(plan), offered: Arc::new(offered) }));
+    pub(super) fn plan(&self, plan: Plan, offered: Vec<OfferedUpdate>, closed: Vec<Eui64>) {
+        let feed = PlanFeed { plan: Arc::new(plan), offered: Arc::new(offered), closed: Arc::new(closed) };
+        self.plans.send_replace(Some(feed));
     }
 
     /// Cancels a live session; the state it ends in, or why not.
@@ -254,7 +258,7 @@ impl DeliverRoom {
         self.offered = feed.offered.clone();
         self.serve_offered().await;
         let now = Instant::now();
-        let mut started = false;
+        let mut started = self.hold_closed(now, &feed.closed);
         for start in feed.plan.starts() {
             let Some(update) = self.offered.iter().find(|u| u.id == start.update) else { continue };
             if self.cancelled.contains(&(start.device, update.digest.clone())) {
@@ -299,6 +303,27 @@ impl DeliverRoom {
         if started {
             self.drain().await;
         }
+    }
+
+    /// Cancels the sessions of `closed` devices that have not triggered their device yet: an
+    /// owner's blackout saved (or a window ended) after the session started. Unlike an
+    /// operator's cancel, the planner starts them again when the group opens. True if any was.
+    fn hold_closed(&mut self, now: Instant, closed: &[Eui64]) -> bool {
+        let held: Vec<SessionId> = self
+            .engine
+            .progress()
+            .filter(|p| p.state == State::Planned)
+            .map(|p| p.id)
+            .filter(|&id| self.engine.record(id).is_some_and(|r| closed.contains(&r.plan.device)))
+            .collect();
+        let mut any = false;
+        for id in held {
+            if self.engine.cancel(now, id) {
+                tracing::info!(session = id, "held: the device's group closed before it was triggered");
+                any = true;
+            }
+        }
+        any
     }
 
     /// Adds every verified offered manifest not served yet to both catalogs.

@@ -270,14 +270,14 @@ pub(super) async fn plan(shared: &Shared, request: PlanRequest) -> Result<PlanRe
 /// Builds the planner's input from the store, the config, the owner files and the mesh, and
 /// plans for `at`.
 pub(super) async fn compute(shared: &Shared, at: Timestamp) -> Result<PlanReport, ApiError> {
-    Ok(compute_plan(shared, at).await?.2)
+    Ok(compute_plan(shared, at).await?.3)
 }
 
 /// [`compute`] with the plan itself and the offered updates, for the delivery room.
 pub(super) async fn compute_plan(
     shared: &Shared,
     at: Timestamp,
-) -> Result<(crate::schedule::plan::Plan, Vec<OfferedUpdate>, PlanReport), ApiError> {
+) -> Result<(crate::schedule::plan::Plan, Vec<OfferedUpdate>, Vec<Eui64>, PlanReport), ApiError> {
     let (offered, approvals) = offered_updates(shared).await?;
     let fleet = shared
         .store
@@ -300,5 +300,6 @@ pub(super) async fn compute_plan(
     };
     let (state, topology) = plan_input(&inputs, at);
     let (plan, report) = shared.plan.decide(&state, &topology, at);
-    Ok((plan, offered, report))
+    let closed = crate::schedule::plan::closed_sessions(&state, at).into_iter().map(|(eui, _)| eui).collect();
+    Ok((plan, offered, closed, report))
 }

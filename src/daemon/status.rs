@@ -45,9 +45,9 @@ impl Shared {
     /// Plans for now again (heartbeat, and after every change) and exports the decisions.
     pub async fn replan(&self) {
         match super::fleet::compute_plan(self, jiff::Timestamp::now()).await {
-            Ok((plan, offered, report)) => {
+            Ok((plan, offered, closed, report)) => {
                 self.plan.export(&report);
-                self.deliver.plan(plan, offered);
+                self.deliver.plan(plan, offered, closed);
             }
             Err(e) => tracing::warn!("cannot plan: {e}"),
         }
