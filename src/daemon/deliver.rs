@@ -17,6 +17,10 @@
 //!   with their link and position from the border router's topology. The topology is fed to
 //!   the planner as its [`MeshView`].
 //!
+//! - **Kernel devices.** Devices behind the kernel's IP stack (`[[kernel_device]]`, see
+//!   [`super::kernel`]) run in the same engine; their requests go out over `[coap] listen` and
+//!   what that endpoint serves them counts as their progress.
+//!
 //! Cancellation and the sessions' progress go through [`DeliverHandle`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +33,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::kernel::KernelSide;
 use super::net::NetHandle;
 use super::plan::{MeshView, OfferedUpdate};
 use super::status::Shared;
@@ -159,6 +164,13 @@ pub(super) struct DeliverRoom {
     /// Device and manifest digest of sessions an operator cancelled: not started again by this
     /// ferryd (a restart, or a newer update, lets the plan start them again).
     cancelled: HashSet<(Eui64, String)>,
+    /// Device and manifest digest of sessions that ended delivered but unconfirmed: the device
+    /// cannot say what it runs, so this ferryd does not deliver the same update to it again.
+    unconfirmed: HashSet<(Eui64, String)>,
+    /// Devices reached over `[coap] listen`, and the requests in flight to them.
+    kernel_side: KernelSide,
+    kernel_in_flight: HashMap<RequestId, Purpose>,
+    kernel_events: Option<mpsc::Receiver<Event<UdpPeer>>>,
     offered: Arc<Vec<OfferedUpdate>>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
@@ -172,6 +184,7 @@ impl DeliverRoom {
         cache: BlobCache,
         policy: Arc<Policy>,
         udp: Option<ShellHandle>,
+        kernel_events: Option<mpsc::Receiver<Event<UdpPeer>>>,
         inputs: &DeliverInputs,
     ) -> anyhow::Result<DeliverRoom> {
         let metrics = DeliverMetrics::register(shared.metrics.registry())?;
@@ -191,6 +204,10 @@ impl DeliverRoom {
         Ok(DeliverRoom {
             shared,
             net,
+            kernel_side: KernelSide::new(udp.clone()),
+            kernel_in_flight: HashMap::new(),
+            kernel_events,
+            unconfirmed: HashSet::new(),
             udp,
             cache,
             policy,
@@ -224,6 +241,8 @@ impl DeliverRoom {
         served_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut mesh_tick = tokio::time::interval(MESH_PERIOD);
         mesh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kernel_events = self.kernel_events.take();
+        self.on_kernel_tick().await;
         // Resumed sessions act at once (probe before any trigger).
         self.drain().await;
         loop {
@@ -238,9 +257,13 @@ impl DeliverRoom {
                     }
                 }
                 Some(event) = events.recv() => self.on_event(event).await,
+                Some(event) = next_kernel_event(&mut kernel_events) => self.on_kernel_event(event).await,
                 Some(command) = commands.recv() => self.on_command(command).await,
                 _ = served_tick.tick() => self.on_served().await,
-                _ = mesh_tick.tick() => self.on_mesh().await,
+                _ = mesh_tick.tick() => {
+                    self.on_kernel_tick().await;
+                    self.on_mesh().await;
+                }
                 _ = sleep_until(deadline) => {
                     self.engine.handle_timeout(Instant::now());
                     self.drain().await;
@@ -259,6 +282,10 @@ impl DeliverRoom {
             let Some(update) = self.offered.iter().find(|u| u.id == start.update) else { continue };
             if self.cancelled.contains(&(start.device, update.digest.clone())) {
                 tracing::debug!(device = %start.device, update = update.id, "cancelled by an operator; not started again");
+                continue;
+            }
+            if self.unconfirmed.contains(&(start.device, update.digest.clone())) {
+                tracing::debug!(device = %start.device, update = update.id, "delivered unconfirmed; not delivered again");
                 continue;
             }
             let Some(served) = self.served.get(&update.digest) else {
@@ -378,6 +405,9 @@ impl DeliverRoom {
     /// The device's address on the LoWPAN: the one it registered in the DODAG, else the prefix
     /// and the IID of its EUI-64.
     fn peer_of(&self, device: Eui64) -> Option<Peer> {
+        if let Some(peer) = self.kernel_side.peer_of(device) {
+            return Some(peer);
+        }
         let registered = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
         let address = registered.unwrap_or_else(|| {
             crate::net::ipv6::with_iid(self.prefix, crate::net::ipv6::iid_from_mac(crate::net::MacAddr::Ext(device.0)))
@@ -391,7 +421,52 @@ impl DeliverRoom {
             Event::Failed { id, error, .. } => (id, Err(error)),
             Event::Deferred { .. } => return,
         };
-        match self.in_flight.remove(&id) {
+        let purpose = self.in_flight.remove(&id);
+        self.on_outcome(purpose, outcome).await;
+    }
+
+    /// An answer (or failure) from a kernel device over `[coap] listen`.
+    async fn on_kernel_event(&mut self, event: Event<UdpPeer>) {
+        let (id, outcome) = match event {
+            Event::Response { id, response, .. } => (id, Ok(response)),
+            Event::Failed { id, error, .. } => (id, Err(error)),
+            Event::Deferred { .. } => return,
+        };
+        let purpose = self.kernel_in_flight.remove(&id);
+        self.on_outcome(purpose, outcome).await;
+    }
+
+    /// Takes the kernel devices the configuration lists now and asks those due for their facts
+    /// (on_mesh reads the LoWPAN's topology, which has none of them).
+    async fn on_kernel_tick(&mut self) {
+        let config = self.shared.config.borrow().clone();
+        if self.kernel_side.refresh(&config, &self.shared.store).await {
+            self.replan_wanted.notify_one();
+        }
+        let mut due = Vec::new();
+        for k in super::kernel::configured(&config) {
+            let eui = k.eui64;
+            let stored = self.shared.store.call(move |c| Ok(crate::store::devices::load(c, eui))).await;
+            let Ok(Ok(Some(device))) = stored else { continue };
+            if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
+                continue;
+            }
+            let stale = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > RELEARN_AFTER);
+            let busy = self
+                .engine
+                .progress()
+                .any(|p| !p.state.is_terminal() && self.engine.record(p.id).is_some_and(|r| r.plan.device == eui));
+            if stale && !busy && !self.learning.contains_key(&eui) {
+                due.push((eui, k.peer));
+            }
+        }
+        for (eui, peer) in due {
+            self.ask_facts(eui, peer).await;
+        }
+    }
+
+    async fn on_outcome(&mut self, purpose: Option<Purpose>, outcome: Result<coap::Response, coap::RequestError>) {
+        match purpose {
             Some(Purpose::Engine { session, tag }) => {
                 self.on_served().await;
                 self.engine.handle_response(Instant::now(), session, tag, outcome);
@@ -433,7 +508,8 @@ impl DeliverRoom {
 
     async fn on_served(&mut self) {
         let served = self.lowpan.drain_served();
-        if served.is_empty() {
+        let kernel = self.kernel.drain_served();
+        if served.is_empty() && kernel.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -442,7 +518,36 @@ impl DeliverRoom {
                 self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
             }
         }
+        // Blocks served on [coap] listen count for the kernel device they went to.
+        for s in kernel {
+            if let Some(peer) = s.peer.and_then(|p| self.kernel_side.device_at(&p.addr)) {
+                self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
+            }
+        }
         self.drain().await;
+    }
+
+    /// Starts `request` to `peer`: over `[coap] listen` for a kernel device, else on the LoWPAN.
+    async fn start_request(&mut self, peer: Peer, request: coap::Request, purpose: Purpose) -> Started {
+        if let Some(udp_peer) = self.kernel_side.route(&peer) {
+            return match self.kernel_side.start_request(udp_peer, request).await {
+                Ok(Ok(id)) => {
+                    self.kernel_in_flight.insert(id, purpose);
+                    Started::Yes
+                }
+                Ok(Err(e)) => Started::No(e.to_string()),
+                // [coap] listen stopped (shutdown); the LoWPAN side may still run.
+                Err(e) => Started::No(e.to_string()),
+            };
+        }
+        match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
+            Ok(Ok(id)) => {
+                self.in_flight.insert(id, purpose);
+                Started::Yes
+            }
+            Ok(Err(e)) => Started::No(e.to_string()),
+            Err(_) => Started::Stopped,
+        }
     }
 
     /// Performs the engine's actions in order: each record committed before the request after it.
@@ -466,15 +571,11 @@ impl DeliverRoom {
                         continue;
                     }
                     let what = format!("{:?} /{}", request.method, request.path_string());
-                    let started = self.net.with(move |border, now| border.start_request(now, peer, request)).await;
-                    match started {
-                        Ok(Ok(id)) => {
-                            tracing::debug!(session, %peer, what, "request to the device");
-                            self.in_flight.insert(id, Purpose::Engine { session, tag });
-                        }
+                    match self.start_request(peer, request, Purpose::Engine { session, tag }).await {
+                        Started::Yes => tracing::debug!(session, %peer, what, "request to the device"),
                         // The session's state deadline retries it.
-                        Ok(Err(e)) => tracing::warn!(session, %peer, what, "request not started: {e}"),
-                        Err(_) => return,
+                        Started::No(e) => tracing::warn!(session, %peer, what, "request not started: {e}"),
+                        Started::Stopped => return,
                     }
                 }
             }
@@ -499,6 +600,9 @@ impl DeliverRoom {
             .find(|u| Some(&u.id) == update.as_ref() || u.digest == record.plan.manifest_digest)
             .map_or_else(|| RIOT_COMPONENT.to_owned(), |u| u.component.clone());
         let now = Timestamp::now();
+        if record.state == State::Unconfirmed {
+            self.unconfirmed.insert((device, record.plan.manifest_digest.clone()));
+        }
         if record.state == State::Done {
             // The device is the truth: what it reported wins over what ferry sent.
             let installed = record.seq_reported.unwrap_or(record.plan.sequence);
@@ -650,7 +754,7 @@ impl DeliverRoom {
                 .any(|p| !p.state.is_terminal() && self.engine.record(p.id).is_some_and(|r| r.plan.device == eui));
             if due && !busy && !self.learning.contains_key(&eui) {
                 if let Some(peer) = self.peer_of(eui) {
-                    self.ask_facts(eui, *peer.ip()).await;
+                    self.ask_facts(eui, peer).await;
                 }
             }
         }
@@ -659,9 +763,8 @@ impl DeliverRoom {
         }
     }
 
-    async fn ask_facts(&mut self, device: Eui64, address: Ipv6Addr) {
-        tracing::debug!(device = %device, %address, "asking the device for its facts");
-        let peer = SocketAddrV6::new(address, COAP_PORT, 0, 0);
+    async fn ask_facts(&mut self, device: Eui64, peer: Peer) {
+        tracing::debug!(device = %device, %peer, "asking the device for its facts");
         self.learned_at.insert(device, Instant::now());
         self.learning.insert(device, Learning::default());
         for (index, path) in FACT_PATHS.iter().enumerate() {
@@ -669,17 +772,15 @@ impl DeliverRoom {
             if *path == "ferry/status" {
                 request.accept = Some(content_format::CBOR);
             }
-            match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
-                Ok(Ok(id)) => {
-                    self.in_flight.insert(id, Purpose::Fact { device, index });
-                }
-                Ok(Err(e)) => {
+            match self.start_request(peer, request, Purpose::Fact { device, index }).await {
+                Started::Yes => {}
+                Started::No(e) => {
                     tracing::debug!(device = %device, path, "cannot ask the device: {e}");
                     if let Some(l) = self.learning.get_mut(&device) {
                         l.answers[index] = Some(Err(()));
                     }
                 }
-                Err(_) => return,
+                Started::Stopped => return,
             }
         }
     }
@@ -806,6 +907,22 @@ fn parse_ferry_status(bytes: &[u8]) -> Option<FerryStatus> {
         }
     }
     Some(s)
+}
+
+/// Whether [`DeliverRoom::start_request`] started the request.
+enum Started {
+    Yes,
+    No(String),
+    /// The border router's task is gone: the room stops.
+    Stopped,
+}
+
+/// The next answer from `[coap] listen`; never, without it.
+async fn next_kernel_event(events: &mut Option<mpsc::Receiver<Event<UdpPeer>>>) -> Option<Event<UdpPeer>> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

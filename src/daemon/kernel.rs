@@ -1,0 +1,229 @@
+//! Devices behind the kernel's IP stack (`[[kernel_device]]`): an existing Thread network behind
+//! OTBR, a Linux `wpan` interface, RIOT `native` on a tap. ferry's radio never carries their
+//! traffic: they are asked, triggered and served over `[coap] listen`, with the same delivery
+//! engine (its peer is their UDP socket address) and the same catalog of verified content.
+//!
+//! What ferry cannot learn about them through the kernel it does not invent: their topology
+//! behind OTBR is unknown (the planner sees them one hop from the root, with no subtree, since
+//! none of ferry's air is theirs), their duty cycle is unknown unless a later report says
+//! otherwise, and battery, storage and installed sequence number come from `/ferry/status` or,
+//! for devices that cannot report them (RIOT native), from the configuration. A device without
+//! `/suit/slot/*` or `/ferry/status` ends "delivered, unconfirmed", never done.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+
+use jiff::Timestamp;
+
+use crate::coap::udp::{ShellError, ShellHandle, UdpPeer};
+use crate::coap::{self, RequestId, StartError};
+use crate::config::Config;
+use crate::fleet::commission::{self, Heard};
+use crate::fleet::device::{Eui64, LinkQuality, Parent, Source};
+use crate::fleet::InMemoryTopology;
+use crate::schedule::plan::PlanDevice;
+use crate::store::Store;
+
+/// RIOT's single SUIT component, as `plan::component_name` writes it.
+const RIOT_COMPONENT: &str = "00";
+
+/// The link the planner sees for a kernel device whose link ferry cannot measure: the group's
+/// radio thresholds guard ferry's own air, which none of its traffic takes.
+const KERNEL_LINK: LinkQuality = LinkQuality { rssi_dbm: 0, lqi: u8::MAX, etx: 1.0 };
+
+/// One configured kernel device.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KernelDevice {
+    pub eui64: Eui64,
+    pub peer: SocketAddrV6,
+}
+
+/// The configured kernel devices (entries that do not resolve are refused by `Config::parse`).
+pub(super) fn configured(config: &Config) -> Vec<KernelDevice> {
+    config
+        .kernel_devices
+        .iter()
+        .filter_map(|k| Some(KernelDevice { eui64: k.eui64().ok()?, peer: k.socket_addr() }))
+        .collect()
+}
+
+/// The planner's view of kernel devices: one hop from the root with no subtree (their
+/// topology behind the kernel is unknown), the configured facts where the device reports none.
+pub(super) fn complete_plan_view(config: &Config, topology: &mut InMemoryTopology, devices: &mut [PlanDevice]) {
+    for k in &config.kernel_devices {
+        let Ok(eui) = k.eui64() else { continue };
+        if crate::fleet::Topology::hops(topology, eui).is_none() {
+            topology.set_parent(eui, Parent::BorderRouter);
+        }
+        let Some(device) = devices.iter_mut().find(|d| d.eui64 == eui) else { continue };
+        device.mains_powered |= k.mains_powered;
+        device.free_storage_bytes = device.free_storage_bytes.or(k.free_storage_bytes);
+        device.link = device.link.or(Some(KERNEL_LINK));
+        if let Some(seq) = k.installed_sequence {
+            device.installed.entry(RIOT_COMPONENT.to_owned()).or_insert(seq);
+        }
+    }
+}
+
+/// The kernel side of the delivery room: which peers are reached over `[coap] listen`, and
+/// requests to them.
+pub(super) struct KernelSide {
+    udp: Option<ShellHandle>,
+    devices: Vec<KernelDevice>,
+}
+
+impl KernelSide {
+    pub(super) fn new(udp: Option<ShellHandle>) -> Self {
+        Self { udp, devices: Vec::new() }
+    }
+
+    /// Takes the devices the configuration lists now; those not known yet are recorded as
+    /// discovered (source: config), and true is returned when any was new.
+    pub(super) async fn refresh(&mut self, config: &Config, store: &Store) -> bool {
+        let devices = configured(config);
+        if devices == self.devices {
+            return false;
+        }
+        if self.udp.is_none() && !devices.is_empty() {
+            tracing::warn!("[[kernel_device]] entries need [coap] listen to be reached; they are not updated");
+        }
+        let mut new = false;
+        for d in devices.iter().filter(|d| !self.devices.contains(d)) {
+            match commission::discovered(store, d.eui64, Timestamp::now(), Source::Config).await {
+                Ok(Heard::New(_)) | Ok(Heard::Rediscovered(_)) => {
+                    tracing::info!(device = %d.eui64, address = %d.peer, "kernel device listed in ferry.toml");
+                    new = true;
+                }
+                Ok(Heard::Known(_)) => {}
+                Err(e) => tracing::warn!(device = %d.eui64, "cannot record the kernel device: {e}"),
+            }
+        }
+        self.devices = devices;
+        new
+    }
+
+    /// The CoAP address of a kernel device.
+    pub(super) fn peer_of(&self, device: Eui64) -> Option<SocketAddrV6> {
+        self.devices.iter().find(|d| d.eui64 == device).map(|d| d.peer)
+    }
+
+    /// Where a request to `peer` goes: `Some` for a kernel device (over the first IPv6 socket
+    /// of `[coap] listen`), `None` for the LoWPAN.
+    pub(super) fn route(&self, peer: &SocketAddrV6) -> Option<UdpPeer> {
+        if !self.devices.iter().any(|d| d.peer == *peer) {
+            return None;
+        }
+        let udp = self.udp.as_ref()?;
+        let socket = udp.local_addrs().iter().position(SocketAddr::is_ipv6)?;
+        Some(UdpPeer { socket, addr: SocketAddr::V6(*peer) })
+    }
+
+    /// The kernel device a datagram from `from` came from: its exact address, or the one
+    /// device at that IP (a RIOT node fetches from an ephemeral port). Several devices behind
+    /// one IP are told apart by port only.
+    pub(super) fn device_at(&self, from: &SocketAddr) -> Option<SocketAddrV6> {
+        let ip = match from.ip() {
+            IpAddr::V6(ip) => ip,
+            IpAddr::V4(ip) => ip.to_ipv6_mapped(),
+        };
+        if let Some(d) = self.devices.iter().find(|d| SocketAddr::V6(d.peer) == *from) {
+            return Some(d.peer);
+        }
+        let mut at_ip = self.devices.iter().filter(|d| *d.peer.ip() == ip);
+        match (at_ip.next(), at_ip.next()) {
+            (Some(only), None) => Some(only.peer),
+            _ => None,
+        }
+    }
+
+    /// Starts `request` to a kernel peer on the `[coap] listen` endpoint.
+    pub(super) async fn start_request(
+        &self,
+        peer: UdpPeer,
+        request: coap::Request,
+    ) -> Result<Result<RequestId, StartError>, ShellError> {
+        let udp = self.udp.as_ref().ok_or(ShellError::Stopped)?;
+        udp.with(move |endpoint, now| endpoint.start_request(now, peer, request)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let base = "[radio]\nurl = \"sim:sim/home.toml\"\n";
+        Config::parse(std::path::Path::new("ferry.toml"), &format!("{base}{text}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_kernel_device_is_named_by_its_address() {
+        let c = config(
+            "[[kernel_device]]\naddress = \"fd00:1::200:fe77:0:5\"\n\
+             [[kernel_device]]\naddress = \"::1\"\nport = 5700\neui64 = \"02:00:00:00:00:00:00:07\"\n",
+        );
+        let devices = configured(&c);
+        // The interface ID 0200:fe77:0000:0005 with the U/L bit flipped back.
+        assert_eq!(devices[0].eui64.to_string(), "00:00:fe:77:00:00:00:05");
+        assert_eq!(devices[0].peer.port(), 5683);
+        assert_eq!(devices[1].eui64.to_string(), "02:00:00:00:00:00:00:07");
+
+        let mut side = KernelSide::new(None);
+        side.devices = devices;
+        let native: SocketAddr = "[::1]:5700".parse().unwrap_or_else(|e| panic!("{e}"));
+        let ephemeral: SocketAddr = "[::1]:40000".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(side.device_at(&native).map(|p| p.port()), Some(5700));
+        assert_eq!(side.device_at(&ephemeral).map(|p| p.port()), Some(5700), "the one device at ::1");
+        assert_eq!(side.device_at(&"[fd00::9]:5683".parse().unwrap_or_else(|e| panic!("{e}"))), None);
+        // Without [coap] listen nothing is routed over the kernel.
+        assert_eq!(side.route(&devices_peer(&side, 1)), None);
+    }
+
+    fn devices_peer(side: &KernelSide, i: usize) -> SocketAddrV6 {
+        side.devices[i].peer
+    }
+
+    #[test]
+    fn a_kernel_device_listed_twice_is_refused() {
+        let base = "[radio]\nurl = \"sim:sim/home.toml\"\n";
+        let text =
+            format!("{base}[[kernel_device]]\naddress = \"fd00::2\"\n[[kernel_device]]\naddress = \"fd00::2\"\n");
+        let err = Config::parse(std::path::Path::new("ferry.toml"), &text).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("kernel_device[1]") && err.contains("listed once"), "{err}");
+        let text = format!("{base}[[kernel_device]]\naddress = \"ff02::fd\"\n");
+        let err = Config::parse(std::path::Path::new("ferry.toml"), &text).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("unicast"), "{err}");
+    }
+
+    #[test]
+    fn the_planner_sees_a_kernel_device_one_hop_away_with_its_configured_facts() {
+        let c = config(
+            "[[kernel_device]]\naddress = \"::1\"\nport = 5700\neui64 = \"02:00:00:00:00:00:00:07\"\n\
+             mains_powered = true\nfree_storage_bytes = 4096\ninstalled_sequence = 5\n",
+        );
+        let eui = Eui64([2, 0, 0, 0, 0, 0, 0, 7]);
+        let mut device = PlanDevice {
+            eui64: eui,
+            name: None,
+            group: "g".into(),
+            lifecycle: crate::fleet::Lifecycle::Active,
+            vendor_id: None,
+            class_id: None,
+            installed: Default::default(),
+            mains_powered: false,
+            battery_percent: None,
+            free_storage_bytes: None,
+            link: None,
+            wake_period_ms: None,
+        };
+        let mut topology = InMemoryTopology::new();
+        complete_plan_view(&c, &mut topology, std::slice::from_mut(&mut device));
+        assert_eq!(crate::fleet::Topology::hops(&topology, eui), Some(1));
+        assert!(device.mains_powered);
+        assert_eq!((device.free_storage_bytes, device.installed.get("00")), (Some(4096), Some(&5)));
+        // What the device reports wins over the configuration.
+        device.installed.insert("00".into(), 9);
+        device.free_storage_bytes = Some(1);
+        complete_plan_view(&c, &mut topology, std::slice::from_mut(&mut device));
+        assert_eq!((device.free_storage_bytes, device.installed.get("00")), (Some(1), Some(&9)));
+    }
+}
