@@ -4,7 +4,8 @@
 //! verifies and installs them. Without `/suit/slot/*` (RIOT native) the session ends
 //! "delivered, unconfirmed"; with riotboot slots it is confirmed by the slot change. The same
 //! ferryd is ferry's caching forward proxy for libcoap's `coap-client -P`: signed URIs are
-//! served from the cache, anything else gets 5.05.
+//! served from the cache, anything else gets 5.05. `[coap] discover` finds the node by its
+//! `/.well-known/core` (asked at its unicast address: loopback carries no multicast).
 
 mod common;
 
@@ -249,4 +250,27 @@ fn a_riotboot_node_behind_the_kernel_is_confirmed_by_its_slot() {
     assert!(h.contains("active slot moved from 0 to 1"), "{h}");
     let status = common::status(&d.socket()).expect("status");
     assert!(status.sessions.iter().any(|l| l.state == "done" && l.fetched == IMAGE as u64), "{:?}", status.sessions);
+}
+
+#[test]
+fn a_node_that_lists_suit_trigger_is_discovered() {
+    if !have_peer() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pan.toml"), PAN).expect("pan");
+    let node = Node::spawn(dir.path(), 5, false);
+    let config = format!(
+        "[radio]\nurl = \"sim:pan.toml\"\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [control]\nsocket = \"control.sock\"\n[coap]\nlisten = [\"[::1]:0\"]\ndiscover = [\"[::1]:{}\"]\n",
+        node.port
+    );
+    let mut d = Ferryd::spawn(dir.path(), &config);
+    d.wait_ready();
+    // ::1's interface ID, 0000:0000:0000:0001, with the U/L bit flipped back.
+    d.wait_log("kernel device answered a discovery query");
+    let out = ferry(&d.socket(), &["device", "show", "--json", "02:00:00:00:00:00:00:01"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["device"]["lifecycle"], "discovered", "{report}");
 }

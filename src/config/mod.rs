@@ -206,6 +206,10 @@ impl Default for ControlConfig {
 pub struct CoapConfig {
     #[serde(default, deserialize_with = "types::socket_addrs")]
     pub listen: Vec<SocketAddr>,
+    /// Where to look for kernel devices with `GET /.well-known/core`: all-CoAP-nodes on a link
+    /// (`"ff02::fd%tap0"`, RFC 7252 §12.8) or unicast addresses, `[addr%iface]:port` for a port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discover: Vec<String>,
 }
 
 /// `[[kernel_device]]`: a device ferry reaches through the kernel's IP stack rather than its own
@@ -248,18 +252,63 @@ impl KernelDeviceConfig {
     pub fn eui64(&self) -> Result<crate::fleet::Eui64, crate::fleet::device::Eui64Error> {
         match &self.eui64 {
             Some(text) => crate::fleet::device::parse_eui64(text),
-            None => {
-                let mut eui = [0u8; 8];
-                eui.copy_from_slice(&self.address.octets()[8..]);
-                eui[0] ^= 0x02;
-                Ok(crate::fleet::Eui64(eui))
-            }
+            None => Ok(Self::eui64_of(&self.address)),
         }
+    }
+
+    /// The EUI-64 an address's interface ID is made from (RFC 4291 appendix A).
+    pub fn eui64_of(address: &std::net::Ipv6Addr) -> crate::fleet::Eui64 {
+        let mut eui = crate::net::ipv6::iid(address);
+        eui[0] ^= 0x02;
+        crate::fleet::Eui64(eui)
     }
 
     pub fn socket_addr(&self) -> std::net::SocketAddrV6 {
         std::net::SocketAddrV6::new(self.address, self.port, 0, 0)
     }
+}
+
+/// A `[coap] discover` entry as a socket address: `ff02::fd%tap0`, `[ff02::fd%tap0]:5683`,
+/// `fd00::2`. The interface of a link-local or multicast address becomes its scope ID.
+pub fn parse_discover_target(text: &str) -> Result<std::net::SocketAddrV6, String> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']').ok_or_else(|| format!("`{text}`: no closing `]`"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("`{text}`: `{p}` is not a port"))?,
+                None if after.is_empty() => crate::border::COAP_PORT,
+                None => return Err(format!("`{text}`: expected `:PORT` after `]`")),
+            };
+            (host, port)
+        }
+        None => (text, crate::border::COAP_PORT),
+    };
+    let (address, interface) = match host.split_once('%') {
+        Some((a, i)) => (a, Some(i)),
+        None => (host, None),
+    };
+    let address: std::net::Ipv6Addr =
+        address.parse().map_err(|_| format!("`{text}`: `{address}` is not an IPv6 address"))?;
+    let scope = match interface {
+        None => 0,
+        Some(i) => match i.parse::<u32>() {
+            Ok(index) => index,
+            Err(_) => interface_index(i).ok_or_else(|| format!("`{text}`: no network interface `{i}`"))?,
+        },
+    };
+    let link_scoped =
+        (address.is_multicast() && (address.segments()[0] & 0x000f) <= 2) || address.is_unicast_link_local();
+    if link_scoped && scope == 0 {
+        return Err(format!("`{text}`: a link-scoped address needs its interface, as in `ff02::fd%tap0`"));
+    }
+    Ok(std::net::SocketAddrV6::new(address, port, 0, scope))
+}
+
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// `[owner_files]`: where owners keep their windows and blackouts.
@@ -830,6 +879,9 @@ impl Config {
         }
         for (i, owner) in self.owners.iter().enumerate() {
             owner.lease_end_at().map_err(|message| (format!("owner[{i}].lease_end"), message))?;
+        }
+        for (i, target) in self.coap.discover.iter().enumerate() {
+            parse_discover_target(target).map_err(|m| (format!("coap.discover[{i}]"), m))?;
         }
         let mut kernel = std::collections::BTreeMap::new();
         for (i, device) in self.kernel_devices.iter().enumerate() {

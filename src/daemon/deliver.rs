@@ -444,7 +444,7 @@ impl DeliverRoom {
             self.replan_wanted.notify_one();
         }
         let mut due = Vec::new();
-        for k in super::kernel::configured(&config) {
+        for k in self.kernel_side.devices().to_vec() {
             let eui = k.eui64;
             let stored = self.shared.store.call(move |c| Ok(crate::store::devices::load(c, eui))).await;
             let Ok(Ok(Some(device))) = stored else { continue };

@@ -9,14 +9,21 @@
 //! otherwise, and battery, storage and installed sequence number come from `/ferry/status` or,
 //! for devices that cannot report them (RIOT native), from the configuration. A device without
 //! `/suit/slot/*` or `/ferry/status` ends "delivered, unconfirmed", never done.
+//!
+//! Devices can also be found where the link carries multicast: `[coap] discover` lists
+//! addresses (all-CoAP-nodes `ff02::fd%IFACE`, RFC 7252 §12.8, or unicast ones) asked
+//! `GET /.well-known/core` every few minutes; every answer that lists `/suit/trigger` is a kernel
+//! device at the answer's source address, recorded as discovered (its EUI-64 from the
+//! address's interface ID) for an operator to admit.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use crate::coap::udp::{ShellError, ShellHandle, UdpPeer};
 use crate::coap::{self, RequestId, StartError};
-use crate::config::Config;
+use crate::config::{Config, KernelDeviceConfig};
 use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, LinkQuality, Parent, Source};
 use crate::fleet::InMemoryTopology;
@@ -68,29 +75,44 @@ pub(super) fn complete_plan_view(config: &Config, topology: &mut InMemoryTopolog
 /// requests to them.
 pub(super) struct KernelSide {
     udp: Option<ShellHandle>,
+    /// Configured and discovered devices (a configured entry wins for its EUI-64).
     devices: Vec<KernelDevice>,
+    /// Devices that answered a discovery query.
+    discovered: Vec<KernelDevice>,
+    /// The discovery query running now, and when the next is due.
+    discovering: Option<tokio::task::JoinHandle<Vec<SocketAddrV6>>>,
+    next_discovery: Instant,
 }
 
 impl KernelSide {
     pub(super) fn new(udp: Option<ShellHandle>) -> Self {
-        Self { udp, devices: Vec::new() }
+        Self { udp, devices: Vec::new(), discovered: Vec::new(), discovering: None, next_discovery: Instant::now() }
     }
 
-    /// Takes the devices the configuration lists now; those not known yet are recorded as
-    /// discovered (source: config), and true is returned when any was new.
+    /// Takes the devices the configuration lists now and those discovery found; those not
+    /// known yet are recorded as discovered, and true is returned when any was new.
     pub(super) async fn refresh(&mut self, config: &Config, store: &Store) -> bool {
-        let devices = configured(config);
+        self.poll_discovery(config).await;
+        let mut devices = configured(config);
+        for d in &self.discovered {
+            if !devices.iter().any(|c| c.eui64 == d.eui64) {
+                devices.push(d.clone());
+            }
+        }
         if devices == self.devices {
             return false;
         }
         if self.udp.is_none() && !devices.is_empty() {
-            tracing::warn!("[[kernel_device]] entries need [coap] listen to be reached; they are not updated");
+            tracing::warn!("kernel devices need [coap] listen to be reached; they are not updated");
         }
         let mut new = false;
         for d in devices.iter().filter(|d| !self.devices.contains(d)) {
-            match commission::discovered(store, d.eui64, Timestamp::now(), Source::Config).await {
+            let listed = configured(config).contains(d);
+            let source = if listed { Source::Config } else { Source::DeviceReport };
+            match commission::discovered(store, d.eui64, Timestamp::now(), source).await {
                 Ok(Heard::New(_)) | Ok(Heard::Rediscovered(_)) => {
-                    tracing::info!(device = %d.eui64, address = %d.peer, "kernel device listed in ferry.toml");
+                    let how = if listed { "listed in ferry.toml" } else { "answered a discovery query" };
+                    tracing::info!(device = %d.eui64, address = %d.peer, "kernel device {how}");
                     new = true;
                 }
                 Ok(Heard::Known(_)) => {}
@@ -99,6 +121,36 @@ impl KernelSide {
         }
         self.devices = devices;
         new
+    }
+
+    /// Collects a finished discovery query's answers and starts the next when it is due.
+    async fn poll_discovery(&mut self, config: &Config) {
+        if let Some(task) = self.discovering.take_if(|task| task.is_finished()) {
+            if let Ok(found) = task.await {
+                for peer in found {
+                    let device = KernelDevice { eui64: KernelDeviceConfig::eui64_of(peer.ip()), peer };
+                    if !self.discovered.iter().any(|d| d.eui64 == device.eui64) {
+                        tracing::debug!(address = %peer, "a SUIT device answered the discovery query");
+                        self.discovered.push(device);
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if self.discovering.is_some() || now < self.next_discovery || config.coap.discover.is_empty() {
+            return;
+        }
+        // Checked when the configuration was read: every entry parses here.
+        let targets: Vec<SocketAddrV6> =
+            config.coap.discover.iter().filter_map(|t| crate::config::parse_discover_target(t).ok()).collect();
+        let seed = crate::daemon::now_ms() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        self.discovering = Some(tokio::spawn(discover(targets, seed)));
+        self.next_discovery = now + DISCOVER_PERIOD;
+    }
+
+    /// The kernel devices known now (configured and discovered).
+    pub(super) fn devices(&self) -> &[KernelDevice] {
+        &self.devices
     }
 
     /// The CoAP address of a kernel device.
@@ -143,6 +195,71 @@ impl KernelSide {
     ) -> Result<Result<RequestId, StartError>, ShellError> {
         let udp = self.udp.as_ref().ok_or(ShellError::Stopped)?;
         udp.with(move |endpoint, now| endpoint.start_request(now, peer, request)).await
+    }
+}
+
+/// How often `[coap] discover` targets are asked again.
+const DISCOVER_PERIOD: Duration = Duration::from_secs(5 * 60);
+/// How long answers to one query are collected (a multicast query is answered by many).
+const DISCOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// The query: NON GET `/.well-known/core` (RFC 7252 §8.1: multicast requests are NON).
+pub fn discovery_request(message_id: u16, token: [u8; 4]) -> Vec<u8> {
+    let mut pkt = coap_lite::Packet::new();
+    pkt.header.set_version(1);
+    pkt.header.set_type(coap::MessageType::NonConfirmable);
+    pkt.header.message_id = message_id;
+    pkt.set_token(token.to_vec());
+    coap::Request { confirmable: false, ..coap::Request::get(coap::resource::WELL_KNOWN_CORE) }.write_into(&mut pkt);
+    pkt.to_bytes().unwrap_or_default()
+}
+
+/// Whether `datagram` answers our query with `token` and lists `/suit/trigger`: a SUIT device.
+pub fn answers_as_suit_device(datagram: &[u8], token: [u8; 4]) -> bool {
+    let Ok(pkt) = coap_lite::Packet::from_bytes(datagram) else { return false };
+    if pkt.get_token() != token {
+        return false;
+    }
+    let Ok(response) = coap::Response::from_packet(&pkt) else { return false };
+    if response.code != coap::Code::Content {
+        return false;
+    }
+    let Ok(links) = std::str::from_utf8(&response.payload) else { return false };
+    links.split(',').any(|link| link.trim().split(';').next() == Some("</suit/trigger>"))
+}
+
+/// Sends the query to every target and collects, for [`DISCOVER_WAIT`], who answers as a SUIT
+/// device. Runs as its own task; a multicast query's answers come from the devices' own
+/// addresses, which the CoAP endpoint (answers matched to the peer asked) does not take.
+async fn discover(targets: Vec<SocketAddrV6>, seed: u64) -> Vec<SocketAddrV6> {
+    let socket = match tokio::net::UdpSocket::bind("[::]:0").await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot discover kernel devices: {e}");
+            return Vec::new();
+        }
+    };
+    let token = (seed as u32).to_be_bytes();
+    let request = discovery_request((seed >> 32) as u16, token);
+    for target in &targets {
+        if let Err(e) = socket.send_to(&request, SocketAddr::V6(*target)).await {
+            tracing::debug!(%target, "discovery query not sent: {e}");
+        }
+    }
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let until = tokio::time::Instant::now() + DISCOVER_WAIT;
+    loop {
+        match tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, SocketAddr::V6(from)))) => {
+                if answers_as_suit_device(&buf[..n], token) && !found.contains(&from) {
+                    found.push(from);
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!("discovery: {e}"),
+            Err(_) => return found,
+        }
     }
 }
 
@@ -225,5 +342,43 @@ mod tests {
         device.free_storage_bytes = Some(1);
         complete_plan_view(&c, &mut topology, std::slice::from_mut(&mut device));
         assert_eq!((device.free_storage_bytes, device.installed.get("00")), (Some(1), Some(&9)));
+    }
+
+    #[test]
+    fn discover_targets_name_their_interface() {
+        use crate::config::parse_discover_target;
+        let lo = crate::config::interface_index("lo").unwrap_or(1);
+        assert_eq!(
+            parse_discover_target("ff02::fd%lo"),
+            Ok(SocketAddrV6::new("ff02::fd".parse().expect("ip"), 5683, 0, lo))
+        );
+        assert_eq!(parse_discover_target("[ff02::fd%7]:5700").map(|a| (a.port(), a.scope_id())), Ok((5700, 7)));
+        assert_eq!(parse_discover_target("fd00::2").map(|a| a.port()), Ok(5683));
+        assert!(parse_discover_target("ff02::fd").unwrap_err().contains("needs its interface"));
+        assert!(parse_discover_target("ff05::fd").is_ok(), "site-local multicast is routed");
+        assert!(parse_discover_target("ff02::fd%no-such-if0").unwrap_err().contains("no network interface"));
+        assert!(parse_discover_target("[::1]x").is_err());
+    }
+
+    #[test]
+    fn a_suit_device_answers_discovery_with_suit_trigger() {
+        let token = [1, 2, 3, 4];
+        let query = coap_lite::Packet::from_bytes(&discovery_request(0x1234, token)).expect("packet");
+        assert_eq!(query.header.get_type(), coap::MessageType::NonConfirmable);
+        assert_eq!(coap::Request::from_packet(&query).expect("request").path_string(), ".well-known/core");
+        let answer = |links: &str, token: [u8; 4]| {
+            let mut pkt = coap_lite::Packet::new();
+            pkt.header.set_type(coap::MessageType::NonConfirmable);
+            pkt.set_token(token.to_vec());
+            coap::Response::content(coap::content_format::LINK_FORMAT, links.as_bytes().to_vec())
+                .write_into(&mut pkt, links.as_bytes());
+            pkt.to_bytes().expect("bytes")
+        };
+        // RIOT's suit_update example.
+        let riot = "</suit/trigger>,</suit/slot/active>;ct=0,</riot/board>";
+        assert!(answers_as_suit_device(&answer(riot, token), token));
+        assert!(!answers_as_suit_device(&answer(riot, [9, 9, 9, 9]), token), "another query's answer");
+        assert!(!answers_as_suit_device(&answer("</suit/triggers>,</riot/board>", token), token));
+        assert!(!answers_as_suit_device(b"\xff\x00", token));
     }
 }
