@@ -198,6 +198,7 @@ impl DeliverRoom {
         let mut engine = Engine::new(EngineConfig::default(), now, super::now_ms(), last_id);
         let resumed = records.len();
         engine.resume(now, records);
+        let unconfirmed = delivered_unconfirmed(&shared.store).await;
         if resumed > 0 {
             tracing::info!(sessions = resumed, "resuming unfinished delivery sessions");
         }
@@ -207,7 +208,7 @@ impl DeliverRoom {
             kernel_side: KernelSide::new(udp.clone()),
             kernel_in_flight: HashMap::new(),
             kernel_events,
-            unconfirmed: HashSet::new(),
+            unconfirmed,
             udp,
             cache,
             policy,
@@ -907,6 +908,22 @@ fn parse_ferry_status(bytes: &[u8]) -> Option<FerryStatus> {
         }
     }
     Some(s)
+}
+
+/// Device and manifest digest of every stored session that ended unconfirmed: a restarted
+/// ferryd does not deliver them again either.
+async fn delivered_unconfirmed(store: &crate::store::Store) -> HashSet<(Eui64, String)> {
+    let rows = match store.call(|c| Ok(crate::store::sessions::list(c, None)?)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("cannot read the stored sessions: {e}");
+            return HashSet::new();
+        }
+    };
+    rows.into_iter()
+        .filter(|r| State::parse(&r.state) == Some(State::Unconfirmed))
+        .filter_map(|r| Some((crate::fleet::device::parse_eui64(&r.device).ok()?, r.manifest_digest)))
+        .collect()
 }
 
 /// Whether [`DeliverRoom::start_request`] started the request.
