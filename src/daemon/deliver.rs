@@ -670,7 +670,9 @@ impl DeliverRoom {
             .active
             .iter()
             .map(|(id, s)| {
-                let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air());
+                // A kernel device's blocks never take ferry's air.
+                let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air())
+                    && self.kernel_side.peer_of(s.device).is_none();
                 ActiveSession { air_time_share: if uses_air { s.air_time_share } else { 0.0 }, ..s.clone() }
             })
             .collect();
