@@ -915,7 +915,7 @@ fn parse_ferry_status(bytes: &[u8]) -> Option<FerryStatus> {
 /// Device and manifest digest of every stored session that ended unconfirmed: a restarted
 /// ferryd does not deliver them again either.
 async fn delivered_unconfirmed(store: &crate::store::Store) -> HashSet<(Eui64, String)> {
-    let rows = match store.call(|c| Ok(crate::store::sessions::list(c, None)?)).await {
+    let rows = match store.call(|c| crate::store::sessions::list(c, None)).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::warn!("cannot read the stored sessions: {e}");
