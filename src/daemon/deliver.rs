@@ -33,7 +33,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::kernel::KernelSide;
+use super::kernel::{KernelSide, Route};
 use super::net::NetHandle;
 use super::plan::{MeshView, OfferedUpdate};
 use super::status::Shared;
@@ -530,16 +530,20 @@ impl DeliverRoom {
 
     /// Starts `request` to `peer`: over `[coap] listen` for a kernel device, else on the LoWPAN.
     async fn start_request(&mut self, peer: Peer, request: coap::Request, purpose: Purpose) -> Started {
-        if let Some(udp_peer) = self.kernel_side.route(&peer) {
-            return match self.kernel_side.start_request(udp_peer, request).await {
-                Ok(Ok(id)) => {
-                    self.kernel_in_flight.insert(id, purpose);
-                    Started::Yes
-                }
-                Ok(Err(e)) => Started::No(e.to_string()),
-                // [coap] listen stopped (shutdown); the LoWPAN side may still run.
-                Err(e) => Started::No(e.to_string()),
-            };
+        match self.kernel_side.route(&peer) {
+            Route::Lowpan => {}
+            Route::Kernel(udp_peer) => {
+                return match self.kernel_side.start_request(udp_peer, request).await {
+                    Ok(Ok(id)) => {
+                        self.kernel_in_flight.insert(id, purpose);
+                        Started::Yes
+                    }
+                    Ok(Err(e)) => Started::No(e.to_string()),
+                    // [coap] listen stopped (shutdown); the LoWPAN side may still run.
+                    Err(e) => Started::No(e.to_string()),
+                };
+            }
+            Route::Unreachable => return Started::No("a kernel device needs an IPv6 address in [coap] listen".into()),
         }
         match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
             Ok(Ok(id)) => {

@@ -71,6 +71,15 @@ pub(super) fn complete_plan_view(config: &Config, topology: &mut InMemoryTopolog
     }
 }
 
+/// Where a request to a device goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    Lowpan,
+    Kernel(UdpPeer),
+    /// A kernel device, but `[coap] listen` has no IPv6 socket to reach it from.
+    Unreachable,
+}
+
 /// The kernel side of the delivery room: which peers are reached over `[coap] listen`, and
 /// requests to them.
 pub(super) struct KernelSide {
@@ -158,15 +167,17 @@ impl KernelSide {
         self.devices.iter().find(|d| d.eui64 == device).map(|d| d.peer)
     }
 
-    /// Where a request to `peer` goes: `Some` for a kernel device (over the first IPv6 socket
-    /// of `[coap] listen`), `None` for the LoWPAN.
-    pub(super) fn route(&self, peer: &SocketAddrV6) -> Option<UdpPeer> {
+    /// Where a request to `peer` goes: over the first IPv6 socket of `[coap] listen` for a
+    /// kernel device, else on the LoWPAN.
+    pub(super) fn route(&self, peer: &SocketAddrV6) -> Route {
         if !self.devices.iter().any(|d| d.peer == *peer) {
-            return None;
+            return Route::Lowpan;
         }
-        let udp = self.udp.as_ref()?;
-        let socket = udp.local_addrs().iter().position(SocketAddr::is_ipv6)?;
-        Some(UdpPeer { socket, addr: SocketAddr::V6(*peer) })
+        let socket = self.udp.as_ref().and_then(|udp| udp.local_addrs().iter().position(SocketAddr::is_ipv6));
+        match socket {
+            Some(socket) => Route::Kernel(UdpPeer { socket, addr: SocketAddr::V6(*peer) }),
+            None => Route::Unreachable,
+        }
     }
 
     /// The kernel device a datagram from `from` came from: its exact address, or the one
@@ -292,7 +303,8 @@ mod tests {
         assert_eq!(side.device_at(&ephemeral).map(|p| p.port()), Some(5700), "the one device at ::1");
         assert_eq!(side.device_at(&"[fd00::9]:5683".parse().unwrap_or_else(|e| panic!("{e}"))), None);
         // Without [coap] listen nothing is routed over the kernel.
-        assert_eq!(side.route(&devices_peer(&side, 1)), None);
+        assert_eq!(side.route(&devices_peer(&side, 1)), Route::Unreachable);
+        assert_eq!(side.route(&"[fd00::9]:5683".parse().unwrap_or_else(|e| panic!("{e}"))), Route::Lowpan);
     }
 
     fn devices_peer(side: &KernelSide, i: usize) -> SocketAddrV6 {
