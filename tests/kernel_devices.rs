@@ -2,7 +2,8 @@
 //! independent RIOT SUIT node (tests/peers/riot_native.py, aiocoap) on loopback UDP is triggered
 //! over `[coap] listen`, fetches the manifest and payload from ferry block-wise at 64 bytes,
 //! verifies and installs them. Without `/suit/slot/*` (RIOT native) the session ends
-//! "delivered, unconfirmed"; with riotboot slots it is confirmed by the slot change. The same
+//! "delivered, unconfirmed"; with riotboot slots it is confirmed by the slot change, and with
+//! `/ferry/status` by the sequence number the node reports. The same
 //! ferryd is ferry's caching forward proxy for libcoap's `coap-client -P`: signed URIs are
 //! served from the cache, anything else gets 5.05. `[coap] discover` finds the node by its
 //! `/.well-known/core` (asked at its unicast address: loopback carries no multicast).
@@ -52,13 +53,10 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(dir: &Path, seq: u64, slots: bool) -> Node {
-        let log = dir.join(if slots { "riotboot.log" } else { "native.log" });
+    fn spawn(dir: &Path, seq: u64, flags: &[&str]) -> Node {
+        let log = dir.join("node.log");
         let mut cmd = Command::new("python3");
-        cmd.arg(PEER).args(["--key", TEST_ONLY_PUBLIC, "--seq", &seq.to_string(), "--board", BOARD]);
-        if slots {
-            cmd.arg("--slots");
-        }
+        cmd.arg(PEER).args(["--key", TEST_ONLY_PUBLIC, "--seq", &seq.to_string(), "--board", BOARD]).args(flags);
         let out = std::fs::File::create(&log).expect("node log");
         let err = out.try_clone().expect("node log");
         let child = cmd.stdout(out).stderr(err).spawn().expect("spawn the RIOT node");
@@ -163,14 +161,14 @@ fn history(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs one delivery to a node (with or without riotboot slots) and returns ferryd, the node,
-/// the temp dir, ferry's port and the published folder.
-fn deliver(slots: bool, result: &str) -> (Ferryd, Node, tempfile::TempDir, u16, PathBuf) {
+/// Runs one delivery to a node (started with `flags`) and returns ferryd, the node, the temp
+/// dir, ferry's port and the published folder.
+fn deliver(flags: &[&str], result: &str) -> (Ferryd, Node, tempfile::TempDir, u16, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pan.toml"), PAN).expect("pan");
     let ferry_port = free_port();
     let (watch, published) = publish(&dir.path().join("repo"), 6, ferry_port);
-    let node = Node::spawn(dir.path(), 5, slots);
+    let node = Node::spawn(dir.path(), 5, flags);
     let mut d = Ferryd::spawn(dir.path(), &config(ferry_port, node.port, &watch));
     let s = wait_completed(&mut d, result, &node);
     assert_eq!(labelled(&s, "ferry_updates_completed_total{result=\"failed\"}"), 0.0, "{s}");
@@ -182,7 +180,7 @@ fn a_riot_native_node_behind_the_kernel_ends_delivered_unconfirmed() {
     if !have_peer() {
         return;
     }
-    let (mut d, node, dir, ferry_port, published) = deliver(false, "unconfirmed");
+    let (mut d, node, dir, ferry_port, published) = deliver(&[], "unconfirmed");
     let events = node.events();
     // One trigger; the manifest and the slot-0 image fetched whole at 64-byte blocks.
     assert_eq!(events.matches("triggered ").count(), 1, "{events}");
@@ -249,7 +247,7 @@ fn a_riotboot_node_behind_the_kernel_is_confirmed_by_its_slot() {
     if !have_peer() {
         return;
     }
-    let (d, node, dir, _, _) = deliver(true, "done");
+    let (d, node, dir, _, _) = deliver(&["--slots"], "done");
     let events = node.events();
     assert_eq!(events.matches("triggered ").count(), 1, "{events}");
     // It runs slot 0 and installs into slot 1, at the slot-1 image's signed URI.
@@ -270,7 +268,7 @@ fn a_node_that_lists_suit_trigger_is_discovered() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pan.toml"), PAN).expect("pan");
-    let node = Node::spawn(dir.path(), 5, false);
+    let node = Node::spawn(dir.path(), 5, &[]);
     let config = format!(
         "[radio]\nurl = \"sim:pan.toml\"\n[store]\nstate_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [control]\nsocket = \"control.sock\"\n[coap]\nlisten = [\"[::1]:0\"]\ndiscover = [\"[::1]:{}\"]\n",
@@ -284,4 +282,18 @@ fn a_node_that_lists_suit_trigger_is_discovered() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["device"]["lifecycle"], "discovered", "{report}");
+}
+
+#[test]
+fn a_native_node_with_ferry_status_is_confirmed_by_what_it_reports() {
+    if !have_peer() {
+        return;
+    }
+    let (_d, node, dir, _, _) = deliver(&["--ferry-status"], "done");
+    let events = node.events();
+    assert_eq!(events.matches("triggered ").count(), 1, "{events}");
+    assert!(events.contains("installed 6 slot 0"), "{events}");
+    let h = history(dir.path());
+    let hex = DEVICE.replace(':', "");
+    assert!(h.contains(&format!("device {hex} sequence 6: done — the device runs sequence number 6")), "{h}");
 }

@@ -3,10 +3,11 @@
 examples/advanced/suit_update behaves on the native64 board (shared/reference/suit.md §1.1,
 §1.3, §1.7), for ferry's kernel-device tests.
 
-  riot_native.py --key HEX --seq N [--board native64] [--slots] [--port P]
+  riot_native.py --key HEX --seq N [--board native64] [--slots] [--ferry-status] [--port P]
 
 Serves /suit/trigger (POST: the manifest URL read as a C string), /riot/board, /suit/version
-("NONE"), and /suit/slot/active + /suit/slot/inactive only with --slots (riotboot). A trigger
+("NONE"), /suit/slot/active + /suit/slot/inactive only with --slots (riotboot), and
+/ferry/status (CBOR {"installed": [seq], "free_storage": bytes}) only with --ferry-status. A trigger
 fetches the manifest from the URL with Block2 at 64 bytes from block 0 (≤ 640 bytes), checks
 its COSE_Sign1 (Ed25519, draft-09: the payload is [2, SHA-256 of the manifest bstr]), vendor,
 class and sequence number (strictly higher than the running one), then fetches the payload the
@@ -46,6 +47,7 @@ class Node:
         self.board = args.board
         self.seq = args.seq
         self.slots = args.slots
+        self.ferry_status = args.ferry_status
         self.active = 0
         self.ctx = None
         self.busy = False
@@ -156,6 +158,16 @@ class Trigger(resource.Resource):
     render_put = render_post
 
 
+class FerryStatus(resource.Resource):
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+
+    async def render_get(self, request):
+        status = {"installed": [self.node.seq], "free_storage": 1 << 20}
+        return aiocoap.Message(payload=cbor2.dumps(status), content_format=60)
+
+
 class Text(resource.Resource):
     def __init__(self, value):
         super().__init__()
@@ -171,6 +183,7 @@ async def main():
     parser.add_argument("--seq", type=int, required=True)
     parser.add_argument("--board", default="native64")
     parser.add_argument("--slots", action="store_true")
+    parser.add_argument("--ferry-status", action="store_true")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     node = Node(args)
@@ -186,6 +199,8 @@ async def main():
     if node.slots:
         site.add_resource(["suit", "slot", "active"], Text(lambda: str(node.active)))
         site.add_resource(["suit", "slot", "inactive"], Text(lambda: str(1 - node.active)))
+    if node.ferry_status:
+        site.add_resource(["ferry", "status"], FerryStatus(node))
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     node.ctx = await aiocoap.Context.create_server_context(site, bind=("::1", port))
     say("listening", port)
