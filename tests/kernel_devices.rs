@@ -3,19 +3,28 @@
 //! over `[coap] listen`, fetches the manifest and payload from ferry block-wise at 64 bytes,
 //! verifies and installs them. Without `/suit/slot/*` (RIOT native) the session ends
 //! "delivered, unconfirmed"; with riotboot slots it is confirmed by the slot change, and with
-//! `/ferry/status` by the sequence number the node reports. The same
+//! `/ferry/status` by the sequence number the node reports. The simulator's RIOT node
+//! (`sim::RiotNode`) rides a real UDP socket too, so the slot confirmation is checked against
+//! its ground truth. The same
 //! ferryd is ferry's caching forward proxy for libcoap's `coap-client -P`: signed URIs are
 //! served from the cache, anything else gets 5.05. `[coap] discover` finds the node by its
 //! `/.well-known/core` (asked at its unicast address: loopback carries no multicast).
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{ferry, have_tool, scrape, Ferryd};
+use ferry::sim::riot::{riot_test_key, Costs, RiotConfig};
+use ferry::sim::scenario::Failures;
+use ferry::sim::stack::StackConfig;
+use ferry::sim::{RiotNode, Upper};
+use ferry::suit::policy;
 
 const TEST_ONLY_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/suit/testdata/test_ed25519_private_TESTONLY.pem");
 const TEST_ONLY_PUBLIC: &str = "2eaf3e1decf7d8b376ee9692a11a9f834d1dd66c3c431ca5ae919ea6dbdf2471";
@@ -296,4 +305,101 @@ fn a_native_node_with_ferry_status_is_confirmed_by_what_it_reports() {
     let h = history(dir.path());
     let hex = DEVICE.replace(':', "");
     assert!(h.contains(&format!("device {hex} sequence 6: done — the device runs sequence number 6")), "{h}");
+}
+
+/// The simulator's RIOT node on a real UDP socket on [::1], in real time, on its own thread.
+struct SimNode {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<RiotNode>>,
+}
+
+impl SimNode {
+    fn spawn(installed: u64) -> SimNode {
+        let socket = UdpSocket::bind("[::1]:0").expect("bind the node's socket");
+        let port = socket.local_addr().expect("local addr").port();
+        let vendor_id = policy::vendor_id("riot-os.org");
+        let class_id = policy::class_id(&vendor_id, BOARD);
+        let cfg = RiotConfig {
+            name: "sim-native".into(),
+            stack: StackConfig {
+                pan_id: 0xface,
+                eui64: [0x02, 0, 0, 0, 0, 0, 0, 0x0b],
+                short: None,
+                prefix: "fd00::".parse().expect("prefix"),
+                default_router: None,
+                rpl: None,
+                coap: ferry::coap::Config { rng_seed: 11, ..ferry::coap::Config::default() },
+            },
+            board: BOARD.into(),
+            vendor_id,
+            class_id,
+            keys: riot_test_key().into_iter().collect(),
+            installed_sequence: installed,
+            block_size: 64,
+            ferry_aware: false,
+            costs: Costs::for_board(BOARD),
+            failures: Failures::default(),
+            seed: 11,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut node = RiotNode::new(cfg).over_udp();
+            let start = Instant::now();
+            let now_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let mut buf = vec![0u8; 2048];
+            while !stopped.load(Ordering::Relaxed) {
+                node.handle_timeout(now_us());
+                while let Some(((ip, port), bytes)) = node.stack_mut().take_udp() {
+                    let _ = socket.send_to(&bytes, SocketAddr::from((ip, port)));
+                }
+                let now = now_us();
+                let wait = node.poll_timeout().map_or(20_000, |t| t.saturating_sub(now)).clamp(200, 20_000);
+                socket.set_read_timeout(Some(Duration::from_micros(wait))).expect("read timeout");
+                if let Ok((n, SocketAddr::V6(from))) = socket.recv_from(&mut buf) {
+                    // Booting: its network is down, what arrives is lost.
+                    if !node.radio_silent() {
+                        node.stack_mut().push_udp((*from.ip(), from.port()), buf[..n].to_vec());
+                    }
+                }
+            }
+            node
+        });
+        SimNode { port, stop, thread: Some(thread) }
+    }
+
+    fn stop(mut self) -> RiotNode {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().expect("running").join().expect("the node's thread")
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_simulators_riot_node_on_kernel_udp_is_updated_and_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pan.toml"), PAN).expect("pan");
+    let ferry_port = free_port();
+    let (watch, _) = publish(&dir.path().join("repo"), 6, ferry_port);
+    let node = SimNode::spawn(5);
+    let mut d = Ferryd::spawn(dir.path(), &config(ferry_port, node.port, &watch));
+    let addr = d.wait_ready().metrics_listen;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while labelled(&scrape(addr), "ferry_updates_completed_total{result=\"done\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "no done session; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let node = node.stop();
+    // Ground truth: it runs the update from its other slot, after one trigger and one reboot.
+    let truth = node.truth();
+    assert_eq!((truth.installed_sequence, truth.active_slot, truth.reboots), (6, 1, 1), "{truth:?}");
+    assert_eq!(truth.history.len(), 1, "one trigger: {truth:?}");
+    let h = history(dir.path());
+    assert!(h.contains("active slot moved from 0 to 1") || h.contains("runs sequence number 6"), "{h}");
 }
