@@ -790,6 +790,12 @@ impl DeliverRoom {
                 Started::Stopped => return,
             }
         }
+        // Nothing could be asked (no way to reach it): what is known is saved now, and the
+        // device is asked again after RELEARN_AFTER.
+        if self.learning.get(&device).is_some_and(|l| l.answers.iter().all(Option::is_some)) {
+            let learning = self.learning.remove(&device).unwrap_or_default();
+            self.learned(device, learning).await;
+        }
     }
 
     /// Saves what a device answered.
