@@ -1215,13 +1215,12 @@ enum Served {
     Deferred,
 }
 
-/// Critical options we do not implement get 4.02, proxying 5.05 (RFC 7252 §5.4.1, §5.7).
+/// Critical options we do not implement get 4.02 (RFC 7252 §5.4.1). Proxy-Uri and Proxy-Scheme
+/// go to the router's proxy, which answers 5.05 for what it does not serve (§5.7).
 fn check_options(pkt: &Packet) -> Option<Response> {
     for (number, _) in pkt.options() {
         match CoapOption::from(*number) {
-            CoapOption::ProxyUri | CoapOption::ProxyScheme => {
-                return Some(Response::new(ResponseType::ProxyingNotSupported))
-            }
+            CoapOption::ProxyUri | CoapOption::ProxyScheme => {}
             CoapOption::IfMatch
             | CoapOption::UriHost
             | CoapOption::IfNoneMatch

@@ -51,6 +51,9 @@ pub struct Request {
     pub size1: Option<u32>,
     /// Send as CON (the default) or NON.
     pub confirmable: bool,
+    /// The absolute URI a forward proxy is asked for (RFC 7252 §5.10.2): Proxy-Uri as sent,
+    /// or composed from Proxy-Scheme and the Uri-* options. `None` for a request to us.
+    pub proxy_uri: Option<String>,
 }
 
 impl Request {
@@ -68,6 +71,7 @@ impl Request {
             block2: None,
             size1: None,
             confirmable: true,
+            proxy_uri: None,
         }
     }
 
@@ -90,6 +94,7 @@ impl Request {
         let mut req = Self::new(method, "");
         req.confirmable = pkt.header.get_type() == coap_lite::MessageType::Confirmable;
         req.payload = Bytes::copy_from_slice(&pkt.payload);
+        let (mut proxy_scheme, mut uri_host, mut uri_port) = (None, None, None);
         for (number, values) in pkt.options() {
             let opt = CoapOption::from(*number);
             for value in values {
@@ -105,11 +110,26 @@ impl Request {
                     CoapOption::Block1 => req.block1 = Some(BlockOpt::decode(value)?),
                     CoapOption::Block2 => req.block2 = Some(BlockOpt::decode(value)?),
                     CoapOption::Size1 => req.size1 = Some(decode_uint(value).ok_or(CoapError::BadOption("Size1"))?),
+                    CoapOption::ProxyUri => req.proxy_uri = Some(utf8(value, "Proxy-Uri")?),
+                    CoapOption::ProxyScheme => proxy_scheme = Some(utf8(value, "Proxy-Scheme")?),
+                    CoapOption::UriHost => uri_host = Some(utf8(value, "Uri-Host")?),
+                    CoapOption::UriPort => uri_port = Some(uint16(value, "Uri-Port")?),
                     // Elective or handled elsewhere (Uri-Host/Port name us; Size2 asks for Size2,
                     // which we send on the first block anyway).
                     _ => {}
                 }
             }
+        }
+        // Proxy-Uri wins over Proxy-Scheme (RFC 7252 §5.10.2); the Uri-Path and Uri-Query of a
+        // Proxy-Scheme request then belong to the URI asked for, not to us.
+        if req.proxy_uri.is_none() {
+            if let Some(scheme) = proxy_scheme {
+                req.proxy_uri = Some(compose_uri(&scheme, uri_host.as_deref(), uri_port, &req.path, &req.query));
+            }
+        }
+        if req.proxy_uri.is_some() {
+            req.path.clear();
+            req.query.clear();
         }
         Ok(req)
     }
@@ -142,8 +162,38 @@ impl Request {
         if let Some(s) = self.size1 {
             pkt.add_option(CoapOption::Size1, encode_uint(s));
         }
+        if let Some(uri) = &self.proxy_uri {
+            pkt.add_option(CoapOption::ProxyUri, uri.as_bytes().to_vec());
+        }
         pkt.payload = self.payload.to_vec();
     }
+}
+
+/// `scheme://host[:port]/path?query` from a Proxy-Scheme request's options (RFC 7252 §6.5,
+/// inverted). Without Uri-Host the host is empty: the request's own destination, which a
+/// proxy that serves only its own signed URIs matches by path.
+fn compose_uri(scheme: &str, host: Option<&str>, port: Option<u16>, path: &[String], query: &[String]) -> String {
+    let mut uri = format!("{scheme}://");
+    if let Some(host) = host {
+        // An IPv6 literal in Uri-Host has no brackets.
+        if host.contains(':') && !host.starts_with('[') {
+            uri.push_str(&format!("[{host}]"));
+        } else {
+            uri.push_str(host);
+        }
+    }
+    if let Some(port) = port {
+        uri.push_str(&format!(":{port}"));
+    }
+    for segment in path {
+        uri.push('/');
+        uri.push_str(segment);
+    }
+    for (i, q) in query.iter().enumerate() {
+        uri.push(if i == 0 { '?' } else { '&' });
+        uri.push_str(q);
+    }
+    uri
 }
 
 /// A CoAP response, without the message layer. A resource returns the whole representation; the
@@ -279,5 +329,30 @@ mod tests {
         assert_eq!(req.path, vec!["suit", "slot"]);
         assert_eq!(req.block2, Some(BlockOpt { num: 0, more: false, szx: 2 }));
         assert!(req.confirmable);
+        assert_eq!(req.proxy_uri, None);
+    }
+
+    #[test]
+    fn proxy_requests_name_an_absolute_uri() {
+        let mut pkt = Packet::new();
+        pkt.header.code = MessageClass::Request(RequestType::Get);
+        pkt.add_option(CoapOption::ProxyUri, b"coap://[fd00::1]/fw/a.bin".to_vec());
+        let req = Request::from_packet(&pkt).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(req.proxy_uri.as_deref(), Some("coap://[fd00::1]/fw/a.bin"));
+        // Proxy-Scheme with Uri-Host (an IPv6 literal, unbracketed), Uri-Port, Uri-Path.
+        let mut pkt = Packet::new();
+        pkt.header.code = MessageClass::Request(RequestType::Get);
+        pkt.add_option(CoapOption::UriHost, b"fd00::1".to_vec());
+        pkt.add_option(CoapOption::UriPort, encode_uint(5684));
+        pkt.add_option(CoapOption::UriPath, b"fw".to_vec());
+        pkt.add_option(CoapOption::UriPath, b"a.bin".to_vec());
+        pkt.add_option(CoapOption::ProxyScheme, b"coap".to_vec());
+        let req = Request::from_packet(&pkt).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(req.proxy_uri.as_deref(), Some("coap://[fd00::1]:5684/fw/a.bin"));
+        assert!(req.path.is_empty(), "the path is the proxied URI's");
+        let mut out = Packet::new();
+        Request { proxy_uri: Some("coap://gw/x".into()), ..Request::get("") }.write_into(&mut out);
+        let back = Request::from_packet(&out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.proxy_uri.as_deref(), Some("coap://gw/x"));
     }
 }

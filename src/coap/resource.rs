@@ -121,9 +121,12 @@ impl Entry {
 }
 
 /// Resources by exact path ("a/b", no leading slash). `/.well-known/core` is generated.
+/// Requests for another origin (Proxy-Uri, Proxy-Scheme) go to the proxy, if one is set, and
+/// get 5.05 Proxying Not Supported otherwise.
 #[derive(Default)]
 pub struct Router {
     entries: BTreeMap<String, Entry>,
+    proxy: Option<Box<dyn Resource>>,
 }
 
 /// The path of the discovery resource.
@@ -155,6 +158,12 @@ impl Router {
         }
     }
 
+    /// Sets (or replaces) the forward proxy: it gets every request that carries a
+    /// [`Request::proxy_uri`], and must answer 5.05 for what it will not serve.
+    pub fn set_proxy(&mut self, proxy: Box<dyn Resource>) {
+        self.proxy = Some(proxy);
+    }
+
     /// Removes a resource; true if there was one.
     pub fn remove(&mut self, path: &str) -> bool {
         self.entries.remove(&normalise(path)).is_some()
@@ -172,6 +181,12 @@ impl Router {
 
     /// Dispatches a request from `peer` by its path (see [`Resource::handle_from`]).
     pub fn handle_from(&mut self, peer: &dyn Any, req: &Request) -> Outcome {
+        if req.proxy_uri.is_some() {
+            return match &mut self.proxy {
+                Some(proxy) => proxy.handle_from(peer, req),
+                None => Outcome::Respond(Response::new(ResponseType::ProxyingNotSupported)),
+            };
+        }
         let path = req.path_string();
         if path == WELL_KNOWN_CORE {
             return Outcome::Respond(match req.method {

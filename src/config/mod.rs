@@ -56,6 +56,8 @@ pub struct Config {
     pub owners: Vec<OwnerConfig>,
     #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupConfig>,
+    #[serde(default, rename = "kernel_device", skip_serializing_if = "Vec::is_empty")]
+    pub kernel_devices: Vec<KernelDeviceConfig>,
 }
 
 /// `[log]`: the level when `RUST_LOG` is not set.
@@ -204,6 +206,109 @@ impl Default for ControlConfig {
 pub struct CoapConfig {
     #[serde(default, deserialize_with = "types::socket_addrs")]
     pub listen: Vec<SocketAddr>,
+    /// Where to look for kernel devices with `GET /.well-known/core`: all-CoAP-nodes on a link
+    /// (`"ff02::fd%tap0"`, RFC 7252 §12.8) or unicast addresses, `[addr%iface]:port` for a port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discover: Vec<String>,
+}
+
+/// `[[kernel_device]]`: a device ferry reaches through the kernel's IP stack rather than its own
+/// radio: a Thread network behind OTBR, a Linux `wpan` interface, RIOT `native` on a tap. It is
+/// triggered and served over `[coap] listen` (its manifests' URIs name that address), planned
+/// by the same rules, and listed in a `[[group]]` by its EUI-64 like any device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelDeviceConfig {
+    /// Where the device answers CoAP (a global or ULA address: a link-local one needs an
+    /// interface, which this does not name).
+    pub address: std::net::Ipv6Addr,
+    #[serde(default = "KernelDeviceConfig::default_port")]
+    pub port: u16,
+    /// The device's EUI-64; by default the one its address's interface ID is made from
+    /// (RFC 4291 appendix A: the U/L bit flipped back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eui64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// On mains (RIOT native, a Thread router): the battery rule does not hold it back. A
+    /// battery device must report its battery in `/ferry/status`.
+    #[serde(default)]
+    pub mains_powered: bool,
+    /// Free storage for an image, for a device that does not report it in `/ferry/status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_storage_bytes: Option<u64>,
+    /// The sequence number the device runs, for one that cannot say (RIOT native answers
+    /// `/suit/version` with "NONE"); without it, and without a report, nothing is planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_sequence: Option<u64>,
+}
+
+impl KernelDeviceConfig {
+    fn default_port() -> u16 {
+        5683
+    }
+
+    /// The configured EUI-64, else the one in the address's interface ID.
+    pub fn eui64(&self) -> Result<crate::fleet::Eui64, crate::fleet::device::Eui64Error> {
+        match &self.eui64 {
+            Some(text) => crate::fleet::device::parse_eui64(text),
+            None => Ok(Self::eui64_of(&self.address)),
+        }
+    }
+
+    /// The EUI-64 an address's interface ID is made from (RFC 4291 appendix A).
+    pub fn eui64_of(address: &std::net::Ipv6Addr) -> crate::fleet::Eui64 {
+        let mut eui = crate::net::ipv6::iid(address);
+        eui[0] ^= 0x02;
+        crate::fleet::Eui64(eui)
+    }
+
+    pub fn socket_addr(&self) -> std::net::SocketAddrV6 {
+        std::net::SocketAddrV6::new(self.address, self.port, 0, 0)
+    }
+}
+
+/// A `[coap] discover` entry as a socket address: `ff02::fd%tap0`, `[ff02::fd%tap0]:5683`,
+/// `fd00::2`. The interface of a link-local or multicast address becomes its scope ID.
+pub fn parse_discover_target(text: &str) -> Result<std::net::SocketAddrV6, String> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']').ok_or_else(|| format!("`{text}`: no closing `]`"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("`{text}`: `{p}` is not a port"))?,
+                None if after.is_empty() => crate::border::COAP_PORT,
+                None => return Err(format!("`{text}`: expected `:PORT` after `]`")),
+            };
+            (host, port)
+        }
+        None => (text, crate::border::COAP_PORT),
+    };
+    let (address, interface) = match host.split_once('%') {
+        Some((a, i)) => (a, Some(i)),
+        None => (host, None),
+    };
+    let address: std::net::Ipv6Addr =
+        address.parse().map_err(|_| format!("`{text}`: `{address}` is not an IPv6 address"))?;
+    let scope = match interface {
+        None => 0,
+        Some(i) => match i.parse::<u32>() {
+            Ok(index) => index,
+            Err(_) => interface_index(i).ok_or_else(|| format!("`{text}`: no network interface `{i}`"))?,
+        },
+    };
+    let link_scoped =
+        (address.is_multicast() && (address.segments()[0] & 0x000f) <= 2) || address.is_unicast_link_local();
+    if link_scoped && scope == 0 {
+        return Err(format!("`{text}`: a link-scoped address needs its interface, as in `ff02::fd%tap0`"));
+    }
+    Ok(std::net::SocketAddrV6::new(address, port, 0, scope))
+}
+
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// `[owner_files]`: where owners keep their windows and blackouts.
@@ -774,6 +879,28 @@ impl Config {
         }
         for (i, owner) in self.owners.iter().enumerate() {
             owner.lease_end_at().map_err(|message| (format!("owner[{i}].lease_end"), message))?;
+        }
+        for (i, target) in self.coap.discover.iter().enumerate() {
+            parse_discover_target(target).map_err(|m| (format!("coap.discover[{i}]"), m))?;
+        }
+        let mut kernel = std::collections::BTreeMap::new();
+        for (i, device) in self.kernel_devices.iter().enumerate() {
+            let eui = device.eui64().map_err(|e| (format!("kernel_device[{i}].eui64"), e.to_string()))?;
+            if device.address.is_unspecified() || device.address.is_multicast() || device.port == 0 {
+                return Err((
+                    format!("kernel_device[{i}].address"),
+                    "must be a device's unicast address and port".into(),
+                ));
+            }
+            if let Some(other) = kernel.insert(eui.0, i).or_else(|| {
+                let same = |k: &KernelDeviceConfig| k.socket_addr() == device.socket_addr();
+                self.kernel_devices[..i].iter().position(same)
+            }) {
+                return Err((
+                    format!("kernel_device[{i}]"),
+                    format!("the same EUI-64 ({eui}) or address as kernel_device[{other}]; each device is listed once"),
+                ));
+            }
         }
         Ok(())
     }

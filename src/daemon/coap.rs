@@ -17,7 +17,8 @@ const EXPORT_PERIOD: Duration = Duration::from_secs(5);
 pub(super) struct CoapRoom {
     shell: UdpShell,
     handle: ShellHandle,
-    events: tokio::sync::mpsc::Receiver<crate::coap::Event<udp::UdpPeer>>,
+    /// Answers to requests ferry sends on this endpoint, until the delivery room takes them.
+    events: Option<tokio::sync::mpsc::Receiver<crate::coap::Event<udp::UdpPeer>>>,
     exported: Exported,
 }
 
@@ -39,12 +40,17 @@ impl CoapRoom {
                 ^ u64::from(std::process::id());
         let endpoint = Endpoint::new(crate::coap::Config { rng_seed, ..crate::coap::Config::default() }, router);
         let (shell, handle, events) = udp::bind(listen, endpoint).await?;
-        Ok(Some(CoapRoom { shell, handle, events, exported: Exported::register(registry)? }))
+        Ok(Some(CoapRoom { shell, handle, events: Some(events), exported: Exported::register(registry)? }))
     }
 
     /// The endpoint's handle, for rooms that serve on it (the delivery room's catalog).
     pub(super) fn handle(&self) -> ShellHandle {
         self.handle.clone()
+    }
+
+    /// The endpoint's client events (answers from kernel devices), for the delivery room.
+    pub(super) fn take_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<crate::coap::Event<udp::UdpPeer>>> {
+        self.events.take()
     }
 
     pub(super) fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -63,8 +69,10 @@ impl CoapRoom {
                         exported.update(&snapshot);
                     }
                 }
-                // Nobody asks the endpoint for client work yet; events are logged and dropped.
-                Some(event) = events.recv() => tracing::debug!(?event, "coap event"),
+                // Only when no room took the events: logged and dropped.
+                Some(event) = async { match events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    tracing::debug!(?event, "coap event");
+                }
             }
         }
         if let Ok(endpoint) = runner.await {

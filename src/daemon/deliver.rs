@@ -17,6 +17,10 @@
 //!   with their link and position from the border router's topology. The topology is fed to
 //!   the planner as its [`MeshView`].
 //!
+//! - **Kernel devices.** Devices behind the kernel's IP stack (`[[kernel_device]]`, see
+//!   [`super::kernel`]) run in the same engine; their requests go out over `[coap] listen` and
+//!   what that endpoint serves them counts as their progress.
+//!
 //! Cancellation and the sessions' progress go through [`DeliverHandle`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +33,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::kernel::{KernelSide, Route};
 use super::net::NetHandle;
 use super::plan::{MeshView, OfferedUpdate};
 use super::status::Shared;
@@ -163,6 +168,13 @@ pub(super) struct DeliverRoom {
     /// Device and manifest digest of sessions an operator cancelled: not started again by this
     /// ferryd (a restart, or a newer update, lets the plan start them again).
     cancelled: HashSet<(Eui64, String)>,
+    /// Device and manifest digest of sessions that ended delivered but unconfirmed: the device
+    /// cannot say what it runs, so this ferryd does not deliver the same update to it again.
+    unconfirmed: HashSet<(Eui64, String)>,
+    /// Devices reached over `[coap] listen`, and the requests in flight to them.
+    kernel_side: KernelSide,
+    kernel_in_flight: HashMap<RequestId, Purpose>,
+    kernel_events: Option<mpsc::Receiver<Event<UdpPeer>>>,
     offered: Arc<Vec<OfferedUpdate>>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
@@ -176,6 +188,7 @@ impl DeliverRoom {
         cache: BlobCache,
         policy: Arc<Policy>,
         udp: Option<ShellHandle>,
+        kernel_events: Option<mpsc::Receiver<Event<UdpPeer>>>,
         inputs: &DeliverInputs,
     ) -> anyhow::Result<DeliverRoom> {
         let metrics = DeliverMetrics::register(shared.metrics.registry())?;
@@ -189,12 +202,17 @@ impl DeliverRoom {
         let mut engine = Engine::new(EngineConfig::default(), now, super::now_ms(), last_id);
         let resumed = records.len();
         engine.resume(now, records);
+        let unconfirmed = delivered_unconfirmed(&shared.store).await;
         if resumed > 0 {
             tracing::info!(sessions = resumed, "resuming unfinished delivery sessions");
         }
         Ok(DeliverRoom {
             shared,
             net,
+            kernel_side: KernelSide::new(udp.clone()),
+            kernel_in_flight: HashMap::new(),
+            kernel_events,
+            unconfirmed,
             udp,
             cache,
             policy,
@@ -228,6 +246,8 @@ impl DeliverRoom {
         served_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut mesh_tick = tokio::time::interval(MESH_PERIOD);
         mesh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kernel_events = self.kernel_events.take();
+        self.on_kernel_tick().await;
         // Resumed sessions act at once (probe before any trigger).
         self.drain().await;
         loop {
@@ -242,9 +262,13 @@ impl DeliverRoom {
                     }
                 }
                 Some(event) = events.recv() => self.on_event(event).await,
+                Some(event) = next_kernel_event(&mut kernel_events) => self.on_kernel_event(event).await,
                 Some(command) = commands.recv() => self.on_command(command).await,
                 _ = served_tick.tick() => self.on_served().await,
-                _ = mesh_tick.tick() => self.on_mesh().await,
+                _ = mesh_tick.tick() => {
+                    self.on_kernel_tick().await;
+                    self.on_mesh().await;
+                }
                 _ = sleep_until(deadline) => {
                     self.engine.handle_timeout(Instant::now());
                     self.drain().await;
@@ -263,6 +287,10 @@ impl DeliverRoom {
             let Some(update) = self.offered.iter().find(|u| u.id == start.update) else { continue };
             if self.cancelled.contains(&(start.device, update.digest.clone())) {
                 tracing::debug!(device = %start.device, update = update.id, "cancelled by an operator; not started again");
+                continue;
+            }
+            if self.unconfirmed.contains(&(start.device, update.digest.clone())) {
+                tracing::debug!(device = %start.device, update = update.id, "delivered unconfirmed; not delivered again");
                 continue;
             }
             let Some(served) = self.served.get(&update.digest) else {
@@ -403,6 +431,9 @@ impl DeliverRoom {
     /// The device's address on the LoWPAN: the one it registered in the DODAG, else the prefix
     /// and the IID of its EUI-64.
     fn peer_of(&self, device: Eui64) -> Option<Peer> {
+        if let Some(peer) = self.kernel_side.peer_of(device) {
+            return Some(peer);
+        }
         let registered = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
         let address = registered.unwrap_or_else(|| {
             crate::net::ipv6::with_iid(self.prefix, crate::net::ipv6::iid_from_mac(crate::net::MacAddr::Ext(device.0)))
@@ -416,7 +447,52 @@ impl DeliverRoom {
             Event::Failed { id, error, .. } => (id, Err(error)),
             Event::Deferred { .. } => return,
         };
-        match self.in_flight.remove(&id) {
+        let purpose = self.in_flight.remove(&id);
+        self.on_outcome(purpose, outcome).await;
+    }
+
+    /// An answer (or failure) from a kernel device over `[coap] listen`.
+    async fn on_kernel_event(&mut self, event: Event<UdpPeer>) {
+        let (id, outcome) = match event {
+            Event::Response { id, response, .. } => (id, Ok(response)),
+            Event::Failed { id, error, .. } => (id, Err(error)),
+            Event::Deferred { .. } => return,
+        };
+        let purpose = self.kernel_in_flight.remove(&id);
+        self.on_outcome(purpose, outcome).await;
+    }
+
+    /// Takes the kernel devices the configuration lists now and asks those due for their facts
+    /// (on_mesh reads the LoWPAN's topology, which has none of them).
+    async fn on_kernel_tick(&mut self) {
+        let config = self.shared.config.borrow().clone();
+        if self.kernel_side.refresh(&config, &self.shared.store).await {
+            self.replan_wanted.notify_one();
+        }
+        let mut due = Vec::new();
+        for k in self.kernel_side.devices().to_vec() {
+            let eui = k.eui64;
+            let stored = self.shared.store.call(move |c| Ok(crate::store::devices::load(c, eui))).await;
+            let Ok(Ok(Some(device))) = stored else { continue };
+            if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
+                continue;
+            }
+            let stale = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > RELEARN_AFTER);
+            let busy = self
+                .engine
+                .progress()
+                .any(|p| !p.state.is_terminal() && self.engine.record(p.id).is_some_and(|r| r.plan.device == eui));
+            if stale && !busy && !self.learning.contains_key(&eui) {
+                due.push((eui, k.peer));
+            }
+        }
+        for (eui, peer) in due {
+            self.ask_facts(eui, peer).await;
+        }
+    }
+
+    async fn on_outcome(&mut self, purpose: Option<Purpose>, outcome: Result<coap::Response, coap::RequestError>) {
+        match purpose {
             Some(Purpose::Engine { session, tag }) => {
                 self.on_served().await;
                 self.engine.handle_response(Instant::now(), session, tag, outcome);
@@ -458,7 +534,8 @@ impl DeliverRoom {
 
     async fn on_served(&mut self) {
         let served = self.lowpan.drain_served();
-        if served.is_empty() {
+        let kernel = self.kernel.drain_served();
+        if served.is_empty() && kernel.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -467,7 +544,40 @@ impl DeliverRoom {
                 self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
             }
         }
+        // Blocks served on [coap] listen count for the kernel device they went to.
+        for s in kernel {
+            if let Some(peer) = s.peer.and_then(|p| self.kernel_side.device_at(&p.addr)) {
+                self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
+            }
+        }
         self.drain().await;
+    }
+
+    /// Starts `request` to `peer`: over `[coap] listen` for a kernel device, else on the LoWPAN.
+    async fn start_request(&mut self, peer: Peer, request: coap::Request, purpose: Purpose) -> Started {
+        match self.kernel_side.route(&peer) {
+            Route::Lowpan => {}
+            Route::Kernel(udp_peer) => {
+                return match self.kernel_side.start_request(udp_peer, request).await {
+                    Ok(Ok(id)) => {
+                        self.kernel_in_flight.insert(id, purpose);
+                        Started::Yes
+                    }
+                    Ok(Err(e)) => Started::No(e.to_string()),
+                    // [coap] listen stopped (shutdown); the LoWPAN side may still run.
+                    Err(e) => Started::No(e.to_string()),
+                };
+            }
+            Route::Unreachable => return Started::No("a kernel device needs an IPv6 address in [coap] listen".into()),
+        }
+        match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
+            Ok(Ok(id)) => {
+                self.in_flight.insert(id, purpose);
+                Started::Yes
+            }
+            Ok(Err(e)) => Started::No(e.to_string()),
+            Err(_) => Started::Stopped,
+        }
     }
 
     /// Performs the engine's actions in order: each record committed before the request after it.
@@ -491,15 +601,11 @@ impl DeliverRoom {
                         continue;
                     }
                     let what = format!("{:?} /{}", request.method, request.path_string());
-                    let started = self.net.with(move |border, now| border.start_request(now, peer, request)).await;
-                    match started {
-                        Ok(Ok(id)) => {
-                            tracing::debug!(session, %peer, what, "request to the device");
-                            self.in_flight.insert(id, Purpose::Engine { session, tag });
-                        }
+                    match self.start_request(peer, request, Purpose::Engine { session, tag }).await {
+                        Started::Yes => tracing::debug!(session, %peer, what, "request to the device"),
                         // The session's state deadline retries it.
-                        Ok(Err(e)) => tracing::warn!(session, %peer, what, "request not started: {e}"),
-                        Err(_) => return,
+                        Started::No(e) => tracing::warn!(session, %peer, what, "request not started: {e}"),
+                        Started::Stopped => return,
                     }
                 }
             }
@@ -524,6 +630,9 @@ impl DeliverRoom {
             .find(|u| Some(&u.id) == update.as_ref() || u.digest == record.plan.manifest_digest)
             .map_or_else(|| RIOT_COMPONENT.to_owned(), |u| u.component.clone());
         let now = Timestamp::now();
+        if record.state == State::Unconfirmed {
+            self.unconfirmed.insert((device, record.plan.manifest_digest.clone()));
+        }
         if record.state == State::Done {
             // The device is the truth: what it reported wins over what ferry sent.
             let installed = record.seq_reported.unwrap_or(record.plan.sequence);
@@ -590,7 +699,9 @@ impl DeliverRoom {
             .active
             .iter()
             .map(|(id, s)| {
-                let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air());
+                // A kernel device's blocks never take ferry's air.
+                let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air())
+                    && self.kernel_side.peer_of(s.device).is_none();
                 ActiveSession { air_time_share: if uses_air { s.air_time_share } else { 0.0 }, ..s.clone() }
             })
             .collect();
@@ -675,7 +786,7 @@ impl DeliverRoom {
                 .any(|p| !p.state.is_terminal() && self.engine.record(p.id).is_some_and(|r| r.plan.device == eui));
             if due && !busy && !self.learning.contains_key(&eui) {
                 if let Some(peer) = self.peer_of(eui) {
-                    self.ask_facts(eui, *peer.ip()).await;
+                    self.ask_facts(eui, peer).await;
                 }
             }
         }
@@ -684,9 +795,8 @@ impl DeliverRoom {
         }
     }
 
-    async fn ask_facts(&mut self, device: Eui64, address: Ipv6Addr) {
-        tracing::debug!(device = %device, %address, "asking the device for its facts");
-        let peer = SocketAddrV6::new(address, COAP_PORT, 0, 0);
+    async fn ask_facts(&mut self, device: Eui64, peer: Peer) {
+        tracing::debug!(device = %device, %peer, "asking the device for its facts");
         self.learned_at.insert(device, Instant::now());
         self.learning.insert(device, Learning::default());
         for (index, path) in FACT_PATHS.iter().enumerate() {
@@ -694,18 +804,22 @@ impl DeliverRoom {
             if *path == "ferry/status" {
                 request.accept = Some(content_format::CBOR);
             }
-            match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
-                Ok(Ok(id)) => {
-                    self.in_flight.insert(id, Purpose::Fact { device, index });
-                }
-                Ok(Err(e)) => {
+            match self.start_request(peer, request, Purpose::Fact { device, index }).await {
+                Started::Yes => {}
+                Started::No(e) => {
                     tracing::debug!(device = %device, path, "cannot ask the device: {e}");
                     if let Some(l) = self.learning.get_mut(&device) {
                         l.answers[index] = Some(Err(()));
                     }
                 }
-                Err(_) => return,
+                Started::Stopped => return,
             }
+        }
+        // Nothing could be asked (no way to reach it): what is known is saved now, and the
+        // device is asked again after RELEARN_AFTER.
+        if self.learning.get(&device).is_some_and(|l| l.answers.iter().all(Option::is_some)) {
+            let learning = self.learning.remove(&device).unwrap_or_default();
+            self.learned(device, learning).await;
         }
     }
 
@@ -831,6 +945,38 @@ fn parse_ferry_status(bytes: &[u8]) -> Option<FerryStatus> {
         }
     }
     Some(s)
+}
+
+/// Device and manifest digest of every stored session that ended unconfirmed: a restarted
+/// ferryd does not deliver them again either.
+async fn delivered_unconfirmed(store: &crate::store::Store) -> HashSet<(Eui64, String)> {
+    let rows = match store.call(|c| crate::store::sessions::list(c, None)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("cannot read the stored sessions: {e}");
+            return HashSet::new();
+        }
+    };
+    rows.into_iter()
+        .filter(|r| State::parse(&r.state) == Some(State::Unconfirmed))
+        .filter_map(|r| Some((crate::fleet::device::parse_eui64(&r.device).ok()?, r.manifest_digest)))
+        .collect()
+}
+
+/// Whether [`DeliverRoom::start_request`] started the request.
+enum Started {
+    Yes,
+    No(String),
+    /// The border router's task is gone: the room stops.
+    Stopped,
+}
+
+/// The next answer from `[coap] listen`; never, without it.
+async fn next_kernel_event(events: &mut Option<mpsc::Receiver<Event<UdpPeer>>>) -> Option<Event<UdpPeer>> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

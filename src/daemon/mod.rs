@@ -7,6 +7,7 @@
 mod coap;
 mod deliver;
 mod fleet;
+mod kernel;
 pub mod logging;
 pub mod net;
 mod notify;
@@ -139,7 +140,7 @@ impl Daemon {
             config,
             metrics_server,
             control_server,
-            coap,
+            mut coap,
             repos,
             log,
             notifier,
@@ -147,7 +148,10 @@ impl Daemon {
         } = self;
         let mut tasks = JoinSet::new();
         let udp = coap.as_ref().map(|c| c.handle());
-        match deliver::DeliverRoom::start(shared.clone(), repos.cache(), repos.policy(), udp, &deliver).await {
+        let kernel_events = coap.as_mut().and_then(|c| c.take_events());
+        match deliver::DeliverRoom::start(shared.clone(), repos.cache(), repos.policy(), udp, kernel_events, &deliver)
+            .await
+        {
             Ok(room) => {
                 tasks.spawn(room.run(deliver, rooms.clone()));
             }

@@ -114,7 +114,7 @@ pub fn plan_input(inputs: &LiveInputs<'_>, now: Timestamp) -> (PlanState, InMemo
         }
     }
 
-    let devices = inputs
+    let mut devices: Vec<PlanDevice> = inputs
         .devices
         .iter()
         .map(|device| {
@@ -136,6 +136,8 @@ pub fn plan_input(inputs: &LiveInputs<'_>, now: Timestamp) -> (PlanState, InMemo
             }
         })
         .collect();
+    // Devices behind the kernel's IP stack: what ferry cannot see of them, from the config.
+    super::kernel::complete_plan_view(config, &mut topology, &mut devices);
 
     let updates = inputs
         .updates

@@ -9,7 +9,11 @@
 //! signed digest and size before they enter the catalog.
 //!
 //! Each path is its own [`coap::Resource`] in the endpoint's router, so `/.well-known/core` lists
-//! it. Blocks are cut by the endpoint at the client's SZX (never larger); the resource records
+//! it. The catalog is also the router's forward proxy (RFC 7252 §5.7.2), for devices configured
+//! to fetch through one: a Proxy-Uri (or Proxy-Scheme and Uri-*) naming exactly a signed URI of
+//! the catalog is answered from it, block-wise like the origin paths; anything else gets 5.05
+//! Proxying Not Supported. ferry never forwards a request, so it is never an open proxy and
+//! never serves what it did not verify. Blocks are cut by the endpoint at the client's SZX (never larger); the resource records
 //! every block it answers ([`Served`]: peer, path, offset, length) for the engine to turn into
 //! session progress. The catalog is shared (`Arc<Mutex>`) between the router's resources and the
 //! shell, which drains the served blocks after every datagram.
@@ -74,6 +78,8 @@ struct Blob {
 
 struct Shared<P> {
     blobs: HashMap<String, Blob>,
+    /// Signed URIs ([`proxy_key`] form) → the path their bytes are served at.
+    uris: HashMap<String, String>,
     served: VecDeque<Served<P>>,
     /// The endpoint's block size when a client gives no Block2 (`coap::Config::default_szx`).
     default_szx: u8,
@@ -93,7 +99,14 @@ impl<P> Clone for Catalog<P> {
 impl<P: PeerKey> Catalog<P> {
     /// An empty catalog; `default_szx` must be the endpoint's `Config::default_szx`.
     pub fn new(default_szx: u8) -> Self {
-        Self { shared: Arc::new(Mutex::new(Shared { blobs: HashMap::new(), served: VecDeque::new(), default_szx })) }
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                blobs: HashMap::new(),
+                uris: HashMap::new(),
+                served: VecDeque::new(),
+                default_szx,
+            })),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared<P>> {
@@ -115,7 +128,15 @@ impl<P: PeerKey> Catalog<P> {
     pub fn remove(&self, router: &mut Router, path: &str) -> bool {
         let path = normalise(path);
         router.remove(&path);
-        self.lock().blobs.remove(&path).is_some()
+        let mut shared = self.lock();
+        shared.uris.retain(|_, p| *p != path);
+        shared.blobs.remove(&path).is_some()
+    }
+
+    /// Whether a forward-proxy request for `uri` is answered from the catalog.
+    pub fn serves_uri(&self, uri: &str) -> bool {
+        let shared = self.lock();
+        lookup_uri(&shared, uri).is_some()
     }
 
     pub fn contains(&self, path: &str) -> bool {
@@ -146,6 +167,7 @@ impl<P: PeerKey> Catalog<P> {
         payloads: &[(BlobDigest, Bytes)],
     ) -> Result<Offer, ServeError> {
         let mut served: Vec<(String, Bytes)> = Vec::new();
+        let mut signed_uris: Vec<(String, String)> = Vec::new();
         let mut authority = None;
         let mut payload_size = 0;
         for image in manifest.components.iter().flat_map(|c| &c.images) {
@@ -166,6 +188,9 @@ impl<P: PeerKey> Catalog<P> {
             }
             payload_size = payload_size.max(body.len() as u64);
             authority.get_or_insert_with(|| auth.to_owned());
+            if let Some(key) = proxy_key(uri) {
+                signed_uris.push((key, path.clone()));
+            }
             served.push((path, body.clone()));
         }
         let Some(authority) = authority else { return Err(ServeError::NoUri(repo_path.to_owned())) };
@@ -190,10 +215,15 @@ impl<P: PeerKey> Catalog<P> {
             payload_size,
             sequence: manifest.sequence_number,
         };
+        if let Some(key) = proxy_key(&offer.manifest_uri) {
+            signed_uris.push((key, manifest_path.clone()));
+        }
         self.insert(router, &manifest_path, envelope);
         for (path, body) in served {
             self.insert(router, &path, body);
         }
+        self.lock().uris.extend(signed_uris);
+        router.set_proxy(Box::new(CatalogProxy { shared: self.shared.clone() }));
         Ok(offer)
     }
 }
@@ -230,6 +260,82 @@ fn normalise(path: &str) -> String {
     coap::msg::split_path(path).join("/")
 }
 
+/// The form two spellings of one CoAP URI share (RFC 7252 §6.3): scheme and host in lower
+/// case, the scheme's default port dropped, empty path segments dropped. `None` for other
+/// schemes, dot segments or no host.
+pub fn proxy_key(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "coap" => ":5683",
+        "coaps" => ":5684",
+        _ => return None,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut host = rest[..end].to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    if host.ends_with(default_port) {
+        host.truncate(host.len() - default_port.len());
+    }
+    let rest = &rest[end..];
+    let (path, query) = match rest.split('#').next().unwrap_or("").split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest.split('#').next().unwrap_or(""), None),
+    };
+    let segments = coap::msg::split_path(path);
+    if segments.iter().any(|s| s == "." || s == "..") {
+        return None;
+    }
+    let mut key = format!("{scheme}://{host}/{}", segments.join("/"));
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        key.push('?');
+        key.push_str(q);
+    }
+    Some(key)
+}
+
+/// The catalog path a proxied URI is served at: a signed URI of the catalog; or, for a
+/// Proxy-Scheme request without Uri-Host (its host is then ferry itself), a catalog path.
+fn lookup_uri<P>(shared: &Shared<P>, uri: &str) -> Option<String> {
+    if let Some(path) = uri.strip_prefix("coap://").or_else(|| uri.strip_prefix("coaps://")) {
+        if path.starts_with('/') {
+            let path = normalise(path.split(['?', '#']).next().unwrap_or(""));
+            return shared.blobs.contains_key(&path).then_some(path);
+        }
+    }
+    shared.uris.get(&proxy_key(uri)?).cloned()
+}
+
+/// The catalog as the router's forward proxy.
+struct CatalogProxy<P> {
+    shared: Arc<Mutex<Shared<P>>>,
+}
+
+impl<P: PeerKey> Resource for CatalogProxy<P> {
+    fn handle(&mut self, req: &coap::Request) -> Outcome {
+        self.serve(None, req)
+    }
+
+    fn handle_from(&mut self, peer: &dyn Any, req: &coap::Request) -> Outcome {
+        self.serve(peer.downcast_ref::<P>().copied(), req)
+    }
+}
+
+impl<P: PeerKey> CatalogProxy<P> {
+    fn serve(&mut self, peer: Option<P>, req: &coap::Request) -> Outcome {
+        let path = {
+            let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            req.proxy_uri.as_deref().and_then(|uri| lookup_uri(&shared, uri))
+        };
+        match path {
+            Some(path) => serve_blob(&self.shared, &path, peer, req),
+            None => Outcome::Respond(Response::new(Code::ProxyingNotSupported)),
+        }
+    }
+}
+
 /// One catalog path in the router.
 struct BlobResource<P> {
     path: String,
@@ -256,47 +362,52 @@ impl<P: PeerKey> Resource for BlobResource<P> {
 
 impl<P: PeerKey> BlobResource<P> {
     fn serve(&mut self, peer: Option<P>, req: &coap::Request) -> Outcome {
-        if req.method != Method::Get {
-            return Outcome::Respond(Response::new(Code::MethodNotAllowed));
-        }
-        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let default_szx = shared.default_szx;
-        let Some(blob) = shared.blobs.get(&self.path) else {
-            return Outcome::Respond(Response::new(Code::NotFound));
-        };
-        let total = blob.body.len();
-        // The block the endpoint will cut (it never exceeds the client's SZX).
-        let block = match req.block2 {
-            Some(b) => Some((b.num as usize, size_of_szx(b.szx.min(coap::block::MAX_SZX)))),
-            None if total > size_of_szx(default_szx) => Some((0, size_of_szx(default_szx))),
-            None => None,
-        };
-        let (offset, len) = match block {
-            Some((num, size)) => {
-                let offset = num.saturating_mul(size);
-                (offset, size.min(total.saturating_sub(offset)))
-            }
-            None => (0, total),
-        };
-        let response = Response {
-            etag: Some(blob.etag.to_vec()),
-            ..Response::content(content_format::OCTET_STREAM, blob.body.clone())
-        };
-        // A block beyond the end is refused by the endpoint (4.02): nothing served.
-        if offset < total || total == 0 {
-            if shared.served.len() >= MAX_SERVED_QUEUE {
-                shared.served.pop_front();
-            }
-            shared.served.push_back(Served {
-                peer,
-                path: self.path.clone(),
-                offset: offset as u64,
-                len: len as u64,
-                total: total as u64,
-            });
-        }
-        Outcome::Respond(response)
+        serve_blob(&self.shared, &self.path, peer, req)
     }
+}
+
+/// Answers `req` with the blob at `path`, recording the block the endpoint will send.
+fn serve_blob<P: PeerKey>(shared: &Mutex<Shared<P>>, path: &str, peer: Option<P>, req: &coap::Request) -> Outcome {
+    if req.method != Method::Get {
+        return Outcome::Respond(Response::new(Code::MethodNotAllowed));
+    }
+    let mut shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let default_szx = shared.default_szx;
+    let Some(blob) = shared.blobs.get(path) else {
+        return Outcome::Respond(Response::new(Code::NotFound));
+    };
+    let total = blob.body.len();
+    // The block the endpoint will cut (it never exceeds the client's SZX).
+    let block = match req.block2 {
+        Some(b) => Some((b.num as usize, size_of_szx(b.szx.min(coap::block::MAX_SZX)))),
+        None if total > size_of_szx(default_szx) => Some((0, size_of_szx(default_szx))),
+        None => None,
+    };
+    let (offset, len) = match block {
+        Some((num, size)) => {
+            let offset = num.saturating_mul(size);
+            (offset, size.min(total.saturating_sub(offset)))
+        }
+        None => (0, total),
+    };
+    let response = Response {
+        etag: Some(blob.etag.to_vec()),
+        ..Response::content(content_format::OCTET_STREAM, blob.body.clone())
+    };
+    // A block beyond the end is refused by the endpoint (4.02): nothing served.
+    if offset < total || total == 0 {
+        if shared.served.len() >= MAX_SERVED_QUEUE {
+            shared.served.pop_front();
+        }
+        shared.served.push_back(Served {
+            peer,
+            path: path.to_owned(),
+            offset: offset as u64,
+            len: len as u64,
+            total: total as u64,
+        });
+    }
+    Outcome::Respond(response)
 }
 
 #[cfg(test)]
@@ -314,5 +425,50 @@ mod tests {
         assert_eq!(split_coap_uri("coap://gw"), None);
         assert_eq!(split_coap_uri("coap://gw/"), None);
         assert_eq!(split_coap_uri("coap://gw/a/../b"), None);
+    }
+
+    #[test]
+    fn proxy_keys_equate_spellings_of_one_uri() {
+        let key = proxy_key("coap://[FD00::1]:5683/fw//a.bin");
+        assert_eq!(key.as_deref(), Some("coap://[fd00::1]/fw/a.bin"));
+        assert_eq!(proxy_key("COAP://[fd00::1]/fw/a.bin"), key);
+        assert_eq!(proxy_key("coap://[fd00::1]:5684/fw/a.bin").as_deref(), Some("coap://[fd00::1]:5684/fw/a.bin"));
+        assert_eq!(proxy_key("coaps://gw:5684/a?x=1").as_deref(), Some("coaps://gw/a?x=1"));
+        assert_eq!(proxy_key("http://gw/a"), None);
+        assert_eq!(proxy_key("coap:///a"), None);
+        assert_eq!(proxy_key("coap://gw/a/../b"), None);
+    }
+
+    #[test]
+    fn the_proxy_serves_signed_uris_only() {
+        let catalog: Catalog<u8> = Catalog::new(2);
+        let mut router = Router::new();
+        catalog.insert(&mut router, "fw/a.bin", Bytes::from(vec![7u8; 100]));
+        catalog.lock().uris.insert("coap://[fd00::1]/fw/a.bin".into(), "fw/a.bin".into());
+        router.set_proxy(Box::new(CatalogProxy { shared: catalog.shared.clone() }));
+        let mut proxied = |uri: &str, num: u32| {
+            let mut req = coap::Request::get("");
+            req.proxy_uri = Some(uri.to_owned());
+            req.block2 = Some(coap::BlockOpt { num, more: false, szx: 2 });
+            match router.handle_from(&3u8, &req) {
+                Outcome::Respond(r) => r,
+                Outcome::Defer => panic!("deferred"),
+            }
+        };
+        let r = proxied("coap://[FD00::1]:5683/fw/a.bin", 1);
+        assert_eq!((r.code, r.payload.len()), (Code::Content, 100), "the endpoint cuts the block");
+        assert_eq!(
+            catalog.drain_served(),
+            vec![Served { peer: Some(3), path: "fw/a.bin".into(), offset: 64, len: 36, total: 100 }]
+        );
+        // Another host, another path, another scheme: never forwarded.
+        for uri in ["coap://[fd00::2]/fw/a.bin", "coap://[fd00::1]/fw/b.bin", "http://[fd00::1]/fw/a.bin"] {
+            assert_eq!(proxied(uri, 0).code, Code::ProxyingNotSupported, "{uri}");
+        }
+        // Proxy-Scheme without Uri-Host names ferry itself: the origin path.
+        assert_eq!(proxied("coap:///fw/a.bin", 0).code, Code::Content);
+        assert!(catalog.serves_uri("coap://[fd00::1]/fw/a.bin"));
+        catalog.remove(&mut router, "fw/a.bin");
+        assert!(!catalog.serves_uri("coap://[fd00::1]/fw/a.bin"));
     }
 }

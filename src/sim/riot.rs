@@ -354,6 +354,8 @@ pub struct RiotNode {
     inbox_dropped: u64,
     /// Work waits for the CPU (datagrams, CoAP output, a reboot): wake at `cpu_free_at`.
     waiting: bool,
+    /// Its stack rides kernel UDP ([`RiotNode::over_udp`]).
+    over_udp: bool,
 }
 
 impl std::fmt::Debug for RiotNode {
@@ -388,6 +390,7 @@ impl RiotNode {
             truth,
             inbox_dropped: 0,
             waiting: false,
+            over_udp: false,
         };
         node.start_firmware();
         node
@@ -409,6 +412,20 @@ impl RiotNode {
 
     pub fn stack(&self) -> &NodeStack {
         &self.stack
+    }
+
+    /// The node rides kernel UDP from now on, across reboots, as RIOT `native` on a tap does:
+    /// its shell feeds [`NodeStack::push_udp`] (unless [`Upper::radio_silent`]: it is booting)
+    /// and sends [`NodeStack::take_udp`], calling [`Upper::handle_timeout`] after each and at
+    /// [`Upper::poll_timeout`].
+    pub fn over_udp(mut self) -> RiotNode {
+        self.over_udp = true;
+        self.stack.attach_udp();
+        self
+    }
+
+    pub fn stack_mut(&mut self) -> &mut NodeStack {
+        &mut self.stack
     }
 
     /// True while an update is being fetched, checked or installed.
@@ -437,6 +454,9 @@ impl RiotNode {
         let mut stack_cfg = self.cfg.stack.clone();
         stack_cfg.coap = coap_cfg;
         self.stack = NodeStack::new(stack_cfg, router);
+        if self.over_udp {
+            self.stack.attach_udp();
+        }
         self.inbox.clear();
         self.job = Job::Idle;
         if let Ok(mut b) = self.trigger.lock() {

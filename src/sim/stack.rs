@@ -12,7 +12,13 @@
 //! [`flush`](NodeStack::flush) moves CoAP's datagrams into the interface, and
 //! [`poll_transmit`](NodeStack::poll_transmit) yields frames for the radio.
 //! [`handle_timeout`](NodeStack::handle_timeout) at [`poll_timeout`](NodeStack::poll_timeout).
+//!
+//! A stack can also ride kernel UDP instead of the radio ([`attach_udp`](NodeStack::attach_udp)),
+//! as a RIOT `native` node on a tap does: its shell gives it datagrams with
+//! [`push_udp`](NodeStack::push_udp) and sends what [`take_udp`](NodeStack::take_udp) yields;
+//! the interface then carries nothing.
 
+use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
@@ -47,7 +53,19 @@ pub struct NodeStack {
     iface: Interface,
     coap: Endpoint<Peer>,
     epoch: Instant,
+    /// Datagrams to and from kernel UDP, when the stack rides it instead of the radio.
+    udp: Option<UdpLink>,
 }
+
+/// Datagrams a stack on kernel UDP exchanges with its shell (bounded like a socket buffer).
+#[derive(Debug, Default)]
+struct UdpLink {
+    received: VecDeque<UdpDatagram>,
+    to_send: VecDeque<(Peer, Vec<u8>)>,
+}
+
+/// Datagrams a stack on kernel UDP holds each way before dropping (UDP loses, CoAP retries).
+const UDP_QUEUE: usize = 256;
 
 impl std::fmt::Debug for NodeStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +88,27 @@ impl NodeStack {
         if let Some(rpl_router) = cfg.rpl {
             iface.enable_rpl_node(epoch, rpl_router, cfg.coap.rng_seed);
         }
-        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch }
+        NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch, udp: None }
+    }
+
+    /// From now on the stack's CoAP rides kernel UDP through [`push_udp`](Self::push_udp) and
+    /// [`take_udp`](Self::take_udp) instead of the interface.
+    pub fn attach_udp(&mut self) {
+        self.udp.get_or_insert_with(UdpLink::default);
+    }
+
+    /// A datagram from `src` arrived on the node's UDP socket.
+    pub fn push_udp(&mut self, src: Peer, payload: Vec<u8>) {
+        let Some(udp) = &mut self.udp else { return };
+        if udp.received.len() < UDP_QUEUE {
+            let dst = (self.iface.link_local(), COAP_PORT);
+            udp.received.push_back(UdpDatagram { src, dst, payload, link_src: MacAddr::Short(0xffff) });
+        }
+    }
+
+    /// The next datagram for the node's UDP socket to send.
+    pub fn take_udp(&mut self) -> Option<(Peer, Vec<u8>)> {
+        self.udp.as_mut()?.to_send.pop_front()
     }
 
     /// The stack's `Instant` for medium µs.
@@ -113,7 +151,10 @@ impl NodeStack {
 
     /// The next UDP datagram the interface received.
     pub fn poll_udp(&mut self) -> Option<UdpDatagram> {
-        self.iface.poll_udp()
+        match &mut self.udp {
+            Some(udp) => udp.received.pop_front(),
+            None => self.iface.poll_udp(),
+        }
     }
 
     /// Hands one datagram to CoAP (only those for the CoAP port; others are dropped, as a
@@ -137,7 +178,13 @@ impl NodeStack {
     pub fn flush(&mut self, now_us: u64) {
         let now = self.instant(now_us);
         while let Some(t) = self.coap.poll_transmit(now) {
-            let _ = self.iface.send_udp(now, COAP_PORT, t.peer, &t.bytes);
+            match &mut self.udp {
+                Some(udp) if udp.to_send.len() < UDP_QUEUE => udp.to_send.push_back((t.peer, t.bytes)),
+                Some(_) => {}
+                None => {
+                    let _ = self.iface.send_udp(now, COAP_PORT, t.peer, &t.bytes);
+                }
+            }
         }
     }
 
