@@ -93,7 +93,9 @@ impl ReposRoom {
         self.policy.clone()
     }
 
-    pub(super) async fn serve(self, shutdown: CancellationToken) {
+    /// Runs the pollers; `accepted_one` is rung for every manifest verified and recorded, so
+    /// the plan offers it at once instead of at the next heartbeat.
+    pub(super) async fn serve(self, shutdown: CancellationToken, accepted_one: Arc<tokio::sync::Notify>) {
         let ReposRoom { repositories, cache, policy, metrics, exported, manifests, store } = self;
         let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);
         for repository in repositories {
@@ -116,6 +118,7 @@ impl ReposRoom {
                     if admit(&store, &cache, &policy, &m).await {
                         manifests.with_label_values(&["accepted", "verified"]).inc();
                         record(&store, m).await;
+                        accepted_one.notify_one();
                     } else {
                         manifests.with_label_values(&["rejected", "THREAT.IMG.EXPIRED"]).inc();
                         metrics.rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
