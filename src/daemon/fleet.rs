@@ -79,7 +79,8 @@ pub(super) async fn show(shared: &Shared, text: String) -> Result<DeviceReport, 
         .call(move |c| {
             let device = devices::load(c, eui64);
             let audit = audit::mentioning(c, &eui64.to_string())?;
-            Ok(device.map(|d| d.map(|device| DeviceReport { device, audit })))
+            let deliveries = crate::store::attempts::list(c, Some(&crate::deliver::record::device_hex(&eui64)))?;
+            Ok(device.map(|d| d.map(|device| DeviceReport { device, audit, deliveries })))
         })
         .await
         .map_err(ApiError::internal)?

@@ -322,6 +322,9 @@ pub struct Failures {
     pub boot_failure: bool,
     /// Battery level 0..=100; low levels make a device refuse updates.
     pub battery_percent: u8,
+    /// The knobs above (but the battery) hit only the first this many updates the device
+    /// starts; later ones succeed (a transient failure). `None`: every update.
+    pub failing_updates: Option<u32>,
 }
 
 impl Default for Failures {
@@ -332,6 +335,7 @@ impl Default for Failures {
             power_loss_at_byte: None,
             boot_failure: false,
             battery_percent: 100,
+            failing_updates: None,
         }
     }
 }
