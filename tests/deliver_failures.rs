@@ -21,9 +21,13 @@ fn outcomes(fw: &serde_json::Value) -> Vec<String> {
         .as_array()
         .expect("history")
         .iter()
-        .map(|r| match r["error"]["error"].as_str() {
-            Some(e) => format!("{}:{e}", r["outcome"].as_str().unwrap_or_default()),
-            None => r["outcome"].as_str().unwrap_or_default().to_owned(),
+        .map(|r| {
+            let outcome = &r["outcome"];
+            let name = outcome["outcome"].as_str().unwrap_or_default();
+            match outcome["error"]["error"].as_str() {
+                Some(e) => format!("{name}:{e}"),
+                None => name.to_owned(),
+            }
         })
         .collect()
 }
@@ -90,6 +94,8 @@ fn failed_and_rolled_back_updates_are_retried_by_the_policy_until_it_gives_up() 
             assert!(a["last_reason"].as_str().unwrap_or_default().starts_with("gave up after 2 attempt(s)"), "{a}");
         }
     }
+    let plan = String::from_utf8_lossy(&common::ferry(&d.socket(), &["plan"]).stdout).into_owned();
+    assert_eq!(plan.matches("gave up after 2 failed attempt(s) ([delivery] max_attempts)").count(), 3, "{plan}");
     let out = common::ferry(&d.socket(), &["device", "show", &eui(2)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sequence 6: 2 attempt(s), last rolled-back") && text.contains("; gave up"), "{text}");

@@ -64,6 +64,7 @@ fn state(windows: &[&str], blackouts: Vec<Blackout>, devices: Vec<PlanDevice>, u
         groups: BTreeMap::from([("g".to_owned(), group)]),
         authorities: BTreeMap::from([("riot".to_owned(), ApprovalMode::Automatic)]),
         pan: Default::default(),
+        held: Default::default(),
         model: Default::default(),
     }
 }

@@ -290,6 +290,8 @@ impl DeliverRoom {
                 tracing::debug!(device = %start.device, update = update.id, "cancelled by an operator; not started again");
                 continue;
             }
+            // The planner holds these back too; a plan computed before the attempt was written
+            // may not.
             if let Some(a) = self.attempts.get(&(start.device, update.digest.clone())) {
                 if a.gave_up {
                     tracing::debug!(device = %start.device, update = update.id, attempts = a.attempts, "attempts spent; not started again");

@@ -116,7 +116,15 @@ pub fn wait_metrics(d: &mut Ferryd, limit: Duration, what: &str, done: impl Fn(&
         if done(&s) {
             return s;
         }
-        assert!(Instant::now() < deadline, "{what} did not happen in {limit:?}; log:\n{}", d.log());
+        if Instant::now() >= deadline {
+            let plan = ferry(&d.socket(), &["plan"]);
+            panic!(
+                "{what} did not happen in {limit:?}; metrics:\n{s}\nplan:\n{}\nhistory:\n{}\nlog:\n{}",
+                String::from_utf8_lossy(&plan.stdout),
+                history(&d.dir),
+                d.log()
+            );
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
