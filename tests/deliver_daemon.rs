@@ -37,7 +37,10 @@ fn a_star_of_riot_devices_all_update() {
     let bytes = labelled(&s, "ferry_delivery_bytes_total");
     assert!(airtime > bytes * 32e-6 && airtime < 10.0 * bytes * 32e-6, "air time {airtime} s for {bytes} B\n{s}");
     for i in 0..3 {
-        let when = labelled(&s, &format!("ferry_device_last_update_timestamp_seconds{{device=\"{}\",result=\"done\"}}", eui(i)));
+        let when = labelled(
+            &s,
+            &format!("ferry_device_last_update_timestamp_seconds{{device=\"{}\",result=\"done\"}}", eui(i)),
+        );
         assert!((when - jiff::Timestamp::now().as_second() as f64).abs() < 120.0, "{when}\n{s}");
     }
     common::promtool_check(&s);

@@ -49,7 +49,8 @@ fn failed_and_rolled_back_updates_are_retried_by_the_policy_until_it_gives_up() 
     let mut d = Ferryd::spawn(dir.path(), &cfg);
     d.wait_radio_up();
     let s = wait_metrics(&mut d, Duration::from_secs(240), "three give-ups and one update", |s| {
-        labelled(s, "ferry_delivery_given_up") >= 3.0 && labelled(s, "ferry_updates_completed_total{result=\"done\"}") >= 1.0
+        labelled(s, "ferry_delivery_given_up") >= 3.0
+            && labelled(s, "ferry_updates_completed_total{result=\"done\"}") >= 1.0
     });
     let took = started.elapsed();
     let h = history(dir.path());
@@ -85,7 +86,8 @@ fn failed_and_rolled_back_updates_are_retried_by_the_policy_until_it_gives_up() 
     assert_eq!(h.matches("planned → triggered").count(), 8, "one trigger per session:\n{h}");
 
     // `ferry device show`: the attempts, the last result, and that ferry gave up.
-    for (i, result, gave_up) in [(0, "failed", true), (1, "failed", true), (2, "rolled-back", true), (3, "done", false)] {
+    for (i, result, gave_up) in [(0, "failed", true), (1, "failed", true), (2, "rolled-back", true), (3, "done", false)]
+    {
         let report = device_show(&d.socket(), &eui(i));
         let a = &report["deliveries"][0];
         assert_eq!((a["attempts"].as_u64(), a["last_result"].as_str()), (Some(2), Some(result)), "bulb-{i}: {report}");

@@ -193,7 +193,7 @@ impl DeliverRoom {
             tracing::error!("a stored session cannot be resumed: {e}");
         }
         let delivery = shared.config.borrow().delivery.clone();
-        let stored = shared.store.call(|c| Ok(attempts::list(c, None)?)).await?;
+        let stored = shared.store.call(|c| attempts::list(c, None)).await?;
         let attempts: HashMap<_, _> = stored
             .into_iter()
             .filter_map(|row| {
@@ -615,7 +615,7 @@ impl DeliverRoom {
             _ => {}
         }
         let stored = row.clone();
-        if let Err(e) = self.shared.store.call(move |c| Ok(attempts::write(c, &stored)?)).await {
+        if let Err(e) = self.shared.store.call(move |c| attempts::write(c, &stored)).await {
             tracing::error!("cannot record the delivery attempt: {e}");
         }
         self.attempts.insert(key, row);

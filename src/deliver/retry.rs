@@ -57,7 +57,8 @@ mod tests {
 
     #[test]
     fn failures_back_off_doubling_until_the_attempts_are_spent() {
-        let p = RetryPolicy { max_attempts: 3, backoff: Duration::from_secs(60), backoff_max: Duration::from_secs(100) };
+        let p =
+            RetryPolicy { max_attempts: 3, backoff: Duration::from_secs(60), backoff_max: Duration::from_secs(100) };
         assert_eq!(p.after(State::RolledBack, 1), Next::RetryAfter(Duration::from_secs(60)));
         assert_eq!(p.after(State::Failed, 2), Next::RetryAfter(Duration::from_secs(100)), "capped");
         assert_eq!(p.after(State::Failed, 3), Next::GiveUp);

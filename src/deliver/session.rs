@@ -985,8 +985,13 @@ mod tests {
         // After a failed update it says which and how.
         let mut buf = Vec::new();
         let mut e = minicbor::Encoder::new(&mut buf);
-        e.map(2).and_then(|e| e.str("installed")?.array(1)?.u64(5)?.str("failed")?.array(2)?.u64(6)?.str("boot-failure")).ok();
-        assert_eq!(parse_status(&buf), Some(DeviceStatus { seq: 5, slot: None, failed: Some((6, "boot-failure".into())) }));
+        e.map(2)
+            .and_then(|e| e.str("installed")?.array(1)?.u64(5)?.str("failed")?.array(2)?.u64(6)?.str("boot-failure"))
+            .ok();
+        assert_eq!(
+            parse_status(&buf),
+            Some(DeviceStatus { seq: 5, slot: None, failed: Some((6, "boot-failure".into())) })
+        );
         let mut buf = Vec::new();
         let mut e = minicbor::Encoder::new(&mut buf);
         e.map(2).and_then(|e| e.str("seq")?.u64(5)?.str("failed")?.array(2)?.u64(6)?.str("bad code")).ok();

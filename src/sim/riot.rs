@@ -516,9 +516,11 @@ impl RiotNode {
     fn failures(&self) -> Failures {
         let f = self.cfg.failures;
         match f.failing_updates {
-            Some(n) if self.updates_started > n => {
-                Failures { battery_percent: f.battery_percent, failing_updates: f.failing_updates, ..Failures::default() }
-            }
+            Some(n) if self.updates_started > n => Failures {
+                battery_percent: f.battery_percent,
+                failing_updates: f.failing_updates,
+                ..Failures::default()
+            },
             _ => f,
         }
     }

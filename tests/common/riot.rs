@@ -177,7 +177,8 @@ impl Sim {
             .stderr(Stdio::null())
             .spawn()
             .expect("ferry sim");
-        let sim = Sim { child: Some(child), started: Instant::now(), url: format!("spinel+hdlc+uart://{}", link.display()) };
+        let sim =
+            Sim { child: Some(child), started: Instant::now(), url: format!("spinel+hdlc+uart://{}", link.display()) };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !link.exists() {
             assert!(Instant::now() < deadline, "the simulator's pty never appeared");
