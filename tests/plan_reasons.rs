@@ -6,7 +6,7 @@ use ferry::config::GroupPolicy;
 use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use ferry::fleet::topology::InMemoryTopology;
 use ferry::schedule::plan::{
-    plan, Action, ActiveSession, ApprovalMode, GroupPlan, PlanDevice, PlanState, StartBasis, Update, Urgency,
+    plan, Action, ActiveSession, ApprovalMode, GroupPlan, Held, PlanDevice, PlanState, StartBasis, Update, Urgency,
     WaitReason,
 };
 use ferry::schedule::{Blackout, Length, Schedule, Window};
@@ -182,4 +182,25 @@ fn battery_approval_and_codes() {
         _ => unreachable!(),
     };
     assert_eq!(codes, ["awaiting-approval", "battery-low"]);
+}
+
+#[test]
+fn the_retry_policy_holds_an_update_back_from_a_device() {
+    let mut s = state(
+        &["Mon-Sun 00:00-24:00"],
+        vec![],
+        vec![device(1), device(2), device(3)],
+        vec![update(5, Urgency::Routine, 10_000)],
+    );
+    let now = monday_noon();
+    let id = s.updates[0].id.clone();
+    s.held.insert((e(1), id.clone()), Held { attempts: 2, until: None });
+    s.held.insert((e(2), id.clone()), Held { attempts: 1, until: Some(now + SignedDuration::from_mins(5)) });
+    s.held.insert((e(3), id), Held { attempts: 1, until: Some(now - SignedDuration::from_mins(5)) });
+    let topo = InMemoryTopology::from_parents((1..=3).map(|n| (e(n), Parent::BorderRouter)));
+    let p = plan(&s, &topo, now);
+    let action = |n: u8| &p.entries.iter().find(|en| en.device == e(n)).expect("entry").action;
+    assert_eq!(reasons(action(1)), ["gave up after 2 failed attempt(s) ([delivery] max_attempts)"]);
+    assert_eq!(reasons(action(2)), ["1 failed attempt(s); next try at 2026-11-23T11:05:00Z"]);
+    assert!(matches!(action(3), Action::Start(_)), "the backoff passed: {:?}", action(3));
 }
