@@ -453,7 +453,8 @@ impl Default for PlanConfig {
 /// `session_retries` times, `session_backoff_s` apart (doubling); a session that ends failed or
 /// rolled back counts as one attempt of that update on that device, and the next session starts
 /// `retry_backoff_s` later (doubling per attempt, at most a day), until `max_attempts` sessions
-/// have failed. Attempts are kept in the state dir, so a restart does not reset them.
+/// have failed. Attempts are kept in the state dir, so a restart does not reset them. A reload
+/// changes the policy between sessions; the one inside a session is read when ferryd starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {

@@ -281,6 +281,9 @@ impl DeliverRoom {
     /// Serves what is offered and newly verified, then starts the plan's starts.
     async fn on_plan(&mut self, feed: PlanFeed) {
         self.offered = feed.offered.clone();
+        // A reload may have changed the policy between sessions (the one inside a session is
+        // fixed when ferryd starts).
+        self.retry = self.shared.config.borrow().delivery.retry_policy();
         self.serve_offered().await;
         let now = Instant::now();
         let mut started = false;

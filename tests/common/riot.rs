@@ -159,7 +159,6 @@ pub fn installed(socket: &Path, device: &str) -> (Option<u64>, String) {
 /// killed when dropped, however the test ends.
 pub struct Sim {
     child: Option<Child>,
-    started: Instant,
     /// `spinel+hdlc+uart://…`: the radio URL for ferryd's config.
     pub url: String,
 }
@@ -177,19 +176,13 @@ impl Sim {
             .stderr(Stdio::null())
             .spawn()
             .expect("ferry sim");
-        let sim =
-            Sim { child: Some(child), started: Instant::now(), url: format!("spinel+hdlc+uart://{}", link.display()) };
+        let sim = Sim { child: Some(child), url: format!("spinel+hdlc+uart://{}", link.display()) };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !link.exists() {
             assert!(Instant::now() < deadline, "the simulator's pty never appeared");
             std::thread::sleep(Duration::from_millis(20));
         }
         sim
-    }
-
-    /// Wall time since the simulator started (it runs in real time).
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// SIGTERM, then its JSON report (every node's ground truth).
