@@ -155,7 +155,7 @@ impl Daemon {
         }
         tasks.spawn(metrics_server.serve(rooms.clone()));
         tasks.spawn(control_server.serve(Arc::new(status::DaemonApi(shared.clone())), rooms.clone()));
-        tasks.spawn(repos.serve(rooms.clone(), shared.deliver.replan_wanted.clone()));
+        tasks.spawn(repos.serve(rooms.clone()));
         if let Some(coap) = coap {
             tasks.spawn(coap.serve(rooms.clone()));
         }

@@ -93,9 +93,7 @@ impl ReposRoom {
         self.policy.clone()
     }
 
-    /// Polls the repositories until `shutdown`; `replan` is rung for every manifest admitted, so
-    /// the plan offers it at once rather than at the next heartbeat.
-    pub(super) async fn serve(self, shutdown: CancellationToken, replan: Arc<tokio::sync::Notify>) {
+    pub(super) async fn serve(self, shutdown: CancellationToken) {
         let ReposRoom { repositories, cache, policy, metrics, exported, manifests, store } = self;
         let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);
         for repository in repositories {
@@ -118,7 +116,6 @@ impl ReposRoom {
                     if admit(&store, &cache, &policy, &m).await {
                         manifests.with_label_values(&["accepted", "verified"]).inc();
                         record(&store, m).await;
-                        replan.notify_one();
                     } else {
                         manifests.with_label_values(&["rejected", "THREAT.IMG.EXPIRED"]).inc();
                         metrics.rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
