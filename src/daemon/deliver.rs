@@ -187,6 +187,8 @@ impl DeliverRoom {
     ) -> anyhow::Result<DeliverRoom> {
         let metrics = DeliverMetrics::register(shared.metrics.registry())?;
         let net = shared.radio.net().clone();
+        // Frames before this room runs belong to no session.
+        let air_us_at_start = net.air_time_us();
         let prefix = shared.config.borrow().network.prefix.network();
         let (last_id, records, errors) = load_unfinished::<Peer>(&shared.store).await?;
         for e in errors {
@@ -232,7 +234,7 @@ impl DeliverRoom {
             attempts,
             retry: delivery.retry_policy(),
             next_retry_ms,
-            air_us_seen: 0,
+            air_us_seen: air_us_at_start,
             topology: None,
             prefix,
             progress: inputs.progress.clone(),
