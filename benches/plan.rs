@@ -127,6 +127,7 @@ impl Fixture {
             groups,
             authorities: BTreeMap::from([("riot".to_owned(), ApprovalMode::Automatic)]),
             pan: PanPolicy::default(),
+            held: Default::default(),
             model: Default::default(),
         };
         Fixture { state, topology, now }

@@ -33,19 +33,7 @@ fn status_and_metrics_of_a_running_daemon() {
     assert!(metrics.contains("ferry_build_info{version=\""), "{metrics}");
 
     // Prometheus' own linter accepts the live scrape.
-    if have_tool("promtool") {
-        let mut promtool = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn promtool");
-        std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), metrics.as_bytes()).expect("feed");
-        let out = promtool.wait_with_output().expect("promtool");
-        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n{metrics}");
-    }
+    common::promtool_check(&metrics);
 }
 
 #[test]

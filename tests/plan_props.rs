@@ -152,6 +152,7 @@ fn build(case: &Case) -> World {
         groups: BTreeMap::from([("g".to_owned(), group)]),
         authorities: BTreeMap::from([("a".to_owned(), ApprovalMode::Automatic)]),
         pan: PanPolicy::default(),
+        held: Default::default(),
         model: Default::default(),
     };
     let deadline = released + hour * i32::from(case.deferral_h);

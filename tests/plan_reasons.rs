@@ -6,8 +6,8 @@ use ferry::config::GroupPolicy;
 use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use ferry::fleet::topology::InMemoryTopology;
 use ferry::schedule::plan::{
-    closed_sessions, plan, Action, ActiveSession, ApprovalMode, GroupPlan, PlanDevice, PlanState, StartBasis, Update,
-    Urgency, WaitReason,
+    closed_sessions, plan, Action, ActiveSession, ApprovalMode, GroupPlan, Held, PlanDevice, PlanState, StartBasis,
+    Update, Urgency, WaitReason,
 };
 use ferry::schedule::{Blackout, Length, Schedule, Window};
 use jiff::tz::TimeZone;
@@ -64,6 +64,7 @@ fn state(windows: &[&str], blackouts: Vec<Blackout>, devices: Vec<PlanDevice>, u
         groups: BTreeMap::from([("g".to_owned(), group)]),
         authorities: BTreeMap::from([("riot".to_owned(), ApprovalMode::Automatic)]),
         pan: Default::default(),
+        held: Default::default(),
         model: Default::default(),
     }
 }
@@ -211,4 +212,25 @@ fn sessions_whose_group_closed_since_they_started_are_named() {
     let closed = closed_sessions(&s, now);
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert!(matches!(closed[0], (d, WaitReason::OutsideWindow { .. }) if d == e(1)), "{closed:?}");
+}
+
+#[test]
+fn the_retry_policy_holds_an_update_back_from_a_device() {
+    let mut s = state(
+        &["Mon-Sun 00:00-24:00"],
+        vec![],
+        vec![device(1), device(2), device(3)],
+        vec![update(5, Urgency::Routine, 10_000)],
+    );
+    let now = monday_noon();
+    let id = s.updates[0].id.clone();
+    s.held.insert((e(1), id.clone()), Held { attempts: 2, until: None });
+    s.held.insert((e(2), id.clone()), Held { attempts: 1, until: Some(now + SignedDuration::from_mins(5)) });
+    s.held.insert((e(3), id), Held { attempts: 1, until: Some(now - SignedDuration::from_mins(5)) });
+    let topo = InMemoryTopology::from_parents((1..=3).map(|n| (e(n), Parent::BorderRouter)));
+    let p = plan(&s, &topo, now);
+    let action = |n: u8| &p.entries.iter().find(|en| en.device == e(n)).expect("entry").action;
+    assert_eq!(reasons(action(1)), ["gave up after 2 failed attempt(s) ([delivery] max_attempts)"]);
+    assert_eq!(reasons(action(2)), ["1 failed attempt(s); next try at 2026-11-23T11:05:00Z"]);
+    assert!(matches!(action(3), Action::Start(_)), "the backoff passed: {:?}", action(3));
 }

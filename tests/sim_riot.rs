@@ -371,6 +371,23 @@ fn boot_failure_falls_back_to_the_old_slot() {
 }
 
 #[test]
+fn a_transient_failure_hits_the_first_update_only_and_is_reported() {
+    let mut h = attempt("failure = { boot_failure = true, failing_updates = 1 }\nferry_aware = true", 1024);
+    // `/ferry/status` says which update failed and how, after the fallback reboot.
+    let status = h.get("/ferry/status");
+    let parsed = ferry::deliver::session::parse_status(&status.payload).expect("a status");
+    assert_eq!((parsed.seq, parsed.failed), (10, Some((11, "boot-failure".to_owned()))));
+    h.trigger();
+    h.run(h.world.now() + 600 * S, |h| h.truth().history.len() == 2 && h.finished());
+    let t = h.truth();
+    assert_eq!(t.history[0].outcome, UpdateOutcome::Failed { error: UpdateError::BootFailure });
+    assert_eq!(t.history[1].outcome, UpdateOutcome::Installed { slot: 1 }, "{t:?}");
+    assert_eq!((t.installed_sequence, t.active_slot), (11, 1));
+    let parsed = ferry::deliver::session::parse_status(&h.get("/ferry/status").payload).expect("a status");
+    assert_eq!((parsed.seq, parsed.failed), (11, None), "an accepted trigger clears the report");
+}
+
+#[test]
 fn low_battery_refuses_the_trigger() {
     let mut h = attempt("failure = { battery_percent = 10 }\nferry_aware = true", 1024);
     h.run(h.world.now() + 5 * S, |h| !h.responses.is_empty());

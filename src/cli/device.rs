@@ -112,6 +112,26 @@ fn render_device(report: &DeviceReport) -> String {
     for (component, k) in &d.components {
         out += &fact(&format!("component {component}"), &Some(k.clone()));
     }
+    if !report.deliveries.is_empty() {
+        out += "deliveries:\n";
+    }
+    for a in &report.deliveries {
+        let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string());
+        let next = match (a.gave_up, a.next_unix_ms) {
+            (true, _) => "gave up".to_owned(),
+            (false, Some(t)) => format!("next try {}", at(t)),
+            (false, None) => "no further try".to_owned(),
+        };
+        out += &format!(
+            "  sequence {}: {} attempt(s), last {} (session {}, {}){}; {next}\n",
+            a.sequence,
+            a.attempts,
+            a.last_result,
+            a.last_session,
+            at(a.last_unix_ms),
+            a.last_reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default(),
+        );
+    }
     out += "audit:\n";
     for e in &report.audit {
         let at = jiff::Timestamp::from_millisecond(e.at_unix_ms)

@@ -48,6 +48,8 @@ pub struct Config {
     pub owner_files: OwnerFilesConfig,
     #[serde(default)]
     pub plan: PlanConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     #[serde(default, rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
     #[serde(default, rename = "authority", skip_serializing_if = "Vec::is_empty")]
@@ -549,6 +551,88 @@ impl Default for PlanConfig {
     }
 }
 
+/// `[delivery]`: how often ferry tries again when a delivery fails, for every device (there is
+/// no per-group setting).
+///
+/// Two levels: inside one session, a lost request (no answer, a timeout, 5.xx) is retried
+/// `session_retries` times, `session_backoff_s` apart (doubling); a session that ends failed or
+/// rolled back counts as one attempt of that update on that device, and the next session starts
+/// `retry_backoff_s` later (doubling per attempt, at most a day), until `max_attempts` sessions
+/// have failed. Attempts are kept in the state dir, so a restart does not reset them. A reload
+/// changes the policy between sessions; the one inside a session is read when ferryd starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Sessions per device and update before ferry gives up on it (failed or rolled back).
+    #[serde(default = "DeliveryConfig::default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubled after each further one.
+    #[serde(default = "DeliveryConfig::default_retry_backoff_s")]
+    pub retry_backoff_s: u64,
+    /// Lost requests one session survives before it ends failed.
+    #[serde(default = "DeliveryConfig::default_session_retries")]
+    pub session_retries: u32,
+    /// Wait before a session retries a lost request; doubled each time.
+    #[serde(default = "DeliveryConfig::default_session_backoff_s")]
+    pub session_backoff_s: u64,
+}
+
+impl DeliveryConfig {
+    fn default_max_attempts() -> u32 {
+        3
+    }
+    fn default_retry_backoff_s() -> u64 {
+        600
+    }
+    fn default_session_retries() -> u32 {
+        3
+    }
+    fn default_session_backoff_s() -> u64 {
+        30
+    }
+
+    /// The policy between sessions.
+    pub fn retry_policy(&self) -> crate::deliver::RetryPolicy {
+        crate::deliver::RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff: std::time::Duration::from_secs(self.retry_backoff_s),
+            backoff_max: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The engine's knobs inside one session.
+    pub fn engine_config(&self) -> crate::deliver::EngineConfig {
+        let backoff = std::time::Duration::from_secs(self.session_backoff_s);
+        crate::deliver::EngineConfig {
+            max_failures: self.session_retries.saturating_add(1),
+            backoff,
+            backoff_max: backoff.max(crate::deliver::EngineConfig::default().backoff_max),
+            ..crate::deliver::EngineConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_attempts == 0 {
+            return Err(("delivery.max_attempts".into(), "must be at least 1".into()));
+        }
+        if self.retry_backoff_s == 0 || self.session_backoff_s == 0 {
+            return Err(("delivery.retry_backoff_s".into(), "backoffs are at least 1 s".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_attempts: Self::default_max_attempts(),
+            retry_backoff_s: Self::default_retry_backoff_s(),
+            session_retries: Self::default_session_retries(),
+            session_backoff_s: Self::default_session_backoff_s(),
+        }
+    }
+}
+
 /// `[[owner]]`: a person or party holding rights over groups of devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -811,6 +895,7 @@ impl Config {
     /// Rules that span several keys; returns the key at fault and what is wrong.
     fn validate(&self) -> Result<(), (String, String)> {
         self.plan.validate()?;
+        self.delivery.validate()?;
         unique_names("repository", self.repositories.iter().map(|r| r.name.as_str()))?;
         unique_names("authority", self.authorities.iter().map(|a| a.name.as_str()))?;
         unique_names("owner", self.owners.iter().map(|o| o.name.as_str()))?;

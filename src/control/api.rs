@@ -238,6 +238,10 @@ pub struct DeviceList {
 pub struct DeviceReport {
     pub device: crate::fleet::Device,
     pub audit: Vec<crate::store::audit::AuditEntry>,
+    /// Its delivery attempts per update: how many, the last result, the next try or that ferry
+    /// gave up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<crate::store::attempts::AttemptRow>,
 }
 
 /// The body of `POST /v1/devices/admit` and `POST /v1/devices/retire`.

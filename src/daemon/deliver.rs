@@ -40,15 +40,17 @@ use super::status::Shared;
 use crate::border::{NetTopology, Peer, COAP_PORT};
 use crate::coap::udp::{ShellHandle, UdpPeer};
 use crate::coap::{self, content_format, Event, RequestId};
+use crate::deliver::record::device_hex;
 use crate::deliver::{
-    load_unfinished, persist, Action, Catalog, DeliverMetrics, DeviceTiming, Engine, EngineConfig, Offer, Progress,
-    RequestTag, SessionId, SessionPlan, SessionRecord, State,
+    load_unfinished, persist, Action, Catalog, DeliverMetrics, DeviceTiming, Engine, Next, Offer, Progress, RequestTag,
+    RetryPolicy, SessionId, SessionPlan, SessionRecord, State,
 };
 use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
 use crate::fleet::topology::Topology as _;
 use crate::repo::{BlobCache, BlobDigest};
 use crate::schedule::plan::{ActiveSession, Plan};
+use crate::store::attempts::{self, AttemptRow};
 use crate::store::audit::{self, AuditEntry};
 use crate::suit::policy::{self, Policy};
 use crate::suit::Envelope;
@@ -63,6 +65,8 @@ const RELEARN_AFTER: Duration = Duration::from_secs(10 * 60);
 const BLOCK_SIZE: u32 = 64;
 /// What ferry reads from a device to learn its facts, in this order.
 const FACT_PATHS: [&str; 3] = ["riot/board", "suit/version", "ferry/status"];
+/// Largest answer ferry reads from a device's read-back and fact resources.
+const READ_BACK_MAX: usize = 1024;
 /// RIOT's single SUIT component, `[h'00']`, as `plan::component_name` writes it.
 const RIOT_COMPONENT: &str = "00";
 
@@ -176,6 +180,13 @@ pub(super) struct DeliverRoom {
     kernel_in_flight: HashMap<RequestId, Purpose>,
     kernel_events: Option<mpsc::Receiver<Event<UdpPeer>>>,
     offered: Arc<Vec<OfferedUpdate>>,
+    /// Ended sessions per device and update digest, for the retry policy (`store::attempts`).
+    attempts: HashMap<(Eui64, String), AttemptRow>,
+    retry: RetryPolicy,
+    /// The earliest retry not yet offered to the planner (Unix ms).
+    next_retry_ms: Option<i64>,
+    /// The net room's air-time total when last read.
+    air_us_seen: u64,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
@@ -193,13 +204,26 @@ impl DeliverRoom {
     ) -> anyhow::Result<DeliverRoom> {
         let metrics = DeliverMetrics::register(shared.metrics.registry())?;
         let net = shared.radio.net().clone();
+        // Frames before this room runs belong to no session.
+        let air_us_at_start = net.air_time_us();
         let prefix = shared.config.borrow().network.prefix.network();
         let (last_id, records, errors) = load_unfinished::<Peer>(&shared.store).await?;
         for e in errors {
             tracing::error!("a stored session cannot be resumed: {e}");
         }
+        let delivery = shared.config.borrow().delivery.clone();
+        let stored = shared.store.call(|c| attempts::list(c, None)).await?;
+        let attempts: HashMap<_, _> = stored
+            .into_iter()
+            .filter_map(|row| {
+                let eui = crate::fleet::device::parse_eui64(&row.device).ok()?;
+                Some(((eui, row.manifest_digest.clone()), row))
+            })
+            .collect();
+        let next_retry_ms = attempts.values().filter_map(|a| a.next_unix_ms).min();
+        metrics.given_up.set(attempts.values().filter(|a| a.gave_up).count() as i64);
         let now = Instant::now();
-        let mut engine = Engine::new(EngineConfig::default(), now, super::now_ms(), last_id);
+        let mut engine = Engine::new(delivery.engine_config(), now, super::now_ms(), last_id);
         let resumed = records.len();
         engine.resume(now, records);
         let unconfirmed = delivered_unconfirmed(&shared.store).await;
@@ -229,6 +253,10 @@ impl DeliverRoom {
             updates: HashMap::new(),
             cancelled: HashSet::new(),
             offered: Arc::default(),
+            attempts,
+            retry: delivery.retry_policy(),
+            next_retry_ms,
+            air_us_seen: air_us_at_start,
             topology: None,
             prefix,
             progress: inputs.progress.clone(),
@@ -264,7 +292,10 @@ impl DeliverRoom {
                 Some(event) = events.recv() => self.on_event(event).await,
                 Some(event) = next_kernel_event(&mut kernel_events) => self.on_kernel_event(event).await,
                 Some(command) = commands.recv() => self.on_command(command).await,
-                _ = served_tick.tick() => self.on_served().await,
+                _ = served_tick.tick() => {
+                    self.on_served().await;
+                    self.publish();
+                }
                 _ = mesh_tick.tick() => {
                     self.on_kernel_tick().await;
                     self.on_mesh().await;
@@ -280,6 +311,9 @@ impl DeliverRoom {
     /// Serves what is offered and newly verified, then starts the plan's starts.
     async fn on_plan(&mut self, feed: PlanFeed) {
         self.offered = feed.offered.clone();
+        // A reload may have changed the policy between sessions (the one inside a session is
+        // fixed when ferryd starts).
+        self.retry = self.shared.config.borrow().delivery.retry_policy();
         self.serve_offered().await;
         let now = Instant::now();
         let mut started = self.hold_closed(now, &feed.closed);
@@ -292,6 +326,18 @@ impl DeliverRoom {
             if self.unconfirmed.contains(&(start.device, update.digest.clone())) {
                 tracing::debug!(device = %start.device, update = update.id, "delivered unconfirmed; not delivered again");
                 continue;
+            }
+            // The planner holds these back too; a plan computed before the attempt was written
+            // may not.
+            if let Some(a) = self.attempts.get(&(start.device, update.digest.clone())) {
+                if a.gave_up {
+                    tracing::debug!(device = %start.device, update = update.id, attempts = a.attempts, "attempts spent; not started again");
+                    continue;
+                }
+                if a.next_unix_ms.is_some_and(|t| t > super::now_ms()) {
+                    tracing::debug!(device = %start.device, update = update.id, "waiting out the retry backoff");
+                    continue;
+                }
             }
             let Some(served) = self.served.get(&update.digest) else {
                 tracing::warn!(update = update.id, "planned, but not served (its blobs did not load)");
@@ -570,7 +616,7 @@ impl DeliverRoom {
             }
             Route::Unreachable => return Started::No("a kernel device needs an IPv6 address in [coap] listen".into()),
         }
-        match self.net.with(move |border, now| border.start_request(now, peer, request)).await {
+        match self.net.with(move |border, now| start(border, now, peer, request)).await {
             Ok(Ok(id)) => {
                 self.in_flight.insert(id, purpose);
                 Started::Yes
@@ -644,6 +690,8 @@ impl DeliverRoom {
                 tracing::warn!(device = %device, "cannot record the installed sequence number: {e}");
             }
         }
+        self.metrics.ended(&device, record.state, now.as_millisecond());
+        self.count_attempt(&record, now.as_millisecond()).await;
         let entry = AuditEntry {
             at_unix_ms: now.as_millisecond(),
             actor: "deliver".into(),
@@ -661,9 +709,77 @@ impl DeliverRoom {
         self.replan_wanted.notify_one();
     }
 
+    /// Counts an ended session against its device and update, and decides with the retry
+    /// policy whether and when the next one may start.
+    async fn count_attempt(&mut self, record: &SessionRecord<Peer>, now_ms: i64) {
+        let key = (record.plan.device, record.plan.manifest_digest.clone());
+        let before = self.attempts.get(&key).map_or(0, |a| a.attempts);
+        let attempts = before + 1;
+        let next = self.retry.after(record.state, attempts);
+        let next_unix_ms = match next {
+            Next::NotCounted => return,
+            Next::RetryAfter(wait) => {
+                self.metrics.retries.inc();
+                Some(now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)))
+            }
+            Next::Finished | Next::GiveUp => None,
+        };
+        let mut reason = record.reason.as_ref().map(ToString::to_string);
+        if next == Next::GiveUp {
+            reason = Some(format!(
+                "gave up after {attempts} attempt(s) (max_attempts {}): {}",
+                self.retry.max_attempts,
+                reason.unwrap_or_default()
+            ));
+        }
+        let row = AttemptRow {
+            device: device_hex(&record.plan.device),
+            manifest_digest: record.plan.manifest_digest.clone(),
+            sequence: record.plan.sequence,
+            attempts,
+            last_session: i64::try_from(record.id).unwrap_or(i64::MAX),
+            last_result: record.state.as_str().to_owned(),
+            last_reason: reason,
+            last_unix_ms: now_ms,
+            next_unix_ms,
+            gave_up: next == Next::GiveUp,
+        };
+        match next {
+            Next::RetryAfter(wait) => {
+                tracing::info!(device = %record.plan.device, attempts, wait_s = wait.as_secs(), "delivery will be tried again")
+            }
+            Next::GiveUp => {
+                tracing::warn!(device = %record.plan.device, attempts, "delivery attempts spent; ferry gives up on this update")
+            }
+            _ => {}
+        }
+        let stored = row.clone();
+        if let Err(e) = self.shared.store.call(move |c| attempts::write(c, &stored)).await {
+            tracing::error!("cannot record the delivery attempt: {e}");
+        }
+        self.attempts.insert(key, row);
+        self.next_retry_ms = self.attempts.values().filter_map(|a| a.next_unix_ms).filter(|t| *t > now_ms).min();
+        self.metrics.given_up.set(self.attempts.values().filter(|a| a.gave_up).count() as i64);
+    }
+
+    /// A retry came due: the planner starts it again.
+    fn retry_due(&mut self) {
+        let now_ms = super::now_ms();
+        if self.next_retry_ms.is_some_and(|t| t <= now_ms) {
+            self.next_retry_ms = self.attempts.values().filter_map(|a| a.next_unix_ms).filter(|t| *t > now_ms).min();
+            self.replan_wanted.notify_one();
+        }
+    }
+
     /// Metrics, the progress view and the planner's running sessions.
     fn publish(&mut self) {
         self.metrics.export(&self.engine);
+        // Air time counts for delivery while a session moves blocks.
+        let air_us = self.net.air_time_us();
+        if self.engine.progress().any(|p| p.state.uses_air()) {
+            self.metrics.airtime.inc_by(air_us.saturating_sub(self.air_us_seen) as f64 / 1e6);
+        }
+        self.air_us_seen = air_us;
         let progress: Vec<Progress> = self.engine.progress().collect();
         let now = Timestamp::now();
         for p in progress.iter().filter(|p| !p.state.is_terminal()) {
@@ -712,6 +828,7 @@ impl DeliverRoom {
     /// Reads the topology: new devices are discovered, links and positions learned, the mesh
     /// fed to the planner, and devices whose facts are stale asked again.
     async fn on_mesh(&mut self) {
+        self.retry_due();
         let Some(topology) = self.net.topology() else { return };
         let now = Timestamp::now();
         // Duty cycles learned from polls, for children that poll from their EUI-64 (a short
@@ -976,6 +1093,22 @@ async fn next_kernel_event(events: &mut Option<mpsc::Receiver<Event<UdpPeer>>>) 
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Starts a request to a device: a GET block-wise (a device answers in its block size, and
+/// a `/ferry/status` may be longer than one block), anything else as it is.
+fn start(
+    border: &mut crate::border::BorderRouter,
+    now: std::time::Instant,
+    peer: Peer,
+    request: coap::Request,
+) -> Result<RequestId, coap::StartError> {
+    if request.method == coap::Method::Get {
+        let opts = coap::FetchOptions { szx: 6, max_size: READ_BACK_MAX };
+        border.start_fetch(now, peer, request, opts)
+    } else {
+        border.start_request(now, peer, request)
     }
 }
 

@@ -79,7 +79,8 @@ pub(super) async fn show(shared: &Shared, text: String) -> Result<DeviceReport, 
         .call(move |c| {
             let device = devices::load(c, eui64);
             let audit = audit::mentioning(c, &eui64.to_string())?;
-            Ok(device.map(|d| d.map(|device| DeviceReport { device, audit })))
+            let deliveries = crate::store::attempts::list(c, Some(&crate::deliver::record::device_hex(&eui64)))?;
+            Ok(device.map(|d| d.map(|device| DeviceReport { device, audit, deliveries })))
         })
         .await
         .map_err(ApiError::internal)?
@@ -279,12 +280,12 @@ pub(super) async fn compute_plan(
     at: Timestamp,
 ) -> Result<(crate::schedule::plan::Plan, Vec<OfferedUpdate>, Vec<Eui64>, PlanReport), ApiError> {
     let (offered, approvals) = offered_updates(shared).await?;
-    let fleet = shared
+    let (fleet, attempts) = shared
         .store
-        .call(|c| Ok(devices::load_all(c)))
+        .call(|c| Ok((devices::load_all(c), crate::store::attempts::list(c, None)?)))
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    let fleet = fleet.map_err(ApiError::internal)?;
     let config = shared.config.borrow().clone();
     let owners = shared.owners.effective();
     let mesh = shared.plan.mesh();
@@ -296,6 +297,7 @@ pub(super) async fn compute_plan(
         updates: &offered,
         approvals: &approvals,
         sessions: &sessions,
+        attempts: &attempts,
         mesh: &mesh,
     };
     let (state, topology) = plan_input(&inputs, at);

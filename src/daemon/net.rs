@@ -9,6 +9,8 @@
 //! The router is built once the RCP has answered the handshake, because ferry's extended
 //! address is the RCP's factory EUI-64. Metrics: `ferry_net_*`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -22,6 +24,7 @@ use crate::coap::{content_format, Event, Router, StaticResource};
 use crate::config::NetworkConfig;
 use crate::net::{MacStats, ReassemblyStats};
 use crate::radio::{Op, Radio, RxFrame, TxAck, TxError, TxOptions};
+use crate::sim::timing::Timing;
 
 /// How often the read model and the metrics are refreshed.
 const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
@@ -46,9 +49,16 @@ pub struct NetStopped;
 pub struct NetHandle {
     view: watch::Receiver<Option<NetTopology>>,
     jobs: mpsc::Sender<Job>,
+    air_us: Arc<AtomicU64>,
 }
 
 impl NetHandle {
+    /// Air time of every frame ferry sent and received so far, with their ACKs, in µs
+    /// ([`Timing::frame_and_ack_air_time_us`]).
+    pub fn air_time_us(&self) -> u64 {
+        self.air_us.load(Ordering::Relaxed)
+    }
+
     /// The DODAG and the neighbours heard; `None` until the radio came up the first time.
     pub fn topology(&self) -> Option<NetTopology> {
         self.view.borrow().clone()
@@ -81,9 +91,10 @@ pub(super) fn start(
     let (view_tx, view) = watch::channel(None);
     let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    let io = Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx };
+    let air_us = Arc::new(AtomicU64::new(0));
+    let io = Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx, air_us: air_us.clone() };
     tokio::spawn(run(network.clone(), io, metrics, shutdown));
-    Ok((NetHandle { view, jobs }, events))
+    Ok((NetHandle { view, jobs, air_us }, events))
 }
 
 /// What the task talks to.
@@ -93,6 +104,7 @@ struct Io {
     jobs: mpsc::Receiver<Job>,
     events: mpsc::Sender<Event<Peer>>,
     view: watch::Sender<Option<NetTopology>>,
+    air_us: Arc<AtomicU64>,
 }
 
 /// The CoAP resources ferry serves on the LoWPAN (`/.well-known/core` lists them).
@@ -111,7 +123,10 @@ fn now() -> std::time::Instant {
 }
 
 async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: CancellationToken) {
-    let Io { radio, mut frames, mut jobs, events, view } = io;
+    let Io { radio, mut frames, mut jobs, events, view, air_us } = io;
+    let air = |psdu: &[u8], acked: bool| {
+        air_us.fetch_add(Timing::STANDARD.frame_and_ack_air_time_us(psdu, acked), Ordering::Relaxed);
+    };
     // Frames heard before the handshake completes have no router to go to.
     let mut status = radio.state();
     let hwaddr = loop {
@@ -132,6 +147,7 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
     tracing::info!(address = %border.address(), "LoWPAN up: RPL root and CoAP on port 5683");
     let src_match = spawn_src_match(radio.clone(), shutdown.clone());
     let mut tx: Option<JoinHandle<Result<TxAck, TxError>>> = None;
+    let mut tx_psdu: Vec<u8> = Vec::new();
     let mut publish = tokio::time::interval(PUBLISH_PERIOD);
     let mut jobs_open = true;
     loop {
@@ -140,6 +156,8 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
             _ = shutdown.cancelled() => break,
             frame = frames.recv() => match frame {
                 Some(f) => {
+                    // The RCP acknowledged it if it asked.
+                    air(&f.psdu, true);
                     if let Err(e) = border.handle_frame(now(), &f.psdu, rx_meta(&f)) {
                         tracing::trace!(len = f.psdu.len(), "frame dropped: {e}");
                     }
@@ -149,6 +167,11 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
             result = tx_done(&mut tx) => {
                 tx = None;
                 let result = result.unwrap_or(Err(TxError::Aborted));
+                match &result {
+                    Ok(ack) => air(&tx_psdu, ack.ack.is_some()),
+                    Err(TxError::NoAck) => air(&tx_psdu, false),
+                    Err(_) => {}
+                }
                 border.handle_tx_done(now(), &result);
             }
             _ = sleep_until(deadline) => border.handle_timeout(now()),
@@ -171,6 +194,8 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
             match cmd {
                 RadioCommand::Transmit { psdu, .. } => {
                     let radio = radio.clone();
+                    tx_psdu.clear();
+                    tx_psdu.extend_from_slice(&psdu);
                     tx = Some(tokio::spawn(async move { radio.send_frame(&psdu, TxOptions::default()).await }));
                 }
                 RadioCommand::SrcMatchInsert(a) => queue_op(&src_match, Op::SrcMatchInsert(a)),

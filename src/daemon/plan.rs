@@ -23,7 +23,7 @@ use crate::fleet::owners::EffectiveSettings;
 use crate::fleet::topology::{InMemoryTopology, Topology};
 use crate::repo::{BlobCache, BlobDigest};
 use crate::schedule::plan::{
-    plan, ActiveSession, ApprovalMode, GroupPlan, Plan, PlanDevice, PlanState, Update, Urgency,
+    plan, ActiveSession, ApprovalMode, GroupPlan, Held, Plan, PlanDevice, PlanState, Update, Urgency,
 };
 use crate::store::approvals::Approval;
 use crate::store::cache::ManifestRow;
@@ -86,6 +86,8 @@ pub struct LiveInputs<'a> {
     pub approvals: &'a [Approval],
     /// Running delivery sessions (none until the delivery engine records them).
     pub sessions: &'a [ActiveSession],
+    /// Delivery attempts per device and update (`store::attempts`), for the retry policy.
+    pub attempts: &'a [crate::store::attempts::AttemptRow],
     pub mesh: &'a MeshView,
 }
 
@@ -164,7 +166,21 @@ pub fn plan_input(inputs: &LiveInputs<'_>, now: Timestamp) -> (PlanState, InMemo
         })
         .collect();
 
+    // Failed attempts hold an update back from a device until their backoff passed, or for good.
+    let mut held = HashMap::new();
+    for row in inputs.attempts.iter().filter(|a| a.gave_up || a.next_unix_ms.is_some()) {
+        let Ok(eui) = crate::fleet::device::parse_eui64(&row.device) else { continue };
+        let until = match row.next_unix_ms {
+            _ if row.gave_up => None,
+            Some(ms) => Some(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)),
+            None => continue,
+        };
+        for u in inputs.updates.iter().filter(|u| u.digest == row.manifest_digest) {
+            held.insert((eui, u.id.clone()), Held { attempts: row.attempts, until });
+        }
+    }
     let state = PlanState {
+        held,
         devices,
         updates,
         sessions: inputs.sessions.to_vec(),
@@ -448,6 +464,7 @@ admin = "landlord"
             updates: &updates,
             approvals: &approvals,
             sessions: &[],
+            attempts: &[],
             mesh: &mesh,
         };
         let (state, topology) = plan_input(&inputs, now);

@@ -2,17 +2,23 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Counter, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{Engine, State};
 use crate::coap::PeerKey;
 
-/// `ferry_sessions{state}`, `ferry_updates_completed_total{result}`, `ferry_delivery_bytes_total`.
+/// `ferry_sessions{state}`, `ferry_updates_completed_total{result}`, `ferry_delivery_bytes_total`,
+/// `ferry_delivery_airtime_seconds_total`, `ferry_device_last_update_timestamp_seconds{device,result}`,
+/// `ferry_delivery_retries_total`, `ferry_delivery_given_up`.
 #[derive(Clone)]
 pub struct DeliverMetrics {
     pub sessions: IntGaugeVec,
     pub completed: IntCounterVec,
     pub bytes: IntCounter,
+    pub airtime: Counter,
+    pub last_update: GaugeVec,
+    pub retries: IntCounter,
+    pub given_up: IntGauge,
     /// What was exported last, to add only the difference to the counters.
     last_completed: BTreeMap<State, u64>,
     last_bytes: u64,
@@ -32,10 +38,44 @@ impl DeliverMetrics {
             &["result"],
         )?;
         let bytes = IntCounter::new("ferry_delivery_bytes_total", "Manifest and payload bytes served to devices.")?;
+        let airtime = Counter::new(
+            "ferry_delivery_airtime_seconds_total",
+            "Air time of the 802.15.4 frames (and their ACKs) ferry sent and received while a delivery session \
+             moved blocks, at 250 kbit/s.",
+        )?;
+        let last_update = GaugeVec::new(
+            Opts::new(
+                "ferry_device_last_update_timestamp_seconds",
+                "When a device's last delivery session with this result ended (Unix time).",
+            ),
+            &["device", "result"],
+        )?;
+        let retries = IntCounter::new(
+            "ferry_delivery_retries_total",
+            "Sessions planned again after one ended failed or rolled back (the [delivery] retry policy).",
+        )?;
+        let given_up = IntGauge::new(
+            "ferry_delivery_given_up",
+            "Device and update pairs whose delivery attempts are spent ([delivery] max_attempts).",
+        )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(completed.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
-        Ok(DeliverMetrics { sessions, completed, bytes, last_completed: BTreeMap::new(), last_bytes: 0 })
+        registry.register(Box::new(airtime.clone()))?;
+        registry.register(Box::new(last_update.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(given_up.clone()))?;
+        Ok(DeliverMetrics {
+            sessions,
+            completed,
+            bytes,
+            airtime,
+            last_update,
+            retries,
+            given_up,
+            last_completed: BTreeMap::new(),
+            last_bytes: 0,
+        })
     }
 
     /// Copies the engine's counts; call after handling events (cheap).
@@ -51,5 +91,12 @@ impl DeliverMetrics {
         }
         self.bytes.inc_by(stats.bytes_served.saturating_sub(self.last_bytes));
         self.last_bytes = stats.bytes_served;
+    }
+}
+
+impl DeliverMetrics {
+    /// A device's session ended with `result` at `unix_ms`.
+    pub fn ended(&self, device: &crate::fleet::Eui64, result: State, unix_ms: i64) {
+        self.last_update.with_label_values(&[&device.to_string(), result.as_str()]).set(unix_ms as f64 / 1e3);
     }
 }

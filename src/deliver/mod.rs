@@ -7,6 +7,7 @@
 //! | `session.rs` | one session's state machine, timeouts, read-back parsers |
 //! | `serve.rs` | [`Catalog`] of verified content and the block-wise CoAP resource serving it |
 //! | `record.rs` | records ⇄ `store::sessions` rows |
+//! | `retry.rs` | [`RetryPolicy`]: another session after a failed or rolled-back one, or not |
 //! | `metrics.rs` | [`DeliverMetrics`]: `ferry_sessions{state}`, `ferry_updates_completed_total{result}`, … |
 //! | `history.rs` | `ferry history`: the sessions and their transitions from a state dir |
 //!
@@ -37,6 +38,7 @@
 pub mod history;
 pub mod metrics;
 pub mod record;
+pub mod retry;
 pub mod serve;
 pub mod session;
 
@@ -47,6 +49,7 @@ use crate::coap::{self, PeerKey, RequestError};
 
 pub use metrics::DeliverMetrics;
 pub use record::{load_unfinished, persist, RecordError};
+pub use retry::{Next, RetryPolicy};
 pub use serve::{Catalog, Offer, ServeError, Served};
 pub use session::{
     DeviceTiming, EngineConfig, Reason, RequestTag, SessionId, SessionPlan, SessionRecord, State, Timeouts, Transition,

@@ -125,6 +125,13 @@ pub enum Reason {
     OldSequence(u64),
     /// The device's active slot is the one it ran before the trigger.
     SameSlot(u8),
+    /// A ferry-aware device reports that its update to `sequence` failed with `code`
+    /// (`boot-failure`, `digest-mismatch`, `power-loss`, …); it runs `running`.
+    DeviceFailed {
+        sequence: u64,
+        code: String,
+        running: Option<u64>,
+    },
     /// The device offers neither `/ferry/status`, a numeric `/suit/version` nor `/suit/slot/active`
     /// (or its slot before the trigger is unknown).
     NoReadBack,
@@ -152,6 +159,13 @@ impl fmt::Display for Reason {
             Reason::TriggerRefused(code) => write!(f, "the device answered the trigger with {}", code_text(*code)),
             Reason::OldSequence(seq) => write!(f, "the device came back on sequence number {seq}"),
             Reason::SameSlot(slot) => write!(f, "the device came back on its old slot {slot}"),
+            Reason::DeviceFailed { sequence, code, running } => {
+                write!(f, "the device reports its update to sequence number {sequence} failed ({code})")?;
+                match running {
+                    Some(r) => write!(f, "; it runs sequence number {r}"),
+                    None => Ok(()),
+                }
+            }
             Reason::NoReadBack => f.write_str(
                 "delivered, unconfirmed: the device offers no /ferry/status, /suit/version or /suit/slot/active \
                  to read back what it runs",
@@ -357,10 +371,12 @@ pub(crate) enum Pending {
 }
 
 /// What a probe read back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct ReadBack {
     seq: Option<u64>,
     slot: Option<u8>,
+    /// The update the device reports failed, and how.
+    failed: Option<(u64, String)>,
 }
 
 /// Engine-wide knobs.
@@ -507,8 +523,12 @@ impl<P: coap::PeerKey> Session<P> {
         match self.record.state {
             State::Planned => self.wake_at = Some(now),
             State::Triggered | State::ManifestServed | State::Streaming => {
+                let fetching = self.record.state != State::Triggered;
                 self.enter(ctx, State::Planned, Some(Reason::Resumed), Reason::Resumed.to_string());
-                self.wake_at = Some(now);
+                // A device that was fetching may still be: give it a stall's time to ask for
+                // its next block (and be followed) before probing; a busy device would refuse a
+                // trigger, and that is a second trigger all the same.
+                self.wake_at = Some(if fetching { now + self.timeouts.stall } else { now });
             }
             State::Rebooting | State::Confirming => {
                 let from = self.record.state;
@@ -657,9 +677,10 @@ impl<P: coap::PeerKey> Session<P> {
                 if is_success(response.code) {
                     match step {
                         ProbeStep::Status => {
-                            if let Some((seq, slot)) = parse_status(&response.payload) {
-                                self.read_back.seq = Some(seq);
-                                self.read_back.slot = slot;
+                            if let Some(status) = parse_status(&response.payload) {
+                                self.read_back.seq = Some(status.seq);
+                                self.read_back.slot = status.slot;
+                                self.read_back.failed = status.failed;
                             }
                         }
                         ProbeStep::Version => self.read_back.seq = parse_version(&response.payload),
@@ -699,7 +720,7 @@ impl<P: coap::PeerKey> Session<P> {
 
     /// Decides on what the probe read back.
     fn probed(&mut self, now: Instant, ctx: &mut Ctx<'_, P>) {
-        let ReadBack { seq, slot } = self.read_back;
+        let ReadBack { seq, slot, failed } = std::mem::take(&mut self.read_back);
         let expected = self.record.plan.sequence;
         if seq.is_some() {
             self.record.seq_reported = seq;
@@ -718,6 +739,14 @@ impl<P: coap::PeerKey> Session<P> {
                 self.record.slot_before = slot;
             }
             return self.send_trigger(now, ctx);
+        }
+        // A device that says how the update failed is believed at once: one that could not boot
+        // the new image fell back to the old one (rolled back), any other error is a failure.
+        if let Some((sequence, code)) = failed.filter(|(s, _)| *s == expected && seq.is_none_or(|r| r < expected)) {
+            let state = if code == "boot-failure" { State::RolledBack } else { State::Failed };
+            let reason = Reason::DeviceFailed { sequence, code, running: seq };
+            let detail = reason.to_string();
+            return self.enter(ctx, state, Some(reason), detail);
         }
         let (state, reason) = match (seq, self.record.slot_before, slot) {
             (Some(s), ..) if s >= expected => (State::Done, Reason::Installed(s)),
@@ -802,18 +831,42 @@ fn is_client_error(code: Code) -> bool {
     (u8::from(coap_lite::MessageClass::Response(code)) >> 5) == 4
 }
 
+/// What `/ferry/status` says about the running image and the last failed update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub seq: u64,
+    pub slot: Option<u8>,
+    /// The sequence number of the last update that failed since the last trigger, and the
+    /// device's error code for it.
+    pub failed: Option<(u64, String)>,
+}
+
+/// Longest error code ferry keeps from a device.
+const FAILURE_CODE_MAX: usize = 32;
+
 /// `/ferry/status`: a CBOR map with text keys; the running sequence number is "seq" (uint) or
 /// the first of "installed" (array of uint, the active slot's first, as ferry-aware RIOT
-/// firmware reports it); "slot" (uint) is optional, anything else skipped. Indefinite-length
-/// maps and arrays are not accepted.
-pub fn parse_status(bytes: &[u8]) -> Option<(u64, Option<u8>)> {
+/// firmware reports it); "slot" (uint) and "failed" ([uint, text]) are optional, anything else
+/// skipped. Indefinite-length maps and arrays are not accepted.
+pub fn parse_status(bytes: &[u8]) -> Option<DeviceStatus> {
     let mut d = minicbor::Decoder::new(bytes);
     let len = d.map().ok()??;
-    let (mut seq, mut slot, mut running) = (None, None, None);
+    let (mut seq, mut slot, mut running, mut failed) = (None, None, None, None);
     for _ in 0..len.min(64) {
         match d.str().ok()? {
             "seq" => seq = Some(d.u64().ok()?),
             "slot" => slot = Some(d.u8().ok()?),
+            "failed" => {
+                if d.array().ok()?? != 2 {
+                    return None;
+                }
+                let sequence = d.u64().ok()?;
+                let code = d.str().ok()?;
+                if code.len() > FAILURE_CODE_MAX || !code.bytes().all(|b| b.is_ascii_graphic()) {
+                    return None;
+                }
+                failed = Some((sequence, code.to_owned()));
+            }
             "installed" => {
                 let n = d.array().ok()??;
                 for i in 0..n.min(16) {
@@ -829,7 +882,7 @@ pub fn parse_status(bytes: &[u8]) -> Option<(u64, Option<u8>)> {
             _ => d.skip().ok()?,
         }
     }
-    Some((seq.or(running)?, slot))
+    Some(DeviceStatus { seq: seq.or(running)?, slot, failed })
 }
 
 /// `/suit/version`: a decimal sequence number; RIOT's "NONE" (or anything else) says nothing.
@@ -917,7 +970,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut e = minicbor::Encoder::new(&mut buf);
         e.map(3).and_then(|e| e.str("seq")?.u64(1_700_000_000)?.str("slot")?.u8(1)?.str("x")?.array(1)?.u8(1)).ok();
-        assert_eq!(parse_status(&buf), Some((1_700_000_000, Some(1))));
+        assert_eq!(parse_status(&buf), Some(DeviceStatus { seq: 1_700_000_000, slot: Some(1), failed: None }));
         assert_eq!(parse_status(&buf[..buf.len() - 2]), None);
         assert_eq!(parse_status(&[0xa0]), None, "seq is required");
         // What ferry-aware RIOT firmware (and sim::riot) reports: the running image first.
@@ -928,7 +981,21 @@ mod tests {
                 e.str("battery")?.u8(80)?.str("free_storage")?.u32(0)?.str("installed")?.array(2)?.u64(9)?.u64(7)
             })
             .ok();
-        assert_eq!(parse_status(&buf), Some((9, None)));
+        assert_eq!(parse_status(&buf), Some(DeviceStatus { seq: 9, slot: None, failed: None }));
+        // After a failed update it says which and how.
+        let mut buf = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut buf);
+        e.map(2)
+            .and_then(|e| e.str("installed")?.array(1)?.u64(5)?.str("failed")?.array(2)?.u64(6)?.str("boot-failure"))
+            .ok();
+        assert_eq!(
+            parse_status(&buf),
+            Some(DeviceStatus { seq: 5, slot: None, failed: Some((6, "boot-failure".into())) })
+        );
+        let mut buf = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut buf);
+        e.map(2).and_then(|e| e.str("seq")?.u64(5)?.str("failed")?.array(2)?.u64(6)?.str("bad code")).ok();
+        assert_eq!(parse_status(&buf), None, "codes are short tokens");
         assert_eq!(parse_version(b"NONE"), None);
         assert_eq!(parse_version(b"42\n"), Some(42));
         assert_eq!(parse_slot(b"1"), Some(1));

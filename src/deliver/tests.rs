@@ -179,3 +179,52 @@ fn records_survive_the_store_round_trip() {
     broken.state = "exploded".into();
     assert!(matches!(SessionRecord::<u16>::from_row(&broken), Err(RecordError::UnknownState { .. })));
 }
+
+/// `/ferry/status` of a device running `seq` that reports update `failed` failed with `code`.
+fn status_with_failure(seq: u64, failed: u64, code: &str) -> Result<Response, RequestError> {
+    let mut buf = Vec::new();
+    let mut enc = minicbor::Encoder::new(&mut buf);
+    enc.map(2)
+        .and_then(|e| e.str("installed")?.array(1)?.u64(seq)?.str("failed")?.array(2)?.u64(failed)?.str(code))
+        .ok();
+    Ok(Response { payload: Bytes::from(buf), ..Response::new(Code::Content) })
+}
+
+/// Runs a session to its first read-back after the last block; returns the session and the
+/// time, with the `/ferry/status` probe pending.
+fn to_read_back(e: &mut Engine<u16>, now: Instant) -> (SessionId, Instant, RequestTag) {
+    let id = e.start(now, plan()).expect("starts");
+    let trigger = answer_probes(e, now, "0");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
+    let _ = drain(e);
+    let at = e.poll_timeout().expect("the read-back is due");
+    e.handle_timeout(at);
+    let (_, requests) = drain(e);
+    assert_eq!(requests[0].2.path_string(), "ferry/status");
+    (id, at, requests[0].1)
+}
+
+#[test]
+fn a_device_that_reports_how_its_update_failed_is_believed_at_once() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let (id, at, tag) = to_read_back(&mut e, now);
+    e.handle_response(at, id, tag, status_with_failure(8, 9, "boot-failure"));
+    assert_eq!(e.state(id), Some(State::RolledBack), "no waiting for the confirm deadline");
+    assert_eq!(
+        e.record(id).and_then(|r| r.reason.as_ref()).map(ToString::to_string).as_deref(),
+        Some("the device reports its update to sequence number 9 failed (boot-failure); it runs sequence number 8")
+    );
+
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let (id, at, tag) = to_read_back(&mut e, now);
+    e.handle_response(at, id, tag, status_with_failure(8, 9, "digest-mismatch"));
+    assert_eq!(e.state(id), Some(State::Failed));
+
+    // A failure of another update says nothing about this one.
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let (id, at, tag) = to_read_back(&mut e, now);
+    e.handle_response(at, id, tag, status_with_failure(8, 7, "boot-failure"));
+    assert_eq!(e.state(id), Some(State::Confirming), "old, maybe not rebooted yet: asked again");
+}

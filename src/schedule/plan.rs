@@ -262,6 +262,17 @@ pub struct PlanState {
     pub authorities: BTreeMap<String, ApprovalMode>,
     pub pan: PanPolicy,
     pub model: Model,
+    /// Updates held back from devices by the delivery retry policy, by device and update id.
+    pub held: std::collections::HashMap<(Eui64, String), Held>,
+}
+
+/// An update held back from a device after failed sessions (`[delivery]` retry policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Sessions of it that ended failed or rolled back.
+    pub attempts: u32,
+    /// The next session may start then; `None`: the attempts are spent.
+    pub until: Option<Timestamp>,
 }
 
 /// An instant shown in a group's time zone.
@@ -380,6 +391,16 @@ pub enum WaitReason {
         need: f64,
         budget: f64,
     },
+    /// The last session failed or rolled back; the next waits out the retry backoff.
+    RetryBackoff {
+        attempts: u32,
+        #[serde(with = "super::instant::rfc3339")]
+        until: Timestamp,
+    },
+    /// Every attempt the retry policy allows failed.
+    AttemptsSpent {
+        attempts: u32,
+    },
 }
 
 impl WaitReason {
@@ -405,6 +426,8 @@ impl WaitReason {
             WaitReason::SubtreeFirst { .. } => "subtree-first",
             WaitReason::ParentLimit { .. } => "parent-limit",
             WaitReason::AirTimeBudget { .. } => "air-time-budget",
+            WaitReason::RetryBackoff { .. } => "retry-backoff",
+            WaitReason::AttemptsSpent { .. } => "attempts-spent",
         }
     }
 }
@@ -476,6 +499,12 @@ impl fmt::Display for WaitReason {
                 need * 100.0,
                 budget * 100.0
             ),
+            WaitReason::RetryBackoff { attempts, until } => {
+                write!(f, "{attempts} failed attempt(s); next try at {}", until.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            }
+            WaitReason::AttemptsSpent { attempts } => {
+                write!(f, "gave up after {attempts} failed attempt(s) ([delivery] max_attempts)")
+            }
         }
     }
 }
@@ -753,6 +782,14 @@ fn check_device(
     }
     if update.paused {
         reasons.push(WaitReason::Paused);
+    }
+    match state.held.get(&(device.eui64, update.id.clone())) {
+        Some(Held { attempts, until: None }) => reasons.push(WaitReason::AttemptsSpent { attempts: *attempts }),
+        Some(Held { attempts, until: Some(until) }) if *until > now => {
+            reasons.push(WaitReason::RetryBackoff { attempts: *attempts, until: *until });
+            retry_at = Some(*until);
+        }
+        _ => {}
     }
     let mode = state.authorities.get(&update.authority).copied().unwrap_or(ApprovalMode::Manual);
     if mode == ApprovalMode::Manual && !update.approved && !update.approved_groups.contains(&device.group) {

@@ -147,6 +147,7 @@ impl Snapshot {
             groups,
             authorities: self.authorities,
             pan: self.plan.pan_policy(),
+            held: Default::default(),
             model: Default::default(),
         };
         Ok(Loaded { at: self.at, state, topology })

@@ -676,6 +676,7 @@ impl Ferry {
             groups: BTreeMap::from([("bench".to_owned(), group)]),
             authorities: BTreeMap::from([("riot-test".to_owned(), ApprovalMode::Automatic)]),
             pan,
+            held: Default::default(),
             model: crate::schedule::estimate::Model {
                 install_fixed: bench
                     .install_fixed_s

@@ -200,6 +200,28 @@ pub enum UpdateError {
     BootFailure,
 }
 
+impl UpdateError {
+    /// The short code a ferry-aware node reports in `/ferry/status` `"failed"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpdateError::BadUrl => "bad-url",
+            UpdateError::ManifestFetch(_) => "manifest-fetch",
+            UpdateError::ManifestInvalid(_) => "manifest-invalid",
+            UpdateError::Signature(_) => "signature",
+            UpdateError::SequenceNumber { .. } => "sequence-number",
+            UpdateError::Vendor => "vendor",
+            UpdateError::Class => "class",
+            UpdateError::PayloadFetch(_) => "payload-fetch",
+            UpdateError::TooLarge => "too-large",
+            UpdateError::SizeMismatch { .. } => "size-mismatch",
+            UpdateError::FlashWrite { .. } => "flash-write",
+            UpdateError::DigestMismatch => "digest-mismatch",
+            UpdateError::PowerLoss { .. } => "power-loss",
+            UpdateError::BootFailure => "boot-failure",
+        }
+    }
+}
+
 /// Why a trigger was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,6 +378,11 @@ pub struct RiotNode {
     waiting: bool,
     /// Its stack rides kernel UDP ([`RiotNode::over_udp`]).
     over_udp: bool,
+    /// Updates started since power-on (for `Failures::failing_updates`).
+    updates_started: u32,
+    /// The sequence number and error code of the last update that failed since the last
+    /// accepted trigger, as a ferry-aware node reports it.
+    last_failure: Option<(u64, &'static str)>,
 }
 
 impl std::fmt::Debug for RiotNode {
@@ -391,6 +418,8 @@ impl RiotNode {
             inbox_dropped: 0,
             waiting: false,
             over_udp: false,
+            updates_started: 0,
+            last_failure: None,
         };
         node.start_firmware();
         node
@@ -482,19 +511,38 @@ impl RiotNode {
         }
     }
 
-    /// `{"battery": %, "free_storage": bytes, "installed": [seq, …]}` (active slot first).
+    /// `{"battery": %, "free_storage": bytes, "installed": [seq, …]}` (active slot first), and
+    /// `"failed": [seq, code]` after an update failed.
     fn status_cbor(&self) -> Vec<u8> {
         let installed: Vec<u64> =
             [self.slots[self.active], self.slots[1 - self.active]].into_iter().flatten().collect();
         let free = if self.slots[1 - self.active].is_some() { 0 } else { self.cfg.costs.slot_bytes };
         let mut e = minicbor::Encoder::new(Vec::new());
-        let _ = e.map(3).and_then(|e| e.str("battery")?.u8(self.cfg.failures.battery_percent));
+        let entries = 3 + u64::from(self.last_failure.is_some());
+        let _ = e.map(entries).and_then(|e| e.str("battery")?.u8(self.cfg.failures.battery_percent));
         let _ = e.str("free_storage").and_then(|e| e.u32(free));
         let _ = e.str("installed").and_then(|e| e.array(installed.len() as u64));
         for s in installed {
             let _ = e.u64(s);
         }
+        if let Some((seq, code)) = self.last_failure {
+            let _ = e.str("failed").and_then(|e| e.array(2)?.u64(seq)?.str(code));
+        }
         e.into_writer()
+    }
+
+    /// The failure knobs in force for the update running now: all of them, or none but the
+    /// battery once `failing_updates` updates have started.
+    fn failures(&self) -> Failures {
+        let f = self.cfg.failures;
+        match f.failing_updates {
+            Some(n) if self.updates_started > n => Failures {
+                battery_percent: f.battery_percent,
+                failing_updates: f.failing_updates,
+                ..Failures::default()
+            },
+            _ => f,
+        }
     }
 
     fn spend(&mut self, now: u64, ms: f64) {
@@ -559,6 +607,8 @@ impl RiotNode {
             };
             self.truth.history.push(record);
             if refusal.is_none() {
+                self.updates_started = self.updates_started.saturating_add(1);
+                self.last_failure = None;
                 let i = self.truth.history.len() - 1;
                 self.start_update(now, i, &url);
             }
@@ -728,7 +778,7 @@ impl RiotNode {
         let new_pages = end.div_ceil(page) - written.div_ceil(page);
         self.spend(now, c.block_ms + c.flash_erase_ms_per_page * new_pages as f64);
         self.spend(now, c.flash_write_us_per_byte * data.len() as f64 / 1e3);
-        let f = self.cfg.failures;
+        let f = self.failures();
         // RIOT's flashwrite buffers a page and programs it whole: one chance of failure per page.
         for _ in 0..new_pages {
             if f.flash_write_error_rate > 0.0 && self.rng.chance(f.flash_write_error_rate) {
@@ -781,8 +831,14 @@ impl RiotNode {
     fn finish(&mut self, now: u64, record: usize, outcome: UpdateOutcome) {
         self.job = Job::Idle;
         if let Some(r) = self.truth.history.get_mut(record) {
+            if let (UpdateOutcome::Failed { error }, Some(seq)) = (&outcome, r.sequence) {
+                self.last_failure = Some((seq, error.code()));
+            }
             r.finished_us = self.cpu_free_at.max(now);
             r.outcome = outcome;
+        }
+        if self.last_failure.is_some() {
+            self.publish_state();
         }
         if let Ok(mut b) = self.trigger.lock() {
             b.accepting = true;
@@ -804,7 +860,7 @@ impl RiotNode {
 
     fn finish_boot(&mut self, now: u64, boot: Boot) {
         if let Boot::New { record, sequence } = boot {
-            if self.cfg.failures.boot_failure {
+            if self.failures().boot_failure {
                 // The new image crashes; riotboot falls back to the other valid slot.
                 self.slots[1 - self.active] = None;
                 self.finish(now, record, UpdateOutcome::Failed { error: UpdateError::BootFailure });

@@ -34,6 +34,7 @@
 //! firmware = { version = "1.2.0", sequence = 7 }
 //! keys = ["keys/riot-community.pub"]   # none: RIOT's test-only key (shared/vectors/suit)
 //! failure = { flash_write_error_rate = 0.01, power_loss_at_byte = 40960, battery_percent = 12 }
+//! # `failing_updates = 1`: only the first update fails (a transient failure); the next installs
 //! coap_block_size = 64   # SUIT block size the node asks for (16..=1024, a power of two)
 //! ferry_aware = true     # also serves /ferry/status (CBOR)
 //! processing = { ed25519_verify_ms = 900.0, boot_ms = 1500.0 }   # overrides the board's defaults
@@ -322,6 +323,9 @@ pub struct Failures {
     pub boot_failure: bool,
     /// Battery level 0..=100; low levels make a device refuse updates.
     pub battery_percent: u8,
+    /// The knobs above (but the battery) hit only the first this many updates the device
+    /// starts; later ones succeed (a transient failure). `None`: every update.
+    pub failing_updates: Option<u32>,
 }
 
 impl Default for Failures {
@@ -332,6 +336,7 @@ impl Default for Failures {
             power_loss_at_byte: None,
             boot_failure: false,
             battery_percent: 100,
+            failing_updates: None,
         }
     }
 }

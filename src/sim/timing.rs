@@ -3,6 +3,11 @@
 //! §7.5.1.4 CSMA-CA, §7.5.6.4 acknowledgments, §7.5.1.3 IFS). Values and the analytic
 //! single-sender ceiling: `shared/reference/radio.md`.
 
+/// PSDU of an immediate acknowledgment: frame control, sequence number, FCS.
+pub const ACK_PSDU_BYTES: usize = 5;
+/// Acknowledgment Request, bit 5 of the frame control's first octet.
+const ACK_REQUEST_BIT: u8 = 1 << 5;
+
 /// Timing the medium runs on. [`Timing::STANDARD`] is the standard; the other profile exists
 /// only to reproduce a published analysis under its own assumptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,15 @@ impl Timing {
         (psdu_len as u64 + self.phy_header_bytes) * self.byte_us
     }
 
+    /// Time a frame and its immediate acknowledgment occupy the air: the frame, and the ACK
+    /// when the frame asked for one (the AR bit of its frame control) and it came. The
+    /// turnaround between them is silence. ferry's air-time metric counts with this.
+    pub fn frame_and_ack_air_time_us(&self, psdu: &[u8], acked: bool) -> u64 {
+        let ack_requested = psdu.first().is_some_and(|fc| fc & ACK_REQUEST_BIT != 0);
+        let ack = if ack_requested && acked { self.air_time_us(ACK_PSDU_BYTES) } else { 0 };
+        self.air_time_us(psdu.len()) + ack
+    }
+
     /// The interframe space owed after a frame with this PSDU length.
     pub fn ifs_us(&self, psdu_len: usize) -> u64 {
         if psdu_len <= self.max_sifs_frame {
@@ -78,6 +92,16 @@ impl Default for Timing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_costs_its_ack_only_when_it_asked_for_one_and_got_it() {
+        let t = Timing::STANDARD;
+        let data = [0x61u8, 0xdc, 0, 0, 0, 0, 0, 0, 0, 0]; // AR set
+        let broadcast = [0x41u8, 0xd8, 0, 0, 0, 0, 0, 0, 0, 0]; // AR clear
+        assert_eq!(t.frame_and_ack_air_time_us(&data, true), (10 + 6) * 32 + (5 + 6) * 32);
+        assert_eq!(t.frame_and_ack_air_time_us(&data, false), (10 + 6) * 32);
+        assert_eq!(t.frame_and_ack_air_time_us(&broadcast, true), (10 + 6) * 32);
+    }
 
     #[test]
     fn air_times_from_radio_md() {

@@ -100,7 +100,26 @@ const MIGRATIONS: &[Migration] = &[
         sql: "ALTER TABLE repo_state ADD COLUMN index_digest TEXT;
      ALTER TABLE repo_state ADD COLUMN index_etag TEXT;",
     },
+    // 10 (failures branch): delivery attempts per device and update, for the retry policy
+    // (see `store::attempts`).
+    Migration { version: 10, sql: DELIVERY_ATTEMPTS },
 ];
+
+/// Sessions that ended per device and update: how many, the last result, and when the next may
+/// start (`NULL`: none will, it is done or ferry gave up).
+const DELIVERY_ATTEMPTS: &str = "CREATE TABLE delivery_attempts (
+         device           TEXT    NOT NULL,     -- EUI-64, 16 lowercase hex digits
+         manifest_digest  TEXT    NOT NULL,     -- lowercase hex SHA-256 of the envelope
+         sequence         INTEGER NOT NULL CHECK (sequence >= 0),
+         attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+         last_session     INTEGER NOT NULL,
+         last_result      TEXT    NOT NULL,     -- the session's terminal state
+         last_reason      TEXT,
+         last_unix_ms     INTEGER NOT NULL,
+         next_unix_ms     INTEGER,
+         gave_up          INTEGER NOT NULL CHECK (gave_up IN (0, 1)),
+         PRIMARY KEY (device, manifest_digest)
+     ) STRICT;";
 
 /// `ferry update approve`: who approved which accepted manifest (by envelope digest), for one
 /// group or (`group_name` empty) for all.

@@ -6,6 +6,7 @@
 //! A lock file keeps a second ferryd away from the same state dir.
 
 pub mod approvals;
+pub mod attempts;
 pub mod audit;
 pub mod cache;
 pub mod devices;

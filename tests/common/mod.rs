@@ -2,6 +2,8 @@
 //! ephemeral ports.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod riot;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -162,4 +164,22 @@ pub fn have_tool(name: &str) -> bool {
         eprintln!("skipping the {name} check: {name} is not installed (CI installs it)");
     }
     found
+}
+
+/// `promtool check metrics` accepts the scrape (when promtool is installed, see [`have_tool`]).
+pub fn promtool_check(metrics: &str) {
+    if !have_tool("promtool") {
+        return;
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    promtool.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("feed");
+    let out = promtool.wait_with_output().expect("promtool");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n{metrics}");
 }
