@@ -49,7 +49,7 @@ use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
 use crate::fleet::topology::Topology as _;
 use crate::repo::{BlobCache, BlobDigest};
-use crate::schedule::plan::{ActiveSession, Plan};
+use crate::schedule::plan::{Action as PlanAction, ActiveSession, Plan};
 use crate::store::attempts::{self, AttemptRow};
 use crate::store::audit::{self, AuditEntry};
 use crate::suit::policy::{self, Policy};
@@ -314,7 +314,7 @@ impl DeliverRoom {
         // A reload may have changed the policy between sessions (the one inside a session is
         // fixed when ferryd starts).
         self.retry = self.shared.config.borrow().delivery.retry_policy();
-        self.serve_offered().await;
+        self.serve_offered(&feed.plan).await;
         let now = Instant::now();
         let mut started = self.hold_closed(now, &feed.closed);
         for start in feed.plan.starts() {
@@ -401,10 +401,23 @@ impl DeliverRoom {
     }
 
     /// Adds every verified offered manifest not served yet to both catalogs.
-    async fn serve_offered(&mut self) {
+    /// Only updates the plan names for a device (to start, to wait for, or in progress) are
+    /// served: serving pins their blobs, and an update no device of the fleet takes should not
+    /// keep `ferry cache gc` from reclaiming it.
+    async fn serve_offered(&mut self, plan: &Plan) {
+        let named: HashSet<&str> = plan
+            .entries
+            .iter()
+            .filter_map(|e| match &e.action {
+                PlanAction::Start(start) => Some(start.update.as_str()),
+                PlanAction::Wait { update, .. } | PlanAction::InProgress { update, .. } => Some(update.as_str()),
+                PlanAction::UpToDate { .. } => None,
+            })
+            .collect();
         let wanted: Vec<OfferedUpdate> = self
             .offered
             .iter()
+            .filter(|u| named.contains(u.id.as_str()))
             .filter(|u| u.verified && !self.served.contains_key(&u.digest) && !self.unservable.contains(&u.digest))
             .cloned()
             .collect();
