@@ -19,8 +19,9 @@
 //! 6. **Topology and air.** Candidates are taken in order (urgency, earliest window end, fewest
 //!    hops); each must have no session on its path to the border router (a rebooting router
 //!    cuts its subtree off), no active or startable session in its own subtree (leaves before
-//!    routers), fewer than `max_concurrent_per_parent` sessions among its siblings, and its
-//!    air-time share must fit the PAN's remaining budget.
+//!    routers), room among its parent's `max_concurrent_per_parent` slots (a sleepy child's
+//!    session takes less than one: [`parent_slots`]), and its air-time share must fit the
+//!    PAN's remaining budget.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -230,6 +231,8 @@ impl GroupPlan {
 pub struct PanPolicy {
     /// Largest share of the channel's time ferry's sessions may use together, 0..=1.
     pub air_time_budget: f64,
+    /// Session slots per parent: an awake child's session takes one, a sleepy child's the
+    /// share of the time its polls let it use ([`parent_slots`]).
     pub max_concurrent_per_parent: u8,
     /// CoAP Block2 size the devices fetch with.
     pub block_size: u16,
@@ -465,7 +468,7 @@ impl fmt::Display for WaitReason {
                 write!(f, "router: {pending} {} behind it update first", if *pending == 1 { "node" } else { "nodes" })
             }
             WaitReason::ParentLimit { parent, active, max } => {
-                write!(f, "parent {parent}: {active} of {max} concurrent sessions busy")
+                write!(f, "parent {parent}: {active} sessions take its {max} slots (a sleepy child's takes less)")
             }
             WaitReason::AirTimeBudget { used, need, budget } => write!(
                 f,
@@ -586,8 +589,11 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let mut candidates: Vec<Candidate> = Vec::new();
     let pass = Pass::new(state, now);
 
+    // Parent slots taken by running sessions, per device (a device not in the fleet: 1).
+    let mut busy_slots: HashMap<u64, f64> = HashMap::new();
     for (index, device) in state.devices.iter().enumerate() {
         let action = if let Some(session) = busy_devices.get(&key(device.eui64)) {
+            busy_slots.insert(key(device.eui64), parent_slots(state, topology, device));
             Action::InProgress { update: session.update.clone(), expected_end: session.expected_end }
         } else {
             match check_device(state, topology, &pass, device, now) {
@@ -619,12 +625,14 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let budget = state.pan.air_time_budget;
     let session_ends: HashMap<u64, Timestamp> =
         state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
-    // Busy devices per parent, kept up to date as sessions are admitted (counting them per
-    // candidate was quadratic in a large fleet).
-    let mut busy_under: HashMap<Option<Parent>, usize> = HashMap::new();
+    // Sessions and the parent slots they take, per parent, kept up to date as sessions are
+    // admitted (counting them per candidate was quadratic in a large fleet).
+    let mut busy_under: HashMap<Option<Parent>, ParentLoad> = HashMap::new();
     for d in &busy {
-        *busy_under.entry(topology.parent(Eui64(d.to_be_bytes()))).or_default() += 1;
+        let load = busy_under.entry(topology.parent(Eui64(d.to_be_bytes()))).or_default();
+        load.add(busy_slots.get(d).copied().unwrap_or(1.0));
     }
+    let max_slots = f64::from(state.pan.max_concurrent_per_parent);
 
     for candidate in candidates {
         let device = &state.devices[candidate.index];
@@ -654,11 +662,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             }
         }
         let parent = topology.parent(eui);
-        let siblings_busy = busy_under.get(&parent).copied().unwrap_or(0);
-        if siblings_busy >= usize::from(state.pan.max_concurrent_per_parent) {
+        let siblings = busy_under.get(&parent).copied().unwrap_or_default();
+        let slots = parent_slots(state, topology, device);
+        if siblings.slots + slots > max_slots + 1e-9 {
             reasons.push(WaitReason::ParentLimit {
                 parent: parent.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-                active: siblings_busy,
+                active: siblings.sessions,
                 max: state.pan.max_concurrent_per_parent,
             });
         }
@@ -669,7 +678,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         }
         entries[candidate.index].action = if reasons.is_empty() {
             busy.insert(key(eui));
-            *busy_under.entry(parent).or_default() += 1;
+            busy_under.entry(parent).or_default().add(slots);
             used += need;
             Action::Start(candidate.start)
         } else {
@@ -685,6 +694,42 @@ enum DeviceCheck {
     Nothing(Option<WaitReason>),
     Wait { update: String, reasons: Vec<WaitReason>, retry_at: Option<Timestamp> },
     Ready { start: Start, hops: u8 },
+}
+
+/// The sessions running under one parent and the parent slots they take.
+#[derive(Debug, Clone, Copy, Default)]
+struct ParentLoad {
+    sessions: usize,
+    slots: f64,
+}
+
+impl ParentLoad {
+    fn add(&mut self, slots: f64) {
+        self.sessions += 1;
+        self.slots += slots;
+    }
+}
+
+/// How many of its parent's `max_concurrent_per_parent` slots a session of `device` takes.
+/// A child that listens all the time takes one. A sleepy child's blocks wait at the parent for
+/// its polls, so its session occupies the parent (and the air) for a smaller share of the time:
+/// it takes its air-time share over the share the same transfer has awake.
+pub fn parent_slots(state: &PlanState, topology: &impl Topology, device: &PlanDevice) -> f64 {
+    let Some(ms) = device.wake_period_ms else { return 1.0 };
+    let path = estimate::Path {
+        image_bytes: u64::from(state.pan.block_size).max(1) * 64,
+        block_size: state.pan.block_size,
+        hops: topology.hops(device.eui64).unwrap_or(1),
+        etx: device.link.map_or(1.0, |l| l.etx),
+        wake_period: Some(SignedDuration::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))),
+    };
+    let asleep = estimate::session(path, &state.model, 1.0).air_time_share;
+    let awake = estimate::session(estimate::Path { wake_period: None, ..path }, &state.model, 1.0).air_time_share;
+    if awake > 0.0 && asleep.is_finite() {
+        (asleep / awake).clamp(0.05, 1.0)
+    } else {
+        1.0
+    }
 }
 
 /// An EUI-64 as a big-endian integer: the planner's sets hash it in one step.
