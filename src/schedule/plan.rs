@@ -922,7 +922,8 @@ fn check_device(
 
     // Rule 5. A device that waits anyway needs the estimate only to tell whether it would fit
     // its window: without a window end to fit, it is not computed.
-    if !reasons.is_empty() && !(basis == StartBasis::Window && window_closes.is_some()) {
+    let must_fit_window = basis == StartBasis::Window && window_closes.is_some();
+    if !(reasons.is_empty() || must_fit_window) {
         return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
     }
     let path = estimate::Path {
