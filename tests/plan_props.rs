@@ -12,8 +12,8 @@ use ferry::config::GroupPolicy;
 use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use ferry::fleet::topology::{InMemoryTopology, Topology};
 use ferry::schedule::plan::{
-    plan, ActiveSession, ApprovalMode, GroupPlan, PanPolicy, Plan, PlanDevice, PlanState, SkipFrom, StartBasis, Update,
-    Urgency,
+    parent_slots, plan, ActiveSession, ApprovalMode, GroupPlan, PanPolicy, Plan, PlanDevice, PlanState, SkipFrom,
+    StartBasis, Update, Urgency,
 };
 use ferry::schedule::{Blackout, CronWindow, Length, Schedule, Window};
 use jiff::tz::TimeZone;
@@ -189,12 +189,18 @@ fn check_step(world: &World, plan: &Plan, now: Timestamp) -> Result<(), TestCase
         }
     }
     prop_assert!(air <= state.pan.air_time_budget + 1e-9, "air time {air} over budget at {now}");
-    let mut per_parent: BTreeMap<String, u8> = BTreeMap::new();
+    let mut per_parent: BTreeMap<String, f64> = BTreeMap::new();
     for d in &busy {
         let parent = format!("{:?}", world.topology.parent(*d));
+        let slots =
+            state.devices.iter().find(|x| x.eui64 == *d).map_or(1.0, |x| parent_slots(state, &world.topology, x));
+        prop_assert!((0.0..=1.0).contains(&slots), "a session takes at most one slot");
         let n = per_parent.entry(parent).or_default();
-        *n += 1;
-        prop_assert!(*n <= state.pan.max_concurrent_per_parent, "too many sessions under one parent at {now}");
+        *n += slots;
+        prop_assert!(
+            *n <= f64::from(state.pan.max_concurrent_per_parent) + 1e-9,
+            "too many sessions under one parent at {now}"
+        );
     }
     Ok(())
 }

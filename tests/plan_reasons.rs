@@ -6,8 +6,8 @@ use ferry::config::GroupPolicy;
 use ferry::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use ferry::fleet::topology::InMemoryTopology;
 use ferry::schedule::plan::{
-    closed_sessions, plan, Action, ActiveSession, ApprovalMode, GroupPlan, Held, PlanDevice, PlanState, StartBasis,
-    Update, Urgency, WaitReason,
+    closed_sessions, parent_slots, plan, Action, ActiveSession, ApprovalMode, GroupPlan, Held, PlanDevice, PlanState,
+    StartBasis, Update, Urgency, WaitReason,
 };
 use ferry::schedule::{Blackout, Length, Schedule, Window};
 use jiff::tz::TimeZone;
@@ -233,4 +233,39 @@ fn the_retry_policy_holds_an_update_back_from_a_device() {
     assert_eq!(reasons(action(1)), ["gave up after 2 failed attempt(s) ([delivery] max_attempts)"]);
     assert_eq!(reasons(action(2)), ["1 failed attempt(s); next try at 2026-11-23T11:05:00Z"]);
     assert!(matches!(action(3), Action::Start(_)), "the backoff passed: {:?}", action(3));
+}
+
+#[test]
+fn sleepy_children_take_less_of_their_parents_slots() {
+    // A star: every device hangs under the border router (2 slots per parent by default).
+    let star = |wake_period_ms: Option<u64>| {
+        let devices: Vec<PlanDevice> = (1..=6)
+            .map(|n| PlanDevice {
+                mains_powered: wake_period_ms.is_none(),
+                battery_percent: Some(90),
+                wake_period_ms,
+                ..device(n)
+            })
+            .collect();
+        let topo = InMemoryTopology::from_parents(devices.iter().map(|d| (d.eui64, Parent::BorderRouter)));
+        (state(&["Mon-Sun 00:00-24:00"], vec![], devices, vec![update(5, Urgency::Routine, 50_000)]), topo)
+    };
+    let (awake, topo) = star(None);
+    let p = plan(&awake, &topo, monday_noon());
+    assert_eq!(p.starts().count(), 2, "two awake children fill the border router's slots");
+    let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
+    assert!(reasons(&waiting.action)
+        .iter()
+        .any(|r| r.starts_with("parent border-router: 2 sessions take its 2 slots")));
+
+    // A child polling every 2 s gets its blocks at its fast polls: its session holds the parent
+    // for less of the time, so more of them run at once (within the air-time budget).
+    let (sleepy, topo) = star(Some(2_000));
+    let slots = parent_slots(&sleepy, &topo, &sleepy.devices[0]);
+    assert!(slots > 0.2 && slots < 0.8, "{slots}");
+    let p = plan(&sleepy, &topo, monday_noon());
+    let started = p.starts().count();
+    assert!(started > 2, "{started} sleepy sessions started");
+    assert!(started as f64 * slots <= 2.0 + 1e-9, "{started} × {slots} slots");
+    assert!(p.air_time_used <= p.air_time_budget + 1e-9);
 }

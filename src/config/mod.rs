@@ -488,7 +488,8 @@ pub struct PlanConfig {
     /// Largest share of the channel's time ferry's sessions may use together (0 < x ≤ 1).
     #[serde(default = "PlanConfig::default_air_time_budget")]
     pub air_time_budget: f64,
-    /// At most this many sessions at once among the children of one parent.
+    /// At most this many sessions at once among the children of one parent; a sleepy child's
+    /// session counts as the share of the time its polls let it use (`schedule::plan::parent_slots`).
     #[serde(default = "PlanConfig::default_max_concurrent_per_parent")]
     pub max_concurrent_per_parent: u8,
     /// CoAP Block2 size the devices fetch with (16, 32, …, 1024); RIOT's default is 64.

@@ -151,7 +151,7 @@ impl From<&crate::schedule::plan::Plan> for PlanReport {
             .map(|e| {
                 let mut line = PlanLine {
                     device: e.device.to_string(),
-                    label: e.label.clone(),
+                    label: e.label(),
                     group: e.group.clone(),
                     action: PlanAction::UpToDate,
                     update: None,

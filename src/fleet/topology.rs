@@ -23,16 +23,14 @@ pub trait Topology {
 
     /// Hops to the border router (1 for its children); `None` when the chain is broken or loops.
     fn hops(&self, device: Eui64) -> Option<u8> {
+        // A loop never reaches the border router, so it runs the count past `u8::MAX` and ends
+        // as `None` like a broken chain: no set of visited nodes to allocate on every call.
         let mut hops: u8 = 1;
-        let mut seen = BTreeSet::from([device.0]);
         let mut at = device;
         loop {
             match self.parent(at)? {
                 Parent::BorderRouter => return Some(hops),
                 Parent::Node(up) => {
-                    if !seen.insert(up.0) {
-                        return None;
-                    }
                     hops = hops.checked_add(1)?;
                     at = up;
                 }
@@ -43,10 +41,10 @@ pub trait Topology {
     /// The routers between `device` and the border router, nearest first.
     fn ancestors(&self, device: Eui64) -> Vec<Eui64> {
         let mut out = Vec::new();
-        let mut seen = BTreeSet::from([device.0]);
         let mut at = device;
         while let Some(Parent::Node(up)) = self.parent(at) {
-            if !seen.insert(up.0) {
+            // The path found so far is the set of visited nodes (paths are a few hops long).
+            if up == device || out.contains(&up) {
                 break;
             }
             out.push(up);
@@ -57,6 +55,10 @@ pub trait Topology {
 
     /// Every device that routes through `device` (not `device` itself).
     fn subtree(&self, device: Eui64) -> Vec<Eui64> {
+        if !self.is_router(device) {
+            // A leaf, the common case: no walk, no allocation.
+            return Vec::new();
+        }
         let mut out = Vec::new();
         let mut seen = BTreeSet::from([device.0]);
         let mut queue = vec![device];
@@ -75,8 +77,14 @@ pub trait Topology {
 /// A topology held in memory: each device's parent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InMemoryTopology {
-    parents: BTreeMap<[u8; 8], Parent>,
-    children: BTreeMap<[u8; 8], Vec<Eui64>>,
+    /// Keyed by the EUI-64 as a big-endian integer: the same order as the bytes, compared in
+    /// one instruction (the planner looks parents up for every device on every pass).
+    parents: BTreeMap<u64, Parent>,
+    children: BTreeMap<u64, Vec<Eui64>>,
+}
+
+fn key(device: Eui64) -> u64 {
+    u64::from_be_bytes(device.0)
 }
 
 impl InMemoryTopology {
@@ -86,13 +94,13 @@ impl InMemoryTopology {
 
     /// Sets (or moves) `device` under `parent`.
     pub fn set_parent(&mut self, device: Eui64, parent: Parent) {
-        if let Some(Parent::Node(old)) = self.parents.insert(device.0, parent) {
-            if let Some(siblings) = self.children.get_mut(&old.0) {
+        if let Some(Parent::Node(old)) = self.parents.insert(key(device), parent) {
+            if let Some(siblings) = self.children.get_mut(&key(old)) {
                 siblings.retain(|c| *c != device);
             }
         }
         if let Parent::Node(up) = parent {
-            let siblings = self.children.entry(up.0).or_default();
+            let siblings = self.children.entry(key(up)).or_default();
             siblings.push(device);
             siblings.sort_by_key(|e| e.0);
         }
@@ -100,7 +108,7 @@ impl InMemoryTopology {
 
     /// Every device with a known parent, in EUI-64 order.
     pub fn parents(&self) -> impl Iterator<Item = (Eui64, Parent)> + '_ {
-        self.parents.iter().map(|(eui, parent)| (Eui64(*eui), *parent))
+        self.parents.iter().map(|(eui, parent)| (Eui64(eui.to_be_bytes()), *parent))
     }
 
     pub fn from_parents(parents: impl IntoIterator<Item = (Eui64, Parent)>) -> InMemoryTopology {
@@ -114,11 +122,15 @@ impl InMemoryTopology {
 
 impl Topology for InMemoryTopology {
     fn parent(&self, device: Eui64) -> Option<Parent> {
-        self.parents.get(&device.0).copied()
+        self.parents.get(&key(device)).copied()
     }
 
     fn children(&self, device: Eui64) -> Vec<Eui64> {
-        self.children.get(&device.0).cloned().unwrap_or_default()
+        self.children.get(&key(device)).cloned().unwrap_or_default()
+    }
+
+    fn is_router(&self, device: Eui64) -> bool {
+        self.children.get(&key(device)).is_some_and(|c| !c.is_empty())
     }
 }
 

@@ -19,11 +19,13 @@
 //! 6. **Topology and air.** Candidates are taken in order (urgency, earliest window end, fewest
 //!    hops); each must have no session on its path to the border router (a rebooting router
 //!    cuts its subtree off), no active or startable session in its own subtree (leaves before
-//!    routers), fewer than `max_concurrent_per_parent` sessions among its siblings, and its
-//!    air-time share must fit the PAN's remaining budget.
+//!    routers), room among its parent's `max_concurrent_per_parent` slots (a sleepy child's
+//!    session takes less than one: [`parent_slots`]), and its air-time share must fit the
+//!    PAN's remaining budget.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -161,10 +163,6 @@ impl PlanDevice {
             wake_period_ms: device.duty_cycle.as_ref().map(|k| (k.value.period_us / 1000.0).round() as u64),
         })
     }
-
-    fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.eui64.to_string())
-    }
 }
 
 /// A session that is running (the delivery room's record).
@@ -223,8 +221,8 @@ impl GroupPlan {
         }
     }
 
-    fn zone(&self) -> String {
-        self.schedule.time_zone().iana_name().unwrap_or("UTC").to_owned()
+    fn zone(&self) -> Arc<str> {
+        self.schedule.time_zone().iana_name().unwrap_or("UTC").into()
     }
 }
 
@@ -233,6 +231,8 @@ impl GroupPlan {
 pub struct PanPolicy {
     /// Largest share of the channel's time ferry's sessions may use together, 0..=1.
     pub air_time_budget: f64,
+    /// Session slots per parent: an awake child's session takes one, a sleepy child's the
+    /// share of the time its polls let it use ([`parent_slots`]).
     pub max_concurrent_per_parent: u8,
     /// CoAP Block2 size the devices fetch with.
     pub block_size: u16,
@@ -279,15 +279,16 @@ pub struct Held {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTime {
     pub at: Timestamp,
-    pub zone: String,
+    /// Shared by every reason of the group's devices in one plan.
+    pub zone: Arc<str>,
     /// Within a week of the plan's `now`, so the weekday alone is clear.
     pub soon: bool,
 }
 
 impl LocalTime {
-    fn new(at: Timestamp, zone: &str, now: Timestamp) -> LocalTime {
+    fn new(at: Timestamp, zone: &Arc<str>, now: Timestamp) -> LocalTime {
         let soon = at.duration_since(now) < SignedDuration::from_hours(6 * 24);
-        LocalTime { at, zone: zone.to_owned(), soon }
+        LocalTime { at, zone: Arc::clone(zone), soon }
     }
 }
 
@@ -490,7 +491,7 @@ impl fmt::Display for WaitReason {
                 write!(f, "router: {pending} {} behind it update first", if *pending == 1 { "node" } else { "nodes" })
             }
             WaitReason::ParentLimit { parent, active, max } => {
-                write!(f, "parent {parent}: {active} of {max} concurrent sessions busy")
+                write!(f, "parent {parent}: {active} sessions take its {max} slots (a sleepy child's takes less)")
             }
             WaitReason::AirTimeBudget { used, need, budget } => write!(
                 f,
@@ -559,9 +560,18 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub device: Eui64,
-    pub label: String,
+    /// The device's name, if it has one ([`Entry::label`] falls back to the EUI-64).
+    pub name: Option<String>,
     pub group: String,
     pub action: Action,
+}
+
+impl Entry {
+    /// How the device is shown: its name, else its EUI-64 (formatted on demand, not for every
+    /// device of every pass).
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.device.to_string())
+    }
 }
 
 /// The scheduler's decisions for `at`.
@@ -603,28 +613,29 @@ struct Candidate {
 
 /// Decides what starts at `now`. See the module doc for the rules.
 pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan {
-    let busy_devices: BTreeMap<[u8; 8], &ActiveSession> = state.sessions.iter().map(|s| (s.device.0, s)).collect();
-    let mut entries: Vec<Option<Entry>> = vec![None; state.devices.len()];
+    let busy_devices: HashMap<u64, &ActiveSession> = state.sessions.iter().map(|s| (key(s.device), s)).collect();
+    let mut entries: Vec<Entry> = Vec::with_capacity(state.devices.len());
     let mut candidates: Vec<Candidate> = Vec::new();
-    // Window states depend on the group and `now` only: computed once per group, not per
-    // device (time-zone arithmetic dominated a pass over a large fleet).
-    let group_now: BTreeMap<&str, GroupNow> =
-        state.groups.iter().map(|(name, group)| (name.as_str(), GroupNow::new(group, now))).collect();
+    let pass = Pass::new(state, now);
 
+    // Parent slots taken by running sessions, per device (a device not in the fleet: 1).
+    let mut busy_slots: HashMap<u64, f64> = HashMap::new();
     for (index, device) in state.devices.iter().enumerate() {
-        let entry = |action| Entry { device: device.eui64, label: device.label(), group: device.group.clone(), action };
-        if let Some(session) = busy_devices.get(&device.eui64.0) {
-            let action = Action::InProgress { update: session.update.clone(), expected_end: session.expected_end };
-            entries[index] = Some(entry(action));
-            continue;
-        }
-        match check_device(state, topology, &group_now, device, now) {
-            DeviceCheck::Nothing(reason) => entries[index] = Some(entry(Action::UpToDate { reason })),
-            DeviceCheck::Wait { update, reasons, retry_at } => {
-                entries[index] = Some(entry(Action::Wait { update, reasons, retry_at }))
+        let action = if let Some(session) = busy_devices.get(&key(device.eui64)) {
+            busy_slots.insert(key(device.eui64), parent_slots(state, topology, device));
+            Action::InProgress { update: session.update.clone(), expected_end: session.expected_end }
+        } else {
+            match check_device(state, topology, &pass, device, now) {
+                DeviceCheck::Nothing(reason) => Action::UpToDate { reason },
+                DeviceCheck::Wait { update, reasons, retry_at } => Action::Wait { update, reasons, retry_at },
+                DeviceCheck::Ready { start, hops } => {
+                    candidates.push(Candidate { index, start, hops });
+                    // Replaced by the candidate's start or wait below.
+                    Action::UpToDate { reason: None }
+                }
             }
-            DeviceCheck::Ready { start, hops } => candidates.push(Candidate { index, start, hops }),
-        }
+        };
+        entries.push(Entry { device: device.eui64, name: device.name.clone(), group: device.group.clone(), action });
     }
 
     // Rule 6, in order: urgency, earliest window end (or deadline), fewest hops, then EUI-64.
@@ -636,19 +647,21 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             .then_with(|| a.hops.cmp(&b.hops))
             .then_with(|| a.start.device.0.cmp(&b.start.device.0))
     });
-    let pending: BTreeSet<[u8; 8]> = candidates.iter().map(|c| c.start.device.0).collect();
-    let mut busy: BTreeSet<[u8; 8]> = busy_devices.keys().copied().collect();
+    let pending: HashSet<u64> = candidates.iter().map(|c| key(c.start.device)).collect();
+    let mut busy: HashSet<u64> = busy_devices.keys().copied().collect();
     // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0 %".
     let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).fold(0.0, |a, b| a + b);
     let budget = state.pan.air_time_budget;
-    let session_ends: BTreeMap<[u8; 8], Timestamp> =
-        state.sessions.iter().map(|s| (s.device.0, s.expected_end)).collect();
-    // Busy devices per parent, kept up to date as sessions are admitted (counting them per
-    // candidate was quadratic in a large fleet).
-    let mut busy_under: HashMap<Option<Parent>, usize> = HashMap::new();
+    let session_ends: HashMap<u64, Timestamp> =
+        state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
+    // Sessions and the parent slots they take, per parent, kept up to date as sessions are
+    // admitted (counting them per candidate was quadratic in a large fleet).
+    let mut busy_under: HashMap<Option<Parent>, ParentLoad> = HashMap::new();
     for d in &busy {
-        *busy_under.entry(topology.parent(Eui64(*d))).or_default() += 1;
+        let load = busy_under.entry(topology.parent(Eui64(d.to_be_bytes()))).or_default();
+        load.add(busy_slots.get(d).copied().unwrap_or(1.0));
     }
+    let max_slots = f64::from(state.pan.max_concurrent_per_parent);
 
     for candidate in candidates {
         let device = &state.devices[candidate.index];
@@ -656,33 +669,34 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         let mut reasons = Vec::new();
         let mut retry_at: Option<Timestamp> = None;
         let wait_for = |d: &Eui64, retry: &mut Option<Timestamp>| {
-            if let Some(end) = session_ends.get(&d.0) {
+            if let Some(end) = session_ends.get(&key(*d)) {
                 *retry = Some(retry.map_or(*end, |r: Timestamp| r.min(*end)));
             }
         };
-        if let Some(router) = topology.ancestors(eui).into_iter().find(|a| busy.contains(&a.0)) {
+        if let Some(router) = topology.ancestors(eui).into_iter().find(|a| busy.contains(&key(*a))) {
             wait_for(&router, &mut retry_at);
             reasons.push(WaitReason::PathBusy { router });
         }
         let subtree = topology.subtree(eui);
-        let active_below: Vec<&Eui64> = subtree.iter().filter(|d| busy.contains(&d.0)).collect();
+        let active_below: Vec<&Eui64> = subtree.iter().filter(|d| busy.contains(&key(**d))).collect();
         if !active_below.is_empty() {
             for d in &active_below {
                 wait_for(d, &mut retry_at);
             }
             reasons.push(WaitReason::SubtreeBusy { active: active_below.len() });
         } else {
-            let pending_below = subtree.iter().filter(|d| pending.contains(&d.0)).count();
+            let pending_below = subtree.iter().filter(|d| pending.contains(&key(**d))).count();
             if pending_below > 0 {
                 reasons.push(WaitReason::SubtreeFirst { pending: pending_below });
             }
         }
         let parent = topology.parent(eui);
-        let siblings_busy = busy_under.get(&parent).copied().unwrap_or(0);
-        if siblings_busy >= usize::from(state.pan.max_concurrent_per_parent) {
+        let siblings = busy_under.get(&parent).copied().unwrap_or_default();
+        let slots = parent_slots(state, topology, device);
+        if siblings.slots + slots > max_slots + 1e-9 {
             reasons.push(WaitReason::ParentLimit {
                 parent: parent.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-                active: siblings_busy,
+                active: siblings.sessions,
                 max: state.pan.max_concurrent_per_parent,
             });
         }
@@ -691,19 +705,18 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         if used + need > budget + 1e-9 {
             reasons.push(WaitReason::AirTimeBudget { used, need, budget });
         }
-        let entry = |action| Entry { device: eui, label: device.label(), group: device.group.clone(), action };
-        if reasons.is_empty() {
-            busy.insert(eui.0);
-            *busy_under.entry(parent).or_default() += 1;
+        entries[candidate.index].action = if reasons.is_empty() {
+            busy.insert(key(eui));
+            busy_under.entry(parent).or_default().add(slots);
             used += need;
-            entries[candidate.index] = Some(entry(Action::Start(candidate.start)));
+            Action::Start(candidate.start)
         } else {
             let update = candidate.start.update.clone();
-            entries[candidate.index] = Some(entry(Action::Wait { update, reasons, retry_at }));
-        }
+            Action::Wait { update, reasons, retry_at }
+        };
     }
 
-    Plan { at: now, entries: entries.into_iter().flatten().collect(), air_time_used: used, air_time_budget: budget }
+    Plan { at: now, entries, air_time_used: used, air_time_budget: budget }
 }
 
 enum DeviceCheck {
@@ -712,10 +725,83 @@ enum DeviceCheck {
     Ready { start: Start, hops: u8 },
 }
 
-/// Rules 1–5 for one device.
+/// The sessions running under one parent and the parent slots they take.
+#[derive(Debug, Clone, Copy, Default)]
+struct ParentLoad {
+    sessions: usize,
+    slots: f64,
+}
+
+impl ParentLoad {
+    fn add(&mut self, slots: f64) {
+        self.sessions += 1;
+        self.slots += slots;
+    }
+}
+
+/// How many of its parent's `max_concurrent_per_parent` slots a session of `device` takes.
+/// A child that listens all the time takes one. A sleepy child's blocks wait at the parent for
+/// its polls, so its session occupies the parent (and the air) for a smaller share of the time:
+/// it takes its air-time share over the share the same transfer has awake.
+pub fn parent_slots(state: &PlanState, topology: &impl Topology, device: &PlanDevice) -> f64 {
+    let Some(ms) = device.wake_period_ms else { return 1.0 };
+    let path = estimate::Path {
+        image_bytes: u64::from(state.pan.block_size).max(1) * 64,
+        block_size: state.pan.block_size,
+        hops: topology.hops(device.eui64).unwrap_or(1),
+        etx: device.link.map_or(1.0, |l| l.etx),
+        wake_period: Some(SignedDuration::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))),
+    };
+    let asleep = estimate::session(path, &state.model, 1.0).air_time_share;
+    let awake = estimate::session(estimate::Path { wake_period: None, ..path }, &state.model, 1.0).air_time_share;
+    if awake > 0.0 && asleep.is_finite() {
+        (asleep / awake).clamp(0.05, 1.0)
+    } else {
+        1.0
+    }
+}
+
+/// An EUI-64 as a big-endian integer: the planner's sets hash it in one step.
+fn key(device: Eui64) -> u64 {
+    u64::from_be_bytes(device.0)
+}
+
+/// What one pass looks up for every device, computed once.
+struct Pass<'a> {
+    /// Per group, its plan and what its windows say at `now` (the window state depends on the
+    /// group and `now` only; time-zone arithmetic per device dominated a pass over a large fleet).
+    groups: HashMap<&'a str, (&'a GroupPlan, GroupNow)>,
+    /// Per (vendor ID, class ID), the newest update of each component, in component order.
+    newest: HashMap<(&'a str, &'a str), Vec<(&'a str, &'a Update)>>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(state: &'a PlanState, now: Timestamp) -> Pass<'a> {
+        let groups =
+            state.groups.iter().map(|(name, group)| (name.as_str(), (group, GroupNow::new(group, now)))).collect();
+        let mut by_class: HashMap<(&str, &str), BTreeMap<&str, &Update>> = HashMap::new();
+        for update in &state.updates {
+            let components = by_class.entry((update.vendor_id.as_str(), update.class_id.as_str())).or_default();
+            let slot = components.entry(update.component.as_str()).or_insert(update);
+            // The first listed wins a tie.
+            if update.sequence > slot.sequence {
+                *slot = update;
+            }
+        }
+        let newest =
+            by_class.into_iter().map(|(class, components)| (class, components.into_iter().collect())).collect();
+        Pass { groups, newest }
+    }
+}
+
+/// The order in which a device's pending updates go: the most urgent, then the oldest, first.
+fn goes_first(a: &Update, b: &Update) -> bool {
+    b.urgency.cmp(&a.urgency).then(a.available_at.cmp(&b.available_at)).then(a.id.cmp(&b.id)).is_lt()
+}
+
 /// What a group's windows say at the plan's `now`.
 struct GroupNow {
-    zone: String,
+    zone: Arc<str>,
     /// A window is open, blackouts aside.
     window_open: bool,
     state: WindowState,
@@ -735,10 +821,11 @@ impl GroupNow {
     }
 }
 
+/// Rules 1–5 for one device.
 fn check_device(
     state: &PlanState,
     topology: &impl Topology,
-    group_now: &BTreeMap<&str, GroupNow>,
+    pass: &Pass<'_>,
     device: &PlanDevice,
     now: Timestamp,
 ) -> DeviceCheck {
@@ -749,30 +836,20 @@ fn check_device(
     let (Some(vendor), Some(class)) = (&device.vendor_id, &device.class_id) else {
         return DeviceCheck::Nothing(Some(WaitReason::Unknown { fact: Fact::Identity }));
     };
-    // Rule 1: per component, the newest matching update.
-    let mut newest: BTreeMap<&str, &Update> = BTreeMap::new();
-    for update in state.updates.iter().filter(|u| &u.vendor_id == vendor && &u.class_id == class) {
-        if !device.installed.contains_key(&update.component) {
-            continue;
-        }
-        let slot = newest.entry(update.component.as_str()).or_insert(update);
-        if update.sequence > slot.sequence {
-            *slot = update;
-        }
-    }
-    let mut to_do: Vec<&Update> = Vec::new();
+    // Rule 1: per component the device has, the newest matching update.
+    let newest = pass.newest.get(&(vendor.as_str(), class.as_str())).map_or(&[][..], Vec::as_slice);
+    let mut first: Option<&Update> = None;
     let mut not_newer = None;
-    for (component, update) in newest {
-        let installed = device.installed.get(component).copied().unwrap_or(0);
-        if update.sequence > installed {
-            to_do.push(update);
-        } else {
+    for &(component, update) in newest {
+        let Some(&installed) = device.installed.get(component) else { continue };
+        if update.sequence <= installed {
             not_newer = Some(WaitReason::NotNewer { sequence: update.sequence, installed });
+        } else if first.is_none_or(|f| goes_first(update, f)) {
+            // One session per device: the most urgent, then the oldest, first.
+            first = Some(update);
         }
     }
-    // One session per device: the most urgent, then the oldest, first.
-    to_do.sort_by(|a, b| b.urgency.cmp(&a.urgency).then(a.available_at.cmp(&b.available_at)).then(a.id.cmp(&b.id)));
-    let Some(update) = to_do.first().copied() else { return DeviceCheck::Nothing(not_newer) };
+    let Some(update) = first else { return DeviceCheck::Nothing(not_newer) };
     let mut reasons = Vec::new();
     let mut retry_at = None;
 
@@ -798,7 +875,7 @@ fn check_device(
     if device.lifecycle != Lifecycle::Active {
         reasons.push(WaitReason::NotActive { lifecycle: device.lifecycle });
     }
-    let (Some(group), Some(at_now)) = (state.groups.get(&device.group), group_now.get(device.group.as_str())) else {
+    let Some((group, at_now)) = pass.groups.get(device.group.as_str()) else {
         reasons.push(WaitReason::UnknownGroup { group: device.group.clone() });
         return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
     };
@@ -844,7 +921,12 @@ fn check_device(
         reasons.push(WaitReason::Unknown { fact: Fact::Route });
     }
 
-    // Rule 5.
+    // Rule 5. A device that waits anyway needs the estimate only to tell whether it would fit
+    // its window: without a window end to fit, it is not computed.
+    let must_fit_window = basis == StartBasis::Window && window_closes.is_some();
+    if !(reasons.is_empty() || must_fit_window) {
+        return DeviceCheck::Wait { update: update.id.clone(), reasons, retry_at };
+    }
     let path = estimate::Path {
         image_bytes: update.image_bytes,
         block_size: state.pan.block_size,
