@@ -114,6 +114,7 @@ impl Harness {
             prefix: PREFIX.parse().unwrap(),
             default_router: None,
             rpl: None,
+            router_discovery: false,
             coap: coap::Config::default(),
         };
         let stack = NodeStack::new(cfg, router);

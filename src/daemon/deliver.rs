@@ -43,7 +43,7 @@ use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
 use crate::fleet::topology::Topology as _;
 use crate::repo::{BlobCache, BlobDigest};
-use crate::schedule::plan::{ActiveSession, Plan};
+use crate::schedule::plan::{Action as PlanAction, ActiveSession, Plan, WaitReason};
 use crate::store::audit::{self, AuditEntry};
 use crate::suit::policy::{self, Policy};
 use crate::suit::Envelope;
@@ -54,6 +54,8 @@ const SERVED_PERIOD: Duration = Duration::from_millis(100);
 const MESH_PERIOD: Duration = Duration::from_secs(2);
 /// Facts a device answered are asked again after this.
 const RELEARN_AFTER: Duration = Duration::from_secs(10 * 60);
+/// A device the plan holds for its battery is asked again this soon: it may have been charged.
+const RELEARN_HELD: Duration = Duration::from_secs(30);
 /// Block size sessions' timeouts are derived with (RIOT's SUIT worker asks for 64 bytes).
 const BLOCK_SIZE: u32 = 64;
 /// What ferry reads from a device to learn its facts, in this order.
@@ -160,6 +162,8 @@ pub(super) struct DeliverRoom {
     /// ferryd (a restart, or a newer update, lets the plan start them again).
     cancelled: HashSet<(Eui64, String)>,
     offered: Arc<Vec<OfferedUpdate>>,
+    /// Devices the last plan holds because their battery is low.
+    battery_held: HashSet<Eui64>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
@@ -207,6 +211,7 @@ impl DeliverRoom {
             updates: HashMap::new(),
             cancelled: HashSet::new(),
             offered: Arc::default(),
+            battery_held: HashSet::new(),
             topology: None,
             prefix,
             progress: inputs.progress.clone(),
@@ -252,6 +257,16 @@ impl DeliverRoom {
     /// Serves what is offered and newly verified, then starts the plan's starts.
     async fn on_plan(&mut self, feed: PlanFeed) {
         self.offered = feed.offered.clone();
+        self.battery_held = feed
+            .plan
+            .entries
+            .iter()
+            .filter(|e| match &e.action {
+                PlanAction::Wait { reasons, .. } => reasons.iter().any(|r| matches!(r, WaitReason::BatteryLow { .. })),
+                _ => false,
+            })
+            .map(|e| e.device)
+            .collect();
         self.serve_offered().await;
         let now = Instant::now();
         let mut started = false;
@@ -375,11 +390,18 @@ impl DeliverRoom {
         Ok(offer)
     }
 
-    /// The device's address on the LoWPAN: the one it registered in the DODAG, else the prefix
-    /// and the IID of its EUI-64.
+    /// The device's address on the LoWPAN: the one it announced in the DODAG, else the one it
+    /// registered with ferry (RFC 6775), else the prefix and the IID of its EUI-64.
     fn peer_of(&self, device: Eui64) -> Option<Peer> {
-        let registered = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
-        let address = registered.unwrap_or_else(|| {
+        let routed = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
+        let registered = || {
+            self.topology
+                .as_ref()
+                .and_then(|t| t.registration(device))
+                .map(|r| r.address)
+                .filter(|a| !crate::net::ipv6::is_link_local(a))
+        };
+        let address = routed.or_else(registered).unwrap_or_else(|| {
             crate::net::ipv6::with_iid(self.prefix, crate::net::ipv6::iid_from_mac(crate::net::MacAddr::Ext(device.0)))
         });
         Some(SocketAddrV6::new(address, COAP_PORT, 0, 0))
@@ -580,18 +602,38 @@ impl DeliverRoom {
         let now = Timestamp::now();
         // Duty cycles learned from polls, for children that poll from their EUI-64 (a short
         // address cannot be tied to a device yet).
+        // A child that polls from its short address is tied to its EUI-64 by its registration.
         let duty_cycles = topology
             .neighbors
             .iter()
             .filter_map(|n| Some((crate::fleet::device::parse_eui64(&n.mac).ok()?.0, n.duty_cycle?)))
+            .chain(topology.registered.iter().filter_map(|r| Some((r.eui64.0, r.duty_cycle?))))
             .collect();
         self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles });
         let fleet = topology.to_fleet();
-        let nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
+        let mut nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
+        // Nodes registered with ferry but not in the DODAG (sleepy children that never hear a
+        // DIO) are discovered too, as ferry's own children.
+        for r in topology.registered.iter().filter(|r| !crate::net::ipv6::is_link_local(&r.address)) {
+            if nodes.iter().any(|(e, _)| *e == r.eui64) {
+                continue;
+            }
+            let node = crate::border::TopologyNode {
+                address: r.address,
+                eui64: Some(r.eui64),
+                parent: topology.root,
+                rank: None,
+                hops: Some(1),
+                path_lifetime_s: r.lifetime_s,
+                link: r.link,
+            };
+            nodes.push((r.eui64, node));
+        }
         self.topology = Some(topology);
         let mut changed = false;
         for (eui, node) in nodes {
-            let heard = commission::discovered(&self.shared.store, eui, now, Source::Rpl).await;
+            let source = if topology_has_route(self.topology.as_ref(), eui) { Source::Rpl } else { Source::Radio };
+            let heard = commission::discovered(&self.shared.store, eui, now, source).await;
             let device = match heard {
                 Ok(Heard::New(d)) | Ok(Heard::Rediscovered(d)) => {
                     tracing::info!(device = %eui, address = %node.address, "device heard on the LoWPAN");
@@ -643,7 +685,11 @@ impl DeliverRoom {
             if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
                 continue;
             }
-            let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > RELEARN_AFTER);
+            let relearn = if self.battery_held.contains(&eui) { RELEARN_HELD } else { RELEARN_AFTER };
+            let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > relearn);
+            if !self.reachable(eui) {
+                continue;
+            }
             let busy = self
                 .engine
                 .progress()
@@ -657,6 +703,17 @@ impl DeliverRoom {
         if changed {
             self.replan_wanted.notify_one();
         }
+    }
+
+    /// Whether a request to the device can reach it: it is in the DODAG, or registered with
+    /// ferry and, if it sleeps, polled often enough that ferry knows how long it sleeps (its
+    /// requests then wait for its polls). Before the first topology, every device is tried.
+    fn reachable(&self, device: Eui64) -> bool {
+        let Some(t) = self.topology.as_ref() else { return true };
+        if let Some(r) = t.registration(device) {
+            return !r.sleepy || r.poll_gap_ms.is_some() || r.duty_cycle.is_some();
+        }
+        t.node(device).is_some()
     }
 
     async fn ask_facts(&mut self, device: Eui64, address: Ipv6Addr) {
@@ -742,6 +799,10 @@ impl DeliverRoom {
             Err(e) => tracing::warn!(device = %device, "cannot record the device's facts: {e}"),
         }
     }
+}
+
+fn topology_has_route(topology: Option<&NetTopology>, device: Eui64) -> bool {
+    topology.is_some_and(|t| t.node(device).is_some())
 }
 
 fn differs(a: &LinkQuality, b: &LinkQuality) -> bool {

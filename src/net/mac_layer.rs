@@ -143,6 +143,8 @@ pub struct MacLayer {
     seq: u8,
     neighbors: BTreeMap<MacAddr, Neighbor>,
     sleepy: BTreeMap<MacAddr, VecDeque<Held>>,
+    /// Hold times of children that poll less often than `indirect_timeout`.
+    hold: BTreeMap<MacAddr, Duration>,
     held_total: usize,
     tx: VecDeque<Transmit>,
     src_match: VecDeque<SourceMatch>,
@@ -156,6 +158,7 @@ impl MacLayer {
             seq: 0,
             neighbors: BTreeMap::new(),
             sleepy: BTreeMap::new(),
+            hold: BTreeMap::new(),
             held_total: 0,
             tx: VecDeque::new(),
             src_match: VecDeque::new(),
@@ -228,6 +231,26 @@ impl MacLayer {
         }
     }
 
+    /// How long frames for `child` are held for its poll: a child that polls less often than
+    /// the default `indirect_timeout` needs its frames kept for a whole period. `None` restores
+    /// the default.
+    pub fn set_hold_time(&mut self, child: MacAddr, hold: Option<Duration>) {
+        match hold {
+            Some(h) if self.hold.len() < self.cfg.max_neighbors || self.hold.contains_key(&child) => {
+                self.hold.insert(child, h);
+            }
+            Some(_) => {}
+            None => {
+                self.hold.remove(&child);
+            }
+        }
+    }
+
+    /// How long frames for `child` are held.
+    pub fn hold_time(&self, child: &MacAddr) -> Duration {
+        self.hold.get(child).copied().unwrap_or(self.cfg.indirect_timeout)
+    }
+
     pub fn is_sleepy(&self, a: &MacAddr) -> bool {
         self.sleepy.contains_key(a)
     }
@@ -261,7 +284,8 @@ impl MacLayer {
             if q.is_empty() {
                 self.src_match.push_back(SourceMatch::Insert(dst));
             }
-            q.push_back(Held { psdu, expires: now + self.cfg.indirect_timeout });
+            let hold = self.hold.get(&dst).copied().unwrap_or(self.cfg.indirect_timeout);
+            q.push_back(Held { psdu, expires: now + hold });
             self.held_total += 1;
             self.stats.indirect_queued += 1;
             return true;

@@ -350,11 +350,12 @@ impl Device {
                     let _ = m.receive(self.node, self.p.channel);
                 }
                 // A booted sleepy node polls its parent first thing.
-                DutyCycle::Sleepy { .. } => self.wake(m, now),
+                DutyCycle::Sleepy { .. } => self.wake(m, now, true),
             }
         }
         if !self.silent && self.is_sleepy() && self.sleep == Sleep::Asleep && self.upper.keep_awake() {
-            self.wake(m, now);
+            // Woken by the upper layer between two scheduled wakes: the schedule stays.
+            self.wake(m, now, false);
         }
     }
 
@@ -428,7 +429,7 @@ impl Device {
             }
         }
         match self.sleep {
-            Sleep::Asleep if self.is_sleepy() && !self.silent && self.next_wake <= now => self.wake(m, now),
+            Sleep::Asleep if self.is_sleepy() && !self.silent && self.next_wake <= now => self.wake(m, now, true),
             Sleep::Listening { until } if until <= now => self.go_to_sleep(m, now),
             Sleep::AwaitPending { until } if until <= now => {
                 self.stats.pending_timeouts += 1;
@@ -446,7 +447,8 @@ impl Device {
         }
     }
 
-    fn wake(&mut self, m: &mut Medium, now: u64) {
+    /// Radio on and a poll; a `scheduled` wake also draws the next one of the duty cycle.
+    fn wake(&mut self, m: &mut Medium, now: u64, scheduled: bool) {
         let _ = m.receive(self.node, self.p.channel);
         self.awake_since = now;
         self.stats.wakes += 1;
@@ -465,7 +467,7 @@ impl Device {
         self.poll_wanted = true;
         // The next wake is one local period after this one's scheduled time, so the schedule
         // does not creep with how long each wake took.
-        if let DutyCycle::Sleepy { poll_period_s, jitter_s, .. } = self.p.duty_cycle {
+        if let (DutyCycle::Sleepy { poll_period_s, jitter_s, .. }, true) = (self.p.duty_cycle, scheduled) {
             let jitter = (self.rng.unit() * 2.0 - 1.0) * jitter_s;
             let local = ((poll_period_s + jitter) * 1e6).max(1.0);
             self.next_wake += self.to_true(local);

@@ -39,6 +39,9 @@ pub struct StackConfig {
     /// Run RPL as a node: `Some(true)` for a router (forwards, sends DIOs), `Some(false)` for a
     /// leaf; `None` without RPL. A node that never hears a DIO behaves as without.
     pub rpl: Option<bool>,
+    /// Boot as a RIOT 6LN does: router solicitations until an RA answers, then the global
+    /// address registered (NS with ARO) with the router that answered.
+    pub router_discovery: bool,
     pub coap: coap::Config,
 }
 
@@ -69,6 +72,9 @@ impl NodeStack {
         let epoch = Instant::now();
         if let Some(rpl_router) = cfg.rpl {
             iface.enable_rpl_node(epoch, rpl_router, cfg.coap.rng_seed);
+        }
+        if cfg.router_discovery {
+            iface.start_router_discovery(epoch, cfg.coap.rng_seed >> 8);
         }
         NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch }
     }
@@ -150,6 +156,17 @@ impl NodeStack {
     pub fn poll_timeout(&self) -> Option<u64> {
         let t = [self.iface.poll_timeout(), self.coap.poll_timeout()].into_iter().flatten().min()?;
         Some(self.micros(t))
+    }
+
+    /// True while a solicitation of the node's (RS, NS with ARO, DIS) waits for its answer,
+    /// which a sleepy node must poll for.
+    pub fn expects_answer(&self, now_us: u64) -> bool {
+        self.iface.expects_answer(self.instant(now_us))
+    }
+
+    /// When [`expects_answer`](Self::expects_answer) turns false, in medium µs.
+    pub fn expecting_until(&self) -> Option<u64> {
+        self.iface.expecting_until().map(|t| self.micros(t))
     }
 
     pub fn handle_timeout(&mut self, now_us: u64) {
