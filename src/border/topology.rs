@@ -155,8 +155,10 @@ pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
                     rank: r.rank_of(addr),
                     hops: r.route(addr).and_then(|h| u8::try_from(h.len()).ok()),
                     path_lifetime_s: route.expires.saturating_duration_since(now).as_secs(),
+                    // A child is heard at the address it registered (e.g. its short address).
                     link: if route.parent == r.dodag_id() {
-                        link_of(&ipv6::mac_from_iid(&ipv6::iid(addr)))
+                        let registered = iface.resolve(addr).filter(|m| iface.mac().neighbor(m).is_some());
+                        link_of(&registered.unwrap_or_else(|| ipv6::mac_from_iid(&ipv6::iid(addr))))
                     } else {
                         None
                     },
