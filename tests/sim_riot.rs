@@ -114,6 +114,8 @@ impl Harness {
             prefix: PREFIX.parse().unwrap(),
             default_router: None,
             rpl: None,
+            // ferry's stand-in answers the nodes' router solicitations and registrations.
+            router: true,
             router_discovery: false,
             coap: coap::Config::default(),
         };

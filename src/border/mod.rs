@@ -114,6 +114,8 @@ const MAX_LINKS: usize = 512;
 /// Poll timestamps kept per sleepy child: enough wakes for the duty-cycle fit (it needs 10
 /// for a good prediction) with room for missed ones.
 const MAX_POLLS_KEPT: usize = 64;
+/// A poll this soon after the previous one belongs to the same wake (fast polling: 50 ms).
+const SAME_WAKE_US: u64 = 250_000;
 /// Longest sleep frames are held through (a child that sleeps longer loses them).
 const MAX_HOLD: Duration = Duration::from_secs(3600);
 /// Margin on a sleepy child's period for its poll's jitter and our own delays.
@@ -129,11 +131,13 @@ pub struct BorderRouter {
     /// The radio metadata of the last frame that completed a CoAP datagram, by its IPv6 source:
     /// a node that registered no route (no DAO) is still known by its own address this way.
     heard_from: BTreeMap<Ipv6Addr, (RxMeta, Instant)>,
-    /// The radio's µs timestamps of each child's MAC Data Requests, newest last: the wakes of
-    /// sleepy children, from which their duty cycle is learned.
+    /// The radio's µs timestamps of each child's wakes (the first MAC Data Request of each),
+    /// newest last, from which its duty cycle is learned.
     polls: BTreeMap<MacAddr, VecDeque<u64>>,
     /// The longest gap between two polls of each child, µs: how long it may sleep.
     poll_gaps: BTreeMap<MacAddr, u64>,
+    /// The radio timestamp of each child's last poll, µs.
+    last_poll: BTreeMap<MacAddr, u64>,
     stats: BorderStats,
 }
 
@@ -164,6 +168,7 @@ impl BorderRouter {
             heard_from: BTreeMap::new(),
             polls: BTreeMap::new(),
             poll_gaps: BTreeMap::new(),
+            last_poll: BTreeMap::new(),
             stats: BorderStats::default(),
         }
     }
@@ -204,12 +209,16 @@ impl BorderRouter {
         if !self.polls.contains_key(&src) && self.polls.len() >= MAX_LINKS {
             return;
         }
+        let gap = self.last_poll.insert(src, meta.timestamp_us).map(|last| meta.timestamp_us.saturating_sub(last));
         let polls = self.polls.entry(src).or_default();
-        let gap = polls.back().map(|last| meta.timestamp_us.saturating_sub(*last));
-        if polls.len() == MAX_POLLS_KEPT {
-            polls.pop_front();
+        // Polls in quick succession are one wake (the child polls for an answer it expects):
+        // only a wake's first poll tells its duty cycle.
+        if gap.is_none_or(|g| g > SAME_WAKE_US) {
+            if polls.len() == MAX_POLLS_KEPT {
+                polls.pop_front();
+            }
+            polls.push_back(meta.timestamp_us);
         }
-        polls.push_back(meta.timestamp_us);
         let Some(gap) = gap.filter(|g| *g > self.poll_gaps.get(&src).copied().unwrap_or(0)) else { return };
         self.poll_gaps.insert(src, gap);
         // Hold its frames for a whole sleep and a half (a poll may be late or lost), when that

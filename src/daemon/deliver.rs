@@ -711,7 +711,8 @@ impl DeliverRoom {
     fn reachable(&self, device: Eui64) -> bool {
         let Some(t) = self.topology.as_ref() else { return true };
         if let Some(r) = t.registration(device) {
-            return !r.sleepy || r.poll_gap_ms.is_some() || r.duty_cycle.is_some();
+            // A gap of a second or more is a sleep, not a burst of polls for an answer.
+            return !r.sleepy || r.poll_gap_ms.is_some_and(|g| g >= 1000) || r.duty_cycle.is_some();
         }
         t.node(device).is_some()
     }

@@ -7,6 +7,13 @@
 //! ([`DIS_INTERVAL`], backing off); a joined router answers with a unicast DIO (§8.3), which a parent
 //! holds for a sleepy child until it polls, where a multicast DIO would be missed.
 //!
+//! Sleepy leaves join this way too, and announce themselves with their own DAO: in non-storing
+//! mode the root learns each node only from that node's DAO (§9.7), so a parent cannot cover
+//! its children, and RIOT's leaf mode (`GNRC_RPL_LEAF_NODE`) likewise solicits with DIS, joins
+//! and sends DAOs without sending DIOs. The parent reaches the DIO, the DAO-ACK and the NA of
+//! the node's registration at the address it registered (the one it polls from), and the node
+//! polls for them while they are due (`Interface::expects_answer`).
+//!
 //! Parent choice is deliberately simple: the first grounded DIO, replaced only by one whose
 //! rank is at least one hop lower. DAOs ask for a DAO-ACK and are repeated without one. No
 //! poisoning, no version changes beyond joining the newer one.

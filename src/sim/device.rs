@@ -122,12 +122,18 @@ pub struct WakeRecord {
     pub frame_pending: bool,
     /// Frames received during the wake.
     pub frames_received: u32,
+    /// A wake of the duty cycle; `false` for one the upper layer asked for between them (to
+    /// poll for an answer it expects).
+    pub scheduled: bool,
 }
 
 /// MAC-level counters of a device, beside the medium's radio counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceStats {
+    /// Wakes of the duty cycle.
     pub wakes: u64,
+    /// Wakes the upper layer asked for between them (to poll for an answer it expects).
+    pub extra_wakes: u64,
     pub polls_acked: u64,
     pub polls_failed: u64,
     pub polls_frame_pending: u64,
@@ -451,7 +457,11 @@ impl Device {
     fn wake(&mut self, m: &mut Medium, now: u64, scheduled: bool) {
         let _ = m.receive(self.node, self.p.channel);
         self.awake_since = now;
-        self.stats.wakes += 1;
+        if scheduled {
+            self.stats.wakes += 1;
+        } else {
+            self.stats.extra_wakes += 1;
+        }
         if self.wakes.len() >= WAKE_LOG_LEN {
             self.wakes.pop_front();
             self.stats.wake_log_dropped += 1;
@@ -462,6 +472,7 @@ impl Device {
             poll_acked: false,
             frame_pending: false,
             frames_received: 0,
+            scheduled,
         });
         self.sleep = Sleep::Polling;
         self.poll_wanted = true;

@@ -39,6 +39,9 @@ pub struct StackConfig {
     /// Run RPL as a node: `Some(true)` for a router (forwards, sends DIOs), `Some(false)` for a
     /// leaf; `None` without RPL. A node that never hears a DIO behaves as without.
     pub rpl: Option<bool>,
+    /// Answer router solicitations and registrations as a border router does (a test's
+    /// stand-in for ferry); nodes leave this off.
+    pub router: bool,
     /// Boot as a RIOT 6LN does: router solicitations until an RA answers, then the global
     /// address registered (NS with ARO) with the router that answered.
     pub router_discovery: bool,
@@ -62,8 +65,9 @@ impl NodeStack {
     pub fn new(cfg: StackConfig, router: Router) -> NodeStack {
         let mut icfg = InterfaceConfig::new(cfg.pan_id, cfg.eui64, Some(cfg.prefix));
         icfg.mac.short_addr = cfg.short;
-        // A node, not a router: no router flag in its neighbour advertisements.
-        icfg.router = false;
+        // A node, not a router (no router flag in its neighbour advertisements), unless it
+        // stands in for one.
+        icfg.router = cfg.router;
         // RIOT's GNRC_SIXLOWPAN_FRAG_RBUF_TIMEOUT_US: a datagram that lost a fragment frees its
         // buffer soon, so the retransmission can be reassembled.
         icfg.reassembly.timeout = Duration::from_secs(3);
