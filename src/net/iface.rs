@@ -774,7 +774,9 @@ impl Interface {
                 valid_min: RA_CONTEXT_MIN,
                 prefix,
             });
-            let border_router = self.global().unwrap_or_else(|| self.link_local());
+            // A 6LR names the DODAG's root, the 6LBR; the 6LBR names itself.
+            let root = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.dodag_id);
+            let border_router = root.or_else(|| self.global()).unwrap_or_else(|| self.link_local());
             reply_opts.push(NdOption::Abro { version: 1, lifetime_min: RA_ABRO_MIN, border_router });
         }
         let ra = Icmpv6Repr::RouterAdvert {

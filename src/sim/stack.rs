@@ -67,7 +67,8 @@ impl NodeStack {
         icfg.mac.short_addr = cfg.short;
         // A node, not a router (no router flag in its neighbour advertisements), unless it
         // stands in for one.
-        icfg.router = cfg.router;
+        // A 6LR (an RPL router) answers its children's router solicitations too (RFC 6775 §6).
+        icfg.router = cfg.router || cfg.rpl == Some(true);
         // RIOT's GNRC_SIXLOWPAN_FRAG_RBUF_TIMEOUT_US: a datagram that lost a fragment frees its
         // buffer soon, so the retransmission can be reassembled.
         icfg.reassembly.timeout = Duration::from_secs(3);
