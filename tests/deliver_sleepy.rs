@@ -303,6 +303,7 @@ fn a_star_with_sleepy_devices_and_two_authorities_all_update() {
     assert_eq!(labelled(&s, "ferry_updates_completed_total{result=\"failed\"}"), 0.0, "{s}");
     let topology = String::from_utf8_lossy(&ferry(&d.socket(), &["topology"]).stdout).into_owned();
     assert!(topology.contains("sleepy, wakes every"), "duty cycles shown:\n{topology}");
+    let log = d.log();
     drop(d);
 
     // The simulator's truth: every device runs sequence 6, installed by exactly one trigger,
@@ -321,7 +322,7 @@ fn a_star_with_sleepy_devices_and_two_authorities_all_update() {
         let fw = &node["firmware"];
         assert_eq!(fw["installed_sequence"], 6, "{name}: {fw}");
         let history = fw["history"].as_array().expect("history");
-        assert_eq!(history.len(), 1, "{name}: one trigger, no refusal: {fw}");
+        assert_eq!(history.len(), 1, "{name}: one trigger, no refusal: {fw}\n{log}");
         if spec.charged_at_s.is_some() {
             let triggered_s = history[0]["triggered_us"].as_u64().unwrap_or(0) as f64 / 1e6;
             assert!(triggered_s >= CHARGED_AT_S, "{name} triggered at {triggered_s} s, before its charge");

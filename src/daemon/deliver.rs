@@ -54,7 +54,8 @@ const SERVED_PERIOD: Duration = Duration::from_millis(100);
 const MESH_PERIOD: Duration = Duration::from_secs(2);
 /// Facts a device answered are asked again after this.
 const RELEARN_AFTER: Duration = Duration::from_secs(10 * 60);
-/// A device the plan holds for its battery is asked again this soon: it may have been charged.
+/// A device the plan holds for its battery is asked again this soon (it may have been
+/// charged), and so is one that did not answer (it may have been asleep longer than ferry knew).
 const RELEARN_HELD: Duration = Duration::from_secs(30);
 /// Block size sessions' timeouts are derived with (RIOT's SUIT worker asks for 64 bytes).
 const BLOCK_SIZE: u32 = 64;
@@ -162,8 +163,10 @@ pub(super) struct DeliverRoom {
     /// ferryd (a restart, or a newer update, lets the plan start them again).
     cancelled: HashSet<(Eui64, String)>,
     offered: Arc<Vec<OfferedUpdate>>,
-    /// Devices the last plan holds because their battery is low.
+    /// Devices the last plan holds because their battery is low, and devices that did not
+    /// answer when last asked: both are asked again soon.
     battery_held: HashSet<Eui64>,
+    unanswered: HashSet<Eui64>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
@@ -212,6 +215,7 @@ impl DeliverRoom {
             cancelled: HashSet::new(),
             offered: Arc::default(),
             battery_held: HashSet::new(),
+            unanswered: HashSet::new(),
             topology: None,
             prefix,
             progress: inputs.progress.clone(),
@@ -504,7 +508,34 @@ impl DeliverRoom {
         for record in ended {
             self.ended(*record).await;
         }
+        self.cancel_stale_requests().await;
         self.publish();
+    }
+
+    /// Stops the CoAP retransmissions of a session's trigger (or probe) once the device
+    /// fetches: the fetch proves the trigger arrived even if its answer was lost, and a
+    /// retransmission held for a sleepy device's poll would reach it after its reboot, when it
+    /// no longer remembers the message, as a second trigger.
+    async fn cancel_stale_requests(&mut self) {
+        let stale: Vec<RequestId> = self
+            .in_flight
+            .iter()
+            .filter_map(|(id, purpose)| match purpose {
+                Purpose::Engine { session, .. } => {
+                    let state = self.engine.state(*session)?;
+                    let moved_on = state.is_terminal()
+                        || matches!(state, State::ManifestServed | State::Streaming | State::Rebooting);
+                    moved_on.then_some(*id)
+                }
+                Purpose::Fact { .. } => None,
+            })
+            .collect();
+        for id in stale {
+            self.in_flight.remove(&id);
+            if self.net.with(move |border, now| border.endpoint_mut().cancel(now, id)).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A session ended: facts, audit, planner.
@@ -685,7 +716,8 @@ impl DeliverRoom {
             if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
                 continue;
             }
-            let relearn = if self.battery_held.contains(&eui) { RELEARN_HELD } else { RELEARN_AFTER };
+            let soon = self.battery_held.contains(&eui) || self.unanswered.contains(&eui);
+            let relearn = if soon { RELEARN_HELD } else { RELEARN_AFTER };
             let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > relearn);
             if !self.reachable(eui) {
                 continue;
@@ -753,8 +785,10 @@ impl DeliverRoom {
         let status = ok(2).and_then(|b| parse_ferry_status(&b));
         let Some(board) = board.filter(|b| !b.is_empty()) else {
             tracing::debug!(device = %device, "no /riot/board answer; its identity stays unknown");
+            self.unanswered.insert(device);
             return;
         };
+        self.unanswered.remove(&device);
         let (vendor, class) = identity_for_board(&board, &self.offered);
         // It answered without a route in the DODAG: ferry reached it on the link, one hop away.
         let on_link = match (self.peer_of(device), self.topology.as_ref().and_then(|t| t.node(device))) {
