@@ -76,7 +76,8 @@ fn eui(i: usize) -> String {
     format!("02:00:fe:77:00:00:02:{i:02x}")
 }
 
-/// One star device: (name, board, sleepy poll period, low battery charged at).
+/// One star device: its board, its poll period if it sleeps, and when its low battery is
+/// charged if it starts low.
 struct Spec {
     board: (&'static str, &'static str),
     poll_s: Option<f64>,
@@ -141,7 +142,7 @@ fn publish(repo: &Path, key: &Path, board: (&str, &str), seq: u64, size: usize) 
     std::fs::create_dir_all(&dir).expect("repository folder");
     for slot in 0..2 {
         let line = format!("{} {} sequence {seq} slot {slot}\n", board.0, board.1);
-        std::fs::write(dir.join(format!("slot{slot}.bin")), line.repeat(size / line.len() + 1)[..size].as_bytes())
+        std::fs::write(dir.join(format!("slot{slot}.bin")), &line.repeat(size / line.len() + 1).as_bytes()[..size])
             .expect("image");
     }
     let uri = format!("{GATEWAY_URI}/fw/{}/{seq}", board.1);
