@@ -638,7 +638,7 @@ impl DeliverRoom {
             .neighbors
             .iter()
             .filter_map(|n| Some((crate::fleet::device::parse_eui64(&n.mac).ok()?.0, n.duty_cycle?)))
-            .chain(topology.registered.iter().filter_map(|r| Some((r.eui64.0, r.duty_cycle?))))
+            .chain(topology.registered.iter().filter_map(|r| Some((r.eui64.0, planning_duty_cycle(r)?))))
             .collect();
         self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles });
         let fleet = topology.to_fleet();
@@ -833,6 +833,31 @@ impl DeliverRoom {
             Ok(_) => self.replan_wanted.notify_one(),
             Err(e) => tracing::warn!(device = %device, "cannot record the device's facts: {e}"),
         }
+    }
+}
+
+/// Fits below this confidence are not trusted for the plan (wakes for answers and transfers
+/// between a device's own confuse the fit).
+const MIN_DUTY_CYCLE_CONFIDENCE: f64 = 0.3;
+
+/// The duty cycle the planner sees for a registered sleepy child: its wake period is the
+/// longer of the learned one (when trusted) and the longest sleep heard, so that sessions wait
+/// long enough for it.
+fn planning_duty_cycle(r: &crate::border::RegisteredNode) -> Option<crate::fleet::DutyCycle> {
+    let learned = r.duty_cycle.filter(|d| d.confidence >= MIN_DUTY_CYCLE_CONFIDENCE);
+    let gap_us = r.poll_gap_ms.filter(|g| *g >= 1000).map(|g| g as f64 * 1e3);
+    match (learned, gap_us) {
+        (Some(d), Some(gap)) => Some(crate::fleet::DutyCycle { period_us: d.period_us.max(gap), ..d }),
+        (Some(d), None) => Some(d),
+        (None, Some(gap)) => Some(crate::fleet::DutyCycle {
+            period_us: gap,
+            anchor_us: 0.0,
+            awake_us: 0,
+            confidence: 0.0,
+            residual_rms_us: 0.0,
+            wakes_used: 0,
+        }),
+        (None, None) => None,
     }
 }
 
