@@ -174,4 +174,38 @@ mod tests {
                     02:00:00:00:00:00:00:14 fd00::14 (broken chain): route 1790 s (parent fd00::99)\n";
         assert_eq!(text, want);
     }
+
+    #[test]
+    fn registered_children_show_with_their_sleep() {
+        let root = "fd00::1";
+        let registered = |addr: &str, mac: &str, gap: Option<u64>| RegisteredNode {
+            address: addr.parse().unwrap(),
+            eui64: eui64_of(&addr.parse().unwrap()).unwrap(),
+            mac: mac.into(),
+            lifetime_s: 3500,
+            sleepy: gap.is_some(),
+            poll_gap_ms: gap,
+            duty_cycle: None,
+            link: None,
+        };
+        let t = NetTopology {
+            root: root.parse().unwrap(),
+            root_rank: Some(256),
+            nodes: vec![node("fd00::13", root, Some(1))],
+            neighbors: vec![],
+            registered: vec![
+                registered("fd00::13", "0013", Some(30_000)),
+                registered("fd00::14", "0014", Some(299_500)),
+            ],
+        };
+        let text = render(&t);
+        assert!(
+            text.contains("fd00::13: 1 hop, sleepy, sleeps up to 30.0 s (duty cycle not learned yet), route"),
+            "{text}"
+        );
+        assert!(
+            text.contains("registered with ferry, not in the DODAG:\n  02:00:00:00:00:00:00:14 fd00::14: at 0014, sleepy, sleeps up to 299.5 s"),
+            "{text}"
+        );
+    }
 }

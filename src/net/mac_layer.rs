@@ -449,6 +449,24 @@ mod tests {
     }
 
     #[test]
+    fn a_child_that_sleeps_long_has_its_frames_held_through_its_sleep() {
+        let now = Instant::now();
+        let mut m = MacLayer::new(MacConfig::new(0x23, ME));
+        let default = m.config().indirect_timeout;
+        m.set_sleepy(CHILD, true);
+        m.set_hold_time(CHILD, Some(Duration::from_secs(300)));
+        assert_eq!(m.hold_time(&CHILD), Duration::from_secs(300));
+        let p = m.build_data(CHILD, &[1]).unwrap();
+        assert!(m.enqueue(now, CHILD, p));
+        m.handle_timeout(now + default + Duration::from_secs(1));
+        assert_eq!(m.held(&CHILD), 1, "kept past the default");
+        m.handle_timeout(now + Duration::from_secs(301));
+        assert_eq!((m.held(&CHILD), m.stats().indirect_timed_out), (0, 1));
+        m.set_hold_time(CHILD, None);
+        assert_eq!(m.hold_time(&CHILD), default);
+    }
+
+    #[test]
     fn indirect_frames_wait_for_the_poll() {
         let now = Instant::now();
         let mut m = MacLayer::new(MacConfig::new(0x23, ME));
