@@ -329,6 +329,9 @@ impl SimNode {
                 prefix: "fd00::".parse().expect("prefix"),
                 default_router: None,
                 rpl: None,
+                // Its CoAP rides kernel UDP: no LoWPAN router to find.
+                router: false,
+                router_discovery: false,
                 coap: ferry::coap::Config { rng_seed: 11, ..ferry::coap::Config::default() },
             },
             board: BOARD.into(),

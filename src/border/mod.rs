@@ -22,7 +22,7 @@ pub mod topology;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::coap::{self, Endpoint, Event, FetchOptions, Request, RequestId, Router, StartError};
 use crate::config::NetworkConfig;
@@ -34,7 +34,7 @@ use crate::net::rpl_root::RplRootConfig;
 use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch};
 use crate::radio::{RxFrame, SrcAddr, TxAck, TxError};
 
-pub use topology::{NeighborInfo, NeighborLink, NetTopology, TopologyNode};
+pub use topology::{NeighborInfo, NeighborLink, NetTopology, RegisteredNode, TopologyNode};
 
 /// The CoAP port on the LoWPAN side.
 pub const COAP_PORT: u16 = 5683;
@@ -114,6 +114,12 @@ const MAX_LINKS: usize = 512;
 /// Poll timestamps kept per sleepy child: enough wakes for the duty-cycle fit (it needs 10
 /// for a good prediction) with room for missed ones.
 const MAX_POLLS_KEPT: usize = 64;
+/// A poll this soon after the previous one belongs to the same wake (fast polling: 50 ms).
+const SAME_WAKE_US: u64 = 250_000;
+/// Longest sleep frames are held through (a child that sleeps longer loses them).
+const MAX_HOLD: Duration = Duration::from_secs(3600);
+/// Margin on a sleepy child's period for its poll's jitter and our own delays.
+const HOLD_SLACK: Duration = Duration::from_secs(2);
 
 /// The border router. See the module docs for the call order.
 pub struct BorderRouter {
@@ -125,9 +131,13 @@ pub struct BorderRouter {
     /// The radio metadata of the last frame that completed a CoAP datagram, by its IPv6 source:
     /// a node that registered no route (no DAO) is still known by its own address this way.
     heard_from: BTreeMap<Ipv6Addr, (RxMeta, Instant)>,
-    /// The radio's µs timestamps of each child's MAC Data Requests, newest last: the wakes of
-    /// sleepy children, from which their duty cycle is learned.
+    /// The radio's µs timestamps of each child's wakes (the first MAC Data Request of each),
+    /// newest last, from which its duty cycle is learned.
     polls: BTreeMap<MacAddr, VecDeque<u64>>,
+    /// The longest gap between two polls of each child, µs: how long it may sleep.
+    poll_gaps: BTreeMap<MacAddr, u64>,
+    /// The radio timestamp of each child's last poll, µs.
+    last_poll: BTreeMap<MacAddr, u64>,
     stats: BorderStats,
 }
 
@@ -157,6 +167,8 @@ impl BorderRouter {
             links: BTreeMap::new(),
             heard_from: BTreeMap::new(),
             polls: BTreeMap::new(),
+            poll_gaps: BTreeMap::new(),
+            last_poll: BTreeMap::new(),
             stats: BorderStats::default(),
         }
     }
@@ -197,11 +209,48 @@ impl BorderRouter {
         if !self.polls.contains_key(&src) && self.polls.len() >= MAX_LINKS {
             return;
         }
+        let gap = self.last_poll.insert(src, meta.timestamp_us).map(|last| meta.timestamp_us.saturating_sub(last));
         let polls = self.polls.entry(src).or_default();
-        if polls.len() == MAX_POLLS_KEPT {
-            polls.pop_front();
+        // Polls in quick succession are one wake (the child polls for an answer it expects):
+        // only a wake's first poll tells its duty cycle.
+        if gap.is_none_or(|g| g > SAME_WAKE_US) {
+            if polls.len() == MAX_POLLS_KEPT {
+                polls.pop_front();
+            }
+            polls.push_back(meta.timestamp_us);
         }
-        polls.push_back(meta.timestamp_us);
+        let Some(gap) = gap.filter(|g| *g > self.poll_gaps.get(&src).copied().unwrap_or(0)) else { return };
+        self.poll_gaps.insert(src, gap);
+        // Hold its frames for a whole sleep and a half (a poll may be late or lost), when that
+        // is longer than the MAC's default.
+        let hold = Duration::from_micros(gap.saturating_mul(3) / 2).min(MAX_HOLD) + HOLD_SLACK;
+        if hold > self.iface.mac().config().indirect_timeout {
+            self.iface.mac_mut().set_hold_time(src, Some(hold));
+        }
+    }
+
+    /// The longest time a child was heard sleeping between two polls.
+    pub fn poll_gap(&self, child: &MacAddr) -> Option<Duration> {
+        self.poll_gaps.get(child).map(|us| Duration::from_micros(*us))
+    }
+
+    /// How long a sleepy node reached at `addr` may take to hear a frame: its learned wake
+    /// period, else the longest gap between its polls. `None` for nodes that are not sleepy
+    /// children (always listening), or sleepy ones heard polling only once.
+    pub fn wake_period(&self, addr: &Ipv6Addr) -> Option<Duration> {
+        let mac = self.iface.resolve(addr)?;
+        if !self.iface.mac().is_sleepy(&mac) {
+            return None;
+        }
+        let learned = self.duty_cycle(&mac).map(|d| Duration::from_secs_f64(d.period_us.max(0.0) / 1e6));
+        learned.into_iter().chain(self.poll_gap(&mac)).reduce(Duration::max)
+    }
+
+    /// Requests to a sleepy node wait for its next poll: their first retransmission comes a
+    /// wake period later, not after CoAP's 2 s (which would only queue copies behind it).
+    fn pace_requests_to(&mut self, peer: Peer) {
+        let timeout = self.wake_period(peer.ip()).map(|w| w.min(MAX_HOLD) + HOLD_SLACK);
+        self.coap.set_peer_ack_timeout(peer, timeout);
     }
 
     /// TX outcomes towards one neighbour.
@@ -237,6 +286,7 @@ impl BorderRouter {
 
     /// Starts a CoAP request to a node.
     pub fn start_request(&mut self, now: Instant, peer: Peer, request: Request) -> Result<RequestId, StartError> {
+        self.pace_requests_to(peer);
         self.coap.start_request(now, peer, request)
     }
 
@@ -248,6 +298,7 @@ impl BorderRouter {
         request: Request,
         opts: FetchOptions,
     ) -> Result<RequestId, StartError> {
+        self.pace_requests_to(peer);
         self.coap.start_fetch(now, peer, request, opts)
     }
 

@@ -26,6 +26,34 @@ pub struct NetTopology {
     pub nodes: Vec<TopologyNode>,
     /// Neighbours heard, in MAC address order.
     pub neighbors: Vec<NeighborInfo>,
+    /// Nodes registered with ferry (RFC 6775 NS with ARO), in address order: ferry's own
+    /// children whether or not they are in the DODAG, e.g. sleepy ones that never hear a DIO.
+    #[serde(default)]
+    pub registered: Vec<RegisteredNode>,
+}
+
+/// An address a node registered with ferry (RFC 6775).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredNode {
+    pub address: Ipv6Addr,
+    /// The EUI-64 of its ARO.
+    #[serde(with = "eui64_text")]
+    pub eui64: Eui64,
+    /// Where ferry reaches it (the address it polls from), as `NeighborInfo::mac` writes it.
+    pub mac: String,
+    /// Seconds until the registration expires without a refresh.
+    pub lifetime_s: u64,
+    /// It polls (MAC Data Requests): its frames wait for its polls.
+    pub sleepy: bool,
+    /// The longest sleep heard between two of its polls, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_gap_ms: Option<u64>,
+    /// Learned from its polls, once enough wakes were heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty_cycle: Option<crate::fleet::duty_cycle::DutyCycle>,
+    /// The link to ferry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<NeighborLink>,
 }
 
 /// One node of the DODAG (from its DAO).
@@ -77,14 +105,23 @@ impl NetTopology {
         self.nodes.iter().find(|n| n.eui64 == Some(eui))
     }
 
+    /// The registration of the node with this EUI-64 (its global address, if several).
+    pub fn registration(&self, eui: Eui64) -> Option<&RegisteredNode> {
+        self.registered.iter().filter(|r| r.eui64 == eui).max_by_key(|r| !crate::net::ipv6::is_link_local(&r.address))
+    }
+
     /// The parent relation for the planner and tree walks (subtree, hops, ancestors). Nodes
     /// whose address does not carry their EUI-64 are left out.
     pub fn to_fleet(&self) -> InMemoryTopology {
         let eui_of = |a: &Ipv6Addr| self.nodes.iter().find(|n| n.address == *a).and_then(|n| n.eui64);
-        InMemoryTopology::from_parents(self.nodes.iter().filter_map(|n| {
+        let routed = self.nodes.iter().filter_map(|n| {
             let parent = if n.parent == self.root { Parent::BorderRouter } else { Parent::Node(eui_of(&n.parent)?) };
             Some((n.eui64?, parent))
-        }))
+        });
+        // A node registered with ferry but not in the DODAG is ferry's own child.
+        let registered_only =
+            self.registered.iter().filter(|r| self.node(r.eui64).is_none()).map(|r| (r.eui64, Parent::BorderRouter));
+        InMemoryTopology::from_parents(routed.chain(registered_only))
     }
 }
 
@@ -118,8 +155,10 @@ pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
                     rank: r.rank_of(addr),
                     hops: r.route(addr).and_then(|h| u8::try_from(h.len()).ok()),
                     path_lifetime_s: route.expires.saturating_duration_since(now).as_secs(),
+                    // A child is heard at the address it registered (e.g. its short address).
                     link: if route.parent == r.dodag_id() {
-                        link_of(&ipv6::mac_from_iid(&ipv6::iid(addr)))
+                        let registered = iface.resolve(addr).filter(|m| iface.mac().neighbor(m).is_some());
+                        link_of(&registered.unwrap_or_else(|| ipv6::mac_from_iid(&ipv6::iid(addr))))
                     } else {
                         None
                     },
@@ -142,7 +181,35 @@ pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
             })
         })
         .collect();
-    NetTopology { root: br.address(), root_rank: rpl.map(|r| r.rank()), nodes, neighbors }
+    let registered = iface
+        .registered()
+        .map(|r| RegisteredNode {
+            address: r.address,
+            eui64: Eui64(r.eui64),
+            mac: r.mac.to_string(),
+            lifetime_s: r.expires.saturating_duration_since(now).as_secs(),
+            sleepy: iface.mac().is_sleepy(&r.mac),
+            poll_gap_ms: br.poll_gap(&r.mac).map(|g| g.as_millis() as u64),
+            duty_cycle: br.duty_cycle(&r.mac),
+            link: link_of(&r.mac),
+        })
+        .collect();
+    NetTopology { root: br.address(), root_rank: rpl.map(|r| r.rank()), nodes, neighbors, registered }
+}
+
+/// `Eui64` as `"00:11:…:77"`.
+mod eui64_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::fleet::device::{parse_eui64, Eui64};
+
+    pub fn serialize<S: Serializer>(eui: &Eui64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(eui)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Eui64, D::Error> {
+        parse_eui64(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// `Option<Eui64>` as `"00:11:…:77"` or null.

@@ -276,6 +276,8 @@ pub struct Endpoint<P: PeerKey> {
     deferred: HashMap<DeferredId, Deferred<P>>,
     timers: TimerTable,
     metrics: Metrics,
+    /// ACK timeouts of peers that answer late (sleepy devices).
+    peer_ack_timeouts: HashMap<P, Duration>,
 }
 
 /// Whether a response code is 2.xx.
@@ -310,6 +312,26 @@ impl<P: PeerKey> Endpoint<P> {
             deferred: HashMap::new(),
             timers: TimerTable::default(),
             metrics: Metrics::default(),
+            peer_ack_timeouts: HashMap::new(),
+        }
+    }
+
+    /// The ACK timeout of requests to `peer`, instead of `ack_timeout` (`None`: back to it).
+    /// A peer that sleeps answers only after its next wake, so its requests wait at least a
+    /// wake period before the first retransmission; the RFC 7252 backoff doubles from there.
+    /// Kept for as many peers as requests may be in flight.
+    pub fn set_peer_ack_timeout(&mut self, peer: P, timeout: Option<Duration>) {
+        match timeout {
+            Some(t)
+                if self.peer_ack_timeouts.len() < self.cfg.max_requests
+                    || self.peer_ack_timeouts.contains_key(&peer) =>
+            {
+                self.peer_ack_timeouts.insert(peer, t);
+            }
+            Some(_) => {}
+            None => {
+                self.peer_ack_timeouts.remove(&peer);
+            }
         }
     }
 
@@ -503,12 +525,17 @@ impl<P: PeerKey> Endpoint<P> {
     fn transmit_request(&mut self, now: Instant, id: RequestId) {
         let token = self.fresh_token();
         let mid = self.fresh_mid();
-        let timeout = self.initial_timeout();
-        let deadline = now + self.cfg.response_timeout;
+        let Some(peer) = self.requests.get(&id).map(|ex| ex.peer) else {
+            return;
+        };
+        let timeout = match self.peer_ack_timeouts.get(&peer).copied() {
+            Some(base) => base.mul_f64(1.0 + (self.cfg.ack_random_factor - 1.0).max(0.0) * self.rng.next_f64()),
+            None => self.initial_timeout(),
+        };
+        let deadline = now + self.cfg.response_timeout.max(timeout);
         let Some(ex) = self.requests.get_mut(&id) else {
             return;
         };
-        let peer = ex.peer;
         let old = std::mem::replace(&mut ex.token, token.clone());
         let con = ex.request.confirmable;
         ex.state = if con { ExState::AwaitingAck { mid } } else { ExState::AwaitingResponse { mid, deadline } };

@@ -49,7 +49,7 @@ use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
 use crate::fleet::topology::Topology as _;
 use crate::repo::{BlobCache, BlobDigest};
-use crate::schedule::plan::{Action as PlanAction, ActiveSession, Plan};
+use crate::schedule::plan::{Action as PlanAction, ActiveSession, Plan, WaitReason};
 use crate::store::attempts::{self, AttemptRow};
 use crate::store::audit::{self, AuditEntry};
 use crate::suit::policy::{self, Policy};
@@ -61,6 +61,9 @@ const SERVED_PERIOD: Duration = Duration::from_millis(100);
 const MESH_PERIOD: Duration = Duration::from_secs(2);
 /// Facts a device answered are asked again after this.
 const RELEARN_AFTER: Duration = Duration::from_secs(10 * 60);
+/// A device the plan holds for its battery is asked again this soon (it may have been
+/// charged), and so is one that did not answer (it may have been asleep longer than ferry knew).
+const RELEARN_HELD: Duration = Duration::from_secs(30);
 /// Block size sessions' timeouts are derived with (RIOT's SUIT worker asks for 64 bytes).
 const BLOCK_SIZE: u32 = 64;
 /// What ferry reads from a device to learn its facts, in this order.
@@ -187,6 +190,10 @@ pub(super) struct DeliverRoom {
     next_retry_ms: Option<i64>,
     /// The net room's air-time total when last read.
     air_us_seen: u64,
+    /// Devices the last plan holds because their battery is low, and devices that did not
+    /// answer when last asked: both are asked again soon.
+    battery_held: HashSet<Eui64>,
+    unanswered: HashSet<Eui64>,
     topology: Option<NetTopology>,
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
@@ -257,6 +264,8 @@ impl DeliverRoom {
             retry: delivery.retry_policy(),
             next_retry_ms,
             air_us_seen: air_us_at_start,
+            battery_held: HashSet::new(),
+            unanswered: HashSet::new(),
             topology: None,
             prefix,
             progress: inputs.progress.clone(),
@@ -314,6 +323,16 @@ impl DeliverRoom {
         // A reload may have changed the policy between sessions (the one inside a session is
         // fixed when ferryd starts).
         self.retry = self.shared.config.borrow().delivery.retry_policy();
+        self.battery_held = feed
+            .plan
+            .entries
+            .iter()
+            .filter(|e| match &e.action {
+                PlanAction::Wait { reasons, .. } => reasons.iter().any(|r| matches!(r, WaitReason::BatteryLow { .. })),
+                _ => false,
+            })
+            .map(|e| e.device)
+            .collect();
         self.serve_offered(&feed.plan).await;
         let now = Instant::now();
         let mut started = self.hold_closed(now, &feed.closed);
@@ -487,14 +506,21 @@ impl DeliverRoom {
         Ok(offer)
     }
 
-    /// The device's address on the LoWPAN: the one it registered in the DODAG, else the prefix
-    /// and the IID of its EUI-64.
+    /// The device's address on the LoWPAN: the one it announced in the DODAG, else the one it
+    /// registered with ferry (RFC 6775), else the prefix and the IID of its EUI-64.
     fn peer_of(&self, device: Eui64) -> Option<Peer> {
         if let Some(peer) = self.kernel_side.peer_of(device) {
             return Some(peer);
         }
-        let registered = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
-        let address = registered.unwrap_or_else(|| {
+        let routed = self.topology.as_ref().and_then(|t| t.node(device)).map(|n| n.address);
+        let registered = || {
+            self.topology
+                .as_ref()
+                .and_then(|t| t.registration(device))
+                .map(|r| r.address)
+                .filter(|a| !crate::net::ipv6::is_link_local(a))
+        };
+        let address = routed.or_else(registered).unwrap_or_else(|| {
             crate::net::ipv6::with_iid(self.prefix, crate::net::ipv6::iid_from_mac(crate::net::MacAddr::Ext(device.0)))
         });
         Some(SocketAddrV6::new(address, COAP_PORT, 0, 0))
@@ -672,7 +698,34 @@ impl DeliverRoom {
         for record in ended {
             self.ended(*record).await;
         }
+        self.cancel_stale_requests().await;
         self.publish();
+    }
+
+    /// Stops the CoAP retransmissions of a session's trigger (or probe) once the device
+    /// fetches: the fetch proves the trigger arrived even if its answer was lost, and a
+    /// retransmission held for a sleepy device's poll would reach it after its reboot, when it
+    /// no longer remembers the message, as a second trigger.
+    async fn cancel_stale_requests(&mut self) {
+        let stale: Vec<RequestId> = self
+            .in_flight
+            .iter()
+            .filter_map(|(id, purpose)| match purpose {
+                Purpose::Engine { session, .. } => {
+                    let state = self.engine.state(*session)?;
+                    let moved_on = state.is_terminal()
+                        || matches!(state, State::ManifestServed | State::Streaming | State::Rebooting);
+                    moved_on.then_some(*id)
+                }
+                Purpose::Fact { .. } => None,
+            })
+            .collect();
+        for id in stale {
+            self.in_flight.remove(&id);
+            if self.net.with(move |border, now| border.endpoint_mut().cancel(now, id)).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A session ended: facts, audit, planner.
@@ -846,18 +899,38 @@ impl DeliverRoom {
         let now = Timestamp::now();
         // Duty cycles learned from polls, for children that poll from their EUI-64 (a short
         // address cannot be tied to a device yet).
+        // A child that polls from its short address is tied to its EUI-64 by its registration.
         let duty_cycles = topology
             .neighbors
             .iter()
             .filter_map(|n| Some((crate::fleet::device::parse_eui64(&n.mac).ok()?.0, n.duty_cycle?)))
+            .chain(topology.registered.iter().filter_map(|r| Some((r.eui64.0, planning_duty_cycle(r)?))))
             .collect();
         self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles });
         let fleet = topology.to_fleet();
-        let nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
+        let mut nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
+        // Nodes registered with ferry but not in the DODAG (sleepy children that never hear a
+        // DIO) are discovered too, as ferry's own children.
+        for r in topology.registered.iter().filter(|r| !crate::net::ipv6::is_link_local(&r.address)) {
+            if nodes.iter().any(|(e, _)| *e == r.eui64) {
+                continue;
+            }
+            let node = crate::border::TopologyNode {
+                address: r.address,
+                eui64: Some(r.eui64),
+                parent: topology.root,
+                rank: None,
+                hops: Some(1),
+                path_lifetime_s: r.lifetime_s,
+                link: r.link,
+            };
+            nodes.push((r.eui64, node));
+        }
         self.topology = Some(topology);
         let mut changed = false;
         for (eui, node) in nodes {
-            let heard = commission::discovered(&self.shared.store, eui, now, Source::Rpl).await;
+            let source = if topology_has_route(self.topology.as_ref(), eui) { Source::Rpl } else { Source::Radio };
+            let heard = commission::discovered(&self.shared.store, eui, now, source).await;
             let device = match heard {
                 Ok(Heard::New(d)) | Ok(Heard::Rediscovered(d)) => {
                     tracing::info!(device = %eui, address = %node.address, "device heard on the LoWPAN");
@@ -909,7 +982,12 @@ impl DeliverRoom {
             if !matches!(device.lifecycle, Lifecycle::Commissioned | Lifecycle::Active) {
                 continue;
             }
-            let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > RELEARN_AFTER);
+            let soon = self.battery_held.contains(&eui) || self.unanswered.contains(&eui);
+            let relearn = if soon { RELEARN_HELD } else { RELEARN_AFTER };
+            let due = self.learned_at.get(&eui).is_none_or(|t| t.elapsed() > relearn);
+            if !self.reachable(eui) {
+                continue;
+            }
             let busy = self
                 .engine
                 .progress()
@@ -923,6 +1001,18 @@ impl DeliverRoom {
         if changed {
             self.replan_wanted.notify_one();
         }
+    }
+
+    /// Whether a request to the device can reach it: it is in the DODAG, or registered with
+    /// ferry and, if it sleeps, polled often enough that ferry knows how long it sleeps (its
+    /// requests then wait for its polls). Before the first topology, every device is tried.
+    fn reachable(&self, device: Eui64) -> bool {
+        let Some(t) = self.topology.as_ref() else { return true };
+        if let Some(r) = t.registration(device) {
+            // A gap of a second or more is a sleep, not a burst of polls for an answer.
+            return !r.sleepy || r.poll_gap_ms.is_some_and(|g| g >= 1000) || r.duty_cycle.is_some();
+        }
+        t.node(device).is_some()
     }
 
     async fn ask_facts(&mut self, device: Eui64, peer: Peer) {
@@ -964,8 +1054,10 @@ impl DeliverRoom {
         let status = ok(2).and_then(|b| parse_ferry_status(&b));
         let Some(board) = board.filter(|b| !b.is_empty()) else {
             tracing::debug!(device = %device, "no /riot/board answer; its identity stays unknown");
+            self.unanswered.insert(device);
             return;
         };
+        self.unanswered.remove(&device);
         let (vendor, class) = identity_for_board(&board, &self.offered);
         // It answered without a route in the DODAG: ferry reached it on the link, one hop away.
         let on_link = match (self.peer_of(device), self.topology.as_ref().and_then(|t| t.node(device))) {
@@ -1011,6 +1103,35 @@ impl DeliverRoom {
             Err(e) => tracing::warn!(device = %device, "cannot record the device's facts: {e}"),
         }
     }
+}
+
+/// Fits below this confidence are not trusted for the plan (wakes for answers and transfers
+/// between a device's own confuse the fit).
+const MIN_DUTY_CYCLE_CONFIDENCE: f64 = 0.3;
+
+/// The duty cycle the planner sees for a registered sleepy child: its wake period is the
+/// longer of the learned one (when trusted) and the longest sleep heard, so that sessions wait
+/// long enough for it.
+fn planning_duty_cycle(r: &crate::border::RegisteredNode) -> Option<crate::fleet::DutyCycle> {
+    let learned = r.duty_cycle.filter(|d| d.confidence >= MIN_DUTY_CYCLE_CONFIDENCE);
+    let gap_us = r.poll_gap_ms.filter(|g| *g >= 1000).map(|g| g as f64 * 1e3);
+    match (learned, gap_us) {
+        (Some(d), Some(gap)) => Some(crate::fleet::DutyCycle { period_us: d.period_us.max(gap), ..d }),
+        (Some(d), None) => Some(d),
+        (None, Some(gap)) => Some(crate::fleet::DutyCycle {
+            period_us: gap,
+            anchor_us: 0.0,
+            awake_us: 0,
+            confidence: 0.0,
+            residual_rms_us: 0.0,
+            wakes_used: 0,
+        }),
+        (None, None) => None,
+    }
+}
+
+fn topology_has_route(topology: Option<&NetTopology>, device: Eui64) -> bool {
+    topology.is_some_and(|t| t.node(device).is_some())
 }
 
 fn differs(a: &LinkQuality, b: &LinkQuality) -> bool {

@@ -39,12 +39,24 @@ const ARO_CACHE_FULL: u8 = 2;
 const ND_HOP_LIMIT: u8 = 255;
 /// Lifetime a node asks for when it registers with its parent, minutes.
 const NODE_REGISTRATION_MIN: u16 = 60;
+/// A registration not answered by an NA is sent again after this.
+const REGISTRATION_RETRY: Duration = Duration::from_secs(10);
 /// Router advertisement lifetimes (RFC 4861 defaults; contexts and ABRO per RFC 6775 §9).
 const RA_ROUTER_LIFETIME_S: u16 = 1800;
 const RA_PREFIX_VALID_S: u32 = 86_400;
 const RA_PREFIX_PREFERRED_S: u32 = 14_400;
 const RA_CONTEXT_MIN: u16 = 24 * 60;
 const RA_ABRO_MIN: u16 = 10_000;
+/// A 6LN's router solicitations (RFC 6775 §5.3): the first after a random delay of up to
+/// MAX_RTR_SOLICITATION_DELAY, then RTR_SOLICITATION_INTERVAL apart for MAX_RTR_SOLICITATIONS,
+/// then doubling up to MAX_RTR_SOLICITATION_INTERVAL until an RA arrives.
+const RTR_SOLICITATION_DELAY_MS: u64 = 1000;
+const RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_RTR_SOLICITATIONS: u32 = 3;
+const MAX_RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a node that sent a solicitation (RS, NS with ARO, DIS) keeps expecting the answer:
+/// a sleepy node polls its router meanwhile, since the answer waits there for its poll.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct InterfaceConfig {
@@ -142,7 +154,28 @@ pub struct InterfaceStats {
 #[derive(Debug, Clone, Copy)]
 struct Registration {
     mac: MacAddr,
+    /// The EUI-64 of the ARO (RFC 6775 §4.1), for registrations; `None` for configured
+    /// neighbours.
+    eui64: Option<[u8; 8]>,
     expires: Instant,
+}
+
+/// An RFC 6775 address registration as the router holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisteredAddress {
+    pub address: Ipv6Addr,
+    /// Where the node is reached (its SLLAO: the address it polls from).
+    pub mac: MacAddr,
+    /// The EUI-64 the node registered with.
+    pub eui64: [u8; 8],
+    pub expires: Instant,
+}
+
+/// A 6LN's router discovery: the next RS and the wait after it, until an RA arrives.
+#[derive(Debug, Clone, Copy)]
+struct Solicitation {
+    due: Instant,
+    sent: u32,
 }
 
 pub struct Interface {
@@ -158,6 +191,13 @@ pub struct Interface {
     /// A node's RFC 6775 registration with its RPL parent: the parent it was sent to and when
     /// to refresh it.
     registered_with: Option<(MacAddr, Instant)>,
+    /// A 6LN's pending router solicitation (until an RA arrives).
+    solicit: Option<Solicitation>,
+    /// The router whose RA configured us (link-local address, MAC address): registered with
+    /// while no RPL parent is known.
+    ra_router: Option<(Ipv6Addr, MacAddr)>,
+    /// A solicitation went out; its answer is expected until then.
+    expecting_until: Option<Instant>,
     tag: u16,
     stats: InterfaceStats,
 }
@@ -174,6 +214,9 @@ impl Interface {
             regs: BTreeMap::new(),
             default_router: None,
             registered_with: None,
+            solicit: None,
+            ra_router: None,
+            expecting_until: None,
             tag: 0,
             stats: InterfaceStats::default(),
         }
@@ -218,6 +261,35 @@ impl Interface {
 
     pub fn rpl_node(&self) -> Option<&RplNode> {
         self.rpl_node.as_ref()
+    }
+
+    /// Makes this interface a 6LN that discovers its router (RFC 6775 §5.3, as RIOT's 6LN does
+    /// at boot): router solicitations with backoff until an RA arrives, then its global address
+    /// under the RA's prefix registered (NS with ARO) with the router that answered. `seed`
+    /// spreads the first RS of nodes booted together.
+    pub fn start_router_discovery(&mut self, now: Instant, seed: u64) {
+        let delay = Duration::from_millis(seed % RTR_SOLICITATION_DELAY_MS);
+        self.solicit = Some(Solicitation { due: now + delay, sent: 0 });
+    }
+
+    /// The router whose RA configured this node, once one answered.
+    pub fn ra_router(&self) -> Option<(Ipv6Addr, MacAddr)> {
+        self.ra_router
+    }
+
+    /// True while a solicitation of ours (RS, NS with ARO, DIS) waits for its answer: a sleepy
+    /// node should poll its router until then.
+    pub fn expects_answer(&self, now: Instant) -> bool {
+        self.expecting_until.is_some_and(|t| t > now)
+    }
+
+    /// When [`expects_answer`](Self::expects_answer) turns false.
+    pub fn expecting_until(&self) -> Option<Instant> {
+        self.expecting_until
+    }
+
+    fn expect_answer(&mut self, now: Instant) {
+        self.expecting_until = Some(now + ANSWER_WAIT);
     }
 
     /// A joined RPL router forwards.
@@ -271,6 +343,15 @@ impl Interface {
         if let Some(r) = self.regs.get(dst) {
             return Some(r.mac);
         }
+        // A registered node's link-local address (from its EUI-64) is reached where it
+        // registered, e.g. the short address it polls from (RFC 6775 §5.6: no NS for it).
+        if ipv6::is_link_local(dst) {
+            if let MacAddr::Ext(e) = ipv6::mac_from_iid(&ipv6::iid(dst)) {
+                if let Some(r) = self.regs.values().find(|r| r.eui64 == Some(e)) {
+                    return Some(r.mac);
+                }
+            }
+        }
         // In the DODAG the prefix is not on-link: everything goes through the parent.
         if let Some(j) = self.rpl_node.as_ref().and_then(RplNode::joined) {
             if !ipv6::is_link_local(dst) {
@@ -300,12 +381,19 @@ impl Interface {
     pub fn add_neighbor(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr) {
         // About 136 years: "never" without risking an Instant overflow.
         let expires = now + Duration::from_secs(u64::from(u32::MAX));
-        self.regs.insert(addr, Registration { mac, expires });
+        self.regs.insert(addr, Registration { mac, eui64: None, expires });
     }
 
     /// Registered addresses and the MAC address each was registered with.
     pub fn registrations(&self) -> impl Iterator<Item = (&Ipv6Addr, MacAddr)> {
         self.regs.iter().map(|(a, r)| (a, r.mac))
+    }
+
+    /// The RFC 6775 registrations nodes made (configured neighbours left out).
+    pub fn registered(&self) -> impl Iterator<Item = RegisteredAddress> + '_ {
+        self.regs.iter().filter_map(|(a, r)| {
+            Some(RegisteredAddress { address: *a, mac: r.mac, eui64: r.eui64?, expires: r.expires })
+        })
     }
 
     /// Marks a child as sleepy (frames held until it polls) or awake.
@@ -418,9 +506,11 @@ impl Interface {
     /// the ARO and its source link-layer address), as RIOT's 6LN does, and refreshes it at half
     /// the lifetime or when the parent changes. The parent then reaches it at the link-layer
     /// address it polls from, which may be its short address.
+    /// Without a parent, the router whose RA configured the node is registered with instead
+    /// (RFC 6775 §5.5).
     fn register_with_parent(&mut self, now: Instant) {
-        let Some(j) = self.rpl_node.as_ref().and_then(RplNode::joined) else { return };
-        let (parent, parent_mac) = (j.parent, j.parent_mac);
+        let parent = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| (j.parent, j.parent_mac));
+        let Some((parent, parent_mac)) = parent.or(self.ra_router) else { return };
         let Some(global) = self.global() else { return };
         if matches!(self.registered_with, Some((mac, due)) if mac == parent_mac && due > now) {
             return;
@@ -436,12 +526,12 @@ impl Interface {
             options: vec![NdOption::SourceLla(self.mac.own_addr()), aro],
         };
         let d = ipv6::build_icmpv6(global, parent, ND_HOP_LIMIT, ns.emit());
-        // Refresh at half the lifetime; a lost NS is sent again a minute later.
-        let again = if self.send_ip(now, &d, parent_mac).is_ok() {
-            Duration::from_secs(30 * u64::from(NODE_REGISTRATION_MIN))
-        } else {
-            Duration::from_secs(60)
-        };
+        // Sent again unless its NA (with the ARO's status) comes back first; then refreshed at
+        // half the lifetime.
+        if self.send_ip(now, &d, parent_mac).is_ok() {
+            self.expect_answer(now);
+        }
+        let again = REGISTRATION_RETRY;
         self.registered_with = Some((parent_mac, now + again));
     }
 
@@ -551,16 +641,21 @@ impl Interface {
         if a.send_dao {
             let parent = node.joined().map(|j| ipv6::with_iid(prefix, ipv6::iid(&j.parent)));
             if let (Some(target), Some(parent)) = (own, parent) {
-                if let Some((root, dao)) = node.dao(target, parent) {
+                if let Some((root, dao)) = node.dao(now, target, parent) {
                     let d = ipv6::build_icmpv6(target, root, self.cfg.hop_limit, dao.emit());
-                    let _ = self.send_datagram(now, d);
+                    if self.send_datagram(now, d).is_ok() {
+                        // Its DAO-ACK waits at the parent for a sleepy node's poll.
+                        self.expect_answer(now);
+                    }
                 }
             }
         }
         if let (true, Some(router)) = (a.send_dis, self.default_router) {
             let ll = ipv6::link_local(router);
             let d = ipv6::build_icmpv6(self.link_local(), ll, ND_HOP_LIMIT, RplRepr::Dis.emit());
-            let _ = self.send_ip(now, &d, router);
+            if self.send_ip(now, &d, router).is_ok() {
+                self.expect_answer(now);
+            }
         }
         let dio = if a.send_dio { self.rpl_node.as_ref().and_then(RplNode::dio) } else { None };
         if let Some(dio) = dio {
@@ -588,11 +683,36 @@ impl Interface {
             Icmpv6Repr::NeighborSolicit { target, options } if h.hop_limit == ND_HOP_LIMIT => {
                 self.handle_ns(now, link_src, h, target, &options);
             }
+            Icmpv6Repr::RouterAdvert { options, .. }
+                if h.hop_limit == ND_HOP_LIMIT && ipv6::is_link_local(&h.src) && !self.cfg.router =>
+            {
+                self.handle_ra(now, link_src, h, &options);
+            }
+            Icmpv6Repr::NeighborAdvert { options, .. } if !self.cfg.router => {
+                // The answer to our registration: refreshed at half its lifetime from now on,
+                // and a sleepy node may sleep again.
+                let accepted = options.iter().any(|o| matches!(o, NdOption::Aro { status: ARO_SUCCESS, .. }));
+                if let (true, Some((mac, _))) = (accepted, self.registered_with) {
+                    let refresh = Duration::from_secs(30 * u64::from(NODE_REGISTRATION_MIN));
+                    self.registered_with = Some((mac, now + refresh));
+                }
+                self.expecting_until = None;
+            }
             Icmpv6Repr::Other { kind: TYPE_RPL, code, body } if self.rpl.is_some() => {
                 let Ok(msg) = RplRepr::parse(code, body) else {
                     self.stats.rx_icmp_other += 1;
                     return Ok(());
                 };
+                // A unicast DIS is answered with a unicast DIO (RFC 6550 §8.3), which waits for a
+                // sleepy node's poll where a multicast one would be missed.
+                if msg == RplRepr::Dis && !h.dst.is_multicast() {
+                    if let Some(dio) = self.rpl.as_ref().map(|r| r.dio().emit()) {
+                        let d = ipv6::build_icmpv6(self.link_local(), h.src, ND_HOP_LIMIT, dio);
+                        let ll = self.resolve(&h.src).unwrap_or(link_src);
+                        let _ = self.send_ip(now, &d, ll);
+                    }
+                    return Ok(());
+                }
                 let reply = self.rpl.as_mut().and_then(|r| r.handle_message(now, h.src, &msg));
                 if let Some((dst, reply)) = reply {
                     let src = self.source_for(&dst);
@@ -617,6 +737,9 @@ impl Interface {
                     return Ok(());
                 }
                 let a = node.handle_dio(now, h.src, link_src, &msg);
+                if matches!(msg, RplRepr::Dio { .. } | RplRepr::DaoAck { .. }) {
+                    self.expecting_until = None;
+                }
                 self.rpl_act(now, a);
             }
             _ => self.stats.rx_icmp_other += 1,
@@ -651,7 +774,9 @@ impl Interface {
                 valid_min: RA_CONTEXT_MIN,
                 prefix,
             });
-            let border_router = self.global().unwrap_or_else(|| self.link_local());
+            // A 6LR names the DODAG's root, the 6LBR; the 6LBR names itself.
+            let root = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.dodag_id);
+            let border_router = root.or_else(|| self.global()).unwrap_or_else(|| self.link_local());
             reply_opts.push(NdOption::Abro { version: 1, lifetime_min: RA_ABRO_MIN, border_router });
         }
         let ra = Icmpv6Repr::RouterAdvert {
@@ -671,6 +796,63 @@ impl Interface {
         }
     }
 
+    /// A 6LN configures itself from an RA (RFC 6775 §5.4, §5.5): the prefix of its PIO
+    /// (autonomous) becomes its own and context 0, solicitations stop, and its global address
+    /// is registered with the router that answered (at the RA's SLLAO).
+    fn handle_ra(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, options: &[NdOption]) {
+        if self.solicit.is_none() && self.ra_router.is_none() {
+            return;
+        }
+        let mac = options
+            .iter()
+            .find_map(|o| match o {
+                NdOption::SourceLla(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(link_src);
+        let prefix = options.iter().find_map(|o| match o {
+            NdOption::PrefixInfo { prefix_len: 64, autonomous: true, valid_s, prefix, .. } if *valid_s > 0 => {
+                Some(*prefix)
+            }
+            _ => None,
+        });
+        if let Some(p) = prefix {
+            self.cfg.prefix = Some(p);
+        }
+        self.solicit = None;
+        self.expecting_until = None;
+        if self.ra_router != Some((h.src, mac)) {
+            self.ra_router = Some((h.src, mac));
+            // A new router: register with it now (unless an RPL parent is registered with).
+            if self.rpl_node.as_ref().and_then(RplNode::joined).is_none() {
+                self.registered_with = None;
+            }
+        }
+        self.register_with_parent(now);
+    }
+
+    /// Sends a router solicitation to all routers, with our link-layer address (RFC 6775 §5.3).
+    fn send_rs(&mut self, now: Instant) {
+        let rs = Icmpv6Repr::RouterSolicit { options: vec![NdOption::SourceLla(self.mac.own_addr())] };
+        let d = ipv6::build_icmpv6(self.link_local(), ipv6::ALL_ROUTERS, ND_HOP_LIMIT, rs.emit());
+        if self.send_ip(now, &d, MacAddr::BROADCAST).is_ok() {
+            self.expect_answer(now);
+        }
+    }
+
+    fn solicit_due(&mut self, now: Instant) {
+        let Some(s) = self.solicit.filter(|s| s.due <= now) else { return };
+        self.send_rs(now);
+        let sent = s.sent + 1;
+        let wait = if sent < MAX_RTR_SOLICITATIONS {
+            RTR_SOLICITATION_INTERVAL
+        } else {
+            (RTR_SOLICITATION_INTERVAL * 2u32.saturating_pow(sent - MAX_RTR_SOLICITATIONS + 1))
+                .min(MAX_RTR_SOLICITATION_INTERVAL)
+        };
+        self.solicit = Some(Solicitation { due: now + wait, sent });
+    }
+
     fn handle_ns(&mut self, now: Instant, link_src: MacAddr, h: &Ipv6Header, target: Ipv6Addr, options: &[NdOption]) {
         let sllao = options.iter().find_map(|o| match o {
             NdOption::SourceLla(m) => Some(*m),
@@ -686,7 +868,7 @@ impl Interface {
             // RFC 6775 registers the NS source; RFC 8505 the target. Accept both.
             let registered = if self.is_own(&target) { h.src } else { target };
             // Reach it where it says it listens (SLLAO, e.g. the short address it polls from).
-            let status = self.register(now, registered, sllao.unwrap_or(MacAddr::Ext(eui64)), lifetime_min);
+            let status = self.register(now, registered, sllao.unwrap_or(MacAddr::Ext(eui64)), eui64, lifetime_min);
             reply_opts.push(NdOption::Aro { status, rest, lifetime_min, eui64 });
         } else if !self.is_own(&target) {
             return;
@@ -712,7 +894,7 @@ impl Interface {
 
     /// Records or refreshes an address registration; lifetime 0 removes it. Returns the ARO
     /// status to answer with.
-    fn register(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr, lifetime_min: u16) -> u8 {
+    fn register(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr, eui64: [u8; 8], lifetime_min: u16) -> u8 {
         if lifetime_min == 0 {
             self.regs.remove(&addr);
             return ARO_SUCCESS;
@@ -725,7 +907,7 @@ impl Interface {
                 return ARO_CACHE_FULL;
             }
         }
-        self.regs.insert(addr, Registration { mac, expires });
+        self.regs.insert(addr, Registration { mac, eui64: Some(eui64), expires });
         self.stats.registrations += 1;
         ARO_SUCCESS
     }
@@ -749,7 +931,9 @@ impl Interface {
         let rpl = self.rpl.as_ref().map(RplRoot::poll_timeout);
         let node = self.rpl_node.as_ref().and_then(RplNode::poll_timeout);
         let refresh = self.registered_with.map(|(_, due)| due);
-        [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl, node, refresh].into_iter().flatten().min()
+        let solicit = self.solicit.map(|s| s.due);
+        let timers = [self.mac.poll_timeout(), self.reasm.poll_timeout(), rpl, node, refresh, solicit];
+        timers.into_iter().chain([self.expecting_until]).flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -763,6 +947,10 @@ impl Interface {
         }
         if let Some(a) = self.rpl_node.as_mut().map(|n| n.handle_timeout(now)) {
             self.rpl_act(now, a);
+        }
+        self.solicit_due(now);
+        if self.expecting_until.is_some_and(|t| t <= now) {
+            self.expecting_until = None;
         }
         self.register_with_parent(now);
     }

@@ -143,6 +143,8 @@ pub struct MacLayer {
     seq: u8,
     neighbors: BTreeMap<MacAddr, Neighbor>,
     sleepy: BTreeMap<MacAddr, VecDeque<Held>>,
+    /// Hold times of children that poll less often than `indirect_timeout`.
+    hold: BTreeMap<MacAddr, Duration>,
     held_total: usize,
     tx: VecDeque<Transmit>,
     src_match: VecDeque<SourceMatch>,
@@ -156,6 +158,7 @@ impl MacLayer {
             seq: 0,
             neighbors: BTreeMap::new(),
             sleepy: BTreeMap::new(),
+            hold: BTreeMap::new(),
             held_total: 0,
             tx: VecDeque::new(),
             src_match: VecDeque::new(),
@@ -228,6 +231,26 @@ impl MacLayer {
         }
     }
 
+    /// How long frames for `child` are held for its poll: a child that polls less often than
+    /// the default `indirect_timeout` needs its frames kept for a whole period. `None` restores
+    /// the default.
+    pub fn set_hold_time(&mut self, child: MacAddr, hold: Option<Duration>) {
+        match hold {
+            Some(h) if self.hold.len() < self.cfg.max_neighbors || self.hold.contains_key(&child) => {
+                self.hold.insert(child, h);
+            }
+            Some(_) => {}
+            None => {
+                self.hold.remove(&child);
+            }
+        }
+    }
+
+    /// How long frames for `child` are held.
+    pub fn hold_time(&self, child: &MacAddr) -> Duration {
+        self.hold.get(child).copied().unwrap_or(self.cfg.indirect_timeout)
+    }
+
     pub fn is_sleepy(&self, a: &MacAddr) -> bool {
         self.sleepy.contains_key(a)
     }
@@ -261,7 +284,8 @@ impl MacLayer {
             if q.is_empty() {
                 self.src_match.push_back(SourceMatch::Insert(dst));
             }
-            q.push_back(Held { psdu, expires: now + self.cfg.indirect_timeout });
+            let hold = self.hold.get(&dst).copied().unwrap_or(self.cfg.indirect_timeout);
+            q.push_back(Held { psdu, expires: now + hold });
             self.held_total += 1;
             self.stats.indirect_queued += 1;
             return true;
@@ -422,6 +446,24 @@ mod tests {
         assert_eq!(m.handle_rx(now, &other, RxMeta::default()), Ok(RxEvent::Ignored));
         let not_me = MacFrame::data(1, 0x23, MacAddr::Short(7), CHILD).emit(b"").unwrap();
         assert_eq!(m.handle_rx(now, &not_me, RxMeta::default()), Ok(RxEvent::Ignored));
+    }
+
+    #[test]
+    fn a_child_that_sleeps_long_has_its_frames_held_through_its_sleep() {
+        let now = Instant::now();
+        let mut m = MacLayer::new(MacConfig::new(0x23, ME));
+        let default = m.config().indirect_timeout;
+        m.set_sleepy(CHILD, true);
+        m.set_hold_time(CHILD, Some(Duration::from_secs(300)));
+        assert_eq!(m.hold_time(&CHILD), Duration::from_secs(300));
+        let p = m.build_data(CHILD, &[1]).unwrap();
+        assert!(m.enqueue(now, CHILD, p));
+        m.handle_timeout(now + default + Duration::from_secs(1));
+        assert_eq!(m.held(&CHILD), 1, "kept past the default");
+        m.handle_timeout(now + Duration::from_secs(301));
+        assert_eq!((m.held(&CHILD), m.stats().indirect_timed_out), (0, 1));
+        m.set_hold_time(CHILD, None);
+        assert_eq!(m.hold_time(&CHILD), default);
     }
 
     #[test]

@@ -7,9 +7,16 @@
 //! ([`DIS_INTERVAL`], backing off); a joined router answers with a unicast DIO (§8.3), which a parent
 //! holds for a sleepy child until it polls, where a multicast DIO would be missed.
 //!
+//! Sleepy leaves join this way too, and announce themselves with their own DAO: in non-storing
+//! mode the root learns each node only from that node's DAO (§9.7), so a parent cannot cover
+//! its children, and RIOT's leaf mode (`GNRC_RPL_LEAF_NODE`) likewise solicits with DIS, joins
+//! and sends DAOs without sending DIOs. The parent reaches the DIO, the DAO-ACK and the NA of
+//! the node's registration at the address it registered (the one it polls from), and the node
+//! polls for them while they are due (`Interface::expects_answer`).
+//!
 //! Parent choice is deliberately simple: the first grounded DIO, replaced only by one whose
-//! rank is at least one hop lower. No DIS, no DAO-ACK handling, no poisoning, no version
-//! changes beyond joining the newer one.
+//! rank is at least one hop lower. DAOs ask for a DAO-ACK and are repeated without one. No
+//! poisoning, no version changes beyond joining the newer one.
 
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -49,6 +56,11 @@ pub struct RplActions {
 /// How long a node that has not joined waits after its first DIS; each further wait doubles
 /// up to [`DIS_INTERVAL_MAX`] (a PAN without RPL is not flooded with solicitations).
 pub const DIS_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a DAO waits for its DAO-ACK before it is sent again, and how often (RIOT's
+/// GNRC_RPL_DEFAULT_WAIT_FOR_DAO_ACK and GNRC_RPL_DAO_SEND_RETRIES): a lost DAO would
+/// otherwise leave the node out of the root's routes until the next refresh.
+pub const DAO_ACK_WAIT: Duration = Duration::from_secs(3);
+pub const DAO_RETRIES: u8 = 4;
 pub const DIS_INTERVAL_MAX: Duration = Duration::from_secs(3600);
 
 /// The node's RPL state. Call order: [`handle_dio`](Self::handle_dio) for each DIO heard;
@@ -61,6 +73,8 @@ pub struct RplNode {
     joined: Option<Joined>,
     dao_seq: u8,
     dao_due: Option<Instant>,
+    /// A DAO waits for its DAO-ACK: when to send it again, and how many more times.
+    dao_ack: Option<(Instant, u8)>,
     /// Next DIS while not joined, and the wait after it.
     dis_due: Option<Instant>,
     dis_wait: Duration,
@@ -78,6 +92,7 @@ impl RplNode {
             joined: None,
             dao_seq: 0,
             dao_due: None,
+            dao_ack: None,
             dis_due: None,
             dis_wait: DIS_INTERVAL,
             trickle: None,
@@ -106,6 +121,12 @@ impl RplNode {
     /// A DIO from `src` (link-local) heard from `link_src`. Joins or switches parent when it is
     /// better; the returned actions then include a DAO.
     pub fn handle_dio(&mut self, now: Instant, src: Ipv6Addr, link_src: MacAddr, dio: &RplRepr) -> RplActions {
+        if let RplRepr::DaoAck { sequence, .. } = dio {
+            if *sequence == self.dao_seq {
+                self.dao_ack = None;
+            }
+            return RplActions::default();
+        }
         let RplRepr::Dio { instance, version, rank, grounded, dodag_id, options, .. } = dio else {
             return RplActions::default();
         };
@@ -169,13 +190,18 @@ impl RplNode {
     }
 
     /// The non-storing DAO for `target` (our global address) naming `parent_global`, to the
-    /// DODAG root.
-    pub fn dao(&mut self, target: Ipv6Addr, parent_global: Ipv6Addr) -> Option<(Ipv6Addr, RplRepr)> {
+    /// DODAG root, sent at `now`; it asks for a DAO-ACK and is repeated until one comes.
+    pub fn dao(&mut self, now: Instant, target: Ipv6Addr, parent_global: Ipv6Addr) -> Option<(Ipv6Addr, RplRepr)> {
         let j = self.joined?;
         self.dao_seq = self.dao_seq.wrapping_add(1);
+        let left = match self.dao_ack {
+            Some((_, left)) => left.saturating_sub(1),
+            None => DAO_RETRIES,
+        };
+        self.dao_ack = (left > 0).then_some((now + DAO_ACK_WAIT, left));
         let dao = RplRepr::Dao {
             instance: j.instance,
-            ack_requested: false,
+            ack_requested: true,
             sequence: self.dao_seq,
             dodag_id: None,
             options: vec![
@@ -220,14 +246,19 @@ impl RplNode {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dio = self.trickle.as_ref().map(Trickle::poll_timeout);
-        [self.dao_due, dio, self.dis_due].into_iter().flatten().min()
+        let retry = self.dao_ack.map(|(t, _)| t);
+        [self.dao_due, dio, self.dis_due, retry].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> RplActions {
         let mut a = RplActions::default();
         if self.dao_due.is_some_and(|t| t <= now) {
             a.send_dao = true;
+            self.dao_ack = None;
             self.dao_due = Some(now + self.dao_refresh());
+        }
+        if self.dao_ack.is_some_and(|(t, _)| t <= now) {
+            a.send_dao = true;
         }
         if self.dis_due.is_some_and(|t| t <= now) {
             a.send_dis = true;

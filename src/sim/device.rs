@@ -122,12 +122,18 @@ pub struct WakeRecord {
     pub frame_pending: bool,
     /// Frames received during the wake.
     pub frames_received: u32,
+    /// A wake of the duty cycle; `false` for one the upper layer asked for between them (to
+    /// poll for an answer it expects).
+    pub scheduled: bool,
 }
 
 /// MAC-level counters of a device, beside the medium's radio counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceStats {
+    /// Wakes of the duty cycle.
     pub wakes: u64,
+    /// Wakes the upper layer asked for between them (to poll for an answer it expects).
+    pub extra_wakes: u64,
     pub polls_acked: u64,
     pub polls_failed: u64,
     pub polls_frame_pending: u64,
@@ -350,11 +356,12 @@ impl Device {
                     let _ = m.receive(self.node, self.p.channel);
                 }
                 // A booted sleepy node polls its parent first thing.
-                DutyCycle::Sleepy { .. } => self.wake(m, now),
+                DutyCycle::Sleepy { .. } => self.wake(m, now, true),
             }
         }
         if !self.silent && self.is_sleepy() && self.sleep == Sleep::Asleep && self.upper.keep_awake() {
-            self.wake(m, now);
+            // Woken by the upper layer between two scheduled wakes: the schedule stays.
+            self.wake(m, now, false);
         }
     }
 
@@ -428,7 +435,7 @@ impl Device {
             }
         }
         match self.sleep {
-            Sleep::Asleep if self.is_sleepy() && !self.silent && self.next_wake <= now => self.wake(m, now),
+            Sleep::Asleep if self.is_sleepy() && !self.silent && self.next_wake <= now => self.wake(m, now, true),
             Sleep::Listening { until } if until <= now => self.go_to_sleep(m, now),
             Sleep::AwaitPending { until } if until <= now => {
                 self.stats.pending_timeouts += 1;
@@ -446,10 +453,15 @@ impl Device {
         }
     }
 
-    fn wake(&mut self, m: &mut Medium, now: u64) {
+    /// Radio on and a poll; a `scheduled` wake also draws the next one of the duty cycle.
+    fn wake(&mut self, m: &mut Medium, now: u64, scheduled: bool) {
         let _ = m.receive(self.node, self.p.channel);
         self.awake_since = now;
-        self.stats.wakes += 1;
+        if scheduled {
+            self.stats.wakes += 1;
+        } else {
+            self.stats.extra_wakes += 1;
+        }
         if self.wakes.len() >= WAKE_LOG_LEN {
             self.wakes.pop_front();
             self.stats.wake_log_dropped += 1;
@@ -460,12 +472,13 @@ impl Device {
             poll_acked: false,
             frame_pending: false,
             frames_received: 0,
+            scheduled,
         });
         self.sleep = Sleep::Polling;
         self.poll_wanted = true;
         // The next wake is one local period after this one's scheduled time, so the schedule
         // does not creep with how long each wake took.
-        if let DutyCycle::Sleepy { poll_period_s, jitter_s, .. } = self.p.duty_cycle {
+        if let (DutyCycle::Sleepy { poll_period_s, jitter_s, .. }, true) = (self.p.duty_cycle, scheduled) {
             let jitter = (self.rng.unit() * 2.0 - 1.0) * jitter_s;
             let local = ((poll_period_s + jitter) * 1e6).max(1.0);
             self.next_wake += self.to_true(local);

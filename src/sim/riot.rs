@@ -53,6 +53,10 @@ pub const URL_MAX: usize = 128;
 pub const LOW_BATTERY_PERCENT: u8 = 20;
 /// Datagrams a busy node keeps for later (GNRC's queue); more are dropped.
 const INBOX_LEN: usize = 16;
+/// After a CoAP message a sleepy node keeps polling its parent this long (as Thread's
+/// sleepy end devices fast-poll after an exchange): a server's follow-up request (the trigger
+/// after a status read, the next read-back) reaches it at once instead of a wake period later.
+const LINGER_US: u64 = 2_000_000;
 
 /// A device's processing times. Board defaults come from [`Costs::for_board`]; a scenario's
 /// `processing` overrides single fields ([`Costs::with`]).
@@ -383,6 +387,13 @@ pub struct RiotNode {
     /// The sequence number and error code of the last update that failed since the last
     /// accepted trigger, as a ferry-aware node reports it.
     last_failure: Option<(u64, &'static str)>,
+    /// Battery level now (the scenario's, until it is charged).
+    battery: u8,
+    /// A CoAP exchange happened: a sleepy node keeps polling until then.
+    linger_until: u64,
+    /// The node wants its radio polling until then (an answer or a follow-up is expected).
+    awake_until: u64,
+    lingering: bool,
 }
 
 impl std::fmt::Debug for RiotNode {
@@ -420,7 +431,12 @@ impl RiotNode {
             over_udp: false,
             updates_started: 0,
             last_failure: None,
+            battery: 0,
+            linger_until: 0,
+            awake_until: 0,
+            lingering: false,
         };
+        node.battery = node.cfg.failures.battery_percent;
         node.start_firmware();
         node
     }
@@ -490,7 +506,7 @@ impl RiotNode {
         self.job = Job::Idle;
         if let Ok(mut b) = self.trigger.lock() {
             b.accepting = true;
-            b.low_battery = self.cfg.failures.battery_percent < LOW_BATTERY_PERCENT;
+            b.low_battery = self.battery < LOW_BATTERY_PERCENT;
             b.triggers.clear();
         }
         self.publish_state();
@@ -519,7 +535,7 @@ impl RiotNode {
         let free = if self.slots[1 - self.active].is_some() { 0 } else { self.cfg.costs.slot_bytes };
         let mut e = minicbor::Encoder::new(Vec::new());
         let entries = 3 + u64::from(self.last_failure.is_some());
-        let _ = e.map(entries).and_then(|e| e.str("battery")?.u8(self.cfg.failures.battery_percent));
+        let _ = e.map(entries).and_then(|e| e.str("battery")?.u8(self.battery));
         let _ = e.str("free_storage").and_then(|e| e.u32(free));
         let _ = e.str("installed").and_then(|e| e.array(installed.len() as u64));
         for s in installed {
@@ -549,8 +565,33 @@ impl RiotNode {
         self.cpu_free_at = self.cpu_free_at.max(now) + us(ms);
     }
 
+    /// When the scenario's charge happens, if it has not yet.
+    fn charge_at(&self) -> Option<u64> {
+        let at = self.cfg.failures.charged_at_s.map(|s| (s * 1e6).round() as u64)?;
+        (self.battery < 100).then_some(at)
+    }
+
+    /// The battery is charged at the scenario's time: triggers are accepted from then on.
+    fn charge(&mut self, now: u64) {
+        if self.charge_at().is_some_and(|at| at <= now) {
+            self.battery = 100;
+            if let Ok(mut b) = self.trigger.lock() {
+                b.low_battery = false;
+            }
+            self.publish_state();
+        }
+    }
+
     /// Runs what the CPU can do at `now`.
     fn step(&mut self, now: u64) {
+        self.charge(now);
+        self.step_cpu(now);
+        let answer = self.stack.expecting_until().filter(|_| self.stack.expects_answer(now));
+        self.awake_until = answer.map_or(self.linger_until, |t| t.max(self.linger_until));
+        self.lingering = now < self.awake_until;
+    }
+
+    fn step_cpu(&mut self, now: u64) {
         if let Some((until, boot)) = self.booting {
             if now < until {
                 return;
@@ -584,6 +625,7 @@ impl RiotNode {
             }
             let Some(d) = self.inbox.pop_front() else { break };
             self.stack.deliver(now, &d);
+            self.linger_until = now + LINGER_US;
         }
         self.stack.flush(now);
         self.waiting = false;
@@ -898,7 +940,8 @@ impl Upper for RiotNode {
             return Some(until);
         }
         let cpu = self.waiting.then_some(self.cpu_free_at);
-        [self.stack.poll_timeout(), cpu].into_iter().flatten().min()
+        let linger = self.lingering.then_some(self.awake_until);
+        [self.stack.poll_timeout(), cpu, linger, self.charge_at()].into_iter().flatten().min()
     }
 
     fn handle_timeout(&mut self, now_us: u64) {
@@ -906,7 +949,7 @@ impl Upper for RiotNode {
     }
 
     fn keep_awake(&self) -> bool {
-        self.is_updating()
+        self.is_updating() || self.lingering
     }
 
     fn radio_silent(&self) -> bool {

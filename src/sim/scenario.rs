@@ -35,6 +35,9 @@
 //! keys = ["keys/riot-community.pub"]   # none: RIOT's test-only key (shared/vectors/suit)
 //! failure = { flash_write_error_rate = 0.01, power_loss_at_byte = 40960, battery_percent = 12 }
 //! # `failing_updates = 1`: only the first update fails (a transient failure); the next installs
+//! # battery_percent: below 20 % the node refuses triggers (ferry reads it on /ferry/status);
+//! # charged_at_s: at this simulated time the battery is charged to 100 %
+//! # e.g. failure = { battery_percent = 12, charged_at_s = 60.0 }
 //! coap_block_size = 64   # SUIT block size the node asks for (16..=1024, a power of two)
 //! ferry_aware = true     # also serves /ferry/status (CBOR)
 //! processing = { ed25519_verify_ms = 900.0, boot_ms = 1500.0 }   # overrides the board's defaults
@@ -326,6 +329,8 @@ pub struct Failures {
     /// The knobs above (but the battery) hit only the first this many updates the device
     /// starts; later ones succeed (a transient failure). `None`: every update.
     pub failing_updates: Option<u32>,
+    /// The battery is charged (to 100 %) at this simulated time, s.
+    pub charged_at_s: Option<f64>,
 }
 
 impl Default for Failures {
@@ -337,6 +342,7 @@ impl Default for Failures {
             boot_failure: false,
             battery_percent: 100,
             failing_updates: None,
+            charged_at_s: None,
         }
     }
 }
@@ -547,8 +553,15 @@ impl Scenario {
             if times.into_iter().any(|t| !(0.0..3.6e6).contains(&t)) || p.flash_page_bytes == Some(0) {
                 return Err((at("processing"), "times are ≥ 0 and under an hour; a flash page is > 0 bytes".into()));
             }
-            if !(0.0..=1.0).contains(&n.failure.flash_write_error_rate) || n.failure.battery_percent > 100 {
-                return Err((at("failure"), "flash_write_error_rate is 0..=1, battery_percent 0..=100".into()));
+            let charged_ok = n.failure.charged_at_s.is_none_or(|t| t.is_finite() && t >= 0.0);
+            if !(0.0..=1.0).contains(&n.failure.flash_write_error_rate)
+                || n.failure.battery_percent > 100
+                || !charged_ok
+            {
+                return Err((
+                    at("failure"),
+                    "flash_write_error_rate is 0..=1, battery_percent 0..=100, charged_at_s ≥ 0".into(),
+                ));
             }
         }
         for (i, n) in self.nodes.iter().enumerate() {

@@ -45,6 +45,12 @@ pub struct StackConfig {
     /// Run RPL as a node: `Some(true)` for a router (forwards, sends DIOs), `Some(false)` for a
     /// leaf; `None` without RPL. A node that never hears a DIO behaves as without.
     pub rpl: Option<bool>,
+    /// Answer router solicitations and registrations as a border router does (a test's
+    /// stand-in for ferry); nodes leave this off.
+    pub router: bool,
+    /// Boot as a RIOT 6LN does: router solicitations until an RA answers, then the global
+    /// address registered (NS with ARO) with the router that answered.
+    pub router_discovery: bool,
     pub coap: coap::Config,
 }
 
@@ -77,8 +83,10 @@ impl NodeStack {
     pub fn new(cfg: StackConfig, router: Router) -> NodeStack {
         let mut icfg = InterfaceConfig::new(cfg.pan_id, cfg.eui64, Some(cfg.prefix));
         icfg.mac.short_addr = cfg.short;
-        // A node, not a router: no router flag in its neighbour advertisements.
-        icfg.router = false;
+        // A node, not a router (no router flag in its neighbour advertisements), unless it
+        // stands in for one.
+        // A 6LR (an RPL router) answers its children's router solicitations too (RFC 6775 §6).
+        icfg.router = cfg.router || cfg.rpl == Some(true);
         // RIOT's GNRC_SIXLOWPAN_FRAG_RBUF_TIMEOUT_US: a datagram that lost a fragment frees its
         // buffer soon, so the retransmission can be reassembled.
         icfg.reassembly.timeout = Duration::from_secs(3);
@@ -87,6 +95,9 @@ impl NodeStack {
         let epoch = Instant::now();
         if let Some(rpl_router) = cfg.rpl {
             iface.enable_rpl_node(epoch, rpl_router, cfg.coap.rng_seed);
+        }
+        if cfg.router_discovery {
+            iface.start_router_discovery(epoch, cfg.coap.rng_seed >> 8);
         }
         NodeStack { iface, coap: Endpoint::new(cfg.coap, router), epoch, udp: None }
     }
@@ -197,6 +208,17 @@ impl NodeStack {
     pub fn poll_timeout(&self) -> Option<u64> {
         let t = [self.iface.poll_timeout(), self.coap.poll_timeout()].into_iter().flatten().min()?;
         Some(self.micros(t))
+    }
+
+    /// True while a solicitation of the node's (RS, NS with ARO, DIS) waits for its answer,
+    /// which a sleepy node must poll for.
+    pub fn expects_answer(&self, now_us: u64) -> bool {
+        self.iface.expects_answer(self.instant(now_us))
+    }
+
+    /// When [`expects_answer`](Self::expects_answer) turns false, in medium µs.
+    pub fn expecting_until(&self) -> Option<u64> {
+        self.iface.expecting_until().map(|t| self.micros(t))
     }
 
     pub fn handle_timeout(&mut self, now_us: u64) {

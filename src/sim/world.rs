@@ -627,6 +627,8 @@ fn riot_config(s: &Scenario, n: &NodeSpec, seed: u64) -> Result<RiotConfig, Worl
             prefix: s.prefix.network(),
             default_router: Some(crate::net::MacAddr::Ext(parent_eui.0)),
             rpl: Some(n.role == Role::Router),
+            router: false,
+            router_discovery: true,
             coap,
         },
         board: n.board.class.clone(),
