@@ -26,7 +26,6 @@ use ferry::sim::stack::StackConfig;
 use ferry::sim::{RiotNode, Upper};
 use ferry::suit::policy;
 
-const TEST_ONLY_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/suit/testdata/test_ed25519_private_TESTONLY.pem");
 const TEST_ONLY_PUBLIC: &str = "2eaf3e1decf7d8b376ee9692a11a9f834d1dd66c3c431ca5ae919ea6dbdf2471";
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/riot_native.py");
 const BOARD: &str = "native64";
@@ -95,31 +94,7 @@ impl Drop for Node {
 /// Publishes sequence `seq` for the board, its URIs on ferry's `[coap] listen` port; returns
 /// the watch path and the folder.
 fn publish(repo: &Path, seq: u64, ferry_port: u16) -> (String, PathBuf) {
-    let folder = format!("{BOARD}-{seq}");
-    let dir = repo.join(&folder);
-    std::fs::create_dir_all(&dir).expect("repository folder");
-    for slot in 0..2 {
-        let line = format!("native firmware sequence {seq} slot {slot}\n");
-        let image: Vec<u8> = line.bytes().cycle().take(IMAGE).collect();
-        std::fs::write(dir.join(format!("slot{slot}.bin")), image).expect("image");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["publish", "--format", "riot", "--key"])
-        .arg(TEST_ONLY_KEY)
-        .args(["--seq", &seq.to_string(), "--vendor", "riot-os.org", "--class", BOARD])
-        .args(["--uri", &format!("coap://[::1]:{ferry_port}/fw/{BOARD}/{seq}")])
-        .arg("--slot")
-        .arg("0x2000")
-        .arg(dir.join("slot0.bin"))
-        .arg("--slot")
-        .arg("0x42000")
-        .arg(dir.join("slot1.bin"))
-        .arg("-o")
-        .arg(dir.join("manifest.suit"))
-        .output()
-        .expect("ferry publish");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (format!("{folder}/manifest.suit"), dir)
+    common::riot::publish_for(repo, BOARD, seq, IMAGE, &format!("coap://[::1]:{ferry_port}"))
 }
 
 /// ferryd with a radio PAN of its own gateway only, `[coap] listen` on [::1], and the node as

@@ -58,19 +58,26 @@ pub fn star_with_failures(n: usize, installed: u64, block_size: u16, failures: &
 /// Publishes sequence `seq` for the board into `repo/BOARD-seq/` with two slot images of `size`
 /// bytes; returns the watch path.
 pub fn publish(repo: &Path, seq: u64, size: usize) -> String {
-    let folder = format!("{BOARD}-{seq}");
+    publish_for(repo, BOARD, seq, size, GATEWAY_URI).0
+}
+
+/// Publishes sequence `seq` for `board` into `repo/BOARD-seq/`: two slot images of `size` bytes,
+/// a RIOT envelope signed with the test-only key, its URIs under `uri_base`. Returns the watch
+/// path and the folder.
+pub fn publish_for(repo: &Path, board: &str, seq: u64, size: usize, uri_base: &str) -> (String, PathBuf) {
+    let folder = format!("{board}-{seq}");
     let dir = repo.join(&folder);
     std::fs::create_dir_all(&dir).expect("repository folder");
     for slot in 0..2 {
-        let line = format!("test firmware {BOARD} sequence {seq} slot {slot}\n");
+        let line = format!("test firmware {board} sequence {seq} slot {slot}\n");
         let image: Vec<u8> = line.bytes().cycle().take(size).collect();
         std::fs::write(dir.join(format!("slot{slot}.bin")), image).expect("image");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["publish", "--format", "riot", "--key"])
         .arg(TEST_ONLY_KEY)
-        .args(["--seq", &seq.to_string(), "--vendor", "riot-os.org", "--class", BOARD])
-        .args(["--uri", &format!("{GATEWAY_URI}/fw/{BOARD}/{seq}")])
+        .args(["--seq", &seq.to_string(), "--vendor", "riot-os.org", "--class", board])
+        .args(["--uri", &format!("{uri_base}/fw/{board}/{seq}")])
         .arg("--slot")
         .arg("0x2000")
         .arg(dir.join("slot0.bin"))
@@ -82,7 +89,7 @@ pub fn publish(repo: &Path, seq: u64, size: usize) -> String {
         .output()
         .expect("ferry publish");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    format!("{folder}/manifest.suit")
+    (format!("{folder}/manifest.suit"), dir)
 }
 
 /// ferryd's config: the radio, the repository watching `watch`, the test-only authority and a
