@@ -138,6 +138,9 @@ pub struct BorderRouter {
     poll_gaps: BTreeMap<MacAddr, u64>,
     /// The radio timestamp of each child's last poll, µs.
     last_poll: BTreeMap<MacAddr, u64>,
+    /// Wake periods the delivery planner knows of devices ferry does not hear poll (behind
+    /// a router), by address.
+    expected_wakes: BTreeMap<Ipv6Addr, Duration>,
     stats: BorderStats,
 }
 
@@ -169,6 +172,7 @@ impl BorderRouter {
             polls: BTreeMap::new(),
             poll_gaps: BTreeMap::new(),
             last_poll: BTreeMap::new(),
+            expected_wakes: BTreeMap::new(),
             stats: BorderStats::default(),
         }
     }
@@ -234,16 +238,32 @@ impl BorderRouter {
         self.poll_gaps.get(child).map(|us| Duration::from_micros(*us))
     }
 
-    /// How long a sleepy node reached at `addr` may take to hear a frame: its learned wake
-    /// period, else the longest gap between its polls. `None` for nodes that are not sleepy
-    /// children (always listening), or sleepy ones heard polling only once.
+    /// How long a sleepy node reached at `addr` may take to hear a frame: for our own sleepy
+    /// children, their learned wake period or the longest gap between their polls; for any
+    /// node, the wake period the planner expects of it ([`Self::expect_wake_period`]); the
+    /// longest of these. `None` for nodes ferry knows no sleep of (always listening).
     pub fn wake_period(&self, addr: &Ipv6Addr) -> Option<Duration> {
-        let mac = self.iface.resolve(addr)?;
-        if !self.iface.mac().is_sleepy(&mac) {
-            return None;
+        let child = self.iface.resolve(addr).filter(|mac| self.iface.mac().is_sleepy(mac));
+        let learned =
+            child.and_then(|mac| self.duty_cycle(&mac)).map(|d| Duration::from_secs_f64(d.period_us.max(0.0) / 1e6));
+        let gap = child.and_then(|mac| self.poll_gap(&mac));
+        [learned, gap, self.expected_wakes.get(addr).copied()].into_iter().flatten().reduce(Duration::max)
+    }
+
+    /// Tells the border router how long the node at `addr` may sleep between wakes, when ferry
+    /// knows it other than from the node's polls (a sleepy leaf behind a router polls that
+    /// router, not us): requests to it wait that long before their first retransmission.
+    /// `None` forgets it.
+    pub fn expect_wake_period(&mut self, addr: Ipv6Addr, period: Option<Duration>) {
+        match period {
+            Some(p) if self.expected_wakes.len() < MAX_LINKS || self.expected_wakes.contains_key(&addr) => {
+                self.expected_wakes.insert(addr, p);
+            }
+            Some(_) => {}
+            None => {
+                self.expected_wakes.remove(&addr);
+            }
         }
-        let learned = self.duty_cycle(&mac).map(|d| Duration::from_secs_f64(d.period_us.max(0.0) / 1e6));
-        learned.into_iter().chain(self.poll_gap(&mac)).reduce(Duration::max)
     }
 
     /// Requests to a sleepy node wait for its next poll: their first retransmission comes a

@@ -5,7 +5,7 @@
 //! [`crate::fleet::topology::InMemoryTopology`] ([`NetTopology::to_fleet`]) rather than a
 //! second tree type.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,10 @@ pub struct TopologyNode {
     pub path_lifetime_s: u64,
     /// The link to the root, when it is a neighbour.
     pub link: Option<NeighborLink>,
+    /// How long it took to answer ferry's CoAP requests, when it answered late: a sleepy node
+    /// behind a router answers at its next wake, so this stands for its wake period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_wait_ms: Option<u64>,
 }
 
 /// What the root's radio sees of a neighbour.
@@ -162,6 +166,10 @@ pub(super) fn build(br: &BorderRouter, now: Instant) -> NetTopology {
                     } else {
                         None
                     },
+                    answer_wait_ms: br
+                        .endpoint()
+                        .answer_latency(&SocketAddrV6::new(*addr, super::COAP_PORT, 0, 0))
+                        .map(|d| d.as_millis() as u64),
                 })
                 .collect()
         })

@@ -144,6 +144,7 @@ mod tests {
             hops,
             path_lifetime_s: 1790,
             link: None,
+            answer_wait_ms: None,
         }
     }
 

@@ -215,7 +215,26 @@ struct Exchange<P> {
     fetch: Option<Fetch>,
     observe: bool,
     last_observe: Option<(u32, Instant)>,
+    /// When the current message of the exchange was first sent.
+    sent_at: Option<Instant>,
+    /// Whether it had to be retransmitted.
+    retransmitted: bool,
 }
+
+/// A request message we stopped retransmitting: its answer may still come, from a peer that
+/// sleeps longer than our retransmissions last (a router held the first copy for it).
+#[derive(Debug, Clone)]
+struct GivenUp<P> {
+    peer: P,
+    mid: u16,
+    token: Token,
+    sent_at: Instant,
+}
+
+/// Given-up request messages remembered for late answers.
+const GIVEN_UP_CAPACITY: usize = 64;
+/// A late answer is learned from only within this (a sleepy child's longest hold).
+const LATE_ANSWER_HORIZON: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 struct Observer {
@@ -278,6 +297,9 @@ pub struct Endpoint<P: PeerKey> {
     metrics: Metrics,
     /// ACK timeouts of peers that answer late (sleepy devices).
     peer_ack_timeouts: HashMap<P, Duration>,
+    /// How long each peer that answered late took, from the first copy of a request.
+    answer_latency: HashMap<P, Duration>,
+    given_up: VecDeque<GivenUp<P>>,
 }
 
 /// Whether a response code is 2.xx.
@@ -313,6 +335,35 @@ impl<P: PeerKey> Endpoint<P> {
             timers: TimerTable::default(),
             metrics: Metrics::default(),
             peer_ack_timeouts: HashMap::new(),
+            answer_latency: HashMap::new(),
+            given_up: VecDeque::new(),
+        }
+    }
+
+    /// How long `peer` took to answer a request it answered late: from the first copy of the
+    /// request to an answer that came after we gave up on it. A device behind a router that holds frames until it polls answers at its next wake,
+    /// so this is its wake period as ferry can see it; requests to it then wait this long
+    /// before the first retransmission. `None` for peers that answer promptly.
+    pub fn answer_latency(&self, peer: &P) -> Option<Duration> {
+        self.answer_latency.get(peer).copied()
+    }
+
+    /// Learns from an answer `latency` after the first copy of a request: `late` for one we
+    /// had given up on (the wait grows to it), else one to the first copy (the wait halves,
+    /// down to `latency`).
+    fn learn_latency(&mut self, peer: P, latency: Duration, late: bool) {
+        if late && latency > self.cfg.ack_timeout {
+            let known = self.answer_latency.get(&peer).copied().unwrap_or_default();
+            if self.answer_latency.len() < self.cfg.max_requests || self.answer_latency.contains_key(&peer) {
+                self.answer_latency.insert(peer, known.max(latency));
+            }
+        } else if let Some(known) = self.answer_latency.get_mut(&peer) {
+            // An answer to the first copy: the peer is awake now (or woke sooner); forget the
+            // wait gradually, never below what this answer took.
+            *known = (*known / 2).max(latency);
+            if *known <= self.cfg.ack_timeout {
+                self.answer_latency.remove(&peer);
+            }
         }
     }
 
@@ -503,8 +554,17 @@ impl<P: PeerKey> Endpoint<P> {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let observe = request.observe == Some(0);
-        let ex =
-            Exchange { peer, token: Vec::new(), request, state: ExState::Queued, fetch, observe, last_observe: None };
+        let ex = Exchange {
+            peer,
+            token: Vec::new(),
+            request,
+            state: ExState::Queued,
+            fetch,
+            observe,
+            last_observe: None,
+            sent_at: None,
+            retransmitted: false,
+        };
         if self.active.contains_key(&peer) {
             let q = self.queues.entry(peer).or_default();
             if q.len() >= self.cfg.max_queue_per_peer {
@@ -528,7 +588,8 @@ impl<P: PeerKey> Endpoint<P> {
         let Some(peer) = self.requests.get(&id).map(|ex| ex.peer) else {
             return;
         };
-        let timeout = match self.peer_ack_timeouts.get(&peer).copied() {
+        let base = [self.peer_ack_timeouts.get(&peer), self.answer_latency.get(&peer)].into_iter().flatten().max();
+        let timeout = match base.copied() {
             Some(base) => base.mul_f64(1.0 + (self.cfg.ack_random_factor - 1.0).max(0.0) * self.rng.next_f64()),
             None => self.initial_timeout(),
         };
@@ -537,6 +598,8 @@ impl<P: PeerKey> Endpoint<P> {
             return;
         };
         let old = std::mem::replace(&mut ex.token, token.clone());
+        ex.sent_at = Some(now);
+        ex.retransmitted = false;
         let con = ex.request.confirmable;
         ex.state = if con { ExState::AwaitingAck { mid } } else { ExState::AwaitingResponse { mid, deadline } };
         let mut pkt = Packet::new();
@@ -962,7 +1025,7 @@ impl<P: PeerKey> Endpoint<P> {
             let id = match self.pending.get(&(peer, mid)).map(|p| &p.purpose) {
                 Some(Purpose::Request(id)) => *id,
                 Some(_) => return self.on_ack(now, peer, mid),
-                None => return,
+                None => return self.on_late_answer(now, peer, |g| g.mid == mid && g.token == token),
             };
             if self.requests.get(&id).is_some_and(|ex| ex.token == token) {
                 self.pending.remove(&(peer, mid));
@@ -980,7 +1043,8 @@ impl<P: PeerKey> Endpoint<P> {
                 return;
             }
         }
-        match self.by_token.get(&(peer, token)).copied() {
+        let key = (peer, token);
+        match self.by_token.get(&key).copied() {
             Some(id) => {
                 if con {
                     let ack = self.send_empty(peer, MessageType::Acknowledgement, mid);
@@ -993,6 +1057,7 @@ impl<P: PeerKey> Endpoint<P> {
                 self.deliver(now, id, pkt);
             }
             None => {
+                self.on_late_answer(now, peer, |g| g.token == key.1);
                 // Unknown token: reject so the server forgets us (RFC 7641 §3.6).
                 let rst = self.send_empty(peer, MessageType::Reset, mid);
                 if con {
@@ -1012,6 +1077,15 @@ impl<P: PeerKey> Endpoint<P> {
             return;
         };
         let peer = ex.peer;
+        // Karn: an answer after a retransmission says nothing of which copy it answers (a
+        // lossy link looks like a slow one); only a prompt first answer teaches, shortening
+        // the wait. A peer's long wait is learned from answers after we gave up.
+        if let Some(sent) = ex.sent_at.take().filter(|_| !ex.retransmitted) {
+            self.learn_latency(peer, now.saturating_duration_since(sent), false);
+        }
+        let Some(ex) = self.requests.get_mut(&id) else {
+            return;
+        };
         if ex.state == ExState::Observing {
             if let (Some(seq), Some((last, at))) = (resp.observe, ex.last_observe) {
                 if !observe_fresher(last, at, seq, now) {
@@ -1115,6 +1189,11 @@ impl<P: PeerKey> Endpoint<P> {
                 p.timeout = p.timeout.saturating_mul(2);
                 p.next = now.checked_add(p.timeout).unwrap_or(now);
                 let bytes = p.bytes.clone();
+                if let Purpose::Request(id) = p.purpose {
+                    if let Some(ex) = self.requests.get_mut(&id) {
+                        ex.retransmitted = true;
+                    }
+                }
                 self.metrics.retransmissions += 1;
                 self.push(key.0, bytes);
                 continue;
@@ -1125,6 +1204,7 @@ impl<P: PeerKey> Endpoint<P> {
             self.metrics.transmit_timeouts += 1;
             match p.purpose {
                 Purpose::Request(id) => {
+                    self.remember_given_up(key.0, key.1, id);
                     self.request_timed_out(now, id, RequestError::Timeout(self.cfg.max_retransmit + 1))
                 }
                 Purpose::Notification(k) => {
@@ -1134,6 +1214,25 @@ impl<P: PeerKey> Endpoint<P> {
                 Purpose::Separate => {}
             }
         }
+    }
+
+    /// Keeps a request message we stop retransmitting, for its late answer.
+    fn remember_given_up(&mut self, peer: P, mid: u16, id: RequestId) {
+        let Some(ex) = self.requests.get(&id) else { return };
+        let Some(sent_at) = ex.sent_at else { return };
+        if self.given_up.len() >= GIVEN_UP_CAPACITY {
+            self.given_up.pop_front();
+        }
+        self.given_up.push_back(GivenUp { peer, mid, token: ex.token.clone(), sent_at });
+    }
+
+    /// An answer to no live request: if it answers one we gave up on, learn how late it came.
+    fn on_late_answer(&mut self, now: Instant, peer: P, answers: impl Fn(&GivenUp<P>) -> bool) {
+        self.given_up.retain(|g| now.saturating_duration_since(g.sent_at) <= LATE_ANSWER_HORIZON);
+        let Some(i) = self.given_up.iter().position(|g| g.peer == peer && answers(g)) else { return };
+        let Some(g) = self.given_up.remove(i) else { return };
+        self.metrics.late_answers += 1;
+        self.learn_latency(peer, now.saturating_duration_since(g.sent_at), true);
     }
 
     // ---------------------------------------------------------------- helpers

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub retransmissions: u64,
     /// CONs that got no ACK after MAX_RETRANSMIT retransmissions.
     pub transmit_timeouts: u64,
+    /// Answers to requests we had stopped retransmitting (a sleepy peer behind a router).
+    pub late_answers: u64,
     /// Block2 blocks served, and Block2 transfers started (block 0 served).
     pub block2_blocks_served: u64,
     pub block2_transfers_started: u64,

@@ -508,3 +508,76 @@ fn fetch_fails_when_the_etag_changes_mid_transfer() {
     }
     panic!("the fetch did not notice the change");
 }
+
+/// A piggybacked 2.05 answering `req` (one of our CONs), as a sleepy device sends it.
+fn piggybacked_answer(req: &Packet) -> Vec<u8> {
+    let mut ans = Packet::new();
+    ans.header.set_version(1);
+    ans.header.set_type(MessageType::Acknowledgement);
+    ans.header.code = MessageClass::Response(ResponseType::Content);
+    ans.header.message_id = req.header.message_id;
+    ans.set_token(req.get_token().to_vec());
+    ans.payload = b"ok".to_vec();
+    ans.to_bytes().unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[test]
+fn an_answer_after_we_gave_up_teaches_the_peers_wait() {
+    // A sleepy device behind a router polls every 300 s: its router holds our request until
+    // then, long after our four retransmissions (31 × 2-3 s) ran out.
+    let t0 = Instant::now();
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    let first = ep.start_request(t0, PEER, Request::get("ferry/status")).unwrap_or_else(|e| panic!("{e}"));
+    let sent = drain(&mut ep, t0);
+    while let Some(t) = ep.poll_timeout() {
+        ep.handle_timeout(t);
+        drain(&mut ep, t);
+    }
+    assert!(
+        matches!(events(&mut ep).as_slice(), [Event::Failed { id, error: RequestError::Timeout(5), .. }] if *id == first)
+    );
+    assert_eq!(ep.answer_latency(&PEER), None);
+
+    // The device wakes 300 s after the first copy and answers it.
+    let woke = t0 + Duration::from_secs(300);
+    ep.handle_datagram(woke, PEER, &piggybacked_answer(&sent[0]));
+    assert!(events(&mut ep).is_empty(), "a late answer completes nothing");
+    assert_eq!(ep.metrics().late_answers, 1);
+    assert_eq!(ep.answer_latency(&PEER), Some(Duration::from_secs(300)));
+
+    // The next request waits 300-450 s before its first retransmission and is answered.
+    let t1 = woke + Duration::from_secs(10);
+    let second = ep.start_request(t1, PEER, Request::get("ferry/status")).unwrap_or_else(|e| panic!("{e}"));
+    let sent = drain(&mut ep, t1);
+    let wait = ep.poll_timeout().map(|t| t - t1).unwrap_or_default();
+    assert!(wait >= Duration::from_secs(300) && wait < Duration::from_secs(450), "{wait:?}");
+    let answered = t1 + Duration::from_secs(290);
+    ep.handle_timeout(answered);
+    assert!(drain(&mut ep, answered).is_empty(), "no copy piles up at the router");
+    ep.handle_datagram(answered, PEER, &piggybacked_answer(&sent[0]));
+    assert!(matches!(events(&mut ep).as_slice(), [Event::Response { id, .. }] if *id == second));
+
+    // Prompt answers (the device now polls fast) shorten the wait again, halving it.
+    let mut now = answered;
+    for _ in 0..8 {
+        let id = ep.start_request(now, PEER, Request::get("suit/slot/active")).unwrap_or_else(|e| panic!("{e}"));
+        let sent = drain(&mut ep, now);
+        now += Duration::from_millis(100);
+        ep.handle_datagram(now, PEER, &piggybacked_answer(&sent[0]));
+        assert!(matches!(events(&mut ep).as_slice(), [Event::Response { id: got, .. }] if *got == id));
+    }
+    assert_eq!(ep.answer_latency(&PEER), None);
+}
+
+#[test]
+fn an_unsolicited_answer_teaches_nothing() {
+    let t0 = Instant::now();
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    let mut stray = Packet::new();
+    stray.header.set_version(1);
+    stray.header.message_id = 0x4242;
+    stray.set_token(vec![1, 2, 3]);
+    ep.handle_datagram(t0, PEER, &piggybacked_answer(&stray));
+    assert_eq!(ep.metrics().late_answers, 0);
+    assert_eq!(ep.answer_latency(&PEER), None);
+}

@@ -87,6 +87,7 @@ struct Exported {
     bytes: IntCounterVec,
     retransmissions: IntCounter,
     timeouts: IntCounter,
+    late_answers: IntCounter,
     malformed: IntCounter,
     duplicates: IntCounter,
     blocks_served: IntCounter,
@@ -115,6 +116,10 @@ impl Exported {
             bytes: vec("ferry_coap_bytes_total", "CoAP bytes on kernel UDP, by direction.", &["direction"])?,
             retransmissions: counter("ferry_coap_retransmissions_total", "Confirmable messages sent again.")?,
             timeouts: counter("ferry_coap_transmit_timeouts_total", "Confirmable messages never acknowledged.")?,
+            late_answers: counter(
+                "ferry_coap_late_answers_total",
+                "Answers to requests ferry had stopped retransmitting; the peer's wait is learned from them.",
+            )?,
             malformed: counter("ferry_coap_malformed_total", "Datagrams that were not CoAP.")?,
             duplicates: counter("ferry_coap_duplicates_total", "Duplicate requests answered from the cache.")?,
             blocks_served: counter("ferry_coap_blocks_served_total", "Block2 blocks served.")?,
@@ -142,6 +147,7 @@ impl Exported {
         let delta = |new: u64, old: u64| new.saturating_sub(old);
         self.retransmissions.inc_by(delta(now.retransmissions, last.retransmissions));
         self.timeouts.inc_by(delta(now.transmit_timeouts, last.transmit_timeouts));
+        self.late_answers.inc_by(delta(now.late_answers, last.late_answers));
         self.malformed.inc_by(delta(now.rx_malformed, last.rx_malformed));
         self.duplicates.inc_by(delta(now.rx_duplicates, last.rx_duplicates));
         self.blocks_served.inc_by(delta(now.block2_blocks_served, last.block2_blocks_served));

@@ -382,6 +382,14 @@ impl DeliverRoom {
                 approval: approval_text(&self.shared, update),
                 not_before: None,
             };
+            // What the planner knows of the device's sleep paces the requests to it (ferry hears
+            // only its own children poll).
+            let (address, wake) = (*peer.ip(), plan.timing.wake_period);
+            if self.kernel_side.peer_of(start.device).is_none()
+                && self.net.with(move |border, _| border.expect_wake_period(address, wake)).await.is_err()
+            {
+                return;
+            }
             match self.engine.start(now, plan) {
                 Ok(id) => {
                     tracing::info!(session = id, device = %start.device, update = start.update, "delivery session started");
@@ -906,7 +914,8 @@ impl DeliverRoom {
             .filter_map(|n| Some((crate::fleet::device::parse_eui64(&n.mac).ok()?.0, n.duty_cycle?)))
             .chain(topology.registered.iter().filter_map(|r| Some((r.eui64.0, planning_duty_cycle(r)?))))
             .collect();
-        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles });
+        let answer_waits_ms = topology.nodes.iter().filter_map(|n| Some((n.eui64?.0, n.answer_wait_ms?))).collect();
+        self.shared.plan.feed_mesh(MeshView { topology: topology.to_fleet(), duty_cycles, answer_waits_ms });
         let fleet = topology.to_fleet();
         let mut nodes: Vec<_> = topology.nodes.iter().filter_map(|n| Some((n.eui64?, n.clone()))).collect();
         // Nodes registered with ferry but not in the DODAG (sleepy children that never hear a
@@ -923,6 +932,7 @@ impl DeliverRoom {
                 hops: Some(1),
                 path_lifetime_s: r.lifetime_s,
                 link: r.link,
+                answer_wait_ms: None,
             };
             nodes.push((r.eui64, node));
         }

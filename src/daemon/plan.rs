@@ -38,6 +38,9 @@ pub struct MeshView {
     pub topology: InMemoryTopology,
     /// Learned wake cycles of sleepy nodes.
     pub duty_cycles: BTreeMap<[u8; 8], DutyCycle>,
+    /// How long nodes that answered late took (sleepy nodes behind routers, whose polls ferry
+    /// does not hear), ms: their wake period when no duty cycle is known.
+    pub answer_waits_ms: BTreeMap<[u8; 8], u64>,
 }
 
 /// One component of an accepted manifest, as the scheduler offers it.
@@ -134,7 +137,9 @@ pub fn plan_input(inputs: &LiveInputs<'_>, now: Timestamp) -> (PlanState, InMemo
                 battery_percent: device.battery_percent.as_ref().map(|k| k.value),
                 free_storage_bytes: device.free_storage_bytes.as_ref().map(|k| k.value),
                 link: device.link.as_ref().map(|k| k.value),
-                wake_period_ms: duty.map(|d| (d.period_us / 1000.0).round() as u64),
+                wake_period_ms: duty
+                    .map(|d| (d.period_us / 1000.0).round() as u64)
+                    .or_else(|| inputs.mesh.answer_waits_ms.get(&device.eui64.0).copied()),
             }
         })
         .collect();

@@ -261,7 +261,9 @@ impl Timeouts {
             stall: wake + t.block_time * STALL_BLOCKS + SLACK,
             reboot: t.boot_time,
             first_read_back: if t.first_read_back.is_zero() { t.boot_time } else { t.first_read_back.min(t.boot_time) },
-            confirm: t.boot_time * 3 + wake * 2 + SLACK * 6,
+            // Read-backs to a sleepy device are a wake period apart and doubling: room for two
+            // lost copies (1 + 2 periods, each up to 1.5× by CoAP's random factor).
+            confirm: t.boot_time * 3 + wake * 5 + SLACK * 6,
             probe: wake * 2 + t.block_time * STALL_BLOCKS * 3 + SLACK * 6,
         }
     }

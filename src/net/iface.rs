@@ -18,7 +18,7 @@
 //! header and go to the first hop. Other destinations must be registered or have an address
 //! derived from their MAC address (`SendError::NoRoute` otherwise).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,19 @@ const RTR_SOLICITATION_DELAY_MS: u64 = 1000;
 const RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_RTR_SOLICITATIONS: u32 = 3;
 const MAX_RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(60);
+/// Unicast frames to one neighbour that may go unacknowledged in a row (each after the MAC's
+/// own retries) before a node stops using it as its RPL parent or router (RFC 4861's
+/// MAX_UNICAST_SOLICIT).
+const MAX_UNACKED_IN_A_ROW: u8 = 3;
+/// How long a neighbour that stopped acknowledging us is not chosen again as parent or router;
+/// each time it happens again the hold doubles, up to [`UNREACHABLE_HOLD_MAX`] (a one-way link
+/// stays one-way).
+const UNREACHABLE_HOLD: Duration = Duration::from_secs(600);
+const UNREACHABLE_HOLD_MAX: Duration = Duration::from_secs(86_400);
+/// A candidate parent that has not acknowledged us is asked for a DIO at most this often.
+const PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// Neighbours tracked for unacknowledged frames (a node has a handful of candidate parents).
+const MAX_TRACKED_LINKS: usize = 16;
 /// How long a node that sent a solicitation (RS, NS with ARO, DIS) keeps expecting the answer:
 /// a sleepy node polls its router meanwhile, since the answer waits there for its poll.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
@@ -149,6 +162,8 @@ pub struct InterfaceStats {
     pub tx_frames_dropped: u64,
     /// Datagrams an RPL router passed on (upwards or along a source route).
     pub forwarded: u64,
+    /// RPL parents or routers left because they stopped acknowledging our frames.
+    pub parents_lost: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +213,15 @@ pub struct Interface {
     ra_router: Option<(Ipv6Addr, MacAddr)>,
     /// A solicitation went out; its answer is expected until then.
     expecting_until: Option<Instant>,
+    /// Unicast frames in a row each neighbour left unacknowledged.
+    unacked: BTreeMap<MacAddr, u8>,
+    /// Neighbours that stopped acknowledging us: not chosen as parent or router until then,
+    /// and how many times it happened.
+    unreachable: BTreeMap<MacAddr, (Instant, u32)>,
+    /// Neighbours that acknowledged our frames since they last failed us.
+    confirmed: BTreeSet<MacAddr>,
+    /// Candidate parents we sent a DIS to, and when.
+    probed: BTreeMap<MacAddr, Instant>,
     tag: u16,
     stats: InterfaceStats,
 }
@@ -217,6 +241,10 @@ impl Interface {
             solicit: None,
             ra_router: None,
             expecting_until: None,
+            unacked: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
+            confirmed: BTreeSet::new(),
+            probed: BTreeMap::new(),
             tag: 0,
             stats: InterfaceStats::default(),
         }
@@ -290,6 +318,92 @@ impl Interface {
 
     fn expect_answer(&mut self, now: Instant) {
         self.expecting_until = Some(now + ANSWER_WAIT);
+    }
+
+    /// The outcome of a unicast frame to `dst` (after the MAC's retries). A neighbour that
+    /// acknowledged us is *confirmed*: the link works both ways. A node leaves an RPL parent or
+    /// router that leaves [`MAX_UNACKED_IN_A_ROW`] frames in a row unacknowledged (it leaves the
+    /// DODAG and solicits a DIO, or solicits routers again). A neighbour that never
+    /// acknowledged us and does so is held off for [`UNREACHABLE_HOLD`] (doubling each time):
+    /// its DIOs and RAs are ignored, since a link heard one way only (a 0 dBm router's DIO
+    /// reaching a -15 dBm leaf) is not a link.
+    pub fn handle_tx_outcome(&mut self, now: Instant, dst: MacAddr, acked: bool) {
+        if dst == MacAddr::BROADCAST {
+            return;
+        }
+        if acked {
+            self.unacked.remove(&dst);
+            if !self.confirmed.contains(&dst) {
+                if self.confirmed.len() >= MAX_TRACKED_LINKS {
+                    self.confirmed.pop_first();
+                }
+                self.confirmed.insert(dst);
+            }
+            return;
+        }
+        if !self.unacked.contains_key(&dst) && self.unacked.len() >= MAX_TRACKED_LINKS {
+            return;
+        }
+        let n = self.unacked.entry(dst).or_default();
+        *n = n.saturating_add(1);
+        if *n < MAX_UNACKED_IN_A_ROW {
+            return;
+        }
+        self.unacked.remove(&dst);
+        if !self.confirmed.remove(&dst) {
+            self.hold_off(now, dst);
+        }
+        let parent = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.parent_mac);
+        let router = self.ra_router.map(|(_, mac)| mac);
+        if parent == Some(dst) {
+            self.stats.parents_lost += 1;
+            if let Some(node) = self.rpl_node.as_mut() {
+                node.parent_unreachable(now);
+            }
+        }
+        if router == Some(dst) {
+            self.ra_router = None;
+            self.solicit = Some(Solicitation { due: now, sent: 0 });
+        }
+        if self.registered_with.is_some_and(|(mac, _)| mac == dst) {
+            self.registered_with = None;
+        }
+    }
+
+    /// Ignores `mac` as parent or router for a while, longer each time.
+    fn hold_off(&mut self, now: Instant, mac: MacAddr) {
+        let strikes = self.unreachable.get(&mac).map_or(0, |(_, n)| *n);
+        if !self.unreachable.contains_key(&mac) && self.unreachable.len() >= MAX_TRACKED_LINKS {
+            // Forget the neighbour whose hold ends soonest.
+            let oldest = self.unreachable.iter().min_by_key(|(_, (until, _))| *until).map(|(m, _)| *m);
+            if let Some(m) = oldest {
+                self.unreachable.remove(&m);
+            }
+        }
+        let hold = UNREACHABLE_HOLD.saturating_mul(1 << strikes.min(8)).min(UNREACHABLE_HOLD_MAX);
+        self.unreachable.insert(mac, (now + hold, strikes.saturating_add(1)));
+    }
+
+    /// A DIO from `link_src`, a neighbour that has not acknowledged us yet, while we have a
+    /// parent: we ask it for a DIO with a unicast DIS instead of switching to it. The DIS's
+    /// ACK confirms the link, and the answering DIO is then considered like any other.
+    fn probe_candidate(&mut self, now: Instant, src: Ipv6Addr, link_src: MacAddr) {
+        if self.probed.get(&link_src).is_some_and(|at| now.saturating_duration_since(*at) < PROBE_INTERVAL) {
+            return;
+        }
+        if !self.probed.contains_key(&link_src) && self.probed.len() >= MAX_TRACKED_LINKS {
+            let oldest = self.probed.iter().min_by_key(|(_, at)| **at).map(|(m, _)| *m);
+            if let Some(m) = oldest {
+                self.probed.remove(&m);
+            }
+        }
+        self.probed.insert(link_src, now);
+        let d = ipv6::build_icmpv6(self.link_local(), src, ND_HOP_LIMIT, RplRepr::Dis.emit());
+        let _ = self.send_ip(now, &d, link_src);
+    }
+
+    fn is_unreachable(&self, mac: &MacAddr, now: Instant) -> bool {
+        self.unreachable.get(mac).is_some_and(|(until, _)| *until > now)
     }
 
     /// A joined RPL router forwards.
@@ -736,6 +850,17 @@ impl Interface {
                     }
                     return Ok(());
                 }
+                if matches!(msg, RplRepr::Dio { .. }) {
+                    if self.is_unreachable(&link_src, now) {
+                        return Ok(());
+                    }
+                    let joined = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.parent_mac);
+                    if joined.is_some_and(|p| p != link_src) && !self.confirmed.contains(&link_src) {
+                        self.probe_candidate(now, h.src, link_src);
+                        return Ok(());
+                    }
+                }
+                let Some(node) = self.rpl_node.as_mut() else { return Ok(()) };
                 let a = node.handle_dio(now, h.src, link_src, &msg);
                 if matches!(msg, RplRepr::Dio { .. } | RplRepr::DaoAck { .. }) {
                     self.expecting_until = None;
@@ -810,6 +935,14 @@ impl Interface {
                 _ => None,
             })
             .unwrap_or(link_src);
+        if self.is_unreachable(&mac, now) {
+            return;
+        }
+        // Keep a router that answers us; another one's RA (heard, perhaps, one way) does not
+        // move the registration.
+        if self.ra_router.is_some_and(|(_, m)| m != mac && self.confirmed.contains(&m)) {
+            return;
+        }
         let prefix = options.iter().find_map(|o| match o {
             NdOption::PrefixInfo { prefix_len: 64, autonomous: true, valid_s, prefix, .. } if *valid_s > 0 => {
                 Some(*prefix)

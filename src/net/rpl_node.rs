@@ -15,7 +15,9 @@
 //! polls for them while they are due (`Interface::expects_answer`).
 //!
 //! Parent choice is deliberately simple: the first grounded DIO, replaced only by one whose
-//! rank is at least one hop lower. DAOs ask for a DAO-ACK and are repeated without one. No
+//! rank is at least one hop lower. A parent that stops acknowledging our frames is left
+//! ([`RplNode::parent_unreachable`]); its DIOs are ignored for a while (a DIO heard over an
+//! asymmetric link, from a router whose 0 dBm reaches a -15 dBm leaf that cannot answer). DAOs ask for a DAO-ACK and are repeated without one. No
 //! poisoning, no version changes beyond joining the newer one.
 
 use std::net::Ipv6Addr;
@@ -176,6 +178,19 @@ impl RplNode {
         self.dao_due = Some(now + self.dao_refresh());
         self.dis_due = None;
         RplActions { send_dao: true, ..RplActions::default() }
+    }
+
+    /// Our preferred parent stopped acknowledging our frames: leave it and solicit a DIO at
+    /// once (from the default router), as a node whose parent's link metric went bad would.
+    /// The caller ignores that parent's DIOs for a while, or it would be chosen again.
+    pub fn parent_unreachable(&mut self, now: Instant) {
+        if self.joined.take().is_some() {
+            self.trickle = None;
+            self.dao_due = None;
+            self.dao_ack = None;
+            self.dis_wait = DIS_INTERVAL;
+            self.dis_due = Some(now);
+        }
     }
 
     /// The unicast DIO a joined router answers a DIS with.

@@ -19,7 +19,13 @@
 //! Sleepy devices are marked sleepy on the border router in every strategy (ferryd learns it),
 //! so their frames wait for their polls. The planner is fed the engine's live sessions; one
 //! past `streaming` (installing, rebooting, read back) keeps its device busy but no air-time
-//! share. A device whose session ends other than `done` is not planned again.
+//! share. A device whose session ends other than `done` is not planned again. What the planner
+//! knows of a device's sleep (its wake period) also paces ferry's requests to it
+//! ([`BorderRouter::expect_wake_period`](crate::border::BorderRouter::expect_wake_period)),
+//! as ferryd does; the baselines use CoAP's default timers.
+//!
+//! With `FERRY_BENCH_PCAP=<file>` in the environment every frame on air of each strategy's
+//! run is written to that file (the last strategy's run stays), for Wireshark or tshark.
 //!
 //! # Columns
 //!
@@ -77,7 +83,9 @@ use super::world::{Report, World, WorldError};
 use crate::border::COAP_PORT;
 use crate::coap::{self, content_format, BlockOpt, Event, Method, Request, RequestId, Response, Router};
 use crate::config::GroupPolicy;
-use crate::deliver::{Action, Catalog, DeviceTiming, Engine, EngineConfig, Offer, RequestTag, SessionId, SessionPlan};
+use crate::deliver::{
+    Action, Catalog, DeviceTiming, Engine, EngineConfig, Next, Offer, RequestTag, RetryPolicy, SessionId, SessionPlan,
+};
 use crate::fleet::device::{Eui64, Lifecycle, LinkQuality, Parent};
 use crate::fleet::topology::InMemoryTopology;
 use crate::net::{Interface, InterfaceConfig, MacAddr};
@@ -345,7 +353,12 @@ struct Fleet {
 
 impl Run {
     fn new(scenario: &Scenario) -> Result<Run, BenchError> {
-        let world = World::new(scenario)?;
+        let mut world = World::new(scenario)?;
+        if let Some(path) = std::env::var_os("FERRY_BENCH_PCAP") {
+            if let Ok(f) = std::fs::File::create(path) {
+                let _ = world.set_pcap(Box::new(std::io::BufWriter::new(f)));
+            }
+        }
         let cfg = HostConfig { uart_baud: scenario.bench.uart_baud, ..HostConfig::for_scenario(scenario) };
         let catalog = Catalog::new(cfg.border.coap.default_szx);
         let mut host = SimHost::new(world, cfg, Router::new());
@@ -608,8 +621,11 @@ struct Ferry {
     /// How often the planner runs when nothing else asks for it, µs.
     plan_every_us: u64,
     /// Whether a failed session ends its device's run (the bench) or the planner may start it
-    /// again, as ferryd does (a rollout).
+    /// again under ferryd's `[delivery]` retry policy (a rollout).
     give_up_on_failure: bool,
+    retry: RetryPolicy,
+    /// Failed or rolled-back sessions per device and update, for the retry policy.
+    attempts: HashMap<(Eui64, String), u32>,
     /// Sessions that ended other than `done`: medium µs, device, why.
     failures: Vec<(u64, String, String)>,
     replan: bool,
@@ -706,6 +722,8 @@ impl Ferry {
             next_plan_us: fleet.t0,
             plan_every_us: PLAN_EVERY_US,
             give_up_on_failure: true,
+            retry: RetryPolicy::default(),
+            attempts: HashMap::new(),
             failures: Vec::new(),
             replan: true,
             in_state: HashMap::new(),
@@ -786,6 +804,7 @@ impl Ferry {
             self.enter(id, None, now_us);
             self.replan = true;
             let eui = Eui64(fleet.targets[i].eui);
+            let update = self.state.sessions.iter().find(|s| s.device == eui).map(|s| s.update.clone());
             self.state.sessions.retain(|s| s.device != eui);
             let state = self.engine.state(id);
             if state == Some(crate::deliver::State::Done) {
@@ -802,12 +821,34 @@ impl Ferry {
                     // ferry gave up on the device (its retries are spent): no new session.
                     self.state.devices.retain(|d| d.eui64 != eui);
                     fleet.targets[i].end.get_or_insert(End::Failed { at: now_us, why });
+                } else if let (Some(update), Some(state)) = (update, state) {
+                    // As ferryd: the next session of this update waits out the backoff, and
+                    // none starts once the attempts are spent.
+                    let key = (eui, update);
+                    let attempts = self.attempts.entry(key.clone()).or_default();
+                    let next = self.retry.after(state, attempts.saturating_add(1));
+                    if !matches!(next, Next::NotCounted) {
+                        *attempts += 1;
+                    }
+                    let attempts = *attempts;
+                    let at = self.timestamp(now_us);
+                    let until = match next {
+                        Next::RetryAfter(wait) => {
+                            let wait = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
+                            Some(Some(at.saturating_add(wait).unwrap_or(at)))
+                        }
+                        Next::GiveUp => Some(None),
+                        Next::Finished | Next::NotCounted => None,
+                    };
+                    if let Some(until) = until {
+                        self.state.held.insert(key, plan::Held { attempts, until });
+                    }
                 }
             }
         }
     }
 
-    fn start_planned(&mut self, fleet: &mut Fleet, now: Instant, now_us: u64) {
+    fn start_planned(&mut self, host: &mut SimHost, fleet: &mut Fleet, now: Instant, now_us: u64) {
         let at = self.timestamp(now_us);
         let p = plan::plan(&self.state, &self.topology, at);
         for start in p.starts() {
@@ -831,6 +872,9 @@ impl Ferry {
                 approval: "bench".into(),
                 not_before: None,
             };
+            // What the planner knows of the device's sleep paces the requests to it (the border
+            // router hears only its own children poll).
+            host.border_mut().expect_wake_period(*t.peer.ip(), session_plan.timing.wake_period);
             if let Ok(id) = self.engine.start(now, session_plan) {
                 self.sessions.insert(i, id);
                 self.in_state.entry(id).or_insert((crate::deliver::State::Planned, now_us));
@@ -875,7 +919,7 @@ impl Driver for Ferry {
         if self.replan || now_us >= self.next_plan_us {
             self.replan = false;
             self.next_plan_us = now_us + self.plan_every_us;
-            self.start_planned(fleet, now, now_us);
+            self.start_planned(host, fleet, now, now_us);
             self.perform_actions(host, now);
         }
     }
@@ -914,6 +958,7 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
     }
     let last = run.fleet.targets.iter().filter_map(|t| t.end.as_ref().map(End::at)).max().unwrap_or(end_us);
     let after = run.host.world().report();
+    let _ = run.host.world_mut().finish_pcap();
     let all = bound(scenario, &run, |_| true);
     let delivered = bound(scenario, &run, |t| matches!(t.end, Some(End::Installed { .. })));
     let mut row = row(strategy, &run.fleet, &before, &after, last, delivered, wall.elapsed());

@@ -53,9 +53,9 @@ pub struct RxMeta {
 pub trait Upper: Send {
     /// A frame addressed to this device (or broadcast) arrived intact; FCS included.
     fn on_frame(&mut self, _now_us: u64, _psdu: &[u8], _meta: &RxMeta) {}
-    /// The last frame from [`poll_transmit`](Self::poll_transmit) was sent: `acked` is true
-    /// when it was ACKed (or needed no ACK).
-    fn on_tx_done(&mut self, _now_us: u64, _acked: bool) {}
+    /// A frame from [`poll_transmit`](Self::poll_transmit) (`psdu`) was sent: `acked` is
+    /// true when it was ACKed (or needed no ACK), false when the MAC's retries ran out.
+    fn on_tx_done(&mut self, _now_us: u64, _psdu: &[u8], _acked: bool) {}
     /// The next PSDU to send (MAC header, payload, 2 FCS placeholder bytes). Frames for a
     /// router's sleepy child are held for the child's next poll.
     fn poll_transmit(&mut self, _now_us: u64) -> Option<Vec<u8>> {
@@ -187,6 +187,8 @@ pub struct Device {
     seq: u8,
     txq: VecDeque<(TxKind, Psdu)>,
     in_flight: Option<TxKind>,
+    /// The upper layer's frame on air, told back to it with the outcome.
+    in_flight_upper: Option<Psdu>,
     poll_wanted: bool,
     indirect: HashMap<u16, VecDeque<Psdu>>,
     /// Times of the medium timers still to fire (they cannot be cancelled).
@@ -221,6 +223,7 @@ impl Device {
             seq: 0,
             txq: VecDeque::new(),
             in_flight: None,
+            in_flight_upper: None,
             poll_wanted: false,
             indirect: HashMap::new(),
             armed: Vec::new(),
@@ -311,7 +314,9 @@ impl Device {
                     Some(TxKind::Poll) => self.on_poll_done(m, now, result.ok().flatten()),
                     Some(TxKind::Upper) => {
                         self.stats.upper_frames_sent += 1;
-                        self.upper.on_tx_done(now, result.is_ok());
+                        if let Some(psdu) = self.in_flight_upper.take() {
+                            self.upper.on_tx_done(now, psdu.as_slice(), result.is_ok());
+                        }
                     }
                     Some(TxKind::Indirect) => self.stats.indirect_sent += u64::from(result.is_ok()),
                     None => {}
@@ -407,8 +412,10 @@ impl Device {
             self.txq.pop_front()
         };
         let Some((kind, psdu)) = next else { return };
+        let upper = (kind == TxKind::Upper).then_some(psdu);
         if m.transmit(self.node, TxRequest::new(psdu, self.p.channel)).is_ok() {
             self.in_flight = Some(kind);
+            self.in_flight_upper = upper;
         } else if kind == TxKind::Poll {
             // The medium is busy with a transmission we did not start: poll after it.
             self.poll_wanted = true;

@@ -263,12 +263,18 @@ pub struct UpdateRecord {
     pub outcome: UpdateOutcome,
 }
 
+/// Reboots whose times [`NodeTruth::boots`] keeps.
+pub const MAX_BOOTS_KEPT: usize = 256;
+
 /// Ground truth of a node, for tests and benchmarks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeTruth {
     pub installed_sequence: u64,
     pub active_slot: u8,
     pub reboots: u64,
+    /// Each reboot: when the radio went silent and when it listened again, medium µs (the
+    /// first [`MAX_BOOTS_KEPT`]).
+    pub boots: Vec<(u64, u64)>,
     /// CoAP payload bytes the SUIT worker received (manifests and images, repeats included).
     pub bytes_fetched: u64,
     pub history: Vec<UpdateRecord>,
@@ -410,6 +416,7 @@ impl RiotNode {
             installed_sequence: cfg.installed_sequence,
             active_slot: 0,
             reboots: 0,
+            boots: Vec::new(),
             bytes_fetched: 0,
             history: Vec::new(),
         };
@@ -890,6 +897,10 @@ impl RiotNode {
     /// `pm_reboot()`: the radio goes silent for the boot time.
     fn reboot(&mut self, now: u64, boot: Boot) {
         self.truth.reboots += 1;
+        let back = now + us(self.cfg.costs.boot_ms);
+        if self.truth.boots.len() < MAX_BOOTS_KEPT {
+            self.truth.boots.push((now, back));
+        }
         self.job = Job::Idle;
         self.inbox.clear();
         self.waiting = false;
@@ -897,7 +908,7 @@ impl RiotNode {
         if let Ok(mut b) = self.trigger.lock() {
             b.accepting = false;
         }
-        self.booting = Some((now + us(self.cfg.costs.boot_ms), boot));
+        self.booting = Some((back, boot));
     }
 
     fn finish_boot(&mut self, now: u64, boot: Boot) {
@@ -925,6 +936,17 @@ impl Upper for RiotNode {
         }
         self.stack.handle_frame(now_us, psdu, meta.rssi_dbm, meta.lqi);
         self.step(now_us);
+    }
+
+    fn on_tx_done(&mut self, now_us: u64, psdu: &[u8], acked: bool) {
+        if self.booting.is_some() {
+            return;
+        }
+        let dst = crate::net::mac::MacFrame::parse(psdu).ok().and_then(|(f, _)| f.dst);
+        if let Some(dst) = dst {
+            let now = self.stack.instant(now_us);
+            self.stack.iface_mut().handle_tx_outcome(now, dst, acked);
+        }
     }
 
     fn poll_transmit(&mut self, now_us: u64) -> Option<Vec<u8>> {
