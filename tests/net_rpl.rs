@@ -176,3 +176,55 @@ fn nodes_join_announce_and_forward() {
     let got = nodes[0].poll_udp().expect("the root got it");
     assert_eq!((got.src.0, &got.payload[..]), (l, &b"up"[..]));
 }
+
+#[test]
+fn a_leaf_that_hears_the_root_one_way_joins_through_its_router() {
+    // The root's 0 dBm reaches the leaf, the leaf's -15 dBm does not reach the root: the
+    // root's DIOs advertise a better rank than the router's, over a link that cannot carry
+    // the leaf's DAO back.
+    const LEAF: [u8; 8] = [0x02, 0x11, 0x22, 0x00, 0x00, 0x33, 0x00, 0x03];
+    let t0 = Instant::now();
+    let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
+    let root_addr = nodes[0].global().unwrap();
+    nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
+    nodes[1].enable_rpl_node(t0, true, 1);
+    nodes[2].enable_rpl_node(t0, false, 2);
+    nodes[2].set_default_router(Some(MacAddr::Ext(N1)));
+    let hears = |from: usize, to: usize| from.abs_diff(to) == 1 || (from, to) == (0, 2);
+    let macs = [BR, N1, LEAF].map(MacAddr::Ext);
+
+    let mut now = t0;
+    let until = t0 + Duration::from_secs(900);
+    for _ in 0..200_000 {
+        let mut moved = false;
+        for i in 0..3 {
+            while let Some(tx) = nodes[i].poll_transmit(now) {
+                moved = true;
+                let mut acked = false;
+                for j in (0..3).filter(|&j| j != i && hears(i, j)) {
+                    if tx.dst == macs[j] || tx.dst.is_broadcast() {
+                        acked |= tx.dst == macs[j];
+                        let _ = nodes[j].handle_frame(now, &tx.psdu, RxMeta::default());
+                    }
+                }
+                // The MAC's outcome after its retries: only a receiver that hears us ACKs.
+                nodes[i].handle_tx_outcome(now, tx.dst, acked || tx.dst.is_broadcast());
+            }
+        }
+        if moved {
+            continue;
+        }
+        let Some(next) = nodes.iter().filter_map(Interface::poll_timeout).min().filter(|t| *t <= until) else { break };
+        now = next.max(now);
+        for n in nodes.iter_mut() {
+            n.handle_timeout(now);
+        }
+    }
+
+    let leaf = nodes[2].rpl_node().unwrap().joined().copied().expect("the leaf joined");
+    assert_eq!((leaf.parent_mac, leaf.rank), (MacAddr::Ext(N1), 768), "through the router, not the one-way root");
+    let (r, l) = (global(N1), nodes[2].global().unwrap());
+    assert_eq!(nodes[0].rpl().unwrap().route(&l), Some(vec![r, l]), "its DAO reached the root");
+    let router = nodes[1].rpl_node().unwrap().joined().copied().expect("router joined");
+    assert_eq!(router.parent_mac, MacAddr::Ext(BR));
+}

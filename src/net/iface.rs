@@ -350,7 +350,8 @@ impl Interface {
             return;
         }
         self.unacked.remove(&dst);
-        if !self.confirmed.remove(&dst) {
+        let confirmed = self.confirmed.remove(&dst);
+        if !confirmed {
             self.hold_off(now, dst);
         }
         let parent = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.parent_mac);
@@ -358,7 +359,7 @@ impl Interface {
         if parent == Some(dst) {
             self.stats.parents_lost += 1;
             if let Some(node) = self.rpl_node.as_mut() {
-                node.parent_unreachable(now);
+                node.parent_unreachable(now, confirmed);
             }
         }
         if router == Some(dst) {

@@ -81,6 +81,11 @@ pub struct RplNode {
     dis_due: Option<Instant>,
     dis_wait: Duration,
     trickle: Option<Trickle>,
+    /// A router's lowest rank in the DODAG version it joined. After leaving a parent that had
+    /// answered it, it rejoins that version only below that rank (RFC 6550 §8.2.2.4; our
+    /// DIOs' MaxRankIncrease is 0): otherwise it could take its own child as parent, and the
+    /// two would pass DAOs back and forth.
+    lowest_rank: Option<(Ipv6Addr, u8, u16)>,
     rng: u64,
 }
 
@@ -98,6 +103,7 @@ impl RplNode {
             dis_due: None,
             dis_wait: DIS_INTERVAL,
             trickle: None,
+            lowest_rank: None,
             rng: seed | 1,
         };
         let first = Duration::from_millis(500 + n.random() % 4500);
@@ -141,6 +147,10 @@ impl RplNode {
             return RplActions::default();
         }
         let my_rank = rank.saturating_add(cfg.min_hop_rank_increase);
+        let floor = self.lowest_rank.filter(|(id, v, _)| id == dodag_id && v == version).map(|(_, _, r)| r);
+        if self.router && floor.is_some_and(|floor| my_rank > floor) {
+            return RplActions::default();
+        }
         let better = match &self.joined {
             None => true,
             Some(j) if j.dodag_id != *dodag_id => false,
@@ -175,6 +185,7 @@ impl RplNode {
             self.trickle =
                 Some(Trickle::new(now, cfg.dio_interval_min, cfg.dio_interval_doublings, cfg.dio_redundancy, r));
         }
+        self.lowest_rank = Some((*dodag_id, *version, floor.map_or(my_rank, |f| f.min(my_rank))));
         self.dao_due = Some(now + self.dao_refresh());
         self.dis_due = None;
         RplActions { send_dao: true, ..RplActions::default() }
@@ -183,7 +194,12 @@ impl RplNode {
     /// Our preferred parent stopped acknowledging our frames: leave it and solicit a DIO at
     /// once (from the default router), as a node whose parent's link metric went bad would.
     /// The caller ignores that parent's DIOs for a while, or it would be chosen again.
-    pub fn parent_unreachable(&mut self, now: Instant) {
+    /// `confirmed`: the parent had acknowledged us before (it is busy or gone, not one-way);
+    /// else the rank we had through it was never real and does not bound our next one.
+    pub fn parent_unreachable(&mut self, now: Instant, confirmed: bool) {
+        if !confirmed {
+            self.lowest_rank = None;
+        }
         if self.joined.take().is_some() {
             self.trickle = None;
             self.dao_due = None;
