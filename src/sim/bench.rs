@@ -301,6 +301,8 @@ struct Target {
     /// Index into the offers.
     offer: usize,
     wake_period: Option<Duration>,
+    /// Its battery is charged during the run (`failure.charged_at_s`).
+    charged_later: bool,
     block_size: u16,
     /// Medium µs it was first triggered.
     started: Option<u64>,
@@ -407,6 +409,7 @@ impl Run {
                 peer: SocketAddrV6::new(address, COAP_PORT, 0, 0),
                 offer,
                 wake_period,
+                charged_later: n.failure.charged_at_s.is_some(),
                 block_size: n.coap_block_size,
                 started: None,
                 end: None,
@@ -848,9 +851,29 @@ impl Ferry {
         }
     }
 
+    /// A device the planner holds for its battery, which nothing in the run will charge, ends
+    /// there (the baselines' triggers fail on it): the makespan is that of the devices ferry
+    /// may update, not the run's limit.
+    fn end_held_for_battery(&mut self, p: &plan::Plan, fleet: &mut Fleet, now_us: u64) {
+        for e in &p.entries {
+            let plan::Action::Wait { reasons, .. } = &e.action else { continue };
+            let [plan::WaitReason::BatteryLow { percent, min }] = reasons.as_slice() else { continue };
+            let Some(t) = fleet.targets.iter_mut().find(|t| Eui64(t.eui) == e.device) else { continue };
+            if t.charged_later || t.end.is_some() {
+                continue;
+            }
+            t.end =
+                Some(End::Failed { at: now_us, why: format!("held: battery {percent} % below the group's {min} %") });
+            self.state.devices.retain(|d| d.eui64 != e.device);
+        }
+    }
+
     fn start_planned(&mut self, host: &mut SimHost, fleet: &mut Fleet, now: Instant, now_us: u64) {
         let at = self.timestamp(now_us);
         let p = plan::plan(&self.state, &self.topology, at);
+        if self.give_up_on_failure {
+            self.end_held_for_battery(&p, fleet, now_us);
+        }
         for start in p.starts() {
             let Some(i) = fleet.targets.iter().position(|t| Eui64(t.eui) == start.device) else { continue };
             let t = &fleet.targets[i];
