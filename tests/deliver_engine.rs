@@ -200,6 +200,9 @@ struct World {
     to_ferry: (u64, u64),
     /// Seeded loss: (generator, probability) applied to every datagram.
     loss: Option<(SplitMix64, f64)>,
+    /// Once the device holds the whole image, nothing ferry sends reaches it (its read-backs
+    /// are lost on the way).
+    deaf_after_install: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -283,6 +286,7 @@ impl World {
             to_device: (0, 0),
             to_ferry: (0, 0),
             loss: None,
+            deaf_after_install: false,
             _dir: dir,
         }
     }
@@ -338,7 +342,8 @@ impl World {
             moved = true;
             self.to_device.0 += 1;
             self.to_device.1 += t.bytes.len() as u64;
-            if self.device.online() && !self.lost() {
+            let deaf = self.deaf_after_install && self.device.installed_bytes.is_some();
+            if self.device.online() && !self.lost() && !deaf {
                 self.device.ep.handle_datagram(now, FERRY, &t.bytes);
             }
         }
@@ -762,4 +767,24 @@ fn a_device_back_early_is_confirmed_at_its_class_boot_time_not_the_planners_inst
     let waited = w.now - rebooting_at;
     assert!(waited < Duration::from_secs(15), "confirmed {waited:?} after the last block");
     assert_eq!(w.device.trigger_count(), 1);
+}
+
+#[test]
+fn a_device_that_installed_while_its_read_back_was_lost_is_not_triggered_again() {
+    let mut w = World::new(RIOT_BOARD, EngineConfig::default());
+    let first = w.engine.start(w.now, plan(&w.offer)).expect("starts");
+    // Every read-back is lost: ferry cannot confirm what the device did.
+    w.deaf_after_install = true;
+    assert_eq!(w.run_to_end(first), State::Failed);
+    w.deaf_after_install = false;
+    assert_eq!(w.device.trigger_count(), 1);
+    assert_eq!(w.device.slot, 1, "the device did install and boot the new slot");
+
+    // The retry reads the slot first: it moved since the first session's trigger, so the
+    // device runs the update. RIOT would refuse a second trigger of it as not newer.
+    let again = w.engine.start(w.now, plan(&w.offer)).expect("starts");
+    assert_eq!(w.run_to_end(again), State::Done);
+    assert_eq!(w.device.trigger_count(), 1, "no second trigger");
+    let events = sessions::events(&w.conn, again as i64).expect("events");
+    assert!(events.iter().any(|e| e.detail.contains("installed by an earlier trigger")), "{events:#?}");
 }

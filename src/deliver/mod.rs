@@ -172,7 +172,16 @@ impl<P: PeerKey> Engine<P> {
         let unix_ms = self.unix_ms(now);
         let mut out = Vec::new();
         let mut ctx = Ctx { cfg: &self.cfg, unix_ms, next_tag: &mut self.next_tag, out: &mut out };
-        let session = Session::new(id, plan, now, &mut ctx);
+        // The newest earlier session of this update on this device that triggered it and
+        // failed (a confirm that timed out on a device that did install).
+        let earlier = self
+            .sessions
+            .values()
+            .rev()
+            .find(|s| s.record.plan.device == plan.device && s.record.plan.manifest_digest == plan.manifest_digest)
+            .filter(|s| matches!(s.state(), State::Failed | State::RolledBack) && s.record.attempts > 0)
+            .and_then(|s| s.record.slot_before);
+        let session = Session::new(id, plan, earlier, now, &mut ctx);
         self.sessions.insert(id, session);
         self.push(id, out);
         // A session due now starts at once rather than at the shell's next timeout.

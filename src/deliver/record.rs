@@ -24,6 +24,8 @@ struct ResumeData<P> {
     failures: u32,
     progress: u64,
     slot_before: Option<u8>,
+    #[serde(default)]
+    earlier_trigger: bool,
     seq_reported: Option<u64>,
 }
 
@@ -40,6 +42,7 @@ impl<P: Serialize + DeserializeOwned + Clone> SessionRecord<P> {
             failures: self.failures,
             progress: self.progress,
             slot_before: self.slot_before,
+            earlier_trigger: self.earlier_trigger,
             seq_reported: self.seq_reported,
         };
         let id = i64::try_from(self.id).unwrap_or(i64::MAX);
@@ -86,6 +89,7 @@ impl<P: Serialize + DeserializeOwned + Clone> SessionRecord<P> {
             bytes_served: row.bytes,
             progress: resume.progress,
             slot_before: resume.slot_before,
+            earlier_trigger: resume.earlier_trigger,
             seq_reported: resume.seq_reported,
             started_unix_ms: row.started_unix_ms,
             updated_unix_ms: row.updated_unix_ms,

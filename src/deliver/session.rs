@@ -323,8 +323,13 @@ pub struct SessionRecord<P> {
     pub bytes_served: u64,
     /// Highest payload offset served (offset + block length).
     pub progress: u64,
-    /// The device's active slot before the (first) trigger, if it has slots.
+    /// The device's active slot before the (first) trigger, if it has slots; a session that
+    /// follows a failed one of the same update starts from that one's.
     pub slot_before: Option<u8>,
+    /// An earlier session triggered this update on this device and failed: a slot that moved
+    /// since `slot_before` means the device runs the update (RIOT refuses a second trigger of
+    /// it as not newer, so ferry must not send one).
+    pub earlier_trigger: bool,
     /// The sequence number the device last reported, if it reports one.
     pub seq_reported: Option<u64>,
     pub started_unix_ms: i64,
@@ -448,7 +453,15 @@ pub(crate) struct Session<P> {
 }
 
 impl<P: coap::PeerKey> Session<P> {
-    pub fn new(id: SessionId, plan: SessionPlan<P>, now: Instant, ctx: &mut Ctx<'_, P>) -> Self {
+    /// `earlier_slot`: the active slot before the trigger of an earlier, failed session of the
+    /// same update on this device.
+    pub fn new(
+        id: SessionId,
+        plan: SessionPlan<P>,
+        earlier_slot: Option<u8>,
+        now: Instant,
+        ctx: &mut Ctx<'_, P>,
+    ) -> Self {
         let wake_at = Some(plan.not_before.map_or(now, |t| t.max(now)));
         let record = SessionRecord {
             id,
@@ -459,7 +472,8 @@ impl<P: coap::PeerKey> Session<P> {
             failures: 0,
             bytes_served: 0,
             progress: 0,
-            slot_before: None,
+            slot_before: earlier_slot,
+            earlier_trigger: earlier_slot.is_some(),
             seq_reported: None,
             started_unix_ms: ctx.unix_ms,
             updated_unix_ms: ctx.unix_ms,
@@ -732,7 +746,7 @@ impl<P: coap::PeerKey> Session<P> {
                 return self.enter(ctx, State::Done, Some(Reason::AlreadyInstalled(seq)), "no trigger needed".into());
             }
             if let (Some(from), Some(to)) = (self.record.slot_before, slot) {
-                if seq.is_none() && from != to && self.record.attempts > 0 {
+                if seq.is_none() && from != to && (self.record.attempts > 0 || self.record.earlier_trigger) {
                     let reason = Reason::SlotChanged { from, to };
                     return self.enter(ctx, State::Done, Some(reason), "installed by an earlier trigger".into());
                 }
