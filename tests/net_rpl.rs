@@ -55,6 +55,45 @@ fn open(psdu: &[u8]) -> (MacAddr, Vec<u8>) {
     (f.dst.unwrap(), d)
 }
 
+/// Virtual time over an in-memory link until `until`: every node's timers, each frame delivered
+/// to the nodes that `hears(from, to)` and it addresses, and each sender told the MAC's outcome
+/// (only a receiver that hears the sender ACKs it).
+fn run_links(
+    nodes: &mut [Interface; 3],
+    macs: &[MacAddr; 3],
+    hears: impl Fn(usize, usize) -> bool,
+    until: Instant,
+    now: &mut Instant,
+) {
+    for _ in 0..200_000 {
+        let mut moved = false;
+        for i in 0..3 {
+            while let Some(tx) = nodes[i].poll_transmit(*now) {
+                moved = true;
+                let mut acked = false;
+                for j in (0..3).filter(|&j| j != i && hears(i, j)) {
+                    if tx.dst == macs[j] || tx.dst.is_broadcast() {
+                        acked |= tx.dst == macs[j];
+                        let _ = nodes[j].handle_frame(*now, &tx.psdu, RxMeta::default());
+                    }
+                }
+                nodes[i].handle_tx_outcome(*now, tx.dst, acked || tx.dst.is_broadcast());
+            }
+        }
+        if moved {
+            continue;
+        }
+        let Some(next) = nodes.iter().filter_map(Interface::poll_timeout).min().filter(|t| *t <= until) else {
+            return;
+        };
+        *now = next.max(*now);
+        for n in nodes.iter_mut() {
+            n.handle_timeout(*now);
+        }
+    }
+    panic!("no progress");
+}
+
 #[test]
 fn root_announces_learns_and_source_routes() {
     let now = Instant::now();
@@ -126,36 +165,10 @@ fn nodes_join_announce_and_forward() {
     nodes[2].enable_rpl_node(t0, false, 2);
     let hears = |from: usize, to: usize| from.abs_diff(to) == 1;
     let macs = [BR, N1, LEAF].map(MacAddr::Ext);
+    let run =
+        |nodes: &mut [Interface; 3], until: Instant, now: &mut Instant| run_links(nodes, &macs, hears, until, now);
 
-    // Virtual time: every node's timers, frames delivered to the neighbours they address.
     let mut now = t0;
-    let run = |nodes: &mut [Interface; 3], until: Instant, now: &mut Instant| {
-        for _ in 0..100_000 {
-            let mut moved = false;
-            for i in 0..3 {
-                while let Some(tx) = nodes[i].poll_transmit(*now) {
-                    moved = true;
-                    for j in (0..3).filter(|&j| hears(i, j)) {
-                        if tx.dst == macs[j] || tx.dst.is_broadcast() {
-                            let _ = nodes[j].handle_frame(*now, &tx.psdu, RxMeta::default());
-                        }
-                    }
-                }
-            }
-            if moved {
-                continue;
-            }
-            let Some(next) = nodes.iter().filter_map(Interface::poll_timeout).min() else { return };
-            if next > until {
-                return;
-            }
-            *now = next.max(*now);
-            for n in nodes.iter_mut() {
-                n.handle_timeout(*now);
-            }
-        }
-        panic!("no progress");
-    };
     run(&mut nodes, t0 + Duration::from_secs(120), &mut now);
 
     let router = nodes[1].rpl_node().unwrap().joined().copied().expect("router joined");
@@ -194,32 +207,7 @@ fn a_leaf_that_hears_the_root_one_way_joins_through_its_router() {
     let macs = [BR, N1, LEAF].map(MacAddr::Ext);
 
     let mut now = t0;
-    let until = t0 + Duration::from_secs(900);
-    for _ in 0..200_000 {
-        let mut moved = false;
-        for i in 0..3 {
-            while let Some(tx) = nodes[i].poll_transmit(now) {
-                moved = true;
-                let mut acked = false;
-                for j in (0..3).filter(|&j| j != i && hears(i, j)) {
-                    if tx.dst == macs[j] || tx.dst.is_broadcast() {
-                        acked |= tx.dst == macs[j];
-                        let _ = nodes[j].handle_frame(now, &tx.psdu, RxMeta::default());
-                    }
-                }
-                // The MAC's outcome after its retries: only a receiver that hears us ACKs.
-                nodes[i].handle_tx_outcome(now, tx.dst, acked || tx.dst.is_broadcast());
-            }
-        }
-        if moved {
-            continue;
-        }
-        let Some(next) = nodes.iter().filter_map(Interface::poll_timeout).min().filter(|t| *t <= until) else { break };
-        now = next.max(now);
-        for n in nodes.iter_mut() {
-            n.handle_timeout(now);
-        }
-    }
+    run_links(&mut nodes, &macs, hears, t0 + Duration::from_secs(900), &mut now);
 
     let leaf = nodes[2].rpl_node().unwrap().joined().copied().expect("the leaf joined");
     assert_eq!((leaf.parent_mac, leaf.rank), (MacAddr::Ext(N1), 768), "through the router, not the one-way root");
