@@ -341,9 +341,10 @@ impl<P: PeerKey> Endpoint<P> {
     }
 
     /// How long `peer` took to answer a request it answered late: from the first copy of the
-    /// request to an answer that came after we gave up on it. A device behind a router that holds frames until it polls answers at its next wake,
-    /// so this is its wake period as ferry can see it; requests to it then wait this long
-    /// before the first retransmission. `None` for peers that answer promptly.
+    /// request to an answer that came after we gave up on it. A device behind a router that
+    /// holds frames until it polls answers at its next wake, so this is its wake period as
+    /// ferry can see it; requests to it then wait this long before the first retransmission.
+    /// `None` for peers that answer promptly.
     pub fn answer_latency(&self, peer: &P) -> Option<Duration> {
         self.answer_latency.get(peer).copied()
     }
@@ -1078,7 +1079,7 @@ impl<P: PeerKey> Endpoint<P> {
         };
         let peer = ex.peer;
         // Karn: an answer after a retransmission says nothing of which copy it answers (a
-        // lossy link looks like a slow one); only a prompt first answer teaches, shortening
+        // lossy link looks like a slow one); only an answer to the first copy teaches, shortening
         // the wait. A peer's long wait is learned from answers after we gave up.
         if let Some(sent) = ex.sent_at.take().filter(|_| !ex.retransmitted) {
             self.learn_latency(peer, now.saturating_duration_since(sent), false);

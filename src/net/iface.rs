@@ -162,7 +162,7 @@ pub struct InterfaceStats {
     pub tx_frames_dropped: u64,
     /// Datagrams an RPL router passed on (upwards or along a source route).
     pub forwarded: u64,
-    /// RPL parents or routers left because they stopped acknowledging our frames.
+    /// RPL parents left because they stopped acknowledging our frames.
     pub parents_lost: u64,
 }
 
