@@ -55,6 +55,18 @@ fn open(psdu: &[u8]) -> (MacAddr, Vec<u8>) {
     (f.dst.unwrap(), d)
 }
 
+const LEAF: [u8; 8] = [0x02, 0x11, 0x22, 0x00, 0x00, 0x33, 0x00, 0x03];
+
+/// The root (BR), an RPL router (N1) and a leaf (LEAF), started at `t0`; and the root's address.
+fn root_router_leaf(t0: Instant) -> ([Interface; 3], Ipv6Addr) {
+    let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
+    let root_addr = nodes[0].global().unwrap();
+    nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
+    nodes[1].enable_rpl_node(t0, true, 1);
+    nodes[2].enable_rpl_node(t0, false, 2);
+    (nodes, root_addr)
+}
+
 /// Virtual time over an in-memory link until `until`: every node's timers, each frame delivered
 /// to the nodes that `hears(from, to)` and it addresses, and each sender told the MAC's outcome
 /// (only a receiver that hears the sender ACKs it).
@@ -156,13 +168,8 @@ fn root_announces_learns_and_source_routes() {
 /// upwards), and datagrams go down the source route and up through the router.
 #[test]
 fn nodes_join_announce_and_forward() {
-    const LEAF: [u8; 8] = [0x02, 0x11, 0x22, 0x00, 0x00, 0x33, 0x00, 0x03];
     let t0 = Instant::now();
-    let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
-    let root_addr = nodes[0].global().unwrap();
-    nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
-    nodes[1].enable_rpl_node(t0, true, 1);
-    nodes[2].enable_rpl_node(t0, false, 2);
+    let (mut nodes, root_addr) = root_router_leaf(t0);
     let hears = |from: usize, to: usize| from.abs_diff(to) == 1;
     let macs = [BR, N1, LEAF].map(MacAddr::Ext);
     let run =
@@ -195,13 +202,8 @@ fn a_leaf_that_hears_the_root_one_way_joins_through_its_router() {
     // The root's 0 dBm reaches the leaf, the leaf's -15 dBm does not reach the root: the
     // root's DIOs advertise a better rank than the router's, over a link that cannot carry
     // the leaf's DAO back.
-    const LEAF: [u8; 8] = [0x02, 0x11, 0x22, 0x00, 0x00, 0x33, 0x00, 0x03];
     let t0 = Instant::now();
-    let mut nodes = [BR, N1, LEAF].map(|mac| Interface::new(InterfaceConfig::new(PAN, mac, Some(prefix()))));
-    let root_addr = nodes[0].global().unwrap();
-    nodes[0].enable_rpl_root(t0, RplRootConfig::new(root_addr, prefix()));
-    nodes[1].enable_rpl_node(t0, true, 1);
-    nodes[2].enable_rpl_node(t0, false, 2);
+    let (mut nodes, _) = root_router_leaf(t0);
     nodes[2].set_default_router(Some(MacAddr::Ext(N1)));
     let hears = |from: usize, to: usize| from.abs_diff(to) == 1 || (from, to) == (0, 2);
     let macs = [BR, N1, LEAF].map(MacAddr::Ext);

@@ -357,8 +357,14 @@ impl Run {
     fn new(scenario: &Scenario) -> Result<Run, BenchError> {
         let mut world = World::new(scenario)?;
         if let Some(path) = std::env::var_os("FERRY_BENCH_PCAP") {
-            if let Ok(f) = std::fs::File::create(path) {
-                let _ = world.set_pcap(Box::new(std::io::BufWriter::new(f)));
+            let opened =
+                std::fs::File::create(&path).and_then(|f| world.set_pcap(Box::new(std::io::BufWriter::new(f))));
+            if let Err(e) = opened {
+                // Asked for by whoever runs the bench, who reads stderr (`ferry` logs nothing).
+                eprintln!(
+                    "FERRY_BENCH_PCAP: cannot write {}: {e}; the run goes on without a capture",
+                    path.to_string_lossy()
+                );
             }
         }
         let cfg = HostConfig { uart_baud: scenario.bench.uart_baud, ..HostConfig::for_scenario(scenario) };
