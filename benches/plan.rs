@@ -118,6 +118,7 @@ impl Fixture {
                 started_at: now - SignedDuration::from_mins(5),
                 expected_end: now + SignedDuration::from_mins(10),
                 air_time_share: 0.002,
+                gateway_share: 0.0,
             })
             .collect();
         let state = PlanState {

@@ -139,6 +139,7 @@ fn routers_wait_for_their_subtree_and_children_for_their_router() {
             started_at: now,
             expected_end: end,
             air_time_share: 0.05,
+            gateway_share: 0.0,
         });
     }
     let p = plan(&s, &topo, now);
@@ -158,6 +159,7 @@ fn routers_wait_for_their_subtree_and_children_for_their_router() {
         started_at: now,
         expected_end: end,
         air_time_share: 0.05,
+        gateway_share: 0.0,
     }];
     let p = plan(&s, &topo, now);
     let child = p.entries.iter().find(|x| x.device == e(2)).unwrap();
@@ -195,6 +197,7 @@ fn sessions_whose_group_closed_since_they_started_are_named() {
         started_at: now - SignedDuration::from_mins(5),
         expected_end: now + SignedDuration::from_mins(5),
         air_time_share: 0.1,
+        gateway_share: 0.0,
     };
     let updates = vec![update(5, Urgency::Routine, 1000), update(6, Urgency::Critical, 1000)];
     let mut s = state(&["Mon-Sun 00:00-24:00"], vec![blackout], vec![device(1), device(2)], updates);
@@ -250,13 +253,26 @@ fn sleepy_children_take_less_of_their_parents_slots() {
         let topo = InMemoryTopology::from_parents(devices.iter().map(|d| (d.eui64, Parent::BorderRouter)));
         (state(&["Mon-Sun 00:00-24:00"], vec![], devices, vec![update(5, Urgency::Routine, 50_000)]), topo)
     };
+    // Awake children take none of the border router's slots: its radio bounds them. At 64-byte
+    // blocks one session keeps it busy ~26 % of the time, and each of six still adds to what
+    // it sends.
     let (awake, topo) = star(None);
-    let p = plan(&awake, &topo, monday_noon());
-    assert_eq!(p.starts().count(), 2, "two awake children fill the border router's slots");
+    assert_eq!(plan(&awake, &topo, monday_noon()).starts().count(), 6);
+    // At 1024-byte blocks one session alone keeps it busy ~60 % of the time: a fourth would
+    // mostly wait for the other three.
+    let mut big = awake.clone();
+    big.pan.block_size = 1024;
+    let p = plan(&big, &topo, monday_noon());
+    assert_eq!(p.starts().count(), 3);
     let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
-    assert!(reasons(&waiting.action)
-        .iter()
-        .any(|r| r.starts_with("parent border-router: 2 sessions take its 2 slots")));
+    assert!(
+        reasons(&waiting.action).iter().any(|r| r.starts_with("border router's radio: ")),
+        "{:?}",
+        reasons(&waiting.action)
+    );
+    // An RCP that takes one frame at a time: every session also waits for the UART, never more.
+    big.model.rcp_tx_window = 1;
+    assert!(plan(&big, &topo, monday_noon()).starts().count() <= 3);
 
     // A child polling every 2 s gets its blocks at its fast polls: its session holds the parent
     // for less of the time, so more of them run at once (within the air-time budget).

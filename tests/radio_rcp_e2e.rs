@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use ferry::radio::client::{Client, Event, LinkState, Op, Settings, SrcAddr, TxError, TxOptions, MAX_TRANSMIT_LEN};
+use ferry::radio::client::{
+    Client, Event, LinkState, Op, Settings, SrcAddr, TxError, TxId, TxOptions, MAX_TRANSMIT_LEN,
+};
 use ferry_rcp_core::hdlc::SpinelDecoder;
 use ferry_rcp_core::radio::{RadioEvent, ReceivedFrame};
 use ferry_rcp_core::rcp::{Config, Rcp, ToHost};
@@ -49,26 +51,32 @@ impl Link {
         }
     }
 
-    /// Moves bytes until both sides are quiet (bounded), 1 ms of virtual time per round.
-    fn drive(&mut self) {
+    /// Moves what the client wrote to the RCP; returns whether there was anything.
+    fn client_to_rcp(&mut self) -> bool {
         let mut wire = vec![0u8; MAX_TRANSMIT_LEN];
         let mut out = vec![0u8; FRAME_MAX_LEN];
-        for _ in 0..200 {
-            let mut moved = false;
-            // Client -> RCP.
-            while let Some(n) = self.client.poll_transmit(self.now, &mut wire) {
-                moved = true;
-                let mut rest = &wire[..n];
-                while !rest.is_empty() {
-                    let (used, frame) = self.rcp_decoder.feed(rest);
-                    rest = &rest[used..];
-                    if let Some(Ok(frame)) = frame {
-                        let frame = frame.to_vec();
-                        let reply = self.rcp.handle_host_frame(self.now_us(), &frame, &mut out).expect("buffer");
-                        self.rcp_out(reply, &out);
-                    }
+        let mut moved = false;
+        while let Some(n) = self.client.poll_transmit(self.now, &mut wire) {
+            moved = true;
+            let mut rest = &wire[..n];
+            while !rest.is_empty() {
+                let (used, frame) = self.rcp_decoder.feed(rest);
+                rest = &rest[used..];
+                if let Some(Ok(frame)) = frame {
+                    let frame = frame.to_vec();
+                    let reply = self.rcp.handle_host_frame(self.now_us(), &frame, &mut out).expect("buffer");
+                    self.rcp_out(reply, &out);
                 }
             }
+        }
+        moved
+    }
+
+    /// Moves bytes until both sides are quiet (bounded), 1 ms of virtual time per round.
+    fn drive(&mut self) {
+        let mut out = vec![0u8; FRAME_MAX_LEN];
+        for _ in 0..200 {
+            let mut moved = self.client_to_rcp();
             // The radio finishes a transmission.
             if let Some(done) = finish_transmit(&mut self.rcp) {
                 moved = true;
@@ -166,6 +174,52 @@ fn transmissions_get_ack_and_frame_pending_from_src_match() {
     let d = link.client.transmit(link.now, &data_frame(4, 1), TxOptions::default()).unwrap();
     link.drive();
     assert_eq!(link.take_events(), [Event::TxDone { id: d, result: Err(TxError::ChannelAccessFailure) }]);
+}
+
+#[test]
+fn the_next_frame_waits_in_the_rcp_while_one_is_on_air() {
+    let mut link = Link::new(settings());
+    link.drive();
+    link.take_events();
+    assert_eq!(link.client.info().map(|i| i.tx_window()), Some(2), "ferry's RCP holds one more");
+    let a = link.client.transmit(link.now, &data_frame(1, 0x0007), TxOptions::default()).unwrap();
+    let b = link.client.transmit(link.now, &data_frame(2, 0x0009), TxOptions::default()).unwrap();
+    // Both cross the line before the first is done; the radio has the first.
+    link.client_to_rcp();
+    assert_eq!(link.rcp.radio().sent.len(), 1);
+    // The RCP starts the second the moment the first is done, without asking the host.
+    let done = finish_transmit(&mut link.rcp).expect("TX-done");
+    assert_eq!(link.rcp.radio().sent.len(), 2);
+    assert_eq!(link.rcp.radio().sent[1].0[2], 2, "sequence number of the second frame");
+    link.to_client.extend(done);
+    link.drive();
+    let ids: Vec<TxId> = link
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::TxDone { id, result: Ok(_) } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [a, b], "in order, both acknowledged");
+
+    // ot-rcp's capabilities (no FerryTxQueue): one at a time, the host waits for each.
+    let mut ot = Link::new(settings());
+    let caps = &ferry_rcp_core::rcp::DEFAULT_CAPS[..ferry_rcp_core::rcp::DEFAULT_CAPS.len() - 1];
+    assert!(!caps.contains(&ferry_rcp_core::spinel::Capability::FerryTxQueue));
+    ot.rcp = Rcp::new(TestRadio::new(), Config { caps, ..Config::default() });
+    ot.drive();
+    ot.take_events();
+    assert_eq!(ot.client.info().map(|i| i.tx_window()), Some(1));
+    ot.client.transmit(ot.now, &data_frame(1, 0x0007), TxOptions::default()).unwrap();
+    ot.client.transmit(ot.now, &data_frame(2, 0x0009), TxOptions::default()).unwrap();
+    ot.client_to_rcp();
+    let done = finish_transmit(&mut ot.rcp).expect("TX-done");
+    assert_eq!(ot.rcp.radio().sent.len(), 1, "the second is still with the host");
+    ot.to_client.extend(done);
+    ot.drive();
+    assert_eq!(ot.rcp.radio().sent.len(), 2);
+    assert_eq!(ot.take_events().len(), 2);
 }
 
 #[test]

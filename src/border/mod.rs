@@ -31,7 +31,7 @@ use crate::net::iface::RxError;
 use crate::net::ipv6;
 use crate::net::mac::{FrameKind, MacFrame, CMD_DATA_REQUEST};
 use crate::net::rpl_root::RplRootConfig;
-use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch};
+use crate::net::{Interface, InterfaceConfig, MacAddr, RxMeta, SourceMatch, Transmit};
 use crate::radio::{RxFrame, SrcAddr, TxAck, TxError};
 
 pub use topology::{NeighborInfo, NeighborLink, NetTopology, RegisteredNode, TopologyNode};
@@ -125,8 +125,12 @@ const HOLD_SLACK: Duration = Duration::from_secs(2);
 pub struct BorderRouter {
     iface: Interface,
     coap: Endpoint<Peer>,
-    /// Destination of the transmission the radio holds, if any.
-    in_flight: Option<(MacAddr, bool)>,
+    /// Destination and ACK request of each transmission the radio holds, oldest first.
+    in_flight: VecDeque<(MacAddr, bool)>,
+    /// How many the radio takes at once ([`set_tx_window`](Self::set_tx_window)).
+    tx_window: usize,
+    /// A frame for a router, kept back until the radio has nothing in flight.
+    held: Option<Transmit>,
     links: BTreeMap<MacAddr, LinkStats>,
     /// The radio metadata of the last frame that completed a CoAP datagram, by its IPv6 source:
     /// a node that registered no route (no DAO) is still known by its own address this way.
@@ -166,7 +170,9 @@ impl BorderRouter {
         BorderRouter {
             iface,
             coap: Endpoint::new(cfg.coap, router),
-            in_flight: None,
+            in_flight: VecDeque::new(),
+            tx_window: 1,
+            held: None,
             links: BTreeMap::new(),
             heard_from: BTreeMap::new(),
             polls: BTreeMap::new(),
@@ -375,23 +381,62 @@ impl BorderRouter {
                 SourceMatch::Remove(m) => RadioCommand::SrcMatchRemove(src_addr(m)),
             });
         }
-        if self.in_flight.is_some() {
+        if self.in_flight.len() >= self.tx_window {
             return None;
         }
-        let t = self.iface.poll_transmit(now)?;
-        self.in_flight = Some((t.dst, t.ack_request));
+        let t = match self.held.take() {
+            Some(t) => t,
+            None => self.iface.poll_transmit(now)?,
+        };
+        // A router forwards what it receives on the same channel, and cannot hear us while it
+        // does: a frame for one goes out only after the last one is done, never right behind it.
+        if !self.in_flight.is_empty() && self.forwards_for_others(&t.dst) {
+            self.held = Some(t);
+            return None;
+        }
+        self.in_flight.push_back((t.dst, t.ack_request));
         self.stats.frames_tx += 1;
         Some(RadioCommand::Transmit { psdu: t.psdu, ack_request: t.ack_request })
     }
 
-    /// Whether a transmission is waiting for its outcome.
-    pub fn tx_in_flight(&self) -> bool {
-        self.in_flight.is_some()
+    /// Whether `mac` is the parent of some node in the DODAG.
+    fn forwards_for_others(&self, mac: &MacAddr) -> bool {
+        let Some(rpl) = self.iface.rpl() else { return false };
+        let root = rpl.dodag_id();
+        rpl.routes().any(|(_, route)| route.parent != root && self.iface.resolve(&route.parent).as_ref() == Some(mac))
     }
 
-    /// The outcome of the last [`RadioCommand::Transmit`]; frees the radio for the next one.
-    pub fn handle_tx_done(&mut self, _now: Instant, result: &Result<TxAck, TxError>) {
-        let Some((dst, ack_request)) = self.in_flight.take() else { return };
+    /// Whether a transmission is waiting for its outcome.
+    pub fn tx_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// How many transmissions the radio takes at once (the RCP's
+    /// [`tx_window`](crate::radio::RcpInfo::tx_window)); 1 until the shell says otherwise.
+    /// With 2, the next frame crosses the UART while the current one is on air.
+    pub fn set_tx_window(&mut self, window: usize) {
+        self.tx_window = window.clamp(1, 2);
+    }
+
+    /// The outcome of the oldest [`RadioCommand::Transmit`] in flight (the radio reports them
+    /// in order); frees its place for the next one.
+    pub fn handle_tx_done(&mut self, now: Instant, result: &Result<TxAck, TxError>) {
+        let Some(sent) = self.in_flight.pop_front() else { return };
+        self.count_tx_outcome(now, sent, result);
+    }
+
+    /// The newest [`RadioCommand::Transmit`] could not be handed to the radio at all.
+    pub fn handle_tx_refused(&mut self, now: Instant, error: TxError) {
+        let Some(sent) = self.in_flight.pop_back() else { return };
+        self.count_tx_outcome(now, sent, &Err(error));
+    }
+
+    fn count_tx_outcome(
+        &mut self,
+        _now: Instant,
+        (dst, ack_request): (MacAddr, bool),
+        result: &Result<TxAck, TxError>,
+    ) {
         if result.is_err() {
             self.stats.tx_failures += 1;
         }

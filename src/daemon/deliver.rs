@@ -878,6 +878,7 @@ impl DeliverRoom {
                         started_at: now,
                         expected_end: end,
                         air_time_share: 0.0,
+                        gateway_share: 0.0,
                     },
                 );
             }
@@ -892,7 +893,11 @@ impl DeliverRoom {
                 // A kernel device's blocks never take ferry's air.
                 let uses_air = progress.iter().any(|p| p.id == *id && p.state.uses_air())
                     && self.kernel_side.peer_of(s.device).is_none();
-                ActiveSession { air_time_share: if uses_air { s.air_time_share } else { 0.0 }, ..s.clone() }
+                if uses_air {
+                    s.clone()
+                } else {
+                    ActiveSession { air_time_share: 0.0, gateway_share: 0.0, ..s.clone() }
+                }
             })
             .collect();
         self.shared.plan.feed_sessions(sessions);

@@ -9,13 +9,13 @@
 //! The router is built once the RCP has answered the handshake, because ferry's extended
 //! address is the RCP's factory EUI-64. Metrics: `ferry_net_*`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,7 @@ use crate::border::{rx_meta, BorderConfig, BorderRouter, NetTopology, Peer, Radi
 use crate::coap::{content_format, Event, Router, StaticResource};
 use crate::config::NetworkConfig;
 use crate::net::{MacStats, ReassemblyStats};
-use crate::radio::{Op, Radio, RxFrame, TxAck, TxError, TxOptions};
+use crate::radio::{Op, Radio, RcpInfo, RxFrame, TxAck, TxError, TxOptions, TxReceipt};
 use crate::sim::timing::Timing;
 
 /// How often the read model and the metrics are refreshed.
@@ -146,8 +146,8 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
     let mut border = BorderRouter::new(BorderConfig::new(&network, hwaddr), lowpan_router(), now());
     tracing::info!(address = %border.address(), "LoWPAN up: RPL root and CoAP on port 5683");
     let src_match = spawn_src_match(radio.clone(), shutdown.clone());
-    let mut tx: Option<JoinHandle<Result<TxAck, TxError>>> = None;
-    let mut tx_psdu: Vec<u8> = Vec::new();
+    // Transmissions handed to the radio, oldest first, with their PSDUs for the air-time count.
+    let mut tx: VecDeque<(TxReceipt, Vec<u8>)> = VecDeque::new();
     let mut publish = tokio::time::interval(PUBLISH_PERIOD);
     let mut jobs_open = true;
     loop {
@@ -165,11 +165,10 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
                 None => break,
             },
             result = tx_done(&mut tx) => {
-                tx = None;
-                let result = result.unwrap_or(Err(TxError::Aborted));
+                let psdu = tx.pop_front().map(|(_, psdu)| psdu).unwrap_or_default();
                 match &result {
-                    Ok(ack) => air(&tx_psdu, ack.ack.is_some()),
-                    Err(TxError::NoAck) => air(&tx_psdu, false),
+                    Ok(ack) => air(&psdu, ack.ack.is_some()),
+                    Err(TxError::NoAck) => air(&psdu, false),
                     Err(_) => {}
                 }
                 border.handle_tx_done(now(), &result);
@@ -190,31 +189,27 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
                 tracing::debug!("LoWPAN CoAP event dropped (nobody consumes them yet): {e}");
             }
         }
+        // Two in flight when the RCP holds the next frame while one is on air.
+        border.set_tx_window(status.borrow().info.as_ref().map_or(1, RcpInfo::tx_window));
         while let Some(cmd) = border.poll_radio(now()) {
             match cmd {
-                RadioCommand::Transmit { psdu, .. } => {
-                    let radio = radio.clone();
-                    tx_psdu.clear();
-                    tx_psdu.extend_from_slice(&psdu);
-                    tx = Some(tokio::spawn(async move { radio.send_frame(&psdu, TxOptions::default()).await }));
-                }
+                RadioCommand::Transmit { psdu, .. } => match radio.start_frame(&psdu, TxOptions::default()) {
+                    Ok(receipt) => tx.push_back((receipt, psdu)),
+                    Err(e) => border.handle_tx_refused(now(), e),
+                },
                 RadioCommand::SrcMatchInsert(a) => queue_op(&src_match, Op::SrcMatchInsert(a)),
                 RadioCommand::SrcMatchRemove(a) => queue_op(&src_match, Op::SrcMatchRemove(a)),
             }
         }
     }
-    if let Some(t) = tx {
-        t.abort();
-    }
     metrics.update(&border);
 }
 
-/// The outcome of the transmission in flight; never resolves while there is none.
-async fn tx_done(
-    tx: &mut Option<JoinHandle<Result<TxAck, TxError>>>,
-) -> Result<Result<TxAck, TxError>, tokio::task::JoinError> {
-    match tx.as_mut() {
-        Some(t) => t.await,
+/// The outcome of the oldest transmission in flight (the radio reports them in order); never
+/// resolves while there is none.
+async fn tx_done(tx: &mut VecDeque<(TxReceipt, Vec<u8>)>) -> Result<TxAck, TxError> {
+    match tx.front_mut() {
+        Some((receipt, _)) => receipt.done().await,
         None => std::future::pending().await,
     }
 }

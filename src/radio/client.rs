@@ -133,6 +133,18 @@ pub struct RcpInfo {
     pub radio_caps: RadioCaps,
 }
 
+impl RcpInfo {
+    /// How many transmissions the RCP takes at once: two when it holds the next frame while
+    /// one is on air ([`Capability::FerryTxQueue`], ferry's RCP), else one (ot-rcp).
+    pub fn tx_window(&self) -> usize {
+        if self.caps.contains(&Capability::FerryTxQueue) {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// A source-match table entry: the address of a sleepy child whose data requests get Frame
 /// Pending set in the RCP's auto-ACK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -487,6 +499,14 @@ struct TxJob {
     opts: TxOptions,
 }
 
+/// A transmission sent to the RCP under `tid`, whose TX-done is due by `deadline`.
+#[derive(Debug, Clone)]
+struct InFlight {
+    tid: u8,
+    job: TxJob,
+    deadline: Instant,
+}
+
 /// The desired radio configuration, restored after every reset.
 #[derive(Debug, Clone)]
 struct Desired {
@@ -540,7 +560,8 @@ pub struct Client {
     pending: Option<Pending>,
     ops: VecDeque<(OpId, Op)>,
     tx_queue: VecDeque<TxJob>,
-    tx_inflight: Option<(u8, TxJob)>,
+    /// Sent to the RCP, TX-done owed, oldest first (at most [`RcpInfo::tx_window`]).
+    tx_inflight: VecDeque<InFlight>,
     next_id: u64,
     attempt: u32,
     stats: Stats,
@@ -572,7 +593,7 @@ impl Client {
             pending: None,
             ops: VecDeque::new(),
             tx_queue: VecDeque::new(),
-            tx_inflight: None,
+            tx_inflight: VecDeque::new(),
             next_id: 1,
             attempt: 1,
             stats: Stats::default(),
@@ -663,8 +684,9 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.timers.expired(Timer::Transmit, now) {
             self.timers.stop(Timer::Transmit);
-            if let Some((_, job)) = self.tx_inflight.take() {
-                self.events.push_back(Event::TxDone { id: job.id, result: Err(TxError::Timeout) });
+            // The oldest is overdue; the recovery below aborts any behind it.
+            if let Some(f) = self.tx_inflight.pop_front() {
+                self.events.push_back(Event::TxDone { id: f.job.id, result: Err(TxError::Timeout) });
             }
             let what = "STREAM_RAW transmit (TX-done)";
             self.fail_attempt(now, ClientError::Timeout { what, timeout_ms: self.timeout_ms() });
@@ -783,8 +805,8 @@ impl Client {
         self.timers.stop(Timer::Transmit);
         self.timers.stop(Timer::Response);
         self.timers.stop(Timer::Keepalive);
-        if let Some((_, job)) = self.tx_inflight.take() {
-            self.events.push_back(Event::TxDone { id: job.id, result: Err(TxError::Aborted) });
+        for f in self.tx_inflight.drain(..) {
+            self.events.push_back(Event::TxDone { id: f.job.id, result: Err(TxError::Aborted) });
         }
         for job in self.tx_queue.drain(..) {
             self.events.push_back(Event::TxDone { id: job.id, result: Err(TxError::Aborted) });
@@ -819,7 +841,7 @@ impl Client {
     }
 
     fn alloc_tid(&mut self) -> u8 {
-        let busy = |t: u8| self.tx_inflight.as_ref().is_some_and(|(tid, _)| *tid == t);
+        let busy = |t: u8| self.tx_inflight.iter().any(|f| f.tid == t);
         let mut tid = header::next_tid(self.last_tid);
         while busy(tid) {
             tid = header::next_tid(tid);
@@ -965,8 +987,8 @@ impl Client {
             self.handle_unsolicited(&repr);
             return;
         }
-        if self.tx_inflight.as_ref().is_some_and(|(t, _)| *t == tid) {
-            self.handle_tx_done(now, &repr);
+        if let Some(at) = self.tx_inflight.iter().position(|f| f.tid == tid) {
+            self.handle_tx_done(now, at, &repr);
             return;
         }
         match self.pending.take() {
@@ -1014,9 +1036,9 @@ impl Client {
         }
     }
 
-    fn handle_tx_done(&mut self, now: Instant, repr: &Repr<'_>) {
-        let Some((_, job)) = self.tx_inflight.take() else { return };
-        self.timers.stop(Timer::Transmit);
+    fn handle_tx_done(&mut self, now: Instant, at: usize, repr: &Repr<'_>) {
+        let Some(InFlight { job, .. }) = self.tx_inflight.remove(at) else { return };
+        self.arm_tx_timer();
         let result = tx_result(repr);
         let malformed = matches!(result, Err(TxError::Malformed(_)));
         self.events.push_back(Event::TxDone { id: job.id, result });
@@ -1165,10 +1187,10 @@ impl Client {
         if self.state != LinkState::Ready {
             return;
         }
-        if self.tx_inflight.is_none() {
-            if let Some(job) = self.tx_queue.pop_front() {
-                self.send_tx(now, job);
-            }
+        let window = self.info.as_ref().map_or(1, RcpInfo::tx_window);
+        while self.tx_inflight.len() < window {
+            let Some(job) = self.tx_queue.pop_front() else { break };
+            self.send_tx(now, job);
         }
         if self.pending.is_none() {
             if let Some((id, op)) = self.ops.pop_front() {
@@ -1193,8 +1215,19 @@ impl Client {
         req.tx_power = job.opts.tx_power.unwrap_or(stream_raw::TX_POWER_INVALID);
         self.queue_frame(|b| emit_property(b, h, Command::PropValueSet, Property::StreamRaw, |w| req.emit(w)));
         let delay = job.opts.timed.map_or(Duration::ZERO, |t| Duration::from_micros(t.delay_us.into()));
-        self.timers.set(Timer::Transmit, now + self.settings.response_timeout + delay);
-        self.tx_inflight = Some((tid, job));
+        // One held behind another waits for it too: its time counts from the first's deadline.
+        let start = self.tx_inflight.back().map_or(now, |f| f.deadline.max(now));
+        let deadline = start + self.settings.response_timeout + delay;
+        self.tx_inflight.push_back(InFlight { tid, job, deadline });
+        self.arm_tx_timer();
+    }
+
+    /// The transmit timer follows the oldest transmission in flight.
+    fn arm_tx_timer(&mut self) {
+        match self.tx_inflight.front() {
+            Some(f) => self.timers.set(Timer::Transmit, f.deadline),
+            None => self.timers.stop(Timer::Transmit),
+        }
     }
 
     fn send_op(&mut self, now: Instant, id: OpId, op: Op) {

@@ -87,6 +87,17 @@ enum Cmd {
 
 /// The daemon's handle on the radio link. Cheap to clone; the link task stops when the
 /// shutdown token is cancelled or every handle is dropped.
+/// The outcome of a transmission started with [`Radio::start_frame`].
+#[derive(Debug)]
+pub struct TxReceipt(oneshot::Receiver<Result<TxAck, TxError>>);
+
+impl TxReceipt {
+    /// Waits for the TX-done; a link task that went away reports `Aborted`.
+    pub async fn done(&mut self) -> Result<TxAck, TxError> {
+        (&mut self.0).await.unwrap_or(Err(TxError::Aborted))
+    }
+}
+
 #[derive(Clone)]
 pub struct Radio {
     cmds: mpsc::Sender<Cmd>,
@@ -102,6 +113,19 @@ impl Radio {
             return Err(TxError::Aborted);
         }
         rx.await.unwrap_or(Err(TxError::Aborted))
+    }
+
+    /// Hands `psdu` to the radio now, in call order, without waiting: the TX-done arrives on
+    /// the returned channel. For a shell that keeps several transmissions in flight (the
+    /// order of `send_frame` calls from separate tasks is not kept). Fails when the command
+    /// queue is full or the link task is gone.
+    pub fn start_frame(&self, psdu: &[u8], opts: TxOptions) -> Result<TxReceipt, TxError> {
+        let (reply, rx) = oneshot::channel();
+        match self.cmds.try_send(Cmd::Tx { psdu: psdu.to_vec(), opts, reply }) {
+            Ok(()) => Ok(TxReceipt(rx)),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(TxError::QueueFull(CMD_CHANNEL_LEN)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TxError::Aborted),
+        }
     }
 
     /// Switches the radio channel (kept across RCP resets).

@@ -52,5 +52,5 @@ pub mod pty;
 pub use client::{
     Client, ClientError, Event, LinkState, Op, RcpInfo, RxFrame, Settings, SrcAddr, TimedTx, TxAck, TxError, TxOptions,
 };
-pub use link::{spawn, spawn_with, Connection, LinkError, LinkStatus, Opener, Radio};
+pub use link::{spawn, spawn_with, Connection, LinkError, LinkStatus, Opener, Radio, TxReceipt};
 pub use metrics::RadioMetrics;

@@ -20,8 +20,14 @@
 //!    hops); each must have no session on its path to the border router (a rebooting router
 //!    cuts its subtree off), no active or startable session in its own subtree (leaves before
 //!    routers), room among its parent's `max_concurrent_per_parent` slots (a sleepy child's
-//!    session takes less than one: [`parent_slots`]), and its air-time share must fit the
-//!    PAN's remaining budget.
+//!    session takes less than one: [`parent_slots`]; the border router's awake children take
+//!    none, its radio bounds them instead, below), and its air-time share must fit the PAN's
+//!    remaining budget. The budget bounds contention, so the border router's own frames are
+//!    not in it: they are sent by one radio, one after the other, and never collide with each
+//!    other. They count against that radio's capacity instead
+//!    ([`estimate::gateway_capacity`]): sessions fill each other's gaps (a device writing
+//!    flash, a request on its way), and one more starts while it would still add at least
+//!    [`MIN_GATEWAY_GAIN`] of what it would send alone ([`estimate::gateway_utilisation`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -35,6 +41,11 @@ use super::{Schedule, WindowState};
 use crate::config::GroupPolicy;
 use crate::fleet::device::{eui64_text, Eui64, Lifecycle, LinkQuality, Parent};
 use crate::fleet::topology::Topology;
+
+/// Another session through the border router's radio starts only if the radio would send at
+/// least this much more, as a fraction of what the session would send alone: beyond it,
+/// sessions mostly wait for each other (3 at 1024-byte blocks, 5 at 64-byte ones).
+pub const MIN_GATEWAY_GAIN: f64 = 0.15;
 
 /// How pressing an update is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -176,6 +187,9 @@ pub struct ActiveSession {
     #[serde(with = "super::instant::rfc3339")]
     pub expected_end: Timestamp,
     pub air_time_share: f64,
+    /// The part of `air_time_share` the border router sends ([`SessionEstimate::gateway_share`]).
+    #[serde(default)]
+    pub gateway_share: f64,
 }
 
 /// Readiness thresholds of a group.
@@ -392,6 +406,12 @@ pub enum WaitReason {
         need: f64,
         budget: f64,
     },
+    /// The border router's radio sends for other sessions nearly back to back.
+    GatewayBusy {
+        used: f64,
+        need: f64,
+        capacity: f64,
+    },
     /// The last session failed or rolled back; the next waits out the retry backoff.
     RetryBackoff {
         attempts: u32,
@@ -427,6 +447,7 @@ impl WaitReason {
             WaitReason::SubtreeFirst { .. } => "subtree-first",
             WaitReason::ParentLimit { .. } => "parent-limit",
             WaitReason::AirTimeBudget { .. } => "air-time-budget",
+            WaitReason::GatewayBusy { .. } => "gateway-busy",
             WaitReason::RetryBackoff { .. } => "retry-backoff",
             WaitReason::AttemptsSpent { .. } => "attempts-spent",
         }
@@ -499,6 +520,13 @@ impl fmt::Display for WaitReason {
                 used * 100.0,
                 need * 100.0,
                 budget * 100.0
+            ),
+            WaitReason::GatewayBusy { used, need, capacity } => write!(
+                f,
+                "border router's radio: {:.0} % asked of it already, {:.0} % more would mostly wait ({:.0} % back to back)",
+                used * 100.0,
+                need * 100.0,
+                capacity * 100.0
             ),
             WaitReason::RetryBackoff { attempts, until } => {
                 write!(f, "{attempts} failed attempt(s); next try at {}", until.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -579,7 +607,8 @@ impl Entry {
 pub struct Plan {
     pub at: Timestamp,
     pub entries: Vec<Entry>,
-    /// Air-time share in use after the starts, and the budget.
+    /// Air-time share in use after the starts (without the border router's own frames, which
+    /// its radio serialises), and the budget.
     pub air_time_used: f64,
     pub air_time_budget: f64,
 }
@@ -600,6 +629,7 @@ impl Plan {
             started_at: now,
             expected_end: now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX),
             air_time_share: start.estimate.air_time_share,
+            gateway_share: start.estimate.gateway_share,
         }
     }
 }
@@ -622,7 +652,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let mut busy_slots: HashMap<u64, f64> = HashMap::new();
     for (index, device) in state.devices.iter().enumerate() {
         let action = if let Some(session) = busy_devices.get(&key(device.eui64)) {
-            busy_slots.insert(key(device.eui64), parent_slots(state, topology, device));
+            busy_slots.insert(key(device.eui64), slots_taken(state, topology, device));
             Action::InProgress { update: session.update.clone(), expected_end: session.expected_end }
         } else {
             match check_device(state, topology, &pass, device, now) {
@@ -650,7 +680,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let pending: HashSet<u64> = candidates.iter().map(|c| key(c.start.device)).collect();
     let mut busy: HashSet<u64> = busy_devices.keys().copied().collect();
     // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0 %".
-    let mut used: f64 = state.sessions.iter().map(|s| s.air_time_share).fold(0.0, |a, b| a + b);
+    let contending = |share: f64, gateway: f64| (share - gateway.clamp(0.0, share)).max(0.0);
+    let mut used: f64 =
+        state.sessions.iter().map(|s| contending(s.air_time_share, s.gateway_share)).fold(0.0, |a, b| a + b);
+    let mut gateway_used: f64 = state.sessions.iter().map(|s| s.gateway_share.max(0.0)).fold(0.0, |a, b| a + b);
+    let mut gateway_sessions = state.sessions.iter().filter(|s| s.gateway_share > 0.0).count();
+    let gateway_capacity = estimate::gateway_capacity(state.pan.block_size, &state.model);
     let budget = state.pan.air_time_budget;
     let session_ends: HashMap<u64, Timestamp> =
         state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
@@ -692,23 +727,37 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         }
         let parent = topology.parent(eui);
         let siblings = busy_under.get(&parent).copied().unwrap_or_default();
-        let slots = parent_slots(state, topology, device);
-        if siblings.slots + slots > max_slots + 1e-9 {
+        let slots = slots_taken(state, topology, device);
+        if slots > 0.0 && siblings.slots + slots > max_slots + 1e-9 {
             reasons.push(WaitReason::ParentLimit {
                 parent: parent.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
                 active: siblings.sessions,
                 max: state.pan.max_concurrent_per_parent,
             });
         }
-        let need = candidate.start.estimate.air_time_share;
+        let estimate = &candidate.start.estimate;
+        let need = contending(estimate.air_time_share, estimate.gateway_share);
         // A small epsilon so rounding never refuses what exactly fits, nor admits an excess.
         if used + need > budget + 1e-9 {
             reasons.push(WaitReason::AirTimeBudget { used, need, budget });
+        }
+        let gateway_need = estimate.gateway_share.max(0.0);
+        if gateway_need > 0.0 && gateway_capacity > 0.0 {
+            // Sessions alike: each alone would keep the radio busy their mean share of the time.
+            let alone = (gateway_used + gateway_need) / (gateway_sessions + 1) as f64 / gateway_capacity;
+            let gain = estimate::gateway_utilisation(gateway_sessions + 1, alone)
+                - estimate::gateway_utilisation(gateway_sessions, alone);
+            if gain < MIN_GATEWAY_GAIN * alone.min(1.0) {
+                let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
+                reasons.push(WaitReason::GatewayBusy { used, need, capacity });
+            }
         }
         entries[candidate.index].action = if reasons.is_empty() {
             busy.insert(key(eui));
             busy_under.entry(parent).or_default().add(slots);
             used += need;
+            gateway_used += gateway_need;
+            gateway_sessions += usize::from(gateway_need > 0.0);
             Action::Start(candidate.start)
         } else {
             let update = candidate.start.update.clone();
@@ -736,6 +785,17 @@ impl ParentLoad {
     fn add(&mut self, slots: f64) {
         self.sessions += 1;
         self.slots += slots;
+    }
+}
+
+/// The parent slots a session of `device` takes: [`parent_slots`], except that the border
+/// router holds frames only for its sleepy children; its radio bounds its awake children's
+/// sessions instead ([`MIN_GATEWAY_GAIN`]).
+fn slots_taken(state: &PlanState, topology: &impl Topology, device: &PlanDevice) -> f64 {
+    if device.wake_period_ms.is_none() && topology.parent(device.eui64) == Some(Parent::BorderRouter) {
+        0.0
+    } else {
+        parent_slots(state, topology, device)
     }
 }
 

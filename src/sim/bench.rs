@@ -711,6 +711,7 @@ impl Ferry {
                     .install_fixed_s
                     .map_or(crate::schedule::estimate::Model::default().install_fixed, SignedDuration::from_secs_f64),
                 uart_baud: f64::from(bench.uart_baud),
+                rcp_tx_window: host.client().info().map_or(1, |i| u8::try_from(i.tx_window()).unwrap_or(u8::MAX)),
                 ..Default::default()
             },
         };
@@ -795,6 +796,7 @@ impl Ferry {
             if let Some(s) = self.state.sessions.iter_mut().find(|s| s.device == eui) {
                 if off_air {
                     s.air_time_share = 0.0;
+                    s.gateway_share = 0.0;
                 }
             }
         }

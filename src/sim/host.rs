@@ -118,7 +118,8 @@ pub struct SimHost {
     decoder: Box<SpinelDecoder>,
     /// The client's HDLC output buffer, kept between calls.
     tx_buf: Vec<u8>,
-    tx: Option<TxId>,
+    /// Transmissions handed to the client, oldest first.
+    tx: VecDeque<TxId>,
     uart: UartStats,
 }
 
@@ -138,7 +139,7 @@ impl SimHost {
             to_host: Line::default(),
             decoder: Box::new(SpinelDecoder::new()),
             tx_buf: vec![0u8; MAX_TRANSMIT_LEN],
-            tx: None,
+            tx: VecDeque::new(),
             uart: UartStats::default(),
         }
     }
@@ -272,11 +273,14 @@ impl SimHost {
                         // Malformed or foreign frames are counted by the border router.
                         let _ = self.border.handle_frame(now, &f.psdu, rx_meta(&f));
                     }
-                    Event::TxDone { id, result } if Some(id) == self.tx => {
-                        self.tx = None;
+                    Event::TxDone { id, result } if self.tx.contains(&id) => {
+                        self.tx.retain(|t| *t != id);
                         self.border.handle_tx_done(now, &result);
                     }
-                    Event::State(s) => tracing::debug!("sim host: radio link {s}"),
+                    Event::State(s) => {
+                        tracing::debug!("sim host: radio link {s}");
+                        self.border.set_tx_window(self.client.info().map_or(1, |i| i.tx_window()));
+                    }
                     _ => {}
                 }
             }
@@ -302,8 +306,8 @@ impl SimHost {
     fn radio_command(&mut self, now: Instant, cmd: RadioCommand) {
         match cmd {
             RadioCommand::Transmit { psdu, .. } => match self.client.transmit(now, &psdu, TxOptions::default()) {
-                Ok(id) => self.tx = Some(id),
-                Err(e) => self.border.handle_tx_done(now, &Err(e)),
+                Ok(id) => self.tx.push_back(id),
+                Err(e) => self.border.handle_tx_refused(now, e),
             },
             RadioCommand::SrcMatchInsert(a) => {
                 // A full op queue loses the entry; the child then polls without Frame Pending.

@@ -42,13 +42,15 @@ const SCAN_IDLE: u8 = 0;
 const SCAN_ENERGY: u8 = 2;
 
 /// What ferry's RCP reports in PROP_CAPS: only what it implements. (ot-rcp also lists COUNTERS
-/// and UNSOL_UPDATE_FILTER; the RCP host does not use them.)
+/// and UNSOL_UPDATE_FILTER; the RCP host does not use them.) Without
+/// [`Capability::FerryTxQueue`] the machine answers a second STREAM_RAW with BUSY, as ot-rcp.
 pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::Ieee802154_2450MhzOqpsk,
     Capability::ConfigRadio,
     Capability::MacRaw,
     Capability::RcpApiVersion,
     Capability::RcpMinHostApiVersion,
+    Capability::FerryTxQueue,
 ];
 
 /// Fixed facts about this RCP build.
@@ -122,6 +124,55 @@ impl MacState {
     }
 }
 
+/// A STREAM_RAW SET taken while another transmission was on air ([`Capability::FerryTxQueue`]),
+/// with its PSDU copied out of the host frame.
+#[derive(Debug, Clone, Copy)]
+struct QueuedTx {
+    header: Header,
+    psdu: [u8; MAX_PSDU_LEN],
+    len: usize,
+    channel: u8,
+    csma_ca: bool,
+    max_csma_backoffs: u8,
+    max_frame_retries: u8,
+    start_at_us: Option<u64>,
+    tx_power: Option<i8>,
+    rx_channel_after: u8,
+}
+
+impl QueuedTx {
+    fn new(header: Header, frame: &TxFrame<'_>) -> Self {
+        let mut psdu = [0u8; MAX_PSDU_LEN];
+        let len = frame.psdu.len().min(MAX_PSDU_LEN);
+        psdu[..len].copy_from_slice(&frame.psdu[..len]);
+        QueuedTx {
+            header,
+            psdu,
+            len,
+            channel: frame.channel,
+            csma_ca: frame.csma_ca,
+            max_csma_backoffs: frame.max_csma_backoffs,
+            max_frame_retries: frame.max_frame_retries,
+            start_at_us: frame.start_at_us,
+            tx_power: frame.tx_power,
+            rx_channel_after: frame.rx_channel_after,
+        }
+    }
+
+    fn frame(&self) -> TxFrame<'_> {
+        TxFrame {
+            psdu: &self.psdu[..self.len],
+            channel: self.channel,
+            csma_ca: self.csma_ca,
+            max_csma_backoffs: self.max_csma_backoffs,
+            max_frame_retries: self.max_frame_retries,
+            start_at_us: self.start_at_us,
+            tx_power: self.tx_power,
+            rx_channel_after: self.rx_channel_after,
+        }
+    }
+}
+
 /// The RCP state machine over a radio `R`. See the module docs for the call order.
 #[derive(Debug)]
 pub struct Rcp<R> {
@@ -130,6 +181,10 @@ pub struct Rcp<R> {
     mac: MacState,
     /// Header (IID/TID) of the STREAM_RAW SET whose TX-done is owed.
     tx_pending: Option<Header>,
+    /// The next transmission, started when the pending one is done.
+    tx_queued: Option<QueuedTx>,
+    /// A queued transmission the radio refused to start: its TX-done, still to send.
+    tx_refused: Option<(Header, Status)>,
     /// Unsolicited LAST_STATUS still to send (boot reason).
     pending_reset: Option<Status>,
     /// MAC_SCAN_STATE = IDLE still to send after an energy-scan result.
@@ -156,6 +211,8 @@ impl<R: Radio> Rcp<R> {
             config,
             mac: MacState::new(),
             tx_pending: None,
+            tx_queued: None,
+            tx_refused: None,
             pending_reset: Some(config.boot_reason),
             pending_scan_idle: false,
         }
@@ -221,6 +278,8 @@ impl<R: Radio> Rcp<R> {
                 let Some(header) = self.tx_pending.take() else {
                     return Ok(ToHost::Nothing); // nobody is waiting (e.g. after a reset)
                 };
+                // The next frame goes on air before this one's TX-done crosses the UART.
+                self.start_queued();
                 // Like ot-rcp (`mCurTransmitTID`), a request sent with TID 0 gets no TX-done.
                 if header.tid() == 0 {
                     return Ok(ToHost::Nothing);
@@ -270,6 +329,12 @@ impl<R: Radio> Rcp<R> {
             let n = status_frame(out, Header::UNSOLICITED, reason)?;
             self.pending_reset = None;
             return Ok(Some(n));
+        }
+        if let Some((header, status)) = self.tx_refused {
+            self.tx_refused = None;
+            if header.tid() != 0 {
+                return status_frame(out, header, status).map(Some);
+            }
         }
         if self.pending_scan_idle {
             let n = emit_property(out, Header::UNSOLICITED, Command::PropValueIs, Property::MacScanState, |w| {
@@ -331,6 +396,8 @@ impl<R: Radio> Rcp<R> {
         self.radio.set_promiscuous(false);
         self.mac = MacState::new();
         self.tx_pending = None;
+        self.tx_queued = None;
+        self.tx_refused = None;
         self.pending_scan_idle = false;
         self.pending_reset = None;
         Reply::Status(Status::ResetPowerOn)
@@ -571,9 +638,6 @@ impl<R: Radio> Rcp<R> {
         if !self.mac.raw_stream_enabled {
             return Err(SetError::Status(Status::InvalidState));
         }
-        if self.tx_pending.is_some() {
-            return Err(SetError::Status(Status::Busy));
-        }
         let req = TxRequest::parse(value)?;
         // ot-rcp treats an over-long PSDU as a parse error.
         if req.psdu.len() > MAX_PSDU_LEN {
@@ -592,9 +656,25 @@ impl<R: Radio> Rcp<R> {
             tx_power: (req.tx_power != TX_POWER_INVALID).then_some(req.tx_power),
             rx_channel_after: req.rx_channel_after_tx_done,
         };
+        if self.tx_pending.is_some() {
+            if self.tx_queued.is_some() || !self.config.caps.contains(&Capability::FerryTxQueue) {
+                return Err(SetError::Status(Status::Busy));
+            }
+            self.tx_queued = Some(QueuedTx::new(header, &frame));
+            return Ok(Reply::Later);
+        }
         self.radio.transmit(&frame)?;
         self.tx_pending = Some(header);
         Ok(Reply::Later)
+    }
+
+    /// Starts the queued transmission, if any; a refusal is reported by `poll_host`.
+    fn start_queued(&mut self) {
+        let Some(next) = self.tx_queued.take() else { return };
+        match self.radio.transmit(&next.frame()) {
+            Ok(()) => self.tx_pending = Some(next.header),
+            Err(e) => self.tx_refused = Some((next.header, e.into())),
+        }
     }
 
     fn insert_remove(&mut self, prop: Property, value: &[u8], insert: bool) -> Reply {

@@ -35,6 +35,8 @@ struct MockRadio {
     scans: Vec<(u8, u16)>,
     frame_counter: Option<(u32, bool)>,
     key_id: Option<u8>,
+    /// Refuse the next `transmit` with this error.
+    refuse_tx: Option<RadioError>,
 }
 
 impl Radio for MockRadio {
@@ -91,6 +93,9 @@ impl Radio for MockRadio {
         Ok(())
     }
     fn transmit(&mut self, f: &TxFrame<'_>) -> core::result::Result<(), RadioError> {
+        if let Some(e) = self.refuse_tx.take() {
+            return Err(e);
+        }
         self.sent.push(SentFrame {
             psdu: f.psdu.to_vec(),
             channel: f.channel,
@@ -270,7 +275,7 @@ fn default_caps_satisfy_the_host() {
 
 #[test]
 fn transmit_with_ack_no_ack_and_cca_failure() {
-    let mut t = Harness::new(DEFAULT_CAPS);
+    let mut t = Harness::new(OT_RCP_CAPS);
     t.enable_raw_stream();
     let tx = "82 03 71 14 00 41 d8 2a 34 12 ff ff 08 07 06 05 04 03 02 01 01 02 03 00 00 \
               0f 04 03 01 00 00 00 00 00 00 00 00 00 00 00 0f 7f";
@@ -289,7 +294,8 @@ fn transmit_with_ack_no_ack_and_cca_failure() {
             tx_power: None,
         }
     );
-    // A second request while one is outstanding is refused at once, with its own TID.
+    // Like ot-rcp (one TX buffer), a second request while one is outstanding is refused at
+    // once, with its own TID.
     assert_eq!(t.host("83 03 71 02 00 00 00 0f"), Some(h("83 06 00 0c")));
     let ack_psdu = h("02 00 2a 00 00");
     let ack = ReceivedFrame {
@@ -330,6 +336,50 @@ fn transmit_with_ack_no_ack_and_cca_failure() {
     );
     assert_eq!(t.host(tx), None);
     assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))), Some(h("82 06 00 8b 80 01 00 00")));
+}
+
+#[test]
+fn a_second_transmission_waits_for_the_first_and_a_third_is_refused() {
+    let mut t = Harness::new(DEFAULT_CAPS);
+    t.enable_raw_stream();
+    let first = "82 03 71 04 00 01 88 00 00 0f";
+    let second = "83 03 71 04 00 02 88 00 00 0f";
+    assert_eq!(t.host(first), None);
+    // Taken while the first is on air; nothing goes to the radio yet.
+    assert_eq!(t.host(second), None);
+    assert_eq!(t.rcp.radio().sent.len(), 1);
+    assert_eq!(t.host("84 03 71 04 00 03 88 00 00 0f"), Some(h("84 06 00 0c")), "only one is held");
+    // The first's TX-done (its own TID), and the second is on air before it is sent.
+    let done = t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck)));
+    assert_eq!(done, Some(h("82 06 00 11 00 00")));
+    assert!(t.poll().is_empty());
+    let sent = &t.rcp.radio().sent;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].psdu, h("02 88 00 00"));
+    assert_eq!(sent[1].channel, 15);
+    assert_eq!(
+        t.radio_event(RadioEvent::TransmitDone(Err(TxError::ChannelAccessFailure))),
+        Some(h("83 06 00 12 00 00"))
+    );
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))), None, "nothing is outstanding");
+
+    // The radio refuses the held one: the first's TX-done, then the second's refusal.
+    assert_eq!(t.host(first), None);
+    assert_eq!(t.host(second), None);
+    t.rcp.radio_mut().refuse_tx = Some(RadioError::InvalidState);
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::NoAck))), Some(h("82 06 00 11 00 00")));
+    assert_eq!(t.poll(), [h("83 06 00 04")]);
+    assert_eq!(t.rcp.radio().sent.len(), 3);
+    // And the machine takes the next pair as usual.
+    assert_eq!(t.host(first), None);
+    assert_eq!(t.host(second), None);
+    assert_eq!(t.rcp.radio().sent.len(), 4);
+
+    // A reset forgets the held one.
+    t.exchange("80 01", "80 06 00 70");
+    assert_eq!(t.radio_event(RadioEvent::TransmitDone(Err(TxError::Abort))), None);
+    assert!(t.poll().is_empty());
+    assert_eq!(t.rcp.radio().sent.len(), 4);
 }
 
 #[test]

@@ -44,6 +44,11 @@ enum_with_unknown! {
         Posix = 521,
         RadioCoex = 523,
         MultiRadio = 525,
+        /// ferry's own (Spinel's vendor range starts at 15360): the RCP takes one more
+        /// STREAM_RAW SET while a transmission is on air and starts it when that one is done,
+        /// so the next frame crosses the UART during the current one's air time. A host may
+        /// then keep two transmissions outstanding; ot-rcp has one TX buffer and does not.
+        FerryTxQueue = 15360,
     }
 }
 
