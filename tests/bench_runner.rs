@@ -99,3 +99,21 @@ fn a_device_behind_a_router_is_updated_by_every_strategy() {
     // Leaves before routers: the planner never runs the two at once.
     assert!(ferry.phases.get("queued").copied().unwrap_or(0.0) > 0.0, "{ferry:?}");
 }
+
+#[test]
+fn an_rcp_that_holds_the_next_frame_makes_fragmented_blocks_faster() {
+    // 1024-byte blocks are nine frames each: with ferry's RCP each one after the first crosses
+    // the UART while the one before it is on air; with ot-rcp each waits for the last TX-done.
+    let opts = Options { strategies: vec![Strategy::Sequential], block_size: Some(1024), seed: Some(3) };
+    let ferry_rcp = bench::run(&smoke(), &opts).unwrap();
+    let mut stock = smoke();
+    stock.gateway.rcp = ferry::sim::scenario::RcpFirmware::OtRcp;
+    let ot_rcp = bench::run(&stock, &opts).unwrap();
+    ferry_rcp.check().unwrap();
+    ot_rcp.check().unwrap();
+    let (fast, slow) = (&ferry_rcp.rows[0], &ot_rcp.rows[0]);
+    assert_eq!((fast.updated, slow.updated), (3, 3));
+    assert!(fast.makespan_s < slow.makespan_s * 0.95, "{fast:?} vs {slow:?}");
+    // The same frames went on air (give or take the retries).
+    assert_eq!(ferry_rcp.bound, ot_rcp.bound);
+}

@@ -20,6 +20,8 @@
 //! short = 0x0000         # what ferryd is expected to set; sleepy children poll it
 //! position = [0.0, 0.0]  # metres
 //! tx_dbm = 0.0
+//! rcp = "ferry"          # its firmware: "ferry" (holds the next frame while one is on air)
+//!                        # or "ot-rcp" (one at a time, as stock OpenThread)
 //!
 //! [[node]]
 //! name = "thermostat"
@@ -235,6 +237,19 @@ pub struct GatewaySpec {
     pub position: Option<[f64; 2]>,
     #[serde(default)]
     pub tx_dbm: f64,
+    #[serde(default)]
+    pub rcp: RcpFirmware,
+}
+
+/// Which firmware the gateway's radio co-processor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RcpFirmware {
+    /// ferry's `firmware-nrf-rcp`: takes the next frame while one is on air.
+    #[default]
+    Ferry,
+    /// Stock OpenThread `ot-rcp`: one transmission at a time.
+    OtRcp,
 }
 
 /// Router (always on, holds indirect frames for its sleepy children) or leaf.

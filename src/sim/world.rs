@@ -45,7 +45,7 @@ use ferry_rcp_core::hdlc::{self, SpinelDecoder};
 use ferry_rcp_core::rcp::Config as RcpConfig;
 use ferry_rcp_core::spinel::data::Writer;
 use ferry_rcp_core::spinel::frame::emit_property;
-use ferry_rcp_core::spinel::{Command, Header as SpinelHeader, Property};
+use ferry_rcp_core::spinel::{Capability, Command, Header as SpinelHeader, Property};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -61,7 +61,7 @@ use super::rcp_node::RcpNode;
 use super::riot::{riot_test_key, Costs, NodeTruth, RiotConfig, RiotNode};
 use super::rng::Rng;
 use super::scenario::NodeSpec;
-use super::scenario::{DutyCycle, ExternalSpec, Role, Scenario, GATEWAY};
+use super::scenario::{DutyCycle, ExternalSpec, RcpFirmware, Role, Scenario, GATEWAY};
 use super::stack::StackConfig;
 use super::timing::Timing;
 
@@ -137,8 +137,8 @@ impl World {
     pub fn new(scenario: &Scenario) -> Result<World, WorldError> {
         let mut medium = Medium::new(scenario.seed, Timing::STANDARD);
         let gw = medium.add_node(NodeConfig::default())?;
-        let gateway =
-            RcpNode::new(&medium, gw, scenario.gateway.eui64.0, RcpConfig::default()).ok_or(MediumError::NoSuchNode)?;
+        let gateway = RcpNode::new(&medium, gw, scenario.gateway.eui64.0, rcp_config(scenario.gateway.rcp))
+            .ok_or(MediumError::NoSuchNode)?;
         let mut nodes = Vec::with_capacity(scenario.nodes.len());
         for n in &scenario.nodes {
             let cfg = NodeConfig {
@@ -603,6 +603,22 @@ impl World {
 }
 
 /// What the RIOT firmware model of scenario node `n` is built from.
+/// The gateway RCP's machine: ferry's firmware, or what stock ot-rcp reports (no
+/// [`Capability::FerryTxQueue`]: one transmission at a time).
+fn rcp_config(firmware: RcpFirmware) -> RcpConfig {
+    const OT_RCP_CAPS: &[Capability] = &[
+        Capability::Ieee802154_2450MhzOqpsk,
+        Capability::ConfigRadio,
+        Capability::MacRaw,
+        Capability::RcpApiVersion,
+        Capability::RcpMinHostApiVersion,
+    ];
+    match firmware {
+        RcpFirmware::Ferry => RcpConfig::default(),
+        RcpFirmware::OtRcp => RcpConfig { caps: OT_RCP_CAPS, ..RcpConfig::default() },
+    }
+}
+
 fn riot_config(s: &Scenario, n: &NodeSpec, seed: u64) -> Result<RiotConfig, WorldError> {
     use crate::suit::{policy, PublicKey};
     let parent_eui = s.node(&n.parent).map_or(s.gateway.eui64, |p| p.eui64);
