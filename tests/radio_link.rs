@@ -77,6 +77,7 @@ async fn frames_flow_both_ways_through_the_async_api() {
     assert_eq!(b.metrics.rcp_up.get(), 1);
     let status = b.radio.state().borrow().clone();
     assert!(status.up && status.detail.starts_with("FERRY-RCP/"), "{status:?}");
+    assert!(status.detail.ends_with(", 2 transmission(s) at once"), "{status:?}");
 
     b.radio.src_match_insert(SrcAddr::Short(7)).await.unwrap();
     let ack = b.radio.send_frame(&data_frame(1, 7), TxOptions::default()).await.unwrap();
@@ -84,6 +85,12 @@ async fn frames_flow_both_ways_through_the_async_api() {
     let ack = b.radio.send_frame(&data_frame(2, 8), TxOptions::default()).await.unwrap();
     assert!(!ack.frame_pending);
     assert_eq!(b.frames("tx", "ok"), 2);
+    // Handed over without waiting, in call order; the outcomes come back in the same order.
+    let mut first = b.radio.start_frame(&data_frame(3, 7), TxOptions::default()).unwrap();
+    let mut second = b.radio.start_frame(&data_frame(4, 8), TxOptions::default()).unwrap();
+    assert!(first.done().await.unwrap().frame_pending);
+    assert!(!second.done().await.unwrap().frame_pending);
+    assert_eq!(b.frames("tx", "ok"), 4);
 
     // Garbage on the line, then two frames from the air.
     ctl.send(Ctl::Raw(vec![0x00, 0x7e, 0x13, 0x37, 0x7e, 0x7d])).unwrap();
@@ -104,7 +111,8 @@ async fn frames_flow_both_ways_through_the_async_api() {
     b.shutdown.cancel();
     assert!(eventually(Duration::from_secs(1), || b.metrics.rcp_up.get() == 0).await);
     let rcp = rcp.await.unwrap();
-    assert_eq!(rcp.radio().sent.len(), 2);
+    let sent: Vec<u8> = rcp.radio().sent.iter().map(|f| f.0[2]).collect();
+    assert_eq!(sent, [1, 2, 3, 4], "sequence numbers on air");
 }
 
 #[tokio::test(start_paused = true)]

@@ -430,7 +430,12 @@ impl Driver {
                         self.down_reason = None;
                     }
                     let detail = match (&state, self.client.info(), &self.down_reason) {
-                        (LinkState::Ready, Some(info), _) => format!("{} on {}", info.ncp_version, self.name),
+                        (LinkState::Ready, Some(info), _) => format!(
+                            "{} on {}, {} transmission(s) at once",
+                            info.ncp_version,
+                            self.name,
+                            info.tx_window()
+                        ),
                         (_, _, Some(why)) => format!("{why}; {state}"),
                         _ => state.to_string(),
                     };

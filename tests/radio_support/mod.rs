@@ -210,8 +210,12 @@ pub async fn serve_rcp<T: AsyncRead + AsyncWrite + Unpin>(
         while let Some(n) = rcp.poll_host(&mut out).expect("buffer") {
             to_host.extend(hdlc_encode(&out[..n]));
         }
-        if let Some(done) = finish_transmit(&mut rcp) {
+        // Finishing one may start the one the RCP held behind it: finish that too.
+        while let Some(done) = finish_transmit(&mut rcp) {
             to_host.extend(done);
+            while let Some(n) = rcp.poll_host(&mut out).expect("buffer") {
+                to_host.extend(hdlc_encode(&out[..n]));
+            }
         }
         if !to_host.is_empty() && !muted && io.write_all(&to_host).await.is_err() {
             return rcp;
