@@ -270,6 +270,24 @@ fn sleepy_children_take_less_of_their_parents_slots() {
         "{:?}",
         reasons(&waiting.action)
     );
+    // Sessions that share the radio take longer than alone: 600 kB fits a three-minute window
+    // alone and beside one other session, not beside two.
+    let mut tight = big.clone();
+    tight.groups = state(&["Mon-Sun 12:00-12:03"], vec![], vec![], vec![]).groups;
+    tight.updates = vec![update(5, Urgency::Routine, 600_000)];
+    tight.devices.iter_mut().for_each(|d| d.free_storage_bytes = Some(1_000_000));
+    let p = plan(&tight, &topo, monday_noon());
+    assert_eq!(p.starts().count(), 2, "{:#?}", p.entries);
+    let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
+    assert!(
+        reasons(&waiting.action).iter().any(|r| r.starts_with("sharing the border router's radio with 2 sessions")),
+        "{:?}",
+        reasons(&waiting.action)
+    );
+    // The planner keeps the shared session's longer expected end.
+    let ends: Vec<_> = p.starts().map(|s| s.estimate.total).collect();
+    assert!(ends[1] > ends[0], "{ends:?}");
+
     // An RCP that takes one frame at a time: every session also waits for the UART, never more.
     big.model.rcp_tx_window = 1;
     assert!(plan(&big, &topo, monday_noon()).starts().count() <= 3);

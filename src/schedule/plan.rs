@@ -412,6 +412,11 @@ pub enum WaitReason {
         need: f64,
         capacity: f64,
     },
+    /// Alone it would fit its window, but not while it shares the border router's radio.
+    SharedRadioWouldNotFit {
+        needs_s: i64,
+        sessions: usize,
+    },
     /// The last session failed or rolled back; the next waits out the retry backoff.
     RetryBackoff {
         attempts: u32,
@@ -448,6 +453,7 @@ impl WaitReason {
             WaitReason::ParentLimit { .. } => "parent-limit",
             WaitReason::AirTimeBudget { .. } => "air-time-budget",
             WaitReason::GatewayBusy { .. } => "gateway-busy",
+            WaitReason::SharedRadioWouldNotFit { .. } => "shared-radio-would-not-fit",
             WaitReason::RetryBackoff { .. } => "retry-backoff",
             WaitReason::AttemptsSpent { .. } => "attempts-spent",
         }
@@ -527,6 +533,12 @@ impl fmt::Display for WaitReason {
                 used * 100.0,
                 need * 100.0,
                 capacity * 100.0
+            ),
+            WaitReason::SharedRadioWouldNotFit { needs_s, sessions } => write!(
+                f,
+                "sharing the border router's radio with {sessions} {} it needs ~{}, past the window's end",
+                if *sessions == 1 { "session" } else { "sessions" },
+                minutes(*needs_s)
             ),
             WaitReason::RetryBackoff { attempts, until } => {
                 write!(f, "{attempts} failed attempt(s); next try at {}", until.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -742,23 +754,46 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             reasons.push(WaitReason::AirTimeBudget { used, need, budget });
         }
         let gateway_need = estimate.gateway_share.max(0.0);
+        // How much longer its transfer takes while it shares the radio (1: not at all).
+        let mut stretch = 1.0;
         if gateway_need > 0.0 && gateway_capacity > 0.0 {
             // Sessions alike: each alone would keep the radio busy their mean share of the time.
-            let alone = (gateway_used + gateway_need) / (gateway_sessions + 1) as f64 / gateway_capacity;
-            let gain = estimate::gateway_utilisation(gateway_sessions + 1, alone)
-                - estimate::gateway_utilisation(gateway_sessions, alone);
-            if gain < MIN_GATEWAY_GAIN * alone.min(1.0) {
+            let sharing = gateway_sessions + 1;
+            let alone = ((gateway_used + gateway_need) / sharing as f64 / gateway_capacity).min(1.0);
+            let busy_with = estimate::gateway_utilisation(sharing, alone);
+            let gain = busy_with - estimate::gateway_utilisation(gateway_sessions, alone);
+            if gain < MIN_GATEWAY_GAIN * alone {
                 let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
                 reasons.push(WaitReason::GatewayBusy { used, need, capacity });
             }
+            if busy_with > 0.0 {
+                stretch = (sharing as f64 * alone / busy_with).max(1.0);
+            }
+        }
+        // The window-fit check (rule 5) took the session alone; sharing the radio must fit too.
+        let shared_total = estimate.total
+            + SignedDuration::from_secs_f64(
+                estimate.transfer.as_secs_f64() * (stretch - 1.0) * state.model.safety_factor.max(1.0),
+            );
+        if let (StartBasis::Window, Some(closes)) = (candidate.start.basis, candidate.start.window_closes) {
+            if stretch > 1.0 && now.saturating_add(shared_total).unwrap_or(Timestamp::MAX) > closes {
+                reasons.push(WaitReason::SharedRadioWouldNotFit {
+                    needs_s: shared_total.as_secs(),
+                    sessions: gateway_sessions,
+                });
+            }
         }
         entries[candidate.index].action = if reasons.is_empty() {
+            let mut start = candidate.start;
+            // Its expected end, as the planner keeps it, counts the sharing.
+            start.estimate.transfer = SignedDuration::from_secs_f64(start.estimate.transfer.as_secs_f64() * stretch);
+            start.estimate.total = shared_total;
             busy.insert(key(eui));
             busy_under.entry(parent).or_default().add(slots);
             used += need;
             gateway_used += gateway_need;
             gateway_sessions += usize::from(gateway_need > 0.0);
-            Action::Start(candidate.start)
+            Action::Start(start)
         } else {
             let update = candidate.start.update.clone();
             Action::Wait { update, reasons, retry_at }
