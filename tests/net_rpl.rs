@@ -218,3 +218,36 @@ fn a_leaf_that_hears_the_root_one_way_joins_through_its_router() {
     let router = nodes[1].rpl_node().unwrap().joined().copied().expect("router joined");
     assert_eq!(router.parent_mac, MacAddr::Ext(BR));
 }
+
+#[test]
+fn a_parent_that_answered_once_is_taken_back_as_soon_as_it_hears_again() {
+    // A router that acknowledged the leaf once, then stops hearing it for a while (it reboots
+    // for its update, or is busy), is a two-way link that failed: the leaf leaves it, but
+    // takes it back at its next DIO once it hears again, not after a one-way hold-off.
+    let t0 = Instant::now();
+    let (mut nodes, root_addr) = root_router_leaf(t0);
+    nodes[2].set_default_router(Some(MacAddr::Ext(N1)));
+    let macs = [BR, N1, LEAF].map(MacAddr::Ext);
+    let chain = |from: usize, to: usize| from.abs_diff(to) == 1;
+    let mut now = t0;
+    run_links(&mut nodes, &macs, chain, t0 + Duration::from_secs(300), &mut now);
+    assert_eq!(nodes[2].rpl_node().unwrap().joined().map(|j| j.parent_mac), Some(MacAddr::Ext(N1)));
+
+    // For three minutes the router hears nothing from the leaf, which keeps sending.
+    let deaf_router = |from: usize, to: usize| chain(from, to) && (from, to) != (2, 1);
+    let deaf_until = now + Duration::from_secs(180);
+    while now < deaf_until {
+        let _ = nodes[2].send_udp(now, 5683, (root_addr, 5683), b"reading");
+        let next = now + Duration::from_secs(5);
+        run_links(&mut nodes, &macs, deaf_router, next, &mut now);
+        now = now.max(next);
+    }
+    assert!(nodes[2].stats().parents_lost >= 1, "the leaf left the router that stopped answering");
+
+    // It hears again: within two minutes the leaf is back under it, and its DAO reached the root.
+    run_links(&mut nodes, &macs, chain, now + Duration::from_secs(120), &mut now);
+    let leaf = nodes[2].rpl_node().unwrap().joined().copied().expect("the leaf joined again");
+    assert_eq!(leaf.parent_mac, MacAddr::Ext(N1));
+    let (r, l) = (global(N1), nodes[2].global().unwrap());
+    assert_eq!(nodes[0].rpl().unwrap().route(&l), Some(vec![r, l]));
+}

@@ -58,11 +58,11 @@ const MAX_RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(60);
 /// own retries) before a node stops using it as its RPL parent or router (RFC 4861's
 /// MAX_UNICAST_SOLICIT).
 const MAX_UNACKED_IN_A_ROW: u8 = 3;
-/// How long a neighbour that stopped acknowledging us is not chosen again as parent or router;
+/// How long a neighbour that never acknowledged us is not chosen again as parent or router;
 /// each time it happens again the hold doubles, up to [`UNREACHABLE_HOLD_MAX`] (a one-way link
-/// stays one-way).
+/// stays one-way; trying it again costs three frames an hour).
 const UNREACHABLE_HOLD: Duration = Duration::from_secs(600);
-const UNREACHABLE_HOLD_MAX: Duration = Duration::from_secs(86_400);
+const UNREACHABLE_HOLD_MAX: Duration = Duration::from_secs(3_600);
 /// A candidate parent that has not acknowledged us is asked for a DIO at most this often.
 const PROBE_INTERVAL: Duration = Duration::from_secs(60);
 /// Neighbours tracked for unacknowledged frames (a node has a handful of candidate parents).
@@ -220,6 +220,9 @@ pub struct Interface {
     unreachable: BTreeMap<MacAddr, (Instant, u32)>,
     /// Neighbours that acknowledged our frames since they last failed us.
     confirmed: BTreeSet<MacAddr>,
+    /// Neighbours that ever acknowledged a frame of ours: the link works both ways, so a
+    /// neighbour that fails us later is busy, rebooting or gone, never held off as one-way.
+    acked_ever: BTreeSet<MacAddr>,
     /// Candidate parents we sent a DIS to, and when.
     probed: BTreeMap<MacAddr, Instant>,
     tag: u16,
@@ -244,6 +247,7 @@ impl Interface {
             unacked: BTreeMap::new(),
             unreachable: BTreeMap::new(),
             confirmed: BTreeSet::new(),
+            acked_ever: BTreeSet::new(),
             probed: BTreeMap::new(),
             tag: 0,
             stats: InterfaceStats::default(),
@@ -324,9 +328,10 @@ impl Interface {
     /// acknowledged us is *confirmed*: the link works both ways. A node leaves an RPL parent or
     /// router that leaves [`MAX_UNACKED_IN_A_ROW`] frames in a row unacknowledged (it leaves the
     /// DODAG and solicits a DIO, or solicits routers again). A neighbour that never
-    /// acknowledged us and does so is held off for [`UNREACHABLE_HOLD`] (doubling each time):
-    /// its DIOs and RAs are ignored, since a link heard one way only (a 0 dBm router's DIO
-    /// reaching a -15 dBm leaf) is not a link.
+    /// acknowledged us and does so is held off for [`UNREACHABLE_HOLD`] (doubling each time,
+    /// at most [`UNREACHABLE_HOLD_MAX`]): its DIOs and RAs are ignored, since a link heard one
+    /// way only (a 0 dBm router's DIO reaching a -15 dBm leaf) is not a link. One that did
+    /// acknowledge us once is only left: a router that reboots for its update comes back.
     pub fn handle_tx_outcome(&mut self, now: Instant, dst: MacAddr, acked: bool) {
         if dst == MacAddr::BROADCAST {
             return;
@@ -338,6 +343,12 @@ impl Interface {
                     self.confirmed.pop_first();
                 }
                 self.confirmed.insert(dst);
+            }
+            if !self.acked_ever.contains(&dst) {
+                if self.acked_ever.len() >= MAX_TRACKED_LINKS {
+                    self.acked_ever.pop_first();
+                }
+                self.acked_ever.insert(dst);
             }
             return;
         }
@@ -351,7 +362,7 @@ impl Interface {
         }
         self.unacked.remove(&dst);
         let confirmed = self.confirmed.remove(&dst);
-        if !confirmed {
+        if !self.acked_ever.contains(&dst) {
             self.hold_off(now, dst);
         }
         let parent = self.rpl_node.as_ref().and_then(RplNode::joined).map(|j| j.parent_mac);
