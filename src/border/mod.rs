@@ -420,23 +420,18 @@ impl BorderRouter {
 
     /// The outcome of the oldest [`RadioCommand::Transmit`] in flight (the radio reports them
     /// in order); frees its place for the next one.
-    pub fn handle_tx_done(&mut self, now: Instant, result: &Result<TxAck, TxError>) {
+    pub fn handle_tx_done(&mut self, _now: Instant, result: &Result<TxAck, TxError>) {
         let Some(sent) = self.in_flight.pop_front() else { return };
-        self.count_tx_outcome(now, sent, result);
+        self.count_tx_outcome(sent, result);
     }
 
     /// The newest [`RadioCommand::Transmit`] could not be handed to the radio at all.
-    pub fn handle_tx_refused(&mut self, now: Instant, error: TxError) {
+    pub fn handle_tx_refused(&mut self, _now: Instant, error: TxError) {
         let Some(sent) = self.in_flight.pop_back() else { return };
-        self.count_tx_outcome(now, sent, &Err(error));
+        self.count_tx_outcome(sent, &Err(error));
     }
 
-    fn count_tx_outcome(
-        &mut self,
-        _now: Instant,
-        (dst, ack_request): (MacAddr, bool),
-        result: &Result<TxAck, TxError>,
-    ) {
+    fn count_tx_outcome(&mut self, (dst, ack_request): (MacAddr, bool), result: &Result<TxAck, TxError>) {
         if result.is_err() {
             self.stats.tx_failures += 1;
         }
