@@ -131,13 +131,8 @@ struct QueuedTx {
     header: Header,
     psdu: [u8; MAX_PSDU_LEN],
     len: usize,
-    channel: u8,
-    csma_ca: bool,
-    max_csma_backoffs: u8,
-    max_frame_retries: u8,
-    start_at_us: Option<u64>,
-    tx_power: Option<i8>,
-    rx_channel_after: u8,
+    /// The request's TX metadata; its `psdu` is empty (the copy above is the frame).
+    meta: TxFrame<'static>,
 }
 
 impl QueuedTx {
@@ -145,31 +140,11 @@ impl QueuedTx {
         let mut psdu = [0u8; MAX_PSDU_LEN];
         let len = frame.psdu.len().min(MAX_PSDU_LEN);
         psdu[..len].copy_from_slice(&frame.psdu[..len]);
-        QueuedTx {
-            header,
-            psdu,
-            len,
-            channel: frame.channel,
-            csma_ca: frame.csma_ca,
-            max_csma_backoffs: frame.max_csma_backoffs,
-            max_frame_retries: frame.max_frame_retries,
-            start_at_us: frame.start_at_us,
-            tx_power: frame.tx_power,
-            rx_channel_after: frame.rx_channel_after,
-        }
+        QueuedTx { header, psdu, len, meta: TxFrame { psdu: &[], ..*frame } }
     }
 
     fn frame(&self) -> TxFrame<'_> {
-        TxFrame {
-            psdu: &self.psdu[..self.len],
-            channel: self.channel,
-            csma_ca: self.csma_ca,
-            max_csma_backoffs: self.max_csma_backoffs,
-            max_frame_retries: self.max_frame_retries,
-            start_at_us: self.start_at_us,
-            tx_power: self.tx_power,
-            rx_channel_after: self.rx_channel_after,
-        }
+        TxFrame { psdu: &self.psdu[..self.len], ..self.meta }
     }
 }
 
