@@ -44,7 +44,7 @@ use crate::fleet::topology::Topology;
 
 /// Another session through the border router's radio starts only if the radio would send at
 /// least this much more, as a fraction of what the session would send alone: beyond it,
-/// sessions mostly wait for each other (3 at 1024-byte blocks, 5 at 64-byte ones).
+/// sessions mostly wait for each other (3 at 1024-byte blocks, 6 at 64-byte ones).
 pub const MIN_GATEWAY_GAIN: f64 = 0.15;
 
 /// How pressing an update is.
