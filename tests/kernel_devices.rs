@@ -227,6 +227,27 @@ fn a_riot_native_node_behind_the_kernel_ends_delivered_unconfirmed() {
 }
 
 #[test]
+fn a_kernel_device_is_updated_while_the_radio_is_unplugged() {
+    if !have_peer() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry_port = free_port();
+    let (watch, _) = publish(&dir.path().join("repo"), 6, ferry_port);
+    let node = Node::spawn(dir.path(), 5, &["--slots"]);
+    let unplugged = dir.path().join("no-such-rcp");
+    let config = config(ferry_port, node.port, &watch).replace(
+        "[radio]\nurl = \"sim:pan.toml\"\n",
+        &format!("[radio]\nurl = \"spinel+hdlc+uart://{}\"\nready_timeout_s = 1\n", unplugged.display()),
+    );
+    let mut d = Ferryd::spawn(dir.path(), &config);
+    wait_completed(&mut d, "done", &node);
+    let status = common::status(&d.socket()).expect("status");
+    assert!(!status.radio.up, "{:?}", status.radio);
+    assert!(node.events().contains("installed 6 slot 1"), "{}", node.events());
+}
+
+#[test]
 fn a_riotboot_node_behind_the_kernel_is_confirmed_by_its_slot() {
     if !have_peer() {
         return;

@@ -300,6 +300,8 @@ pub struct Endpoint<P: PeerKey> {
     /// How long each peer that answered late took, from the first copy of a request.
     answer_latency: HashMap<P, Duration>,
     given_up: VecDeque<GivenUp<P>>,
+    /// Until then, requests no resource takes go unanswered (see [`Endpoint::hold_unknown_until`]).
+    hold_unknown_until: Option<Instant>,
 }
 
 /// Whether a response code is 2.xx.
@@ -337,6 +339,7 @@ impl<P: PeerKey> Endpoint<P> {
             peer_ack_timeouts: HashMap::new(),
             answer_latency: HashMap::new(),
             given_up: VecDeque::new(),
+            hold_unknown_until: None,
         }
     }
 
@@ -390,6 +393,26 @@ impl<P: PeerKey> Endpoint<P> {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+
+    /// Until `deadline` (or [`answer_unknown`](Self::answer_unknown)), a request that no
+    /// resource takes gets no answer and is not remembered, so the client's retransmission is
+    /// served afresh. For a server whose resources are still being added: a restarted ferryd
+    /// must not answer 4.04 to a device fetching an update it is about to serve again, since
+    /// the device gives up on a 4.04 but retransmits into silence.
+    pub fn hold_unknown_until(&mut self, deadline: Instant) {
+        self.hold_unknown_until = Some(deadline);
+    }
+
+    /// Ends [`hold_unknown_until`](Self::hold_unknown_until): unknown paths get 4.04 again.
+    pub fn answer_unknown(&mut self) {
+        self.hold_unknown_until = None;
+    }
+
+    /// Whether requests no resource takes are held unanswered at `now`.
+    pub fn holds_unknown(&self, now: Instant) -> bool {
+        self.hold_unknown_until.is_some_and(|deadline| now < deadline)
+    }
+
     pub fn router(&self) -> &Router {
         &self.router
     }
@@ -883,12 +906,19 @@ impl<P: PeerKey> Endpoint<P> {
             }
             Served::Deferred if con => Some(self.send_empty(peer, MessageType::Acknowledgement, mid)),
             Served::Deferred => None,
+            Served::Held => {
+                self.metrics.rx_held += 1;
+                return;
+            }
         };
         self.remember(now, peer, mid, reply);
     }
 
     /// Serves a decoded request: Block1 reassembly, Observe bookkeeping, dispatch.
     fn serve(&mut self, now: Instant, peer: P, token: &[u8], mut req: Request) -> Served {
+        if self.holds_unknown(now) && !self.router.takes(&req) {
+            return Served::Held;
+        }
         if let Some(b1) = req.block1 {
             if let Some(resp) = self.reassemble(now, peer, &mut req, b1) {
                 return Served::Respond(resp, None);
@@ -1340,6 +1370,8 @@ impl<P: PeerKey> Endpoint<P> {
 enum Served {
     Respond(Response, Option<BlockOpt>),
     Deferred,
+    /// Not answered (a resource it may be for is not there yet).
+    Held,
 }
 
 /// Critical options we do not implement get 4.02 (RFC 7252 §5.4.1). Proxy-Uri and Proxy-Scheme

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub rx_malformed: u64,
     /// Duplicate CONs/NONs answered from the dedup cache or dropped.
     pub rx_duplicates: u64,
+    /// Requests left unanswered while resources were still being added
+    /// ([`Endpoint::hold_unknown_until`](super::Endpoint::hold_unknown_until)).
+    pub rx_held: u64,
     /// CON retransmissions we sent.
     pub retransmissions: u64,
     /// CONs that got no ACK after MAX_RETRANSMIT retransmissions.

@@ -174,6 +174,16 @@ impl Router {
         self.entries.get(path).is_some_and(|e| e.resource_ref().observable())
     }
 
+    /// Whether a resource takes `req`: a registered path, discovery, or a proxied request with a
+    /// proxy set. What no resource takes is answered 4.04 (or 5.05) by [`handle_from`](Self::handle_from).
+    pub fn takes(&self, req: &Request) -> bool {
+        if req.proxy_uri.is_some() {
+            return self.proxy.is_some();
+        }
+        let path = req.path_string();
+        path == WELL_KNOWN_CORE || self.entries.contains_key(&path)
+    }
+
     /// Dispatches a request by its path.
     pub fn handle(&mut self, req: &Request) -> Outcome {
         self.handle_from(&(), req)

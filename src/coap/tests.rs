@@ -581,3 +581,62 @@ fn an_unsolicited_answer_teaches_nothing() {
     assert_eq!(ep.metrics().late_answers, 0);
     assert_eq!(ep.answer_latency(&PEER), None);
 }
+
+/// A CON GET of `path` with message ID `mid` and token 0xbb.
+fn con_get(mid: u16, path: &str) -> Vec<u8> {
+    let mut pkt = Packet::new();
+    pkt.header.set_version(1);
+    pkt.header.set_type(MessageType::Confirmable);
+    pkt.header.message_id = mid;
+    pkt.set_token(vec![0xbb]);
+    Request::get(path).write_into(&mut pkt);
+    pkt.to_bytes().unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// A restarted server holds requests for what it does not serve yet: the client's
+/// retransmission of the same message is served once the resource is there, and unknown paths
+/// get 4.04 again when the hold ends (or runs out).
+#[test]
+fn requests_for_paths_not_served_yet_are_held_until_they_are() {
+    let t0 = Instant::now();
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    ep.router_mut().insert_static("ferry/version", StaticResource::new(&b"1"[..], content_format::TEXT_PLAIN));
+    ep.hold_unknown_until(t0 + Duration::from_secs(30));
+    let req = get_image(0x0101, &[]);
+    ep.handle_datagram(t0, PEER, &req);
+    assert!(drain_raw(&mut ep, t0).is_empty(), "an unknown path is not answered while held");
+    assert_eq!(ep.metrics().rx_held, 1);
+    // What is served is answered as usual meanwhile.
+    ep.handle_datagram(t0, PEER, &con_get(0x0102, "ferry/version"));
+    let answered = drain(&mut ep, t0);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].header.code, MessageClass::Response(ResponseType::Content));
+
+    // The image is added; the client's retransmission (same message ID) is served, not taken
+    // for a duplicate of a request answered with nothing.
+    ep.router_mut().insert_static("fw/image", StaticResource::new(vec![9u8; 10], content_format::OCTET_STREAM));
+    let t1 = t0 + Duration::from_secs(2);
+    ep.handle_datagram(t1, PEER, &req);
+    let served = drain(&mut ep, t1);
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].header.code, MessageClass::Response(ResponseType::Content));
+    assert_eq!(served[0].header.message_id, 0x0101);
+    assert_eq!(served[0].payload, vec![9u8; 10]);
+
+    // Once released, an unknown path gets 4.04 at once.
+    ep.answer_unknown();
+    ep.handle_datagram(t1, PEER, &con_get(0x0103, "fw/other"));
+    let not_found = drain(&mut ep, t1);
+    assert_eq!(not_found.len(), 1);
+    assert_eq!(not_found[0].header.code, MessageClass::Response(ResponseType::NotFound));
+
+    // A hold that is never released runs out on its own.
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    ep.hold_unknown_until(t0 + Duration::from_secs(30));
+    let late = t0 + Duration::from_secs(31);
+    ep.handle_datagram(late, PEER, &req);
+    let not_found = drain(&mut ep, late);
+    assert_eq!(not_found.len(), 1);
+    assert_eq!(not_found[0].header.code, MessageClass::Response(ResponseType::NotFound));
+    assert_eq!(ep.metrics().rx_held, 0);
+}

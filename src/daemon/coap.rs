@@ -24,7 +24,13 @@ pub(super) struct CoapRoom {
 
 impl CoapRoom {
     /// Binds `listen`; `None` when the configuration lists no address.
-    pub(super) async fn bind(listen: &[SocketAddr], registry: &Registry) -> anyhow::Result<Option<CoapRoom>> {
+    /// Requests for paths not served yet go unanswered for `hold_unknown` after binding, or
+    /// until the delivery room has added what it serves.
+    pub(super) async fn bind(
+        listen: &[SocketAddr],
+        hold_unknown: Duration,
+        registry: &Registry,
+    ) -> anyhow::Result<Option<CoapRoom>> {
         if listen.is_empty() {
             return Ok(None);
         }
@@ -38,7 +44,8 @@ impl CoapRoom {
         let rng_seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
                 ^ u64::from(std::process::id());
-        let endpoint = Endpoint::new(crate::coap::Config { rng_seed, ..crate::coap::Config::default() }, router);
+        let mut endpoint = Endpoint::new(crate::coap::Config { rng_seed, ..crate::coap::Config::default() }, router);
+        endpoint.hold_unknown_until((tokio::time::Instant::now() + hold_unknown).into_std());
         let (shell, handle, events) = udp::bind(listen, endpoint).await?;
         Ok(Some(CoapRoom { shell, handle, events: Some(events), exported: Exported::register(registry)? }))
     }
@@ -90,6 +97,7 @@ struct Exported {
     late_answers: IntCounter,
     malformed: IntCounter,
     duplicates: IntCounter,
+    held: IntCounter,
     blocks_served: IntCounter,
     transfers: IntCounterVec,
     last: crate::coap::Metrics,
@@ -122,6 +130,10 @@ impl Exported {
             )?,
             malformed: counter("ferry_coap_malformed_total", "Datagrams that were not CoAP.")?,
             duplicates: counter("ferry_coap_duplicates_total", "Duplicate requests answered from the cache.")?,
+            held: counter(
+                "ferry_coap_held_total",
+                "Requests for paths not served yet, left unanswered while ferryd starts (the client retransmits).",
+            )?,
             blocks_served: counter("ferry_coap_blocks_served_total", "Block2 blocks served.")?,
             transfers: vec("ferry_coap_block_transfers_total", "Block-wise transfers, by kind.", &["kind"])?,
             last: crate::coap::Metrics::default(),
@@ -150,6 +162,7 @@ impl Exported {
         self.late_answers.inc_by(delta(now.late_answers, last.late_answers));
         self.malformed.inc_by(delta(now.rx_malformed, last.rx_malformed));
         self.duplicates.inc_by(delta(now.rx_duplicates, last.rx_duplicates));
+        self.held.inc_by(delta(now.rx_held, last.rx_held));
         self.blocks_served.inc_by(delta(now.block2_blocks_served, last.block2_blocks_served));
         for (kind, new, old) in [
             ("block2_served", now.block2_transfers_started, last.block2_transfers_started),

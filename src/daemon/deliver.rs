@@ -43,7 +43,7 @@ use crate::coap::{self, content_format, Event, RequestId};
 use crate::deliver::record::device_hex;
 use crate::deliver::{
     load_unfinished, persist, Action, Catalog, DeliverMetrics, DeviceTiming, Engine, Next, Offer, Progress, RequestTag,
-    RetryPolicy, SessionId, SessionPlan, SessionRecord, State,
+    RetryPolicy, Servable, SessionId, SessionPlan, SessionRecord, State,
 };
 use crate::fleet::commission::{self, Heard};
 use crate::fleet::device::{Eui64, Known, Lifecycle, LinkQuality, Parent, Position, Source};
@@ -198,6 +198,9 @@ pub(super) struct DeliverRoom {
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
     replan_wanted: Arc<Notify>,
+    /// Both endpoints leave requests for unknown paths unanswered until the first plan's
+    /// updates are served (see `UNKNOWN_PATHS_HELD_AT_START`).
+    unknown_paths_held: bool,
 }
 
 impl DeliverRoom {
@@ -270,6 +273,7 @@ impl DeliverRoom {
             prefix,
             progress: inputs.progress.clone(),
             replan_wanted: inputs.replan_wanted.clone(),
+            unknown_paths_held: true,
         })
     }
 
@@ -334,6 +338,9 @@ impl DeliverRoom {
             .map(|e| e.device)
             .collect();
         self.serve_offered(&feed.plan).await;
+        if std::mem::take(&mut self.unknown_paths_held) {
+            self.answer_unknown_paths().await;
+        }
         let now = Instant::now();
         let mut started = self.hold_closed(now, &feed.closed);
         for start in feed.plan.starts() {
@@ -471,6 +478,19 @@ impl DeliverRoom {
         }
     }
 
+    /// Both endpoints answer 4.04 for what they do not serve from now on: every update a
+    /// device may have been fetching before a restart is back in the catalogs.
+    async fn answer_unknown_paths(&mut self) {
+        // Queued behind the catalog's jobs: it runs after them, also when the radio comes up later.
+        if self.net.post(|border, _| border.endpoint_mut().answer_unknown()).await.is_err() {
+            return;
+        }
+        if let Some(udp) = &self.udp {
+            let _ = udp.with(|endpoint, _| endpoint.answer_unknown()).await;
+        }
+        tracing::debug!("the catalogs are loaded; unknown paths get 4.04");
+    }
+
     async fn load(&mut self, update: &OfferedUpdate) -> anyhow::Result<Offer> {
         let digest: BlobDigest = update.digest.parse().map_err(|e: String| anyhow::anyhow!(e))?;
         let rows = self
@@ -493,24 +513,22 @@ impl DeliverRoom {
         // Checked again by the policy in force: only what it accepts is served.
         let manifest =
             self.policy.evaluate(&Envelope::parse(&envelope)?, std::time::SystemTime::now())?.manifest().clone();
-        let repo_path = rows.path.clone();
-        let (lowpan, env, man, pay) = (self.lowpan.clone(), envelope.clone(), manifest.clone(), payloads.clone());
-        let offer = self
-            .net
-            .with(move |border, _| lowpan.add_manifest(border.router_mut(), &repo_path, env, &man, &pay))
-            .await??;
+        let servable = Servable::prepare(&rows.path, envelope, &manifest, &payloads)?;
+        let offer = servable.offer.clone();
         if let Some(udp) = &self.udp {
-            let kernel = self.kernel.clone();
-            let repo_path = rows.path.clone();
-            let added = udp
-                .with(move |endpoint, _| {
-                    kernel.add_manifest(endpoint.router_mut(), &repo_path, envelope, &manifest, &payloads)
-                })
-                .await;
-            if let Ok(Err(e)) = added {
-                tracing::warn!("cannot serve {} on [coap] listen: {e}", update.id);
+            let (kernel, servable) = (self.kernel.clone(), servable.clone());
+            if udp.with(move |endpoint, _| kernel.add(endpoint.router_mut(), servable)).await.is_err() {
+                tracing::warn!("cannot serve {} on [coap] listen: the endpoint has stopped", update.id);
             }
         }
+        // Not waited for: with the radio down, kernel devices are still served and the LoWPAN
+        // catalog fills once it is up.
+        let lowpan = self.lowpan.clone();
+        self.net
+            .post(move |border, _| {
+                lowpan.add(border.router_mut(), servable);
+            })
+            .await?;
         Ok(offer)
     }
 
@@ -1074,9 +1092,11 @@ impl DeliverRoom {
         };
         self.unanswered.remove(&device);
         let (vendor, class) = identity_for_board(&board, &self.offered);
-        // It answered without a route in the DODAG: ferry reached it on the link, one hop away.
+        // It answered without a route in the DODAG: ferry reached it on the link, one hop away
+        // (a kernel device is on no LoWPAN link).
+        let on_lowpan = self.kernel_side.peer_of(device).is_none();
         let on_link = match (self.peer_of(device), self.topology.as_ref().and_then(|t| t.node(device))) {
-            (Some(peer), None) => {
+            (Some(peer), None) if on_lowpan => {
                 let address = *peer.ip();
                 let mac = crate::net::MacAddr::Ext(device.0);
                 self.net.with(move |b, _| (b.heard_from(&address), b.link_stats(&mac))).await.ok()

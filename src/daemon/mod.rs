@@ -37,6 +37,11 @@ pub use radio::RadioState;
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// A heartbeat that takes longer than this counts as a failure: the store is stuck.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, at most, both CoAP endpoints leave requests for unknown paths unanswered after
+/// start, until the delivery room has added the updates it serves. A device that was fetching
+/// when ferryd stopped retransmits its request for ~45 s (RFC 7252's MAX_TRANSMIT_SPAN) and
+/// gives up on a 4.04.
+const UNKNOWN_PATHS_HELD_AT_START: Duration = Duration::from_secs(30);
 
 /// Runs ferryd until `shutdown` is cancelled.
 pub async fn run(config: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -78,14 +83,14 @@ impl Daemon {
             format!("cannot bind control socket {} ([control] socket)", config.control.socket.display())
         })?;
 
-        let coap = coap::CoapRoom::bind(&config.coap.listen, metrics.registry())
+        let coap = coap::CoapRoom::bind(&config.coap.listen, UNKNOWN_PATHS_HELD_AT_START, metrics.registry())
             .await
             .with_context(|| "cannot serve CoAP on [coap] listen")?;
         let repos = repos::ReposRoom::start(&config, &store, metrics.registry()).await?;
         let owners = owners::OwnersRoom::new(metrics.registry())?;
         owners.reload(&config);
         let rooms = CancellationToken::new();
-        let radio = radio::RadioRoom::start(&config, &metrics, rooms.clone())?;
+        let radio = radio::RadioRoom::start(&config, &metrics, UNKNOWN_PATHS_HELD_AT_START, rooms.clone())?;
         let plan = plan::PlanRoom::new(repos.cache(), repos.policy(), metrics.registry())?;
         let config = watch::Sender::new(Arc::new(config));
         let (deliver, deliver_inputs) = deliver::channels();

@@ -77,13 +77,26 @@ impl NetHandle {
         self.jobs.send(job).await.map_err(|_| NetStopped)?;
         answer.await.map_err(|_| NetStopped)
     }
+
+    /// Queues `f` to run on the border router without waiting for it: jobs run in the order
+    /// they are queued, also those queued while the radio is down (they run once it is up).
+    pub async fn post(
+        &self,
+        f: impl FnOnce(&mut BorderRouter, std::time::Instant) + Send + 'static,
+    ) -> Result<(), NetStopped> {
+        self.jobs.send(Box::new(f)).await.map_err(|_| NetStopped)
+    }
 }
 
 /// Starts the room; returns the handle and the receiver of the endpoint's events.
+/// Requests for CoAP paths not served yet go unanswered for `hold_unknown` after the LoWPAN
+/// comes up, or until the delivery room has added what it serves
+/// ([`Endpoint::hold_unknown_until`](crate::coap::Endpoint::hold_unknown_until)).
 pub(super) fn start(
     network: &NetworkConfig,
     radio: Radio,
     frames: mpsc::Receiver<RxFrame>,
+    hold_unknown: Duration,
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>)> {
@@ -92,7 +105,8 @@ pub(super) fn start(
     let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let air_us = Arc::new(AtomicU64::new(0));
-    let io = Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx, air_us: air_us.clone() };
+    let io =
+        Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx, air_us: air_us.clone(), hold_unknown };
     tokio::spawn(run(network.clone(), io, metrics, shutdown));
     Ok((NetHandle { view, jobs, air_us }, events))
 }
@@ -105,6 +119,7 @@ struct Io {
     events: mpsc::Sender<Event<Peer>>,
     view: watch::Sender<Option<NetTopology>>,
     air_us: Arc<AtomicU64>,
+    hold_unknown: Duration,
 }
 
 /// The CoAP resources ferry serves on the LoWPAN (`/.well-known/core` lists them).
@@ -123,7 +138,7 @@ fn now() -> std::time::Instant {
 }
 
 async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: CancellationToken) {
-    let Io { radio, mut frames, mut jobs, events, view, air_us } = io;
+    let Io { radio, mut frames, mut jobs, events, view, air_us, hold_unknown } = io;
     let air = |psdu: &[u8], acked: bool| {
         air_us.fetch_add(Timing::STANDARD.frame_and_ack_air_time_us(psdu, acked), Ordering::Relaxed);
     };
@@ -144,6 +159,7 @@ async fn run(network: NetworkConfig, io: Io, mut metrics: NetMetrics, shutdown: 
         }
     };
     let mut border = BorderRouter::new(BorderConfig::new(&network, hwaddr), lowpan_router(), now());
+    border.endpoint_mut().hold_unknown_until(now() + hold_unknown);
     tracing::info!(address = %border.address(), "LoWPAN up: RPL root and CoAP on port 5683");
     let src_match = spawn_src_match(radio.clone(), shutdown.clone());
     // Transmissions handed to the radio, oldest first, with their PSDUs for the air-time count.
@@ -364,7 +380,7 @@ mod tests {
             radio_metrics,
             shutdown.clone(),
         );
-        let (net, _events) = start(&network, radio, frames, &registry, shutdown.clone()).unwrap();
+        let (net, _events) = start(&network, radio, frames, Duration::ZERO, &registry, shutdown.clone()).unwrap();
 
         let job = net.with(|border, _now| (border.address(), border.endpoint().router().link_format()));
         let (address, links) = tokio::time::timeout(Duration::from_secs(20), job).await.unwrap().unwrap();

@@ -37,7 +37,13 @@ pub struct RadioState {
 }
 
 impl RadioRoom {
-    pub(super) fn start(config: &Config, metrics: &Metrics, shutdown: CancellationToken) -> anyhow::Result<RadioRoom> {
+    /// `hold_unknown`: see [`super::net::start`].
+    pub(super) fn start(
+        config: &Config,
+        metrics: &Metrics,
+        hold_unknown: Duration,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<RadioRoom> {
         let url = config.radio.url.to_string();
         let radio_metrics = RadioMetrics::register(metrics.registry(), metrics.rcp_up.clone())?;
         metrics.rcp_up.set(0);
@@ -53,7 +59,7 @@ impl RadioRoom {
             _ => radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?,
         };
         let (net, coap_events) =
-            super::net::start(&config.network, handle.clone(), frames, metrics.registry(), shutdown)?;
+            super::net::start(&config.network, handle.clone(), frames, hold_unknown, metrics.registry(), shutdown)?;
         let status = handle.state();
         Ok(RadioRoom {
             url,

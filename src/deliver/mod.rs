@@ -50,7 +50,7 @@ use crate::coap::{self, PeerKey, RequestError};
 pub use metrics::DeliverMetrics;
 pub use record::{load_unfinished, persist, RecordError};
 pub use retry::{Next, RetryPolicy};
-pub use serve::{Catalog, Offer, ServeError, Served};
+pub use serve::{Catalog, Offer, Servable, ServeError, Served};
 pub use session::{
     DeviceTiming, EngineConfig, Reason, RequestTag, SessionId, SessionPlan, SessionRecord, State, Timeouts, Transition,
 };

@@ -166,6 +166,46 @@ impl<P: PeerKey> Catalog<P> {
         manifest: &Manifest,
         payloads: &[(BlobDigest, Bytes)],
     ) -> Result<Offer, ServeError> {
+        let servable = Servable::prepare(repo_path, envelope, manifest, payloads)?;
+        Ok(self.add(router, servable))
+    }
+
+    /// Adds what [`Servable::prepare`] checked; the offer a session plan needs.
+    pub fn add(&self, router: &mut Router, servable: Servable) -> Offer {
+        let Servable { offer, envelope, payloads, signed_uris } = servable;
+        self.insert(router, &offer.manifest_path, envelope);
+        for (path, body) in payloads {
+            self.insert(router, &path, body);
+        }
+        self.lock().uris.extend(signed_uris);
+        router.set_proxy(Box::new(CatalogProxy { shared: self.shared.clone() }));
+        offer
+    }
+}
+
+/// A verified manifest checked and laid out for serving: its envelope and payloads at their
+/// paths, not yet in any catalog. Cheap to clone (the bytes are shared), so one preparation
+/// serves several catalogs.
+#[derive(Debug, Clone)]
+pub struct Servable {
+    pub offer: Offer,
+    envelope: Bytes,
+    /// Payloads at the paths of their signed URIs.
+    payloads: Vec<(String, Bytes)>,
+    /// Signed URIs ([`proxy_key`] form) → the path their bytes are served at.
+    signed_uris: Vec<(String, String)>,
+}
+
+impl Servable {
+    /// Checks every payload against the signed digest and size and places it at the path its
+    /// signed URI names. `repo_path` is the envelope's path in its repository; `payloads` are
+    /// the cached payload blobs.
+    pub fn prepare(
+        repo_path: &str,
+        envelope: Bytes,
+        manifest: &Manifest,
+        payloads: &[(BlobDigest, Bytes)],
+    ) -> Result<Servable, ServeError> {
         let mut served: Vec<(String, Bytes)> = Vec::new();
         let mut signed_uris: Vec<(String, String)> = Vec::new();
         let mut authority = None;
@@ -216,15 +256,9 @@ impl<P: PeerKey> Catalog<P> {
             sequence: manifest.sequence_number,
         };
         if let Some(key) = proxy_key(&offer.manifest_uri) {
-            signed_uris.push((key, manifest_path.clone()));
+            signed_uris.push((key, manifest_path));
         }
-        self.insert(router, &manifest_path, envelope);
-        for (path, body) in served {
-            self.insert(router, &path, body);
-        }
-        self.lock().uris.extend(signed_uris);
-        router.set_proxy(Box::new(CatalogProxy { shared: self.shared.clone() }));
-        Ok(offer)
+        Ok(Servable { offer, envelope, payloads: served, signed_uris })
     }
 }
 
