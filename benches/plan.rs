@@ -119,6 +119,7 @@ impl Fixture {
                 expected_end: now + SignedDuration::from_mins(10),
                 air_time_share: 0.002,
                 gateway_share: 0.0,
+                window_closes: None,
             })
             .collect();
         let state = PlanState {

@@ -140,6 +140,7 @@ fn routers_wait_for_their_subtree_and_children_for_their_router() {
             expected_end: end,
             air_time_share: 0.05,
             gateway_share: 0.0,
+            window_closes: None,
         });
     }
     let p = plan(&s, &topo, now);
@@ -160,6 +161,7 @@ fn routers_wait_for_their_subtree_and_children_for_their_router() {
         expected_end: end,
         air_time_share: 0.05,
         gateway_share: 0.0,
+        window_closes: None,
     }];
     let p = plan(&s, &topo, now);
     let child = p.entries.iter().find(|x| x.device == e(2)).unwrap();
@@ -198,6 +200,7 @@ fn sessions_whose_group_closed_since_they_started_are_named() {
         expected_end: now + SignedDuration::from_mins(5),
         air_time_share: 0.1,
         gateway_share: 0.0,
+        window_closes: None,
     };
     let updates = vec![update(5, Urgency::Routine, 1000), update(6, Urgency::Critical, 1000)];
     let mut s = state(&["Mon-Sun 00:00-24:00"], vec![blackout], vec![device(1), device(2)], updates);
@@ -241,8 +244,8 @@ fn the_retry_policy_holds_an_update_back_from_a_device() {
 #[test]
 fn sleepy_children_take_less_of_their_parents_slots() {
     // A star: every device hangs under the border router (2 slots per parent by default).
-    let star = |wake_period_ms: Option<u64>| {
-        let devices: Vec<PlanDevice> = (1..=6)
+    let star_of = |count: u8, wake_period_ms: Option<u64>| {
+        let devices: Vec<PlanDevice> = (1..=count)
             .map(|n| PlanDevice {
                 mains_powered: wake_period_ms.is_none(),
                 battery_percent: Some(90),
@@ -253,44 +256,90 @@ fn sleepy_children_take_less_of_their_parents_slots() {
         let topo = InMemoryTopology::from_parents(devices.iter().map(|d| (d.eui64, Parent::BorderRouter)));
         (state(&["Mon-Sun 00:00-24:00"], vec![], devices, vec![update(5, Urgency::Routine, 50_000)]), topo)
     };
+    let star = |wake_period_ms: Option<u64>| star_of(6, wake_period_ms);
     // Awake children take none of the border router's slots: its radio bounds them. At 64-byte
     // blocks one session keeps it busy ~26 % of the time, and each of six still adds to what
     // it sends.
     let (awake, topo) = star(None);
     assert_eq!(plan(&awake, &topo, monday_noon()).starts().count(), 6);
-    // At 1024-byte blocks one session alone keeps it busy ~60 % of the time: a fourth would
-    // mostly wait for the other three.
+    // At 1024-byte blocks one session alone keeps it busy ~60 % of the time. Mains-powered
+    // devices lose nothing by sessions that take longer side by side: all six start.
     let mut big = awake.clone();
     big.pan.block_size = 1024;
-    let p = plan(&big, &topo, monday_noon());
+    assert_eq!(plan(&big, &topo, monday_noon()).starts().count(), 6);
+    // Battery-powered ones pay for it with radio-on time: a fourth would mostly wait for the
+    // other three.
+    let mut battery = big.clone();
+    battery.devices.iter_mut().for_each(|d| d.mains_powered = false);
+    let p = plan(&battery, &topo, monday_noon());
     assert_eq!(p.starts().count(), 3);
     let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
     assert!(
-        reasons(&waiting.action).iter().any(|r| r.starts_with("border router's radio: ")),
+        reasons(&waiting.action).iter().any(|r| r.starts_with("border router's radio: ") && r.contains("mostly wait")),
+        "{:?}",
+        reasons(&waiting.action)
+    );
+    // One battery-powered device among them, and all are held to that: each more session
+    // would lengthen its radio-on time.
+    let mut mixed = big.clone();
+    mixed.devices[5].mains_powered = false;
+    assert_eq!(plan(&mixed, &topo, monday_noon()).starts().count(), 3);
+    // Mains-powered, but forty of them: beyond a point each block would take longer than a
+    // device waits before it asks again.
+    let (mut crowd, crowd_topo) = star_of(40, None);
+    crowd.pan.block_size = 1024;
+    let p = plan(&crowd, &crowd_topo, monday_noon());
+    let started = p.starts().count();
+    assert!(started > 6 && started < 40, "{started}");
+    let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
+    assert!(
+        reasons(&waiting.action)
+            .iter()
+            .any(|r| r.contains("each block would take") && r.contains("half the devices' CoAP ACK timeout")),
         "{:?}",
         reasons(&waiting.action)
     );
     // Sessions that share the radio take longer than alone: 600 kB fits a three-minute window
-    // alone and beside one other session, not beside two.
+    // alone and beside one other session, not beside two. Started together, the second would
+    // also slow the first past the window's end, so one starts.
     let mut tight = big.clone();
     tight.groups = state(&["Mon-Sun 12:00-12:03"], vec![], vec![], vec![]).groups;
     tight.updates = vec![update(5, Urgency::Routine, 600_000)];
     tight.devices.iter_mut().for_each(|d| d.free_storage_bytes = Some(1_000_000));
-    let p = plan(&tight, &topo, monday_noon());
-    assert_eq!(p.starts().count(), 2, "{:#?}", p.entries);
+    let now = monday_noon();
+    let p = plan(&tight, &topo, now);
+    assert_eq!(p.starts().count(), 1, "{:#?}", p.entries);
+    let alone = p.starts().next().expect("a start").clone();
+    let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
+    assert!(
+        reasons(&waiting.action).iter().any(|r| r.starts_with("joining the border router's radio would slow")),
+        "{:?}",
+        reasons(&waiting.action)
+    );
+    // Beside sessions held to no window (resumed after a restart), the candidate's own window
+    // decides: it fits beside one, not beside two.
+    let resumed = |n: u8| ActiveSession {
+        device: e(n),
+        window_closes: None,
+        expected_end: now + SignedDuration::from_secs(60),
+        ..ferry::schedule::plan::Plan::session_for(&alone, now)
+    };
+    tight.sessions = vec![resumed(1)];
+    let p = plan(&tight, &topo, now);
+    assert_eq!(p.starts().count(), 1, "{:#?}", p.entries);
+    // The planner keeps the shared session's longer expected end.
+    let shared = p.starts().next().expect("a start");
+    assert!(shared.estimate.total > alone.estimate.total, "{:?} {:?}", shared.estimate, alone.estimate);
     let waiting = p.entries.iter().find(|e| matches!(e.action, Action::Wait { .. })).expect("a wait");
     assert!(
         reasons(&waiting.action).iter().any(|r| r.starts_with("sharing the border router's radio with 2 sessions")),
         "{:?}",
         reasons(&waiting.action)
     );
-    // The planner keeps the shared session's longer expected end.
-    let ends: Vec<_> = p.starts().map(|s| s.estimate.total).collect();
-    assert!(ends[1] > ends[0], "{ends:?}");
 
     // An RCP that takes one frame at a time: every session also waits for the UART, never more.
-    big.model.rcp_tx_window = 1;
-    assert!(plan(&big, &topo, monday_noon()).starts().count() <= 3);
+    battery.model.rcp_tx_window = 1;
+    assert!(plan(&battery, &topo, monday_noon()).starts().count() <= 3);
 
     // A child polling every 2 s gets its blocks at its fast polls: its session holds the parent
     // for less of the time, so more of them run at once (within the air-time budget).
@@ -302,4 +351,51 @@ fn sleepy_children_take_less_of_their_parents_slots() {
     assert!(started > 2, "{started} sleepy sessions started");
     assert!(started as f64 * slots <= 2.0 + 1e-9, "{started} × {slots} slots");
     assert!(p.air_time_used <= p.air_time_budget + 1e-9);
+}
+
+#[test]
+fn a_session_joining_the_radio_keeps_running_ones_inside_their_windows() {
+    // Two mains-powered devices one hop away, 1024-byte blocks, 600 kB, a three-minute window:
+    // each fits it alone and beside one other session.
+    let devices: Vec<PlanDevice> =
+        (1..=2).map(|n| PlanDevice { free_storage_bytes: Some(1_000_000), ..device(n) }).collect();
+    let topo = InMemoryTopology::from_parents(devices.iter().map(|d| (d.eui64, Parent::BorderRouter)));
+    let mut s = state(&["Mon-Sun 12:00-12:03"], vec![], devices, vec![update(5, Urgency::Routine, 600_000)]);
+    s.pan.block_size = 1024;
+    let now = monday_noon();
+    let closes = now + SignedDuration::from_mins(3);
+    // Device 1's session, as the planner starts it alone.
+    let mut alone = s.clone();
+    alone.devices.truncate(1);
+    let p = plan(&alone, &topo, now);
+    let first = p.starts().next().expect("device 1 starts alone");
+    let running = ferry::schedule::plan::Plan::session_for(first, now);
+    assert_eq!(running.window_closes, Some(closes));
+    assert!(running.gateway_share > 0.0);
+
+    // Far from its window's end, device 2 joins it.
+    s.sessions = vec![ActiveSession { expected_end: now + SignedDuration::from_secs(60), ..running.clone() }];
+    let p = plan(&s, &topo, now);
+    assert_eq!(p.starts().map(|s| s.device).collect::<Vec<_>>(), [e(2)]);
+
+    // 30 s before it, device 1 would finish 2.5 min on: sharing the radio would slow it past
+    // the end, so device 2 waits.
+    s.sessions = vec![ActiveSession { expected_end: closes - SignedDuration::from_secs(30), ..running.clone() }];
+    let p = plan(&s, &topo, now);
+    assert_eq!(p.starts().count(), 0);
+    let waiting = p.entries.iter().find(|x| x.device == e(2)).expect("device 2");
+    assert_eq!(
+        reasons(&waiting.action),
+        ["joining the border router's radio would slow 02:00:00:00:00:00:00:01's session past its window's end"]
+    );
+    let codes: Vec<&str> = match &waiting.action {
+        Action::Wait { reasons, .. } => reasons.iter().map(WaitReason::code).collect(),
+        _ => unreachable!(),
+    };
+    assert_eq!(codes, ["would-delay-running"]);
+
+    // A session held to no window (resumed after a restart, or started on a deadline) is not.
+    s.sessions =
+        vec![ActiveSession { expected_end: closes - SignedDuration::from_secs(30), window_closes: None, ..running }];
+    assert_eq!(plan(&s, &topo, now).starts().count(), 1);
 }

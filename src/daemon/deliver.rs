@@ -897,6 +897,8 @@ impl DeliverRoom {
                         expected_end: end,
                         air_time_share: 0.0,
                         gateway_share: 0.0,
+                        // Not kept across a restart: a resumed session is held to no window.
+                        window_closes: None,
                     },
                 );
             }

@@ -28,6 +28,11 @@
 //!    ([`estimate::gateway_capacity`]): sessions fill each other's gaps (a device writing
 //!    flash, a request on its way), and one more starts while it would still add at least
 //!    [`MIN_GATEWAY_GAIN`] of what it would send alone ([`estimate::gateway_utilisation`]).
+//!    That bound is for battery-powered devices, whose radio stays on the longer their
+//!    session shares the radio. While none shares it or waits for it, a longer session costs
+//!    nothing, and more sessions fill the gaps the model does not see (manifests, reboots, the
+//!    first and last blocks), so they start while the radio gains anything at all and each
+//!    block would still be answered within [`MAX_SHARED_BLOCK_S`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -46,6 +51,11 @@ use crate::fleet::topology::Topology;
 /// least this much more, as a fraction of what the session would send alone: beyond it,
 /// sessions mostly wait for each other (3 at 1024-byte blocks, 6 at 64-byte ones).
 pub const MIN_GATEWAY_GAIN: f64 = 0.15;
+
+/// The longest a block may take while sessions share the border router's radio, s: half of
+/// RFC 7252's ACK_TIMEOUT (2 s, which RIOT keeps), so a device's request is answered before it
+/// sends it again and the duplicates add to the queue.
+pub const MAX_SHARED_BLOCK_S: f64 = 1.0;
 
 /// How pressing an update is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -190,6 +200,10 @@ pub struct ActiveSession {
     /// The part of `air_time_share` the border router sends ([`SessionEstimate::gateway_share`]).
     #[serde(default)]
     pub gateway_share: f64,
+    /// When the window it started in closes, if it must end inside one: a session that joins
+    /// it on the border router's radio must not push it past.
+    #[serde(default, with = "super::instant::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub window_closes: Option<Timestamp>,
 }
 
 /// Readiness thresholds of a group.
@@ -412,6 +426,17 @@ pub enum WaitReason {
         need: f64,
         capacity: f64,
     },
+    /// Sharing the border router's radio, each block would take so long that the device
+    /// would ask again before it is answered.
+    GatewayQueue {
+        block_s: f64,
+        sessions: usize,
+    },
+    /// A session already sharing the border router's radio would be slowed past its window's end.
+    WouldDelayRunning {
+        #[serde(with = "eui64_text")]
+        device: Eui64,
+    },
     /// Alone it would fit its window, but not while it shares the border router's radio.
     SharedRadioWouldNotFit {
         needs_s: i64,
@@ -453,6 +478,8 @@ impl WaitReason {
             WaitReason::ParentLimit { .. } => "parent-limit",
             WaitReason::AirTimeBudget { .. } => "air-time-budget",
             WaitReason::GatewayBusy { .. } => "gateway-busy",
+            WaitReason::GatewayQueue { .. } => "gateway-queue",
+            WaitReason::WouldDelayRunning { .. } => "would-delay-running",
             WaitReason::SharedRadioWouldNotFit { .. } => "shared-radio-would-not-fit",
             WaitReason::RetryBackoff { .. } => "retry-backoff",
             WaitReason::AttemptsSpent { .. } => "attempts-spent",
@@ -534,6 +561,15 @@ impl fmt::Display for WaitReason {
                 need * 100.0,
                 capacity * 100.0
             ),
+            WaitReason::GatewayQueue { block_s, sessions } => write!(
+                f,
+                "border router's radio: beside {sessions} {} each block would take ~{block_s:.2} s \
+                 (at most {MAX_SHARED_BLOCK_S:.0} s: half the devices' CoAP ACK timeout)",
+                if *sessions == 1 { "session" } else { "sessions" },
+            ),
+            WaitReason::WouldDelayRunning { device } => {
+                write!(f, "joining the border router's radio would slow {device}'s session past its window's end")
+            }
             WaitReason::SharedRadioWouldNotFit { needs_s, sessions } => write!(
                 f,
                 "sharing the border router's radio with {sessions} {} it needs ~{}, past the window's end",
@@ -642,6 +678,7 @@ impl Plan {
             expected_end: now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX),
             air_time_share: start.estimate.air_time_share,
             gateway_share: start.estimate.gateway_share,
+            window_closes: start.window_closes.filter(|_| start.basis == StartBasis::Window),
         }
     }
 }
@@ -697,7 +734,21 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         state.sessions.iter().map(|s| contending(s.air_time_share, s.gateway_share)).fold(0.0, |a, b| a + b);
     let mut gateway_used: f64 = state.sessions.iter().map(|s| s.gateway_share.max(0.0)).fold(0.0, |a, b| a + b);
     let mut gateway_sessions = state.sessions.iter().filter(|s| s.gateway_share > 0.0).count();
+    // Sessions on the border router's radio that must end inside a window: (device, expected
+    // end, window close).
+    let mut windowed_on_radio: Vec<(Eui64, Timestamp, Timestamp)> = state
+        .sessions
+        .iter()
+        .filter(|s| s.gateway_share > 0.0)
+        .filter_map(|s| Some((s.device, s.expected_end, s.window_closes?)))
+        .collect();
     let gateway_capacity = estimate::gateway_capacity(state.pan.block_size, &state.model);
+    // Whether a battery-powered device shares the border router's radio, or waits for it: then
+    // every session is held to MIN_GATEWAY_GAIN, since each one more lengthens its radio-on time.
+    let mains: HashMap<u64, bool> = state.devices.iter().map(|d| (key(d.eui64), d.mains_powered)).collect();
+    let on_battery = |device: Eui64| !mains.get(&key(device)).copied().unwrap_or(false);
+    let battery_on_radio = state.sessions.iter().any(|s| s.gateway_share > 0.0 && on_battery(s.device))
+        || candidates.iter().any(|c| c.start.estimate.gateway_share > 0.0 && on_battery(c.start.device));
     let budget = state.pan.air_time_budget;
     let session_ends: HashMap<u64, Timestamp> =
         state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
@@ -762,12 +813,32 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             let alone = ((gateway_used + gateway_need) / sharing as f64 / gateway_capacity).min(1.0);
             let busy_with = estimate::gateway_utilisation(sharing, alone);
             let gain = busy_with - estimate::gateway_utilisation(gateway_sessions, alone);
-            if gain < MIN_GATEWAY_GAIN * alone {
-                let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
-                reasons.push(WaitReason::GatewayBusy { used, need, capacity });
-            }
             if busy_with > 0.0 {
                 stretch = (sharing as f64 * alone / busy_with).max(1.0);
+            }
+            // Those already sharing slow down by as much again (all of what is left of them, to
+            // be safe: their reboots do not).
+            if gateway_sessions > 0 {
+                let before = estimate::gateway_utilisation(gateway_sessions, alone);
+                let before = if before > 0.0 { (gateway_sessions as f64 * alone / before).max(1.0) } else { 1.0 };
+                let slower = stretch / before;
+                let pushed = windowed_on_radio.iter().find(|(_, end, closes)| {
+                    let left = end.duration_since(now).max(SignedDuration::ZERO).as_secs_f64();
+                    now.saturating_add(SignedDuration::from_secs_f64(left * slower)).unwrap_or(Timestamp::MAX) > *closes
+                });
+                if let Some((device, _, _)) = pushed {
+                    reasons.push(WaitReason::WouldDelayRunning { device: *device });
+                }
+            }
+            let min_gain = if battery_on_radio { MIN_GATEWAY_GAIN } else { 0.0 };
+            if gain <= min_gain * alone {
+                let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
+                reasons.push(WaitReason::GatewayBusy { used, need, capacity });
+            } else {
+                let block_s = estimate.transfer.as_secs_f64() / estimate.blocks.max(1) as f64 * stretch;
+                if block_s > MAX_SHARED_BLOCK_S {
+                    reasons.push(WaitReason::GatewayQueue { block_s, sessions: gateway_sessions });
+                }
             }
         }
         // The window-fit check (rule 5) took the session alone; sharing the radio must fit too.
@@ -793,6 +864,10 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             used += need;
             gateway_used += gateway_need;
             gateway_sessions += usize::from(gateway_need > 0.0);
+            if let (true, StartBasis::Window, Some(closes)) = (gateway_need > 0.0, start.basis, start.window_closes) {
+                let end = now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX);
+                windowed_on_radio.push((eui, end, closes));
+            }
             Action::Start(start)
         } else {
             let update = candidate.start.update.clone();
