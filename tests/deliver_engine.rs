@@ -263,6 +263,7 @@ fn plan_for<P>(offer: &Offer, peer: P) -> SessionPlan<P> {
         authority: "riot-test".into(),
         approval: "policy:auto (window home-evenings)".into(),
         not_before: None,
+        window_closes: None,
     }
 }
 

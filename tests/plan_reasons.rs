@@ -316,7 +316,7 @@ fn sleepy_children_take_less_of_their_parents_slots() {
         "{:?}",
         reasons(&waiting.action)
     );
-    // Beside sessions held to no window (resumed after a restart), the candidate's own window
+    // Beside sessions held to no window (started on a deadline), the candidate's own window
     // decides: it fits beside one, not beside two.
     let resumed = |n: u8| ActiveSession {
         device: e(n),
@@ -394,7 +394,7 @@ fn a_session_joining_the_radio_keeps_running_ones_inside_their_windows() {
     };
     assert_eq!(codes, ["would-delay-running"]);
 
-    // A session held to no window (resumed after a restart, or started on a deadline) is not.
+    // A session held to no window (started on a deadline, outside any window) is not.
     s.sessions =
         vec![ActiveSession { expected_end: closes - SignedDuration::from_secs(30), window_closes: None, ..running }];
     assert_eq!(plan(&s, &topo, now).starts().count(), 1);

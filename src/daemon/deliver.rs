@@ -388,6 +388,7 @@ impl DeliverRoom {
                 authority: update.authority.clone(),
                 approval: approval_text(&self.shared, update),
                 not_before: None,
+                window_closes: start.must_end_by(),
             };
             // What the planner knows of the device's sleep paces the requests to it (ferry hears
             // only its own children poll).
@@ -897,8 +898,7 @@ impl DeliverRoom {
                         expected_end: end,
                         air_time_share: 0.0,
                         gateway_share: 0.0,
-                        // Not kept across a restart: a resumed session is held to no window.
-                        window_closes: None,
+                        window_closes: plan.window_closes,
                     },
                 );
             }

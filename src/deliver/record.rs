@@ -153,6 +153,8 @@ mod tests {
             authority: "a".into(),
             approval: "b".into(),
             not_before: None,
+            // Kept across a restart, so the planner still protects the session's window.
+            window_closes: Some("2026-11-23T12:03:00Z".parse().expect("timestamp")),
         };
         let id = engine.start(now, plan.clone()).expect("starts");
         while let Some(action) = engine.poll_action() {

@@ -296,6 +296,10 @@ pub struct SessionPlan<P> {
     /// Do not start before this (a sleepy device's predicted wake); not persisted.
     #[serde(skip)]
     pub not_before: Option<Instant>,
+    /// When the window the session started in closes, if it must end inside one: kept so the
+    /// planner still protects it after a restart.
+    #[serde(default, with = "crate::schedule::instant::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub window_closes: Option<jiff::Timestamp>,
 }
 
 /// A transition, for the audit trail.

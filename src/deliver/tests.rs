@@ -25,6 +25,7 @@ fn plan() -> SessionPlan<u16> {
         authority: "vendor".into(),
         approval: "test".into(),
         not_before: None,
+        window_closes: None,
     }
 }
 

@@ -612,6 +612,12 @@ pub struct Start {
 }
 
 impl Start {
+    /// When the window the session starts in closes, if it must end inside one (not when it
+    /// starts on a deadline, outside any window).
+    pub fn must_end_by(&self) -> Option<Timestamp> {
+        self.window_closes.filter(|_| self.basis == StartBasis::Window)
+    }
+
     /// What it must finish or start by: the window's end, or for a deadline start the deadline
     /// (earliest first, so an overdue security update goes before in-window ones).
     fn due(&self) -> Timestamp {
@@ -678,7 +684,7 @@ impl Plan {
             expected_end: now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX),
             air_time_share: start.estimate.air_time_share,
             gateway_share: start.estimate.gateway_share,
-            window_closes: start.window_closes.filter(|_| start.basis == StartBasis::Window),
+            window_closes: start.must_end_by(),
         }
     }
 }

@@ -902,6 +902,7 @@ impl Ferry {
                 authority: "riot-test".into(),
                 approval: "bench".into(),
                 not_before: None,
+                window_closes: start.must_end_by(),
             };
             // What the planner knows of the device's sleep paces the requests to it (the border
             // router hears only its own children poll).
