@@ -26,6 +26,14 @@ fn every_strategy_updates_every_device_within_the_bound() {
         assert!((r.goodput_kb_s - kb_s).abs() < 1e-9, "{r:?}");
         assert!(r.per_device_goodput_kb_s > 0.0 && r.channel_utilisation > 0.0 && r.channel_utilisation < 1.0);
         assert!(r.radio_on_max_s >= r.radio_on_mean_s - 1e-9 && r.radio_on_mean_s > 0.0, "{r:?}");
+        // Every update in order, the last one ending the makespan; retries never go back.
+        assert_eq!(r.updates_s.len(), 3, "{r:?}");
+        assert!(r.updates_s.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
+        assert!((r.updates_s[2] - r.makespan_s).abs() < 1e-9, "{r:?}");
+        assert!(r.retries_by_update.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
+        assert!(r.retries_by_update[2] <= r.mac_retries, "{r:?}");
+        assert_eq!(r.at_update(3), Some((r.updates_s[2], r.retries_by_update[2])));
+        assert_eq!(r.at_update(0), None);
     }
     let row = |s: Strategy| b.rows.iter().find(|r| r.strategy == s).unwrap();
     // One at a time, each device waits for the ones before it: at least three devices' worth

@@ -205,6 +205,19 @@ pub struct Row {
     /// ferry only: device-seconds in each phase, summed over devices (`queued` is t0 until the
     /// planner started the device's session; the rest are the sessions' states).
     pub phases: BTreeMap<String, f64>,
+    /// When each updated device ran the new image, s after the start, in order; and the MAC
+    /// retries counted by then. Strategies that update different numbers of devices compare
+    /// at the same count.
+    pub updates_s: Vec<f64>,
+    pub retries_by_update: Vec<u64>,
+}
+
+impl Row {
+    /// When the `n`-th device (1-based) was updated and the MAC retries by then.
+    pub fn at_update(&self, n: usize) -> Option<(f64, u64)> {
+        let i = n.checked_sub(1)?;
+        Some((*self.updates_s.get(i)?, *self.retries_by_update.get(i)?))
+    }
 }
 
 /// A whole bench: the setup and one row per strategy.
@@ -351,6 +364,8 @@ struct Fleet {
     targets: Vec<Target>,
     image_bytes: u64,
     t0: u64,
+    /// Every install as it was read: when it finished (µs) and the PAN's MAC retries then.
+    installs: Vec<(u64, u64)>,
 }
 
 impl Run {
@@ -428,7 +443,7 @@ impl Run {
             host.run_until_with(limit, |h| h.border().topology(h.now()).nodes.len() >= want);
         }
         let t0 = host.now_us();
-        Ok(Run { host, fleet: Fleet { catalog, served, targets, image_bytes, t0 } })
+        Ok(Run { host, fleet: Fleet { catalog, served, targets, image_bytes, t0, installs: Vec::new() } })
     }
 }
 
@@ -439,6 +454,8 @@ impl Fleet {
 
     /// Reads every unfinished device's ground truth: installed, or (if `failures_end`) failed.
     fn read_truth(&mut self, world: &World, failures_end: bool) {
+        // The PAN's retries, read once per call and only when a device installed.
+        let mut retries: Option<u64> = None;
         for t in self.targets.iter_mut().filter(|t| t.end.is_none()) {
             let Some(riot) = t.device.and_then(|i| world.devices().get(i)?.upper_as::<RiotNode>()) else { continue };
             let sequence = self.served[t.offer].offer.sequence;
@@ -447,6 +464,9 @@ impl Fleet {
                 let rec = truth.history.iter().rev().find(|r| matches!(r.outcome, UpdateOutcome::Installed { .. }));
                 let (at, triggered) = rec.map_or((world.now(), world.now()), |r| (r.finished_us, r.triggered_us));
                 t.end = Some(End::Installed { at, triggered });
+                let retries =
+                    *retries.get_or_insert_with(|| world.report().nodes.iter().map(|n| n.radio.retries).sum());
+                self.installs.push((at, retries));
             } else if failures_end {
                 if let Some(r) = truth.history.last() {
                     match &r.outcome {
@@ -1035,6 +1055,9 @@ fn row(
         .map(|(a, b)| a.radio.radio_on_us.saturating_sub(b.radio.radio_on_us) as f64 / 1e6)
         .collect();
     let per = |x: f64| if makespan_s > 0.0 { x / makespan_s } else { 0.0 };
+    let retries_before: u64 = before.nodes.iter().map(|n| n.radio.retries).sum();
+    let mut installs = run.installs.clone();
+    installs.sort_unstable();
     Row {
         strategy,
         devices: run.targets.len(),
@@ -1054,6 +1077,8 @@ fn row(
         wall_ms: wall.as_millis() as u64,
         failures,
         phases: BTreeMap::new(),
+        updates_s: installs.iter().map(|(at, _)| at.saturating_sub(run.t0) as f64 / 1e6).collect(),
+        retries_by_update: installs.iter().map(|(_, r)| r.saturating_sub(retries_before)).collect(),
     }
 }
 
@@ -1241,6 +1266,22 @@ pub fn table(b: &Bench) -> String {
             r.efficiency,
             r.wall_ms as f64 / 1e3
         );
+    }
+    // Strategies that updated different numbers of devices, compared at each one's count.
+    let most = b.rows.iter().map(|r| r.updated).max().unwrap_or(0);
+    let mut counts: Vec<usize> = b.rows.iter().map(|r| r.updated).filter(|&n| n > 0 && n < most).collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts.dedup();
+    for n in counts {
+        let parts: Vec<String> = b
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let (at, retries) = r.at_update(n)?;
+                Some(format!("{} {at:.1} s, {retries} retries", r.strategy))
+            })
+            .collect();
+        let _ = writeln!(out, "  by the time {n} of them ran the update: {}", parts.join("; "));
     }
     for r in b.rows.iter().filter(|r| !r.phases.is_empty()) {
         let total: f64 = r.phases.values().sum();
