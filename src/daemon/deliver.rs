@@ -481,11 +481,10 @@ impl DeliverRoom {
 
     /// Both endpoints answer 4.04 for what they do not serve from now on: every update a
     /// device may have been fetching before a restart is back in the catalogs.
-    async fn answer_unknown_paths(&mut self) {
+    async fn answer_unknown_paths(&self) {
         // Queued behind the catalog's jobs: it runs after them, also when the radio comes up later.
-        if self.net.post(|border, _| border.endpoint_mut().answer_unknown()).await.is_err() {
-            return;
-        }
+        // A stopped room or endpoint has nothing to answer.
+        let _ = self.net.post(|border, _| border.endpoint_mut().answer_unknown()).await;
         if let Some(udp) = &self.udp {
             let _ = udp.with(|endpoint, _| endpoint.answer_unknown()).await;
         }

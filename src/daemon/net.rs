@@ -78,8 +78,8 @@ impl NetHandle {
         answer.await.map_err(|_| NetStopped)
     }
 
-    /// Queues `f` to run on the border router without waiting for it: jobs run in the order
-    /// they are queued, also those queued while the radio is down (they run once it is up).
+    /// Queues `f` to run on the border router without waiting for it. Jobs run in the order
+    /// they are queued; those queued before the radio's first handshake run once it is done.
     pub async fn post(
         &self,
         f: impl FnOnce(&mut BorderRouter, std::time::Instant) + Send + 'static,

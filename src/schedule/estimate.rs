@@ -189,6 +189,18 @@ pub fn gateway_utilisation(sessions: usize, alone: f64) -> f64 {
     1.0 - 1.0 / sum
 }
 
+/// How much longer each of `sessions` alike sessions takes while they share the border router's
+/// radio than it would alone (≥ 1): together they get [`gateway_utilisation`] of it, where
+/// each alone would have `alone`.
+pub fn gateway_stretch(sessions: usize, alone: f64) -> f64 {
+    let busy = gateway_utilisation(sessions, alone);
+    if busy > 0.0 {
+        (sessions as f64 * alone / busy).max(1.0)
+    } else {
+        1.0
+    }
+}
+
 /// Estimates one session; `budget` (0..=1) caps its air-time share by pacing the transfer.
 pub fn session(path: Path, model: &Model, budget: f64) -> SessionEstimate {
     let block = f64::from(path.block_size.max(16));

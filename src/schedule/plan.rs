@@ -49,7 +49,8 @@ use crate::fleet::topology::Topology;
 
 /// Another session through the border router's radio starts only if the radio would send at
 /// least this much more, as a fraction of what the session would send alone: beyond it,
-/// sessions mostly wait for each other (3 at 1024-byte blocks, 6 at 64-byte ones).
+/// sessions mostly wait for each other (3 at 1024-byte blocks, 6 at 64-byte ones). Applies
+/// while a battery-powered device shares the radio or waits for it (see the module doc).
 pub const MIN_GATEWAY_GAIN: f64 = 0.15;
 
 /// The longest a block may take while sessions share the border router's radio, s: half of
@@ -705,9 +706,11 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
 
     // Parent slots taken by running sessions, per device (a device not in the fleet: 1).
     let mut busy_slots: HashMap<u64, f64> = HashMap::new();
+    let mut battery_session_on_radio = false;
     for (index, device) in state.devices.iter().enumerate() {
         let action = if let Some(session) = busy_devices.get(&key(device.eui64)) {
             busy_slots.insert(key(device.eui64), slots_taken(state, topology, device));
+            battery_session_on_radio |= session.gateway_share > 0.0 && !device.mains_powered;
             Action::InProgress { update: session.update.clone(), expected_end: session.expected_end }
         } else {
             match check_device(state, topology, &pass, device, now) {
@@ -751,10 +754,8 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     let gateway_capacity = estimate::gateway_capacity(state.pan.block_size, &state.model);
     // Whether a battery-powered device shares the border router's radio, or waits for it: then
     // every session is held to MIN_GATEWAY_GAIN, since each one more lengthens its radio-on time.
-    let mains: HashMap<u64, bool> = state.devices.iter().map(|d| (key(d.eui64), d.mains_powered)).collect();
-    let on_battery = |device: Eui64| !mains.get(&key(device)).copied().unwrap_or(false);
-    let battery_on_radio = state.sessions.iter().any(|s| s.gateway_share > 0.0 && on_battery(s.device))
-        || candidates.iter().any(|c| c.start.estimate.gateway_share > 0.0 && on_battery(c.start.device));
+    let battery_on_radio = battery_session_on_radio
+        || candidates.iter().any(|c| c.start.estimate.gateway_share > 0.0 && !state.devices[c.index].mains_powered);
     let budget = state.pan.air_time_budget;
     let session_ends: HashMap<u64, Timestamp> =
         state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
@@ -819,15 +820,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             let alone = ((gateway_used + gateway_need) / sharing as f64 / gateway_capacity).min(1.0);
             let busy_with = estimate::gateway_utilisation(sharing, alone);
             let gain = busy_with - estimate::gateway_utilisation(gateway_sessions, alone);
-            if busy_with > 0.0 {
-                stretch = (sharing as f64 * alone / busy_with).max(1.0);
-            }
-            // Those already sharing slow down by as much again (all of what is left of them, to
-            // be safe: their reboots do not).
+            stretch = estimate::gateway_stretch(sharing, alone);
+            // Those already on the radio slow down too, from the stretch of `gateway_sessions`
+            // to that of `sharing`. All that is left of each is stretched, reboot included, to be
+            // safe.
             if gateway_sessions > 0 {
-                let before = estimate::gateway_utilisation(gateway_sessions, alone);
-                let before = if before > 0.0 { (gateway_sessions as f64 * alone / before).max(1.0) } else { 1.0 };
-                let slower = stretch / before;
+                let slower = stretch / estimate::gateway_stretch(gateway_sessions, alone);
                 let pushed = windowed_on_radio.iter().find(|(_, end, closes)| {
                     let left = end.duration_since(now).max(SignedDuration::ZERO).as_secs_f64();
                     now.saturating_add(SignedDuration::from_secs_f64(left * slower)).unwrap_or(Timestamp::MAX) > *closes
@@ -870,7 +868,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             used += need;
             gateway_used += gateway_need;
             gateway_sessions += usize::from(gateway_need > 0.0);
-            if let (true, StartBasis::Window, Some(closes)) = (gateway_need > 0.0, start.basis, start.window_closes) {
+            if let Some(closes) = start.must_end_by().filter(|_| gateway_need > 0.0) {
                 let end = now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX);
                 windowed_on_radio.push((eui, end, closes));
             }
