@@ -12,9 +12,11 @@ use common::riot::{
 };
 use common::Ferryd;
 
-/// Two sessions per device and update, 2 s apart; a stalled transfer ends its session at once.
+/// A stalled transfer ends its session at once. Three sessions per device and update, ten
+/// minutes apart, for every group; this test's group sets two, 2 s apart (what it checks).
 const RETRY_POLICY: &str =
-    "[delivery]\nmax_attempts = 2\nretry_backoff_s = 2\nsession_retries = 0\nsession_backoff_s = 1\n";
+    "[delivery]\nmax_attempts = 3\nretry_backoff_s = 600\nsession_retries = 0\nsession_backoff_s = 1\n";
+const GROUP_RETRY_POLICY: &str = "[group.policy]\nmax_attempts = 2\nretry_backoff_s = 2\n";
 
 fn outcomes(fw: &serde_json::Value) -> Vec<String> {
     fw["history"]
@@ -45,7 +47,8 @@ fn failed_and_rolled_back_updates_are_retried_by_the_policy_until_it_gives_up() 
     std::fs::write(dir.path().join("star.toml"), star_with_failures(4, 5, 64, &failures)).unwrap();
     let sim = Sim::spawn(dir.path(), &dir.path().join("star.toml"));
     let watch = publish(&dir.path().join("repo"), 6, 2048);
-    let cfg = config(&sim.url, &watch, 4, RETRY_POLICY);
+    // The group comes last in the file: its policy follows it.
+    let cfg = config(&sim.url, &watch, 4, RETRY_POLICY) + GROUP_RETRY_POLICY;
     let mut d = Ferryd::spawn(dir.path(), &cfg);
     d.wait_radio_up();
     let s = wait_metrics(&mut d, Duration::from_secs(240), "three give-ups and one update", |s| {
@@ -97,7 +100,11 @@ fn failed_and_rolled_back_updates_are_retried_by_the_policy_until_it_gives_up() 
         }
     }
     let plan = String::from_utf8_lossy(&common::ferry(&d.socket(), &["plan"]).stdout).into_owned();
-    assert_eq!(plan.matches("gave up after 2 failed attempt(s) ([delivery] max_attempts)").count(), 3, "{plan}");
+    assert_eq!(
+        plan.matches("gave up after 2 failed attempt(s) (max_attempts: the group's policy, else [delivery])").count(),
+        3,
+        "{plan}"
+    );
     let out = common::ferry(&d.socket(), &["device", "show", &eui(2)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sequence 6: 2 attempt(s), last rolled-back") && text.contains("; gave up"), "{text}");

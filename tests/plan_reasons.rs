@@ -236,7 +236,10 @@ fn the_retry_policy_holds_an_update_back_from_a_device() {
     let topo = InMemoryTopology::from_parents((1..=3).map(|n| (e(n), Parent::BorderRouter)));
     let p = plan(&s, &topo, now);
     let action = |n: u8| &p.entries.iter().find(|en| en.device == e(n)).expect("entry").action;
-    assert_eq!(reasons(action(1)), ["gave up after 2 failed attempt(s) ([delivery] max_attempts)"]);
+    assert_eq!(
+        reasons(action(1)),
+        ["gave up after 2 failed attempt(s) (max_attempts: the group's policy, else [delivery])"]
+    );
     assert_eq!(reasons(action(2)), ["1 failed attempt(s); next try at 2026-11-23T11:05:00Z"]);
     assert!(matches!(action(3), Action::Start(_)), "the backoff passed: {:?}", action(3));
 }

@@ -552,8 +552,8 @@ impl Default for PlanConfig {
     }
 }
 
-/// `[delivery]`: how often ferry tries again when a delivery fails, for every device (there is
-/// no per-group setting).
+/// `[delivery]`: how often ferry tries again when a delivery fails. A group's `[group.policy]`
+/// may set its own `max_attempts` and `retry_backoff_s`.
 ///
 /// Two levels: inside one session, a lost request (no answer, a timeout, 5.xx) is retried
 /// `session_retries` times, `session_backoff_s` apart (doubling); a session that ends failed or
@@ -730,6 +730,14 @@ pub struct GroupPolicy {
     /// From which urgency on updates may install during blackouts.
     #[serde(default = "GroupPolicy::default_skip_blackouts_from")]
     pub skip_blackouts_from: SkipFrom,
+    /// Sessions per device and update before ferry gives up on it; `[delivery] max_attempts`
+    /// when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Wait after a group member's first failed attempt, s (doubled after each further one);
+    /// `[delivery] retry_backoff_s` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_s: Option<u64>,
 }
 
 impl GroupPolicy {
@@ -769,6 +777,8 @@ impl Default for GroupPolicy {
             max_etx: Self::default_max_etx(),
             skip_windows_from: Self::default_skip_windows_from(),
             skip_blackouts_from: Self::default_skip_blackouts_from(),
+            max_attempts: None,
+            retry_backoff_s: None,
         }
     }
 }
@@ -788,6 +798,22 @@ impl Config {
     /// The `[[group]]` named `name`.
     pub fn group(&self, name: &str) -> Option<&GroupConfig> {
         self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The retry policy between sessions for a member of `group`: `[delivery]`, with what the
+    /// group's policy sets instead.
+    pub fn retry_policy_for(&self, group: Option<&str>) -> crate::deliver::RetryPolicy {
+        let mut policy = self.delivery.retry_policy();
+        if let Some(p) = group.and_then(|name| self.group(name)).map(|g| &g.policy) {
+            policy.max_attempts = p.max_attempts.unwrap_or(policy.max_attempts);
+            policy.backoff = p.retry_backoff_s.map_or(policy.backoff, std::time::Duration::from_secs);
+        }
+        policy
+    }
+
+    /// The group whose `devices` list `device`.
+    pub fn group_listing(&self, device: crate::fleet::Eui64) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.device_euis().any(|e| e == device))
     }
 
     /// The `[[owner]]` named `name`.
@@ -942,6 +968,12 @@ impl Config {
                         format!("no [[owner]] is named `{occupant}`; known owners: {}", owner_names.join(", ")),
                     ));
                 }
+            }
+            if group.policy.max_attempts == Some(0) {
+                return Err((format!("group[{i}].policy.max_attempts"), "must be at least 1".into()));
+            }
+            if group.policy.retry_backoff_s == Some(0) {
+                return Err((format!("group[{i}].policy.retry_backoff_s"), "backoffs are at least 1 s".into()));
             }
             if let Err(e) = jiff::tz::TimeZone::get(&group.timezone) {
                 return Err((

@@ -170,6 +170,26 @@ fn group_policy_parses_with_defaults_and_round_trips() {
 }
 
 #[test]
+fn a_group_may_set_its_own_retry_policy() {
+    let text = format!(
+        "{MINIMAL}[delivery]\nmax_attempts = 3\nretry_backoff_s = 600\n{OWNERS_AND_GROUP}[group.policy]\nmax_attempts = 5\n"
+    );
+    let config = parse(&text).expect("parses");
+    let group = config.retry_policy_for(Some("flat-3"));
+    assert_eq!((group.max_attempts, group.backoff.as_secs()), (5, 600), "its own attempts, [delivery]'s backoff");
+    let other = config.retry_policy_for(Some("no-such-group"));
+    assert_eq!((other.max_attempts, other.backoff.as_secs()), (3, 600));
+    assert_eq!(config.retry_policy_for(None), other);
+    let again = parse(&config.to_toml()).expect("the effective config parses again");
+    assert_eq!(config, again);
+    let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\nmax_attempts = 0\n");
+    let err = invalid(&text);
+    assert_eq!(err.key.as_deref(), Some("group[0].policy.max_attempts"), "{err}");
+    let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\nretry_backoff_s = 0\n");
+    assert_eq!(invalid(&text).key.as_deref(), Some("group[0].policy.retry_backoff_s"));
+}
+
+#[test]
 fn bad_policy_values_name_line_and_key() {
     let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\noccupant_hours = [\"Mon-Sun 00:00-25:00\"]\n");
     let err = invalid(&text);

@@ -185,7 +185,8 @@ pub(super) struct DeliverRoom {
     offered: Arc<Vec<OfferedUpdate>>,
     /// Ended sessions per device and update digest, for the retry policy (`store::attempts`).
     attempts: HashMap<(Eui64, String), AttemptRow>,
-    retry: RetryPolicy,
+    /// Each device's group in the last plan, for its retry policy (`Config::retry_policy_for`).
+    groups: HashMap<Eui64, String>,
     /// The earliest retry not yet offered to the planner (Unix ms).
     next_retry_ms: Option<i64>,
     /// The net room's air-time total when last read.
@@ -264,7 +265,7 @@ impl DeliverRoom {
             cancelled: HashSet::new(),
             offered: Arc::default(),
             attempts,
-            retry: delivery.retry_policy(),
+            groups: HashMap::new(),
             next_retry_ms,
             air_us_seen: air_us_at_start,
             battery_held: HashSet::new(),
@@ -324,9 +325,7 @@ impl DeliverRoom {
     /// Serves what is offered and newly verified, then starts the plan's starts.
     async fn on_plan(&mut self, feed: PlanFeed) {
         self.offered = feed.offered.clone();
-        // A reload may have changed the policy between sessions (the one inside a session is
-        // fixed when ferryd starts).
-        self.retry = self.shared.config.borrow().delivery.retry_policy();
+        self.groups = feed.plan.entries.iter().map(|e| (e.device, e.group.clone())).collect();
         self.battery_held = feed
             .plan
             .entries
@@ -801,13 +800,26 @@ impl DeliverRoom {
         self.replan_wanted.notify_one();
     }
 
+    /// The retry policy between sessions for `device`: its group's, read from the configuration
+    /// in force (a reload changes it between sessions; the policy inside a session is fixed when
+    /// ferryd starts). Before the first plan, the group that lists the device.
+    fn retry_policy(&self, device: Eui64) -> RetryPolicy {
+        let config = self.shared.config.borrow();
+        let group = match self.groups.get(&device) {
+            Some(name) => Some(name.as_str()),
+            None => config.group_listing(device).map(|g| g.name.as_str()),
+        };
+        config.retry_policy_for(group)
+    }
+
     /// Counts an ended session against its device and update, and decides with the retry
     /// policy whether and when the next one may start.
     async fn count_attempt(&mut self, record: &SessionRecord<Peer>, now_ms: i64) {
         let key = (record.plan.device, record.plan.manifest_digest.clone());
         let before = self.attempts.get(&key).map_or(0, |a| a.attempts);
         let attempts = before + 1;
-        let next = self.retry.after(record.state, attempts);
+        let retry = self.retry_policy(record.plan.device);
+        let next = retry.after(record.state, attempts);
         let next_unix_ms = match next {
             Next::NotCounted => return,
             Next::RetryAfter(wait) => {
@@ -820,7 +832,7 @@ impl DeliverRoom {
         if next == Next::GiveUp {
             reason = Some(format!(
                 "gave up after {attempts} attempt(s) (max_attempts {}): {}",
-                self.retry.max_attempts,
+                retry.max_attempts,
                 reason.unwrap_or_default()
             ));
         }

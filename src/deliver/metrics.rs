@@ -56,7 +56,7 @@ impl DeliverMetrics {
         )?;
         let given_up = IntGauge::new(
             "ferry_delivery_given_up",
-            "Device and update pairs whose delivery attempts are spent ([delivery] max_attempts).",
+            "Device and update pairs whose delivery attempts are spent (max_attempts).",
         )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(completed.clone()))?;

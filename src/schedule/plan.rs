@@ -581,7 +581,7 @@ impl fmt::Display for WaitReason {
                 write!(f, "{attempts} failed attempt(s); next try at {}", until.strftime("%Y-%m-%dT%H:%M:%SZ"))
             }
             WaitReason::AttemptsSpent { attempts } => {
-                write!(f, "gave up after {attempts} failed attempt(s) ([delivery] max_attempts)")
+                write!(f, "gave up after {attempts} failed attempt(s) (max_attempts: the group's policy, else [delivery])")
             }
         }
     }
