@@ -28,11 +28,12 @@
 //!    ([`estimate::gateway_capacity`]): sessions fill each other's gaps (a device writing
 //!    flash, a request on its way), and one more starts while it would still add at least
 //!    [`MIN_GATEWAY_GAIN`] of what it would send alone ([`estimate::gateway_utilisation`]).
-//!    That bound is for battery-powered devices, whose radio stays on the longer their
-//!    session shares the radio. While none shares it or waits for it, a longer session costs
-//!    nothing, and more sessions fill the gaps the model does not see (manifests, reboots, the
-//!    first and last blocks), so they start while the radio gains anything at all and each
-//!    block would still be answered within [`MAX_SHARED_BLOCK_S`].
+//!    That bound is for sleepy devices, whose radio stays on the longer their session shares
+//!    the radio. An always-on device's radio is on anyway: while no sleepy device shares the
+//!    radio or waits for it, a longer session costs nothing, and more sessions fill the gaps
+//!    the model does not see (manifests, reboots, the first and last blocks), so they start
+//!    while the radio gains anything at all and each block would still be answered within
+//!    [`MAX_SHARED_BLOCK_S`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -50,7 +51,7 @@ use crate::fleet::topology::Topology;
 /// Another session through the border router's radio starts only if the radio would send at
 /// least this much more, as a fraction of what the session would send alone: beyond it,
 /// sessions mostly wait for each other (3 at 1024-byte blocks, 6 at 64-byte ones). Applies
-/// while a battery-powered device shares the radio or waits for it (see the module doc).
+/// while a sleepy device shares the radio or waits for it (see the module doc).
 pub const MIN_GATEWAY_GAIN: f64 = 0.15;
 
 /// The longest a block may take while sessions share the border router's radio, s: half of
@@ -706,11 +707,11 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
 
     // Parent slots taken by running sessions, per device (a device not in the fleet: 1).
     let mut busy_slots: HashMap<u64, f64> = HashMap::new();
-    let mut battery_session_on_radio = false;
+    let mut sleepy_session_on_radio = false;
     for (index, device) in state.devices.iter().enumerate() {
         let action = if let Some(session) = busy_devices.get(&key(device.eui64)) {
             busy_slots.insert(key(device.eui64), slots_taken(state, topology, device));
-            battery_session_on_radio |= session.gateway_share > 0.0 && !device.mains_powered;
+            sleepy_session_on_radio |= session.gateway_share > 0.0 && device.wake_period_ms.is_some();
             Action::InProgress { update: session.update.clone(), expected_end: session.expected_end }
         } else {
             match check_device(state, topology, &pass, device, now) {
@@ -752,10 +753,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
         .filter_map(|s| Some((s.device, s.expected_end, s.window_closes?)))
         .collect();
     let gateway_capacity = estimate::gateway_capacity(state.pan.block_size, &state.model);
-    // Whether a battery-powered device shares the border router's radio, or waits for it: then
-    // every session is held to MIN_GATEWAY_GAIN, since each one more lengthens its radio-on time.
-    let battery_on_radio = battery_session_on_radio
-        || candidates.iter().any(|c| c.start.estimate.gateway_share > 0.0 && !state.devices[c.index].mains_powered);
+    // Whether a sleepy device shares the border router's radio, or waits for it: then every
+    // session is held to MIN_GATEWAY_GAIN, since each one more lengthens its radio-on time.
+    let sleepy_on_radio = sleepy_session_on_radio
+        || candidates
+            .iter()
+            .any(|c| c.start.estimate.gateway_share > 0.0 && state.devices[c.index].wake_period_ms.is_some());
     let budget = state.pan.air_time_budget;
     let session_ends: HashMap<u64, Timestamp> =
         state.sessions.iter().map(|s| (key(s.device), s.expected_end)).collect();
@@ -834,7 +837,7 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
                     reasons.push(WaitReason::WouldDelayRunning { device: *device });
                 }
             }
-            let min_gain = if battery_on_radio { MIN_GATEWAY_GAIN } else { 0.0 };
+            let min_gain = if sleepy_on_radio { MIN_GATEWAY_GAIN } else { 0.0 };
             if gain <= min_gain * alone {
                 let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
                 reasons.push(WaitReason::GatewayBusy { used, need, capacity });
