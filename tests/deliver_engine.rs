@@ -264,6 +264,8 @@ fn plan_for<P>(offer: &Offer, peer: P) -> SessionPlan<P> {
         approval: "policy:auto (window home-evenings)".into(),
         not_before: None,
         window_closes: None,
+        air_time_share: 0.0,
+        gateway_share: 0.0,
     }
 }
 

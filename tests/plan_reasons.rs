@@ -397,6 +397,10 @@ fn a_session_joining_the_radio_keeps_running_ones_inside_their_windows() {
     };
     assert_eq!(codes, ["would-delay-running"]);
 
+    // One already expected past its window's end is not held against every newcomer.
+    s.sessions = vec![ActiveSession { expected_end: closes + SignedDuration::from_secs(10), ..running.clone() }];
+    assert_eq!(plan(&s, &topo, now).starts().count(), 1);
+
     // A session held to no window (started on a deadline, outside any window) is not.
     s.sessions =
         vec![ActiveSession { expected_end: closes - SignedDuration::from_secs(30), window_closes: None, ..running }];

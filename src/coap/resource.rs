@@ -40,6 +40,12 @@ pub trait Resource: Send {
     fn observable(&self) -> bool {
         false
     }
+
+    /// For a forward proxy: whether it serves the URI `req` names (see [`Router::takes`]).
+    fn takes(&self, req: &Request) -> bool {
+        let _ = req;
+        true
+    }
 }
 
 /// A resource serving fixed bytes to GET; replace them with [`Router::set_static`]. Every
@@ -178,7 +184,7 @@ impl Router {
     /// proxy set. What no resource takes is answered 4.04 (or 5.05) by [`handle_from`](Self::handle_from).
     pub fn takes(&self, req: &Request) -> bool {
         if req.proxy_uri.is_some() {
-            return self.proxy.is_some();
+            return self.proxy.as_ref().is_some_and(|proxy| proxy.takes(req));
         }
         let path = req.path_string();
         path == WELL_KNOWN_CORE || self.entries.contains_key(&path)

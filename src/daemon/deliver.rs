@@ -199,6 +199,8 @@ pub(super) struct DeliverRoom {
     prefix: Ipv6Addr,
     progress: Arc<Mutex<Vec<Progress>>>,
     replan_wanted: Arc<Notify>,
+    /// LoWPAN requests made before the radio's first handshake, sent once it is done.
+    parked: Vec<(Peer, coap::Request, Purpose)>,
     /// Both endpoints leave requests for unknown paths unanswered until the first plan's
     /// updates are served (see `UNKNOWN_PATHS_HELD_AT_START`).
     unknown_paths_held: bool,
@@ -275,6 +277,7 @@ impl DeliverRoom {
             progress: inputs.progress.clone(),
             replan_wanted: inputs.replan_wanted.clone(),
             unknown_paths_held: true,
+            parked: Vec::new(),
         })
     }
 
@@ -311,6 +314,7 @@ impl DeliverRoom {
                     self.publish();
                 }
                 _ = mesh_tick.tick() => {
+                    self.send_parked().await;
                     self.on_kernel_tick().await;
                     self.on_mesh().await;
                 }
@@ -388,14 +392,22 @@ impl DeliverRoom {
                 approval: approval_text(&self.shared, update),
                 not_before: None,
                 window_closes: start.must_end_by(),
+                air_time_share: start.estimate.air_time_share,
+                gateway_share: start.estimate.gateway_share,
             };
             // What the planner knows of the device's sleep paces the requests to it (ferry hears
             // only its own children poll).
             let (address, wake) = (*peer.ip(), plan.timing.wake_period);
-            if self.kernel_side.peer_of(start.device).is_none()
-                && self.net.with(move |border, _| border.expect_wake_period(address, wake)).await.is_err()
-            {
-                return;
+            if self.kernel_side.peer_of(start.device).is_none() {
+                // The planner may start a LoWPAN device from its stored position before the
+                // radio came up; the border router then has nothing to send with.
+                if !self.lowpan_up() {
+                    tracing::debug!(device = %start.device, "the radio has not come up yet");
+                    continue;
+                }
+                if self.net.with(move |border, _| border.expect_wake_period(address, wake)).await.is_err() {
+                    return;
+                }
             }
             match self.engine.start(now, plan) {
                 Ok(id) => {
@@ -448,10 +460,18 @@ impl DeliverRoom {
                 PlanAction::UpToDate { .. } => None,
             })
             .collect();
+        // And what unfinished sessions deliver: resumed before any plan named it, a device may
+        // be fetching it right now.
+        let live: HashSet<String> = self
+            .engine
+            .progress()
+            .filter(|p| !p.state.is_terminal())
+            .filter_map(|p| Some(self.engine.record(p.id)?.plan.manifest_digest.clone()))
+            .collect();
         let wanted: Vec<OfferedUpdate> = self
             .offered
             .iter()
-            .filter(|u| named.contains(u.id.as_str()))
+            .filter(|u| named.contains(u.id.as_str()) || live.contains(&u.digest))
             .filter(|u| u.verified && !self.served.contains_key(&u.digest) && !self.unservable.contains(&u.digest))
             .cloned()
             .collect();
@@ -483,7 +503,7 @@ impl DeliverRoom {
     async fn answer_unknown_paths(&self) {
         // Queued behind the catalog's jobs: it runs after them, also when the radio comes up later.
         // A stopped room or endpoint has nothing to answer.
-        let _ = self.net.post(|border, _| border.endpoint_mut().answer_unknown()).await;
+        let _ = self.net.post(|border, _| border.endpoint_mut().answer_unknown());
         if let Some(udp) = &self.udp {
             let _ = udp.with(|endpoint, _| endpoint.answer_unknown()).await;
         }
@@ -523,11 +543,9 @@ impl DeliverRoom {
         // Not waited for: with the radio down, kernel devices are still served and the LoWPAN
         // catalog fills once it is up.
         let lowpan = self.lowpan.clone();
-        self.net
-            .post(move |border, _| {
-                lowpan.add(border.router_mut(), servable);
-            })
-            .await?;
+        if self.net.post(move |border, _| drop(lowpan.add(border.router_mut(), servable))).is_err() {
+            tracing::warn!("cannot serve {} on the LoWPAN: its room has stopped", update.id);
+        }
         Ok(offer)
     }
 
@@ -680,6 +698,12 @@ impl DeliverRoom {
             }
             Route::Unreachable => return Started::No("a kernel device needs an IPv6 address in [coap] listen".into()),
         }
+        // Not before the radio's first handshake: the job would wait for it, and the room with
+        // it (kernel devices too). Sent once it is done.
+        if !self.lowpan_up() {
+            self.parked.push((peer, request, purpose));
+            return Started::Parked;
+        }
         match self.net.with(move |border, now| start(border, now, peer, request)).await {
             Ok(Ok(id)) => {
                 self.in_flight.insert(id, purpose);
@@ -688,6 +712,24 @@ impl DeliverRoom {
             Ok(Err(e)) => Started::No(e.to_string()),
             Err(_) => Started::Stopped,
         }
+    }
+
+    /// Sends the LoWPAN requests held while the radio had not come up, once it has.
+    async fn send_parked(&mut self) {
+        if self.parked.is_empty() || !self.lowpan_up() {
+            return;
+        }
+        for (peer, request, purpose) in std::mem::take(&mut self.parked) {
+            if let Started::No(e) = self.start_request(peer, request, purpose).await {
+                tracing::warn!(%peer, "request not started: {e}");
+            }
+        }
+    }
+
+    /// Whether the LoWPAN has come up (the radio's first handshake is done): before, jobs that
+    /// wait for an answer from the border router would wait for the radio.
+    fn lowpan_up(&self) -> bool {
+        self.net.topology().is_some()
     }
 
     /// Performs the engine's actions in order: each record committed before the request after it.
@@ -713,6 +755,7 @@ impl DeliverRoom {
                     let what = format!("{:?} /{}", request.method, request.path_string());
                     match self.start_request(peer, request, Purpose::Engine { session, tag }).await {
                         Started::Yes => tracing::debug!(session, %peer, what, "request to the device"),
+                        Started::Parked => tracing::debug!(session, %peer, what, "request waits for the radio"),
                         // The session's state deadline retries it.
                         Started::No(e) => tracing::warn!(session, %peer, what, "request not started: {e}"),
                         Started::Stopped => return,
@@ -887,7 +930,13 @@ impl DeliverRoom {
         let progress: Vec<Progress> = self.engine.progress().collect();
         let now = Timestamp::now();
         for p in progress.iter().filter(|p| !p.state.is_terminal()) {
-            if self.active.contains_key(&p.id) {
+            if let Some(active) = self.active.get_mut(&p.id) {
+                // Resumed before the first plan named its update: named by digest until then.
+                if let Some(digest) = active.update.strip_prefix("sha256:") {
+                    if let Some(u) = self.offered.iter().find(|u| u.digest == digest) {
+                        active.update = u.id.clone();
+                    }
+                }
                 continue;
             }
             // Resumed from the store: the planner must still count it as running.
@@ -907,8 +956,8 @@ impl DeliverRoom {
                         update,
                         started_at: now,
                         expected_end: end,
-                        air_time_share: 0.0,
-                        gateway_share: 0.0,
+                        air_time_share: plan.air_time_share,
+                        gateway_share: plan.gateway_share,
                         window_closes: plan.window_closes,
                     },
                 );
@@ -1071,7 +1120,7 @@ impl DeliverRoom {
                 request.accept = Some(content_format::CBOR);
             }
             match self.start_request(peer, request, Purpose::Fact { device, index }).await {
-                Started::Yes => {}
+                Started::Yes | Started::Parked => {}
                 Started::No(e) => {
                     tracing::debug!(device = %device, path, "cannot ask the device: {e}");
                     if let Some(l) = self.learning.get_mut(&device) {
@@ -1265,6 +1314,8 @@ async fn delivered_unconfirmed(store: &crate::store::Store) -> HashSet<(Eui64, S
 /// Whether [`DeliverRoom::start_request`] started the request.
 enum Started {
     Yes,
+    /// Held until the radio's first handshake ([`DeliverRoom::send_parked`]).
+    Parked,
     No(String),
     /// The border router's task is gone: the room stops.
     Stopped,

@@ -33,8 +33,6 @@ const SRC_MATCH_QUEUE: usize = 256;
 
 /// CoAP events waiting for the room that consumes them; later ones are dropped.
 const EVENT_QUEUE: usize = 1024;
-/// Jobs from other rooms waiting for the router.
-const JOB_QUEUE: usize = 64;
 
 /// Work for the router, run inside its task with the current time.
 type Job = Box<dyn FnOnce(&mut BorderRouter, std::time::Instant) + Send>;
@@ -48,7 +46,10 @@ pub struct NetStopped;
 #[derive(Clone)]
 pub struct NetHandle {
     view: watch::Receiver<Option<NetTopology>>,
-    jobs: mpsc::Sender<Job>,
+    /// Unbounded: jobs queue while the radio has not come up yet, and a posting room must not
+    /// block on them (each room waits for at most one job of its own at a time, plus what it
+    /// posts: catalog additions, one per served update).
+    jobs: mpsc::UnboundedSender<Job>,
     air_us: Arc<AtomicU64>,
 }
 
@@ -74,17 +75,18 @@ impl NetHandle {
         let job: Job = Box::new(move |border, now| {
             let _ = reply.send(f(border, now));
         });
-        self.jobs.send(job).await.map_err(|_| NetStopped)?;
+        self.jobs.send(job).map_err(|_| NetStopped)?;
         answer.await.map_err(|_| NetStopped)
     }
 
-    /// Queues `f` to run on the border router without waiting for it. Jobs run in the order
-    /// they are queued; those queued before the radio's first handshake run once it is done.
-    pub async fn post(
+    /// Queues `f` to run on the border router without waiting for it (never blocks). Jobs run
+    /// in the order they are queued; those queued before the radio's first handshake run once
+    /// it is done.
+    pub fn post(
         &self,
         f: impl FnOnce(&mut BorderRouter, std::time::Instant) + Send + 'static,
     ) -> Result<(), NetStopped> {
-        self.jobs.send(Box::new(f)).await.map_err(|_| NetStopped)
+        self.jobs.send(Box::new(f)).map_err(|_| NetStopped)
     }
 }
 
@@ -102,7 +104,7 @@ pub(super) fn start(
 ) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>)> {
     let metrics = NetMetrics::register(registry)?;
     let (view_tx, view) = watch::channel(None);
-    let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE);
+    let (jobs, jobs_rx) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let air_us = Arc::new(AtomicU64::new(0));
     let io =
@@ -115,7 +117,7 @@ pub(super) fn start(
 struct Io {
     radio: Radio,
     frames: mpsc::Receiver<RxFrame>,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::UnboundedReceiver<Job>,
     events: mpsc::Sender<Event<Peer>>,
     view: watch::Sender<Option<NetTopology>>,
     air_us: Arc<AtomicU64>,

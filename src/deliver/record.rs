@@ -155,7 +155,16 @@ mod tests {
             not_before: None,
             // Kept across a restart, so the planner still protects the session's window.
             window_closes: Some("2026-11-23T12:03:00Z".parse().expect("timestamp")),
+            air_time_share: 0.25,
+            gateway_share: 0.2,
         };
+        // A record written before the window and the shares were kept loads without them.
+        let mut old = serde_json::to_value(&plan).expect("json");
+        for key in ["window_closes", "air_time_share", "gateway_share"] {
+            old.as_object_mut().expect("an object").remove(key);
+        }
+        let old: SessionPlan<std::net::SocketAddr> = serde_json::from_value(old).expect("an older record loads");
+        assert_eq!((old.window_closes, old.air_time_share, old.gateway_share), (None, 0.0, 0.0));
         let id = engine.start(now, plan.clone()).expect("starts");
         while let Some(action) = engine.poll_action() {
             if let super::super::Action::Persist(r) = action {

@@ -355,6 +355,11 @@ impl<P: PeerKey> Resource for CatalogProxy<P> {
     fn handle_from(&mut self, peer: &dyn Any, req: &coap::Request) -> Outcome {
         self.serve(peer.downcast_ref::<P>().copied(), req)
     }
+
+    fn takes(&self, req: &coap::Request) -> bool {
+        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        req.proxy_uri.as_deref().is_some_and(|uri| lookup_uri(&shared, uri).is_some())
+    }
 }
 
 impl<P: PeerKey> CatalogProxy<P> {
@@ -502,6 +507,11 @@ mod tests {
         // Proxy-Scheme without Uri-Host names ferry itself: the origin path.
         assert_eq!(proxied("coap:///fw/a.bin", 0).code, Code::Content);
         assert!(catalog.serves_uri("coap://[fd00::1]/fw/a.bin"));
+        // What the proxy does not serve is no resource's: an endpoint still adding updates
+        // holds it unanswered instead of answering 5.05 (`Endpoint::hold_unknown_until`).
+        let with_uri = |uri: &str| coap::Request { proxy_uri: Some(uri.to_owned()), ..coap::Request::get("") };
+        assert!(router.takes(&with_uri("coap://[fd00::1]/fw/a.bin")));
+        assert!(!router.takes(&with_uri("coap://[fd00::1]/fw/b.bin")));
         catalog.remove(&mut router, "fw/a.bin");
         assert!(!catalog.serves_uri("coap://[fd00::1]/fw/a.bin"));
     }

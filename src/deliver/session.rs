@@ -300,6 +300,13 @@ pub struct SessionPlan<P> {
     /// planner still protects it after a restart.
     #[serde(default, with = "crate::schedule::instant::rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub window_closes: Option<jiff::Timestamp>,
+    /// Its estimated air-time share and the border router's part of it (the planner's
+    /// [`SessionEstimate`](crate::schedule::estimate::SessionEstimate)): kept so a session
+    /// resumed after a restart still counts on the radio.
+    #[serde(default)]
+    pub air_time_share: f64,
+    #[serde(default)]
+    pub gateway_share: f64,
 }
 
 /// A transition, for the audit trail.

@@ -26,6 +26,8 @@ fn plan() -> SessionPlan<u16> {
         approval: "test".into(),
         not_before: None,
         window_closes: None,
+        air_time_share: 0.0,
+        gateway_share: 0.0,
     }
 }
 

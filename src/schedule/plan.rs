@@ -815,8 +815,10 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             reasons.push(WaitReason::AirTimeBudget { used, need, budget });
         }
         let gateway_need = estimate.gateway_share.max(0.0);
-        // How much longer its transfer takes while it shares the radio (1: not at all).
+        // How much longer its transfer takes while it shares the radio (1: not at all), and
+        // how much longer what is left of those already on it takes once it joins.
         let mut stretch = 1.0;
+        let mut slower = 1.0;
         if gateway_need > 0.0 && gateway_capacity > 0.0 {
             // Sessions alike: each alone would keep the radio busy their mean share of the time.
             let sharing = gateway_sessions + 1;
@@ -828,11 +830,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             // to that of `sharing`. All that is left of each is stretched, reboot included, to be
             // safe.
             if gateway_sessions > 0 {
-                let slower = stretch / estimate::gateway_stretch(gateway_sessions, alone);
-                let pushed = windowed_on_radio.iter().find(|(_, end, closes)| {
-                    let left = end.duration_since(now).max(SignedDuration::ZERO).as_secs_f64();
-                    now.saturating_add(SignedDuration::from_secs_f64(left * slower)).unwrap_or(Timestamp::MAX) > *closes
-                });
+                slower = stretch / estimate::gateway_stretch(gateway_sessions, alone);
+                // Only one that would still end in time: one already expected past its window's
+                // end is not held against every newcomer.
+                let pushed = windowed_on_radio
+                    .iter()
+                    .find(|(_, end, closes)| end <= closes && stretched_end(now, *end, slower) > *closes);
                 if let Some((device, _, _)) = pushed {
                     reasons.push(WaitReason::WouldDelayRunning { device: *device });
                 }
@@ -841,7 +844,9 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             if gain <= min_gain * alone {
                 let (used, need, capacity) = (gateway_used, gateway_need, gateway_capacity);
                 reasons.push(WaitReason::GatewayBusy { used, need, capacity });
-            } else {
+            } else if !sleepy_on_radio && gateway_sessions > 0 {
+                // Alone, a block takes what the device and its link take; beside others, the
+                // radio's queue adds to it.
                 let block_s = estimate.transfer.as_secs_f64() / estimate.blocks.max(1) as f64 * stretch;
                 if block_s > MAX_SHARED_BLOCK_S {
                     reasons.push(WaitReason::GatewayQueue { block_s, sessions: gateway_sessions });
@@ -871,6 +876,12 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
             used += need;
             gateway_used += gateway_need;
             gateway_sessions += usize::from(gateway_need > 0.0);
+            if gateway_need > 0.0 {
+                // Those already on the radio now take longer.
+                for (_, end, _) in &mut windowed_on_radio {
+                    *end = stretched_end(now, *end, slower);
+                }
+            }
             if let Some(closes) = start.must_end_by().filter(|_| gateway_need > 0.0) {
                 let end = now.saturating_add(start.estimate.total).unwrap_or(Timestamp::MAX);
                 windowed_on_radio.push((eui, end, closes));
@@ -883,6 +894,13 @@ pub fn plan(state: &PlanState, topology: &impl Topology, now: Timestamp) -> Plan
     }
 
     Plan { at: now, entries, air_time_used: used, air_time_budget: budget }
+}
+
+/// When a session expected to end at `end` ends if what is left of it from `now` takes
+/// `slower` times as long.
+fn stretched_end(now: Timestamp, end: Timestamp, slower: f64) -> Timestamp {
+    let left = end.duration_since(now).max(SignedDuration::ZERO).as_secs_f64();
+    now.saturating_add(SignedDuration::from_secs_f64(left * slower)).unwrap_or(Timestamp::MAX)
 }
 
 enum DeviceCheck {

@@ -923,6 +923,8 @@ impl Ferry {
                 approval: "bench".into(),
                 not_before: None,
                 window_closes: start.must_end_by(),
+                air_time_share: start.estimate.air_time_share,
+                gateway_share: start.estimate.gateway_share,
             };
             // What the planner knows of the device's sleep paces the requests to it (the border
             // router hears only its own children poll).
