@@ -46,7 +46,8 @@ fn every_strategy_updates_every_device_within_the_bound() {
 
 #[test]
 fn same_seed_same_figures_and_the_block_size_option_applies() {
-    let opts = Options { strategies: vec![Strategy::Sequential], block_size: Some(64), seed: Some(9) };
+    let opts =
+        Options { strategies: vec![Strategy::Sequential], block_size: Some(64), csma_backoffs: None, seed: Some(9) };
     let a = bench::run(&smoke(), &opts).unwrap();
     let mut b = bench::run(&smoke(), &opts).unwrap();
     assert_eq!(a.block_sizes, vec![64]);
@@ -57,6 +58,29 @@ fn same_seed_same_figures_and_the_block_size_option_applies() {
     let big = bench::run(&smoke(), &Options { block_size: None, ..opts }).unwrap();
     assert!(a.rows[0].makespan_s > big.rows[0].makespan_s, "{:?} vs {:?}", a.rows[0], big.rows[0]);
     assert!(a.bound.channel_s > big.bound.channel_s);
+}
+
+#[test]
+fn devices_that_give_up_on_a_busy_channel_sooner_drop_more_frames() {
+    // All at once, the smoke PAN is busy: a device that drops a frame at its first busy CCA
+    // (macMaxCSMABackoffs 0) loses more than one that tries five more times.
+    let run = |nb| {
+        let opts = Options {
+            strategies: vec![Strategy::TriggerAll],
+            block_size: None,
+            csma_backoffs: Some(nb),
+            seed: Some(5),
+        };
+        bench::run(&smoke(), &opts).unwrap().rows.remove(0)
+    };
+    let (eager, patient) = (run(0), run(5));
+    assert!(
+        eager.device_channel_access_failures > patient.device_channel_access_failures,
+        "{} vs {}",
+        eager.device_channel_access_failures,
+        patient.device_channel_access_failures
+    );
+    assert!(bench::table(&bench::run(&smoke(), &Options::default()).unwrap()).contains("dropped at channel access"));
 }
 
 /// A router with one leaf behind it (no link from the leaf to the gateway).
@@ -112,7 +136,8 @@ fn a_device_behind_a_router_is_updated_by_every_strategy() {
 fn an_rcp_that_holds_the_next_frame_makes_fragmented_blocks_faster() {
     // 1024-byte blocks are nine frames each: with ferry's RCP each one after the first crosses
     // the UART while the one before it is on air; with ot-rcp each waits for the last TX-done.
-    let opts = Options { strategies: vec![Strategy::Sequential], block_size: Some(1024), seed: Some(3) };
+    let opts =
+        Options { strategies: vec![Strategy::Sequential], block_size: Some(1024), csma_backoffs: None, seed: Some(3) };
     let ferry_rcp = bench::run(&smoke(), &opts).unwrap();
     let mut stock = smoke();
     stock.gateway.rcp = ferry::sim::scenario::RcpFirmware::OtRcp;

@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Every device's SUIT block size (16..=1024, a power of two); default: the scenario's.
     #[arg(long, value_name = "BYTES", value_parser = parse_block_size)]
     block_size: Option<u16>,
+    /// Every device's macMaxCSMABackoffs (0..=5; RIOT's default 4); default: the scenario's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=5))]
+    csma_backoffs: Option<u8>,
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -50,7 +53,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Some(path) => Scenario::load(path)?,
         None => Scenario::parse(Path::new("bench-smoke.toml"), SMOKE_SCENARIO)?,
     };
-    let opts = Options { strategies: args.strategy.clone(), block_size: args.block_size, seed: args.seed };
+    let opts = Options {
+        strategies: args.strategy.clone(),
+        block_size: args.block_size,
+        csma_backoffs: args.csma_backoffs,
+        seed: args.seed,
+    };
     let result: Bench = bench::run(&scenario, &opts).context("ferry bench")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);

@@ -167,12 +167,14 @@ pub struct Options {
     pub strategies: Vec<Strategy>,
     /// Every device's SUIT block size (else the scenario's `coap_block_size`).
     pub block_size: Option<u16>,
+    /// Every device's macMaxCSMABackoffs (else the scenario's `csma_backoffs`).
+    pub csma_backoffs: Option<u8>,
     pub seed: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { strategies: Strategy::ALL.to_vec(), block_size: None, seed: None }
+        Options { strategies: Strategy::ALL.to_vec(), block_size: None, csma_backoffs: None, seed: None }
     }
 }
 
@@ -192,6 +194,11 @@ pub struct Row {
     pub channel_utilisation: f64,
     pub mac_retries: u64,
     pub cca_failures: u64,
+    /// Frames the devices dropped because every CCA of their CSMA-CA found the channel busy;
+    /// a dropped CoAP request costs its device a CoAP retransmission timeout (2-3 s).
+    pub device_channel_access_failures: u64,
+    /// The same for the border router's radio.
+    pub border_channel_access_failures: u64,
     pub collisions: u64,
     pub radio_on_mean_s: f64,
     pub radio_on_max_s: f64,
@@ -271,9 +278,12 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Bench, BenchError> {
     if let Some(seed) = opts.seed {
         scenario.seed = seed;
     }
-    if let Some(b) = opts.block_size {
-        for n in &mut scenario.nodes {
+    for n in &mut scenario.nodes {
+        if let Some(b) = opts.block_size {
             n.coap_block_size = b;
+        }
+        if let Some(nb) = opts.csma_backoffs {
+            n.csma_backoffs = nb;
         }
     }
     if scenario.nodes.is_empty() {
@@ -1071,6 +1081,18 @@ fn row(
         channel_utilisation: per(delta(|s| s.air_time_us) as f64 / 1e6),
         mac_retries: delta(|s| s.retries),
         cca_failures: delta(|s| s.cca_failures),
+        device_channel_access_failures: after
+            .nodes
+            .iter()
+            .zip(&before.nodes)
+            .skip(1)
+            .map(|(a, b)| a.radio.channel_access_failures.saturating_sub(b.radio.channel_access_failures))
+            .sum(),
+        border_channel_access_failures: after
+            .nodes
+            .first()
+            .zip(before.nodes.first())
+            .map_or(0, |(a, b)| a.radio.channel_access_failures.saturating_sub(b.radio.channel_access_failures)),
         collisions: delta(|s| s.collisions),
         radio_on_mean_s: mean(&radio_on),
         radio_on_max_s: radio_on.iter().copied().fold(0.0, f64::max),
@@ -1285,6 +1307,12 @@ pub fn table(b: &Bench) -> String {
             .collect();
         let _ = writeln!(out, "  by the time {n} of them ran the update: {}", parts.join("; "));
     }
+    let dropped: Vec<String> = b
+        .rows
+        .iter()
+        .map(|r| format!("{} {}/{}", r.strategy, r.device_channel_access_failures, r.border_channel_access_failures))
+        .collect();
+    let _ = writeln!(out, "  frames dropped at channel access (devices/border router): {}", dropped.join(", "));
     for r in b.rows.iter().filter(|r| !r.phases.is_empty()) {
         let total: f64 = r.phases.values().sum();
         let parts: Vec<String> =

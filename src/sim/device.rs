@@ -107,6 +107,8 @@ pub struct DeviceParams {
     /// The same children's EUI-64s with their short addresses: frames addressed to a child's
     /// extended address wait for its poll (which comes from its short address) too.
     pub sleepy_children_ext: Vec<([u8; 8], u16)>,
+    /// macMaxCSMABackoffs of this device's transmissions.
+    pub csma_backoffs: u8,
     pub seed: u64,
 }
 
@@ -413,7 +415,12 @@ impl Device {
         };
         let Some((kind, psdu)) = next else { return };
         let upper = (kind == TxKind::Upper).then_some(psdu);
-        if m.transmit(self.node, TxRequest::new(psdu, self.p.channel)).is_ok() {
+        if m.transmit(
+            self.node,
+            TxRequest { max_csma_backoffs: self.p.csma_backoffs, ..TxRequest::new(psdu, self.p.channel) },
+        )
+        .is_ok()
+        {
             self.in_flight = Some(kind);
             self.in_flight_upper = upper;
         } else if kind == TxKind::Poll {

@@ -398,10 +398,24 @@ pub struct NodeSpec {
     /// Device processing times; unset fields take the board's defaults.
     #[serde(default)]
     pub processing: Processing,
+    /// macMaxCSMABackoffs of the node's radio: busy CCAs before a frame is dropped as a
+    /// channel-access failure. RIOT's `CONFIG_IEEE802154_DEFAULT_CSMA_CA_RETRIES`, 4 by
+    /// default; 802.15.4 allows 0..=5.
+    #[serde(default = "default_csma_backoffs")]
+    pub csma_backoffs: u8,
 }
 
 fn default_block_size() -> u16 {
     64
+}
+
+/// RIOT's and 802.15.4's default macMaxCSMABackoffs.
+pub const DEFAULT_CSMA_BACKOFFS: u8 = 4;
+/// The largest macMaxCSMABackoffs 802.15.4 allows.
+pub const MAX_CSMA_BACKOFFS: u8 = 5;
+
+fn default_csma_backoffs() -> u8 {
+    DEFAULT_CSMA_BACKOFFS
 }
 
 /// Overrides of a device's processing times (see `sim::riot::Costs` for the board defaults).
@@ -534,6 +548,9 @@ impl Scenario {
             }
             if n.eui64 == self.gateway.eui64 {
                 return Err((at("eui64"), "the gateway already has this EUI-64".into()));
+            }
+            if n.csma_backoffs > MAX_CSMA_BACKOFFS {
+                return Err((at("csma_backoffs"), format!("802.15.4 allows 0..={MAX_CSMA_BACKOFFS} CSMA backoffs")));
             }
             if let Some(j) = euis.insert(n.eui64.0, i) {
                 return Err((at("eui64"), format!("node[{j}] already has EUI-64 {}", n.eui64)));
@@ -704,11 +721,14 @@ duty_cycle = { mode = "sleepy", poll_period_s = 5.0 }
     fn node_firmware_model_fields() {
         let s = Scenario::parse(Path::new("t.toml"), MINIMAL).unwrap();
         assert_eq!((s.nodes[0].coap_block_size, s.nodes[0].ferry_aware), (64, false));
+        assert_eq!(s.nodes[0].csma_backoffs, DEFAULT_CSMA_BACKOFFS);
         assert_eq!(s.prefix.to_string(), "fd00:f3:e5::/64");
         let ok = format!("{MINIMAL}coap_block_size = 512\nprocessing = {{ block_ms = 16.0, boot_ms = 800.0 }}\n");
         let s = Scenario::parse(Path::new("t.toml"), &ok).unwrap();
         assert_eq!((s.nodes[0].coap_block_size, s.nodes[0].processing.block_ms), (512, Some(16.0)));
-        for bad in ["coap_block_size = 100", "coap_block_size = 2048", "processing = { block_ms = -1.0 }"] {
+        for bad in
+            ["coap_block_size = 100", "coap_block_size = 2048", "processing = { block_ms = -1.0 }", "csma_backoffs = 6"]
+        {
             let e = Scenario::parse(Path::new("t.toml"), &format!("{MINIMAL}{bad}\n")).unwrap_err().to_string();
             assert!(e.contains("node[0]"), "{bad}: {e}");
         }

@@ -224,6 +224,7 @@ impl World {
                 duty_cycle: n.duty_cycle,
                 sleepy_children,
                 sleepy_children_ext,
+                csma_backoffs: n.csma_backoffs,
                 seed: seeds.next_u64(),
             };
             let mut d = Device::new(nodes[i], params);
