@@ -43,6 +43,7 @@
 //! coap_block_size = 64   # SUIT block size the node asks for (16..=1024, a power of two)
 //! ferry_aware = true     # also serves /ferry/status (CBOR)
 //! processing = { ed25519_verify_ms = 900.0, boot_ms = 1500.0 }   # overrides the board's defaults
+//! csma_backoffs = 4      # macMaxCSMABackoffs (0..=5): RIOT's `csma_retries`, 4 by default
 //!
 //! [[external]]           # a ZEP peer (e.g. RIOT `native`), placed when it announces this EUI-64
 //! name = "native-1"      # links may name it
