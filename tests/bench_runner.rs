@@ -80,7 +80,13 @@ fn devices_that_give_up_on_a_busy_channel_sooner_drop_more_frames() {
         eager.device_channel_access_failures,
         patient.device_channel_access_failures
     );
-    assert!(bench::table(&bench::run(&smoke(), &Options::default()).unwrap()).contains("dropped at channel access"));
+    let all = bench::run(&smoke(), &Options::default()).unwrap();
+    let table = bench::table(&all);
+    assert!(table.contains("dropped at channel access"), "{table}");
+    // ferry's engine measures each device's wait before its next block.
+    let ferry = all.rows.iter().find(|r| r.strategy == Strategy::Ferry).unwrap();
+    assert!(ferry.block_waits > 0 && ferry.long_block_waits <= ferry.block_waits, "{ferry:?}");
+    assert!(table.contains("ferry block requests 2 s or more after the previous block"), "{table}");
 }
 
 /// A router with one leaf behind it (no link from the leaf to the gateway).

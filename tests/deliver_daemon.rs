@@ -36,6 +36,10 @@ fn a_star_of_riot_devices_all_update() {
     let airtime = labelled(&s, "ferry_delivery_airtime_seconds_total");
     let bytes = labelled(&s, "ferry_delivery_bytes_total");
     assert!(airtime > bytes * 32e-6 && airtime < 10.0 * bytes * 32e-6, "air time {airtime} s for {bytes} B\n{s}");
+    // Two 1024-byte blocks per device: each device's second request is one measured wait.
+    let waits = labelled(&s, "ferry_delivery_block_wait_seconds_count");
+    assert!(waits >= 3.0, "{waits} block waits\n{s}");
+    assert_eq!(labelled(&s, "ferry_delivery_block_wait_seconds_bucket{le=\"+Inf\"}"), waits);
     for i in 0..3 {
         let when = labelled(
             &s,

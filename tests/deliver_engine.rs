@@ -471,7 +471,7 @@ fn riot_device_with_slots_is_updated_and_confirmed_by_its_slot() {
     assert_eq!(w.engine.stats().bytes_served, row.bytes);
     let registry = prometheus::Registry::new();
     let mut metrics = ferry::deliver::DeliverMetrics::register(&registry).expect("metrics");
-    metrics.export(&w.engine);
+    metrics.export(&mut w.engine);
     assert_eq!(metrics.completed.with_label_values(&["done"]).get(), 1);
     assert_eq!(metrics.sessions.with_label_values(&["done"]).get(), 1);
     assert_eq!(metrics.bytes.get(), row.bytes);

@@ -920,7 +920,7 @@ impl DeliverRoom {
 
     /// Metrics, the progress view and the planner's running sessions.
     fn publish(&mut self) {
-        self.metrics.export(&self.engine);
+        self.metrics.export(&mut self.engine);
         // Air time counts for delivery while a session moves blocks.
         let air_us = self.net.air_time_us();
         if self.engine.progress().any(|p| p.state.uses_air()) {

@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{Counter, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use super::{Engine, State};
 use crate::coap::PeerKey;
 
 /// `ferry_sessions{state}`, `ferry_updates_completed_total{result}`, `ferry_delivery_bytes_total`,
 /// `ferry_delivery_airtime_seconds_total`, `ferry_device_last_update_timestamp_seconds{device,result}`,
-/// `ferry_delivery_retries_total`, `ferry_delivery_given_up`.
+/// `ferry_delivery_retries_total`, `ferry_delivery_given_up`, `ferry_delivery_block_wait_seconds`.
 #[derive(Clone)]
 pub struct DeliverMetrics {
     pub sessions: IntGaugeVec,
@@ -19,6 +21,7 @@ pub struct DeliverMetrics {
     pub last_update: GaugeVec,
     pub retries: IntCounter,
     pub given_up: IntGauge,
+    pub block_wait: Histogram,
     /// What was exported last, to add only the difference to the counters.
     last_completed: BTreeMap<State, u64>,
     last_bytes: u64,
@@ -58,6 +61,15 @@ impl DeliverMetrics {
             "ferry_delivery_given_up",
             "Device and update pairs whose delivery attempts are spent (max_attempts).",
         )?;
+        let block_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "ferry_delivery_block_wait_seconds",
+                "How long a device took to ask for its next payload block after the previous one was served. \
+                 Waits of 2-3 s on always-on devices are requests (or answers) lost on the air and sent again \
+                 after CoAP's ACK_TIMEOUT.",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0]),
+        )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(completed.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
@@ -65,6 +77,7 @@ impl DeliverMetrics {
         registry.register(Box::new(last_update.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(given_up.clone()))?;
+        registry.register(Box::new(block_wait.clone()))?;
         Ok(DeliverMetrics {
             sessions,
             completed,
@@ -73,13 +86,17 @@ impl DeliverMetrics {
             last_update,
             retries,
             given_up,
+            block_wait,
             last_completed: BTreeMap::new(),
             last_bytes: 0,
         })
     }
 
     /// Copies the engine's counts; call after handling events (cheap).
-    pub fn export<P: PeerKey>(&mut self, engine: &Engine<P>) {
+    pub fn export<P: PeerKey>(&mut self, engine: &mut Engine<P>) {
+        for wait in engine.take_block_waits() {
+            self.block_wait.observe(wait.as_secs_f64());
+        }
         for (state, n) in engine.count_by_state() {
             self.sessions.with_label_values(&[state.as_str()]).set(n as i64);
         }

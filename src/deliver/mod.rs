@@ -83,7 +83,20 @@ pub struct EngineStats {
     pub completed: BTreeMap<State, u64>,
     /// Bytes served to devices in sessions.
     pub bytes_served: u64,
+    /// Payload blocks a device asked for after the previous one was served (the first block
+    /// of a transfer is not counted).
+    pub block_waits: u64,
+    /// Those that came [`LONG_BLOCK_WAIT`] or more after the previous block, and their total.
+    pub long_block_waits: u64,
+    pub long_block_wait_total: Duration,
 }
+
+/// RFC 7252's ACK_TIMEOUT: an always-on device that asks for its next block this late lost
+/// its request (or the answer) and waited out its CoAP retransmission timer; a sleepy one may
+/// also have slept.
+pub const LONG_BLOCK_WAIT: Duration = Duration::from_secs(2);
+/// Block waits kept for [`Engine::take_block_waits`] between two calls; older ones are dropped.
+const BLOCK_WAITS_KEPT: usize = 4096;
 
 /// A session's progress, for status views.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +121,8 @@ pub struct Engine<P> {
     next_id: SessionId,
     next_tag: u64,
     stats: EngineStats,
+    /// Block waits not yet taken by the shell (for a histogram).
+    block_waits: VecDeque<Duration>,
 }
 
 impl<P: PeerKey> Engine<P> {
@@ -123,6 +138,7 @@ impl<P: PeerKey> Engine<P> {
             next_id: last_id + 1,
             next_tag: 0,
             stats: EngineStats::default(),
+            block_waits: VecDeque::new(),
         }
     }
 
@@ -226,9 +242,26 @@ impl<P: PeerKey> Engine<P> {
                 && !s.state().is_terminal()
                 && (plan.manifest_path == path || plan.payload_paths.iter().any(|p| p == path))
         });
-        if let Some((&id, _)) = found {
-            self.with_session(now, id, |s, ctx| s.handle_served(now, ctx, path, offset, len, total));
+        let Some((&id, _)) = found else { return };
+        let mut waited = None;
+        self.with_session(now, id, |s, ctx| waited = s.handle_served(now, ctx, path, offset, len, total));
+        if let Some(wait) = waited {
+            self.stats.block_waits += 1;
+            if wait >= LONG_BLOCK_WAIT {
+                self.stats.long_block_waits += 1;
+                self.stats.long_block_wait_total += wait;
+            }
+            if self.block_waits.len() >= BLOCK_WAITS_KEPT {
+                self.block_waits.pop_front();
+            }
+            self.block_waits.push_back(wait);
         }
+    }
+
+    /// How long devices took to ask for each next payload block since the last call (at most
+    /// the newest 4096).
+    pub fn take_block_waits(&mut self) -> impl Iterator<Item = Duration> + '_ {
+        self.block_waits.drain(..)
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

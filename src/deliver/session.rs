@@ -461,6 +461,8 @@ pub(crate) struct Session<P> {
     pub state_deadline: Option<Instant>,
     /// Start (or retry) the next step at this time.
     pub wake_at: Option<Instant>,
+    /// When the last new payload block was served (while streaming).
+    last_block_at: Option<Instant>,
 }
 
 impl<P: coap::PeerKey> Session<P> {
@@ -507,6 +509,7 @@ impl<P: coap::PeerKey> Session<P> {
             read_back: ReadBack::default(),
             came_back_old: None,
             read_back_wait: Duration::ZERO,
+            last_block_at: None,
             state_deadline: None,
             wake_at: None,
         }
@@ -793,12 +796,22 @@ impl<P: coap::PeerKey> Session<P> {
     }
 
     /// The serving resource sent `len` bytes at `offset` of `path` (of `total`) to this device.
-    pub fn handle_served(&mut self, now: Instant, ctx: &mut Ctx<'_, P>, path: &str, offset: u64, len: u64, total: u64) {
+    /// Returns how long the device took to ask for this payload block since it was served the
+    /// previous one, when this is the next block of a running transfer.
+    pub fn handle_served(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_, P>,
+        path: &str,
+        offset: u64,
+        len: u64,
+        total: u64,
+    ) -> Option<Duration> {
         let plan = &self.record.plan;
         let is_manifest = path == plan.manifest_path;
         let is_payload = plan.payload_paths.iter().any(|p| p == path);
         if !is_manifest && !is_payload {
-            return;
+            return None;
         }
         self.record.bytes_served += len;
         let state = self.record.state;
@@ -811,13 +824,13 @@ impl<P: coap::PeerKey> Session<P> {
             if self.record.state == State::ManifestServed {
                 self.state_deadline = Some(now + self.timeouts.manifest);
             }
-            return;
+            return None;
         }
         // A device still fetching for an earlier trigger (ferry restarted, or a retry waits
         // out its backoff) is followed again rather than triggered anew.
         let adopt = state == State::Planned && self.record.attempts > 0;
         if !adopt && !matches!(state, State::Triggered | State::ManifestServed | State::Streaming) {
-            return;
+            return None;
         }
         if adopt {
             self.pending = None;
@@ -825,9 +838,17 @@ impl<P: coap::PeerKey> Session<P> {
         }
         if state != State::Streaming {
             self.record.progress = 0;
+            self.last_block_at = None;
             self.enter(ctx, State::Streaming, None, format!("payload {path} ({total} bytes)"));
         }
         let before = self.record.progress;
+        // A block past what was served is the device's next request; one at or below is a
+        // retransmission whose answer was lost, and the device is still waiting.
+        let mut waited = None;
+        if offset >= before {
+            waited = self.last_block_at.map(|at| now.saturating_duration_since(at));
+            self.last_block_at = Some(now);
+        }
         self.record.progress = self.record.progress.max(offset + len);
         self.state_deadline = Some(now + self.timeouts.stall);
         if offset + len >= total {
@@ -841,6 +862,7 @@ impl<P: coap::PeerKey> Session<P> {
         } else if before / ctx.cfg.checkpoint_bytes != self.record.progress / ctx.cfg.checkpoint_bytes {
             self.checkpoint(ctx);
         }
+        waited
     }
 }
 

@@ -165,6 +165,30 @@ fn progress_is_checkpointed_and_the_last_block_starts_the_reboot() {
 }
 
 #[test]
+fn the_wait_before_each_next_block_is_measured_and_a_lost_request_stands_out() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
+    let id = e.start(t0, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    // The first block is not a wait (it follows the manifest and its check). The second comes
+    // 100 ms later; the third's request was lost, the device asked again 2.5 s later, and its
+    // answer was lost too: the block is served twice, and the repeat is no new wait.
+    e.handle_served(at(1_000), PEER, "fw/a/b/slot0.bin", 0, 64, 256);
+    e.handle_served(at(1_100), PEER, "fw/a/b/slot0.bin", 64, 64, 256);
+    e.handle_served(at(3_600), PEER, "fw/a/b/slot0.bin", 128, 64, 256);
+    e.handle_served(at(6_600), PEER, "fw/a/b/slot0.bin", 128, 64, 256);
+    e.handle_served(at(6_700), PEER, "fw/a/b/slot0.bin", 192, 64, 256);
+    let waits: Vec<Duration> = e.take_block_waits().collect();
+    assert_eq!(waits, [100, 2_500, 3_100].map(Duration::from_millis));
+    let s = e.stats();
+    assert_eq!((s.block_waits, s.long_block_waits, s.long_block_wait_total), (3, 2, Duration::from_millis(5_600)));
+    assert_eq!(e.take_block_waits().count(), 0, "taken once");
+}
+
+#[test]
 fn records_survive_the_store_round_trip() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 5_000, 0);

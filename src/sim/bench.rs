@@ -212,6 +212,12 @@ pub struct Row {
     /// ferry only: device-seconds in each phase, summed over devices (`queued` is t0 until the
     /// planner started the device's session; the rest are the sessions' states).
     pub phases: BTreeMap<String, f64>,
+    /// ferry only: payload blocks a device asked for after the previous one was served, those
+    /// that came 2 s (CoAP's ACK_TIMEOUT) or more later, and the seconds those waited
+    /// ([`crate::deliver::EngineStats`]).
+    pub block_waits: u64,
+    pub long_block_waits: u64,
+    pub long_block_wait_s: f64,
     /// When each updated device ran the new image, s after the start, in order; and the MAC
     /// retries counted by then. Strategies that update different numbers of devices compare
     /// at the same count.
@@ -1000,6 +1006,7 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
     let before = run.host.world().report();
     let limit = run.fleet.t0 + (scenario.bench.limit_s * 1e6) as u64;
     let mut phases = BTreeMap::new();
+    let mut waits = (0, 0, 0.0);
     match strategy {
         Strategy::Ferry => {
             let mut driver = Ferry::new(&run.host, &run.fleet, scenario);
@@ -1010,6 +1017,8 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
                 driver.enter(id, None, now_us);
             }
             phases = driver.phases;
+            let stats = driver.engine.stats();
+            waits = (stats.block_waits, stats.long_block_waits, stats.long_block_wait_total.as_secs_f64());
         }
         Strategy::Sequential | Strategy::TriggerAll => {
             let mut driver = Baseline { one_at_a_time: strategy == Strategy::Sequential, triggers: HashMap::new() };
@@ -1027,6 +1036,7 @@ fn run_one(scenario: &Scenario, strategy: Strategy) -> Result<(Row, Bound), Benc
     let delivered = bound(scenario, &run, |t| matches!(t.end, Some(End::Installed { .. })));
     let mut row = row(strategy, &run.fleet, &before, &after, last, delivered, wall.elapsed());
     row.phases = phases;
+    (row.block_waits, row.long_block_waits, row.long_block_wait_s) = waits;
     Ok((row, all))
 }
 
@@ -1101,6 +1111,9 @@ fn row(
         wall_ms: wall.as_millis() as u64,
         failures,
         phases: BTreeMap::new(),
+        block_waits: 0,
+        long_block_waits: 0,
+        long_block_wait_s: 0.0,
         updates_s: installs.iter().map(|(at, _)| at.saturating_sub(run.t0) as f64 / 1e6).collect(),
         retries_by_update: installs.iter().map(|(_, r)| r.saturating_sub(retries_before)).collect(),
     }
@@ -1318,6 +1331,13 @@ pub fn table(b: &Bench) -> String {
         let parts: Vec<String> =
             r.phases.iter().map(|(k, v)| format!("{k} {v:.0} ({:.0}%)", 100.0 * v / total.max(1e-9))).collect();
         let _ = writeln!(out, "  {} device-seconds by phase: {}", r.strategy, parts.join(", "));
+    }
+    for r in b.rows.iter().filter(|r| r.block_waits > 0) {
+        let _ = writeln!(
+            out,
+            "  {} block requests 2 s or more after the previous block: {} of {} ({:.0} device-seconds)",
+            r.strategy, r.long_block_waits, r.block_waits, r.long_block_wait_s
+        );
     }
     for r in &b.rows {
         for f in r.failures.iter().take(5) {
