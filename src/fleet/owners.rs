@@ -20,7 +20,8 @@
 //! 5. for an occupant, it stays within the group's `[group.policy]`: windows inside
 //!    `occupant_hours`, windows adding up to `min_weekly_open` per week, and windows and blackouts
 //!    never keeping the group closed longer than `max_deferral` (checked from `now` over the span of
-//!    the blackouts plus five weeks). The admin is not limited: they set the limits.
+//!    the blackouts plus five weeks; so every blackout must end within
+//!    [`MAX_BLACKOUT_AHEAD_DAYS`] of `now`). The admin is not limited: they set the limits.
 //!
 //! A rejected file is rejected whole, with a [`Rejection`] saying why, and the owner's last good
 //! settings stay in force (re-checked against the current `ferry.toml`). A deleted file withdraws
@@ -48,6 +49,9 @@ pub const DEFAULT_OWNERS_DIR: &str = "/etc/ferry/owners.d";
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
 /// How far past the last blackout the deferral limit is checked.
 const DEFERRAL_CHECK_TAIL: SignedDuration = SignedDuration::from_hours(35 * 24);
+/// An occupant's blackouts must end within this of now: the deferral check walks every window
+/// up to the last blackout, and a blackout in year 9999 would make each reload walk millennia.
+pub const MAX_BLACKOUT_AHEAD_DAYS: i64 = 731;
 
 /// One owner's file, as written.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -171,6 +175,11 @@ pub enum RejectReason {
         "group `{group}`: windows and blackouts keep it closed from {from} {until}; the admin allows at most {max}"
     )]
     DeferralTooLong { group: String, from: Timestamp, until: Until, max: String },
+    #[error(
+        "group `{group}`: a blackout ends at {end}, more than {MAX_BLACKOUT_AHEAD_DAYS} days ahead; \
+         add it when it is nearer"
+    )]
+    BlackoutTooFar { group: String, end: Timestamp },
 }
 
 /// The end of a too-long closed stretch, for [`RejectReason::DeferralTooLong`].
@@ -423,6 +432,11 @@ fn check_occupant_limits(group: &GroupConfig, settings: &GroupSettings, now: Tim
                 need: policy.min_weekly_open.to_string(),
             });
         }
+    }
+    let horizon =
+        now.saturating_add(SignedDuration::from_hours(MAX_BLACKOUT_AHEAD_DAYS * 24)).unwrap_or(Timestamp::MAX);
+    if let Some(far) = settings.blackouts.iter().map(|b| b.blackout.interval().end).find(|end| *end > horizon) {
+        return Err(RejectReason::BlackoutTooFar { group: group.name.clone(), end: far });
     }
     let tz = TimeZone::get(&group.timezone)
         .map_err(|_| RejectReason::TimeZone { group: group.name.clone(), zone: group.timezone.clone() })?;

@@ -387,3 +387,29 @@ fn documented_examples_are_valid() {
     let tenant_owner = config.owners.iter().find(|o| o.name == "tenant").expect("tenant");
     check_settings(tenant_owner, &file, &config, now()).expect("within the documented limits");
 }
+
+#[test]
+fn an_occupants_blackout_more_than_two_years_ahead_is_refused() {
+    let cfg = config(CONFIG);
+    let far = r#"
+[group.flat-3]
+blackouts = [{ start = 9999-12-24T00:00:00+01:00, end = "9999-12-24T00:01:00+01:00" }]
+"#;
+    let (effective, rejections) = load_owner_texts([("tenant", far)], &cfg, now(), &EffectiveSettings::default());
+    assert!(effective.owners.is_empty());
+    let text = rejections[0].to_string();
+    assert!(text.contains("9999-12-23T23:01:00Z") && text.contains("731 days ahead"), "{text}");
+    // Hundreds of blackouts within the horizon are fine (and the check stays a single pass).
+    let many: Vec<String> = (0..500)
+        .map(|i| {
+            let start = now().saturating_add(SignedDuration::from_hours(24 * i + 30)).unwrap();
+            let end = start.saturating_add(SignedDuration::from_mins(30)).unwrap();
+            format!("{{ start = \"{start}\", end = \"{end}\" }}")
+        })
+        .collect();
+    let many = format!("[group.flat-3]\nblackouts = [{}]\n", many.join(", "));
+    let (effective, rejections) =
+        load_owner_texts([("tenant", many.as_str())], &cfg, now(), &EffectiveSettings::default());
+    assert!(rejections.is_empty(), "{}", rejections[0]);
+    assert_eq!(effective.owners["tenant"].settings.group["flat-3"].blackouts.len(), 500);
+}

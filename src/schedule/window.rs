@@ -717,12 +717,18 @@ fn merge(sorted: Vec<Interval>) -> Vec<Interval> {
     merged
 }
 
-/// `open` minus `holes`; both sorted and merged.
+/// `open` minus `holes`; both sorted and merged, so one pass over each suffices (an owner may
+/// list hundreds of blackouts, and the deferral check walks years of windows).
 fn subtract(open: Vec<Interval>, holes: &[Interval]) -> Vec<Interval> {
     let mut out = Vec::with_capacity(open.len());
+    // Holes ending at or before an interval's start end before every later interval's too.
+    let mut first = 0;
     for iv in open {
+        while holes.get(first).is_some_and(|h| h.end <= iv.start) {
+            first += 1;
+        }
         let mut start = iv.start;
-        for hole in holes.iter().filter(|h| h.end > iv.start && h.start < iv.end) {
+        for hole in holes[first..].iter().take_while(|h| h.start < iv.end) {
             if hole.start > start {
                 out.push(Interval { start, end: hole.start });
             }

@@ -488,3 +488,30 @@ fn bundled_tzdb_gives_the_same_answers_without_zoneinfo() {
         }
     }
 }
+
+proptest! {
+    /// The single-pass subtraction covers exactly the minutes the open intervals cover and no
+    /// hole does.
+    #[test]
+    fn subtracting_blackouts_leaves_exactly_the_open_minutes_outside_them(
+        open in proptest::collection::vec((0i64..2000, 1i64..60), 0..20),
+        holes in proptest::collection::vec((0i64..2000, 1i64..60), 0..20),
+    ) {
+        let at = |m: i64| Timestamp::from_second(1_800_000_000 + m * 60).unwrap();
+        let intervals = |spans: &[(i64, i64)]| {
+            let mut v: Vec<Interval> =
+                spans.iter().map(|&(s, len)| Interval { start: at(s), end: at(s + len) }).collect();
+            v.sort();
+            merge(v)
+        };
+        let (open_iv, hole_iv) = (intervals(&open), intervals(&holes));
+        let covered = |ivs: &[Interval], m: i64| ivs.iter().any(|iv| iv.start <= at(m) && at(m) < iv.end);
+        let left = subtract(open_iv.clone(), &hole_iv);
+        for w in left.windows(2) {
+            prop_assert!(w[0].end <= w[1].start, "sorted and disjoint: {left:?}");
+        }
+        for m in 0..2100 {
+            prop_assert_eq!(covered(&left, m), covered(&open_iv, m) && !covered(&hole_iv, m), "minute {}", m);
+        }
+    }
+}
