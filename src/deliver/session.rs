@@ -835,6 +835,12 @@ impl<P: coap::PeerKey> Session<P> {
         if adopt {
             self.pending = None;
             self.wake_at = None;
+            // The device was only slow (a congested path, requests lost and sent again): it
+            // went on by itself, so the stall that sent the session back is not a failure. A
+            // device that really stopped is still given up after `max_failures` stalls in a row.
+            if matches!(self.record.reason, Some(Reason::Timeout(State::ManifestServed | State::Streaming))) {
+                self.record.failures = self.record.failures.saturating_sub(1);
+            }
         }
         if state != State::Streaming {
             self.record.progress = 0;

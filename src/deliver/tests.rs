@@ -189,6 +189,55 @@ fn the_wait_before_each_next_block_is_measured_and_a_lost_request_stands_out() {
 }
 
 #[test]
+fn a_slow_device_that_goes_on_by_itself_is_not_given_up() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
+    let id = e.start(t0, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let mut now = t0;
+    let stall = Timeouts::derive(&DeviceTiming::default(), 400).stall;
+    // More stalls than max_failures (4), each followed by the device asking for its next
+    // block on its own before the retry's backoff ends: the session follows it every time.
+    for block in 0..3u64 {
+        e.handle_served(now, PEER, "fw/a/b/slot0.bin", block * 64, 64, 256);
+        for _ in 0..5 {
+            now += stall + Duration::from_secs(1);
+            e.handle_timeout(now);
+            assert_eq!(e.state(id), Some(State::Planned), "a stall sends it back to planned");
+            assert_eq!(e.record(id).map(|r| r.failures), Some(1));
+            now += Duration::from_secs(1);
+            e.handle_served(now, PEER, "fw/a/b/slot0.bin", block * 64, 64, 256);
+            assert_eq!(e.state(id), Some(State::Streaming));
+            assert_eq!(e.record(id).map(|r| r.failures), Some(0), "a stall it recovered from is no failure");
+        }
+    }
+    e.handle_served(now, PEER, "fw/a/b/slot0.bin", 192, 64, 256);
+    assert_eq!(e.state(id), Some(State::Rebooting));
+    // A device that really stopped is still given up.
+    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
+    let id = e.start(t0, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    e.handle_served(t0, PEER, "fw/a/b/slot0.bin", 0, 64, 256);
+    let mut now = t0;
+    for _ in 0..200 {
+        now += Duration::from_secs(60);
+        e.handle_timeout(now);
+        let (_, requests) = drain(&mut e);
+        for (sid, tag, _) in requests {
+            e.handle_response(now, sid, tag, Err(RequestError::Timeout(5)));
+        }
+        if e.state(id) == Some(State::Failed) {
+            break;
+        }
+    }
+    assert_eq!(e.state(id), Some(State::Failed));
+}
+
+#[test]
 fn records_survive_the_store_round_trip() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 5_000, 0);
