@@ -221,3 +221,48 @@ async fn a_changed_index_is_picked_up_through_observe_without_waiting_for_the_po
     shutdown.cancel();
     task.await.expect("the poller stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_sends_empty_blocks_saying_more_follow_is_refused() {
+    // A CoAP "repository" that answers every block request with 2.05, Block2 M=1 and no bytes.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                let Ok(req) = coap_lite::Packet::from_bytes(&buf[..n]) else { continue };
+                let mut resp = coap_lite::Packet::new();
+                resp.header.set_type(coap_lite::MessageType::Acknowledgement);
+                resp.header.message_id = req.header.message_id;
+                resp.header.code = coap_lite::MessageClass::Response(coap_lite::ResponseType::Content);
+                resp.set_token(req.get_token().to_vec());
+                let num = req
+                    .get_option(coap_lite::CoapOption::Block2)
+                    .and_then(|v| v.front().cloned())
+                    .map_or(0u32, |b| b.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)) >> 4);
+                // Block2 = num, M = 1, SZX = 6 (1024 bytes).
+                let value = (num << 4) | 0x08 | 6;
+                let bytes: Vec<u8> = value.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+                resp.add_option(coap_lite::CoapOption::Block2, bytes);
+                if let Ok(out) = resp.to_bytes() {
+                    let _ = socket.send_to(&out, from);
+                }
+            }
+        })
+    };
+    let state = tempfile::tempdir().expect("tmp");
+    let cache = open_cache(state.path(), u64::MAX);
+    let url = RepositoryUrl::Remote(format!("coap://127.0.0.1:{port}/repo").parse().expect("url"));
+    let transport = ferry::repo::transport::Transport::new(&url, None).expect("transport");
+    let writer = cache.writer_unknown(1 << 20, "test").expect("writer");
+    let result = tokio::time::timeout(Duration::from_secs(20), transport.download("fw/x.bin", writer)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+    let error = result.expect("the download ends instead of asking for the same block for ever").unwrap_err();
+    assert!(error.to_string().contains("holds 0 bytes but says more follow"), "{error}");
+}

@@ -15,9 +15,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = sixlowpan::decompress_datagram(data, MacAddr::Short(7), MacAddr::Ext(BR), prefix);
     let mut iface = Interface::new(InterfaceConfig::new(0x23, BR, prefix));
     let now = Instant::now();
-    // Each chunk becomes the payload of a valid frame to us, from one of a few sources.
+    // Each chunk becomes the payload of a valid frame to us. Most come from one source, so
+    // fragments of one datagram (same source, size and tag) meet in the reassembly buffer.
     for (i, chunk) in data.split(|b| *b == 0x7e).enumerate() {
-        let src = if i % 2 == 0 { MacAddr::Short(i as u16 % 5) } else { MacAddr::Ext([i as u8; 8]) };
+        let src = match i % 4 {
+            0 | 1 => MacAddr::Short(1),
+            2 => MacAddr::Short(2),
+            _ => MacAddr::Ext([i as u8; 8]),
+        };
         if let Ok(f) = MacFrame::data(i as u8, 0x23, MacAddr::Ext(BR), src).emit(chunk) {
             let _ = iface.handle_frame(now, &f, RxMeta::default());
         }

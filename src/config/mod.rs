@@ -616,8 +616,10 @@ impl DeliveryConfig {
         if self.max_attempts == 0 {
             return Err(("delivery.max_attempts".into(), "must be at least 1".into()));
         }
-        if self.retry_backoff_s == 0 || self.session_backoff_s == 0 {
-            return Err(("delivery.retry_backoff_s".into(), "backoffs are at least 1 s".into()));
+        for (key, value) in [("retry_backoff_s", self.retry_backoff_s), ("session_backoff_s", self.session_backoff_s)] {
+            if !(1..=MAX_BACKOFF_S).contains(&value) {
+                return Err((format!("delivery.{key}"), format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a week)")));
+            }
         }
         Ok(())
     }
@@ -692,6 +694,13 @@ pub struct GroupConfig {
     #[serde(default)]
     pub policy: GroupPolicy,
 }
+
+/// The longest retry backoff `[delivery]` or a group may set: a week.
+pub const MAX_BACKOFF_S: u64 = 7 * 24 * 3600;
+/// The longest repository poll interval: a week.
+pub const MAX_POLL_INTERVAL_S: u64 = 7 * 24 * 3600;
+/// The highest download rate limit, KiB/s (1 GiB/s; beyond it, leave the limit out).
+pub const MAX_RATE_KIB_S: u64 = 1 << 20;
 
 /// `[group.policy]`: what the admin allows the occupant's `owners.d` file to set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -924,6 +933,20 @@ impl Config {
         self.plan.validate()?;
         self.delivery.validate()?;
         unique_names("repository", self.repositories.iter().map(|r| r.name.as_str()))?;
+        for (i, repository) in self.repositories.iter().enumerate() {
+            if !(1..=MAX_POLL_INTERVAL_S).contains(&repository.poll_interval_s) {
+                return Err((
+                    format!("repository[{i}].poll_interval_s"),
+                    format!("poll every 1 s to {MAX_POLL_INTERVAL_S} s (a week)"),
+                ));
+            }
+            if repository.max_rate_kib_s.is_some_and(|r| !(1..=MAX_RATE_KIB_S).contains(&r)) {
+                return Err((
+                    format!("repository[{i}].max_rate_kib_s"),
+                    format!("a rate of 1 to {MAX_RATE_KIB_S} KiB/s (leave it out for no limit)"),
+                ));
+            }
+        }
         unique_names("authority", self.authorities.iter().map(|a| a.name.as_str()))?;
         unique_names("owner", self.owners.iter().map(|o| o.name.as_str()))?;
         unique_names("group", self.groups.iter().map(|g| g.name.as_str()))?;
@@ -972,8 +995,11 @@ impl Config {
             if group.policy.max_attempts == Some(0) {
                 return Err((format!("group[{i}].policy.max_attempts"), "must be at least 1".into()));
             }
-            if group.policy.retry_backoff_s == Some(0) {
-                return Err((format!("group[{i}].policy.retry_backoff_s"), "backoffs are at least 1 s".into()));
+            if group.policy.retry_backoff_s.is_some_and(|s| !(1..=MAX_BACKOFF_S).contains(&s)) {
+                return Err((
+                    format!("group[{i}].policy.retry_backoff_s"),
+                    format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a week)"),
+                ));
             }
             if let Err(e) = jiff::tz::TimeZone::get(&group.timezone) {
                 return Err((

@@ -66,11 +66,21 @@ impl CoapRoom {
 
     pub(super) async fn serve(self, shutdown: CancellationToken) {
         let CoapRoom { shell, handle, mut events, mut exported } = self;
-        let runner = tokio::spawn(shell.run(shutdown.clone()));
+        let mut runner = tokio::spawn(shell.run(shutdown.clone()));
         let mut export = tokio::time::interval(EXPORT_PERIOD);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // The socket task ends only at shutdown; a panic in it is this room's, so the
+                // daemon's task set sees it (and ferryd exits for systemd to restart it).
+                ended = &mut runner => {
+                    match ended {
+                        Ok(endpoint) => exported.update(endpoint.metrics()),
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(_) => {}
+                    }
+                    return;
+                }
                 _ = export.tick() => {
                     if let Ok(snapshot) = handle.with(|endpoint, _| endpoint.metrics().clone()).await {
                         exported.update(&snapshot);

@@ -138,10 +138,15 @@ impl KernelSide {
             if let Ok(found) = task.await {
                 for peer in found {
                     let device = KernelDevice { eui64: KernelDeviceConfig::eui64_of(peer.ip()), peer };
-                    if !self.discovered.iter().any(|d| d.eui64 == device.eui64) {
-                        tracing::debug!(address = %peer, "a SUIT device answered the discovery query");
-                        self.discovered.push(device);
+                    if self.discovered.iter().any(|d| d.eui64 == device.eui64) {
+                        continue;
                     }
+                    if self.discovered.len() >= MAX_DISCOVERED {
+                        tracing::warn!(address = %peer, "{MAX_DISCOVERED} kernel devices discovered already; ignoring more");
+                        break;
+                    }
+                    tracing::debug!(address = %peer, "a SUIT device answered the discovery query");
+                    self.discovered.push(device);
                 }
             }
         }
@@ -213,6 +218,9 @@ impl KernelSide {
 const DISCOVER_PERIOD: Duration = Duration::from_secs(5 * 60);
 /// How long answers to one query are collected (a multicast query is answered by many).
 const DISCOVER_WAIT: Duration = Duration::from_secs(2);
+/// Discovered devices kept at most (each becomes a device row). Anyone on the link who reads a
+/// multicast query can answer it from made-up addresses; beyond this, new answers are dropped.
+const MAX_DISCOVERED: usize = 512;
 
 /// The query: NON GET `/.well-known/core` (RFC 7252 §8.1: multicast requests are NON).
 pub fn discovery_request(message_id: u16, token: [u8; 4]) -> Vec<u8> {
@@ -263,7 +271,7 @@ async fn discover(targets: Vec<SocketAddrV6>, seed: u64) -> Vec<SocketAddrV6> {
     loop {
         match tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await {
             Ok(Ok((n, SocketAddr::V6(from)))) => {
-                if answers_as_suit_device(&buf[..n], token) && !found.contains(&from) {
+                if answers_as_suit_device(&buf[..n], token) && !found.contains(&from) && found.len() < MAX_DISCOVERED {
                     found.push(from);
                 }
             }

@@ -205,6 +205,12 @@ impl Daemon {
                     shared.replan().await;
                 }
                 _ = heartbeat.tick() => {
+                    if let Some(why) = shared.radio.net_task_ended().await {
+                        if !shutdown.is_cancelled() {
+                            rooms.cancel();
+                            anyhow::bail!("{why}");
+                        }
+                    }
                     // The watchdog is only fed while the daemon can still write its state and
                     // the radio has not been gone for longer than the configured grace.
                     let grace = Duration::from_secs(config.borrow().radio.unreachable_grace_s);

@@ -101,7 +101,7 @@ pub(super) fn start(
     hold_unknown: Duration,
     registry: &Registry,
     shutdown: CancellationToken,
-) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>)> {
+) -> anyhow::Result<(NetHandle, mpsc::Receiver<Event<Peer>>, tokio::task::JoinHandle<()>)> {
     let metrics = NetMetrics::register(registry)?;
     let (view_tx, view) = watch::channel(None);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -109,8 +109,8 @@ pub(super) fn start(
     let air_us = Arc::new(AtomicU64::new(0));
     let io =
         Io { radio, frames, jobs: jobs_rx, events: events_tx, view: view_tx, air_us: air_us.clone(), hold_unknown };
-    tokio::spawn(run(network.clone(), io, metrics, shutdown));
-    Ok((NetHandle { view, jobs, air_us }, events))
+    let task = tokio::spawn(run(network.clone(), io, metrics, shutdown));
+    Ok((NetHandle { view, jobs, air_us }, events, task))
 }
 
 /// What the task talks to.
@@ -382,7 +382,8 @@ mod tests {
             radio_metrics,
             shutdown.clone(),
         );
-        let (net, _events) = start(&network, radio, frames, Duration::ZERO, &registry, shutdown.clone()).unwrap();
+        let (net, _events, _task) =
+            start(&network, radio, frames, Duration::ZERO, &registry, shutdown.clone()).unwrap();
 
         let job = net.with(|border, _now| (border.address(), border.endpoint().router().link_format()));
         let (address, links) = tokio::time::timeout(Duration::from_secs(20), job).await.unwrap().unwrap();

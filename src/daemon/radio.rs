@@ -26,6 +26,8 @@ pub(super) struct RadioRoom {
     coap_events: Mutex<Option<mpsc::Receiver<Event<Peer>>>>,
     /// Since when the radio has been down; the watchdog stops after the grace period.
     down_since: Mutex<Option<Instant>>,
+    /// The border router's task; the heartbeat checks it is still running.
+    net_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The radio's state in one line, for people.
@@ -58,7 +60,7 @@ impl RadioRoom {
             }
             _ => radio::spawn(&config.radio.url, settings, radio_metrics, shutdown.clone())?,
         };
-        let (net, coap_events) =
+        let (net, coap_events, net_task) =
             super::net::start(&config.network, handle.clone(), frames, hold_unknown, metrics.registry(), shutdown)?;
         let status = handle.state();
         Ok(RadioRoom {
@@ -67,6 +69,23 @@ impl RadioRoom {
             net,
             coap_events: Mutex::new(Some(coap_events)),
             down_since: Mutex::new(None),
+            net_task: Mutex::new(Some(net_task)),
+        })
+    }
+
+    /// Why the border router's task ended, once it has (it runs until shutdown; a panic on a
+    /// frame nobody foresaw would otherwise leave the LoWPAN unserved while ferryd looks well).
+    pub(super) async fn net_task_ended(&self) -> Option<String> {
+        let task = {
+            let mut slot = self.net_task.lock().unwrap_or_else(|p| p.into_inner());
+            if !slot.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+                return None;
+            }
+            slot.take()?
+        };
+        Some(match task.await {
+            Ok(()) => "the border router's task returned".to_owned(),
+            Err(e) => format!("the border router's task failed: {e}"),
         })
     }
 

@@ -98,8 +98,9 @@ impl ReposRoom {
     pub(super) async fn serve(self, shutdown: CancellationToken, accepted_one: Arc<tokio::sync::Notify>) {
         let ReposRoom { repositories, cache, policy, metrics, exported, manifests, store } = self;
         let (tx, mut accepted) = mpsc::channel::<AcceptedManifest>(64);
+        let mut pollers = tokio::task::JoinSet::new();
         for repository in repositories {
-            tokio::spawn(repository.run(shutdown.clone(), tx.clone()));
+            pollers.spawn(repository.run(shutdown.clone(), tx.clone()));
         }
         drop(tx);
         let mut last = [0u64; 5];
@@ -107,6 +108,12 @@ impl ReposRoom {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                // A poller's panic is this room's, so the daemon's task set sees it.
+                Some(Err(e)) = pollers.join_next() => {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
                 _ = export.tick() => {
                     let now = metrics.snapshot();
                     for ((counter, new), old) in exported.iter().zip(now).zip(last) {

@@ -250,21 +250,28 @@ const SLACK: Duration = Duration::from_secs(10);
 /// Blocks a fetch may lose to retransmission before ferry calls it stalled.
 const STALL_BLOCKS: u32 = 8;
 
+/// No timing a session derives its deadlines from exceeds this: a stored record with absurd
+/// values (a damaged row) then still gives deadlines a clock can add.
+const MAX_TIMING: Duration = Duration::from_secs(24 * 3600);
+
 impl Timeouts {
     pub fn derive(t: &DeviceTiming, manifest_size: u64) -> Timeouts {
-        let wake = t.wake_period.unwrap_or_default();
+        let cap = |d: Duration| d.min(MAX_TIMING);
+        let (wake, block_time, boot_time) =
+            (cap(t.wake_period.unwrap_or_default()), cap(t.block_time), cap(t.boot_time));
         let blocks = |bytes: u64| u32::try_from(bytes.div_ceil(u64::from(t.block_size.max(16)))).unwrap_or(u32::MAX);
-        let manifest_fetch = t.block_time.saturating_mul(blocks(manifest_size).saturating_mul(2));
+        let manifest_fetch = cap(block_time.saturating_mul(blocks(manifest_size).saturating_mul(2)));
+        let first_read_back = cap(t.first_read_back);
         Timeouts {
-            trigger: wake + t.block_time * STALL_BLOCKS + SLACK,
-            manifest: wake + manifest_fetch + t.block_time * STALL_BLOCKS + SLACK * 2,
-            stall: wake + t.block_time * STALL_BLOCKS + SLACK,
-            reboot: t.boot_time,
-            first_read_back: if t.first_read_back.is_zero() { t.boot_time } else { t.first_read_back.min(t.boot_time) },
+            trigger: wake + block_time * STALL_BLOCKS + SLACK,
+            manifest: wake + manifest_fetch + block_time * STALL_BLOCKS + SLACK * 2,
+            stall: wake + block_time * STALL_BLOCKS + SLACK,
+            reboot: boot_time,
+            first_read_back: if first_read_back.is_zero() { boot_time } else { first_read_back.min(boot_time) },
             // Read-backs to a sleepy device are a wake period apart and doubling: room for two
             // lost copies (1 + 2 periods, each up to 1.5× by CoAP's random factor).
-            confirm: t.boot_time * 3 + wake * 5 + SLACK * 6,
-            probe: wake * 2 + t.block_time * STALL_BLOCKS * 3 + SLACK * 6,
+            confirm: boot_time * 3 + wake * 5 + SLACK * 6,
+            probe: wake * 2 + block_time * STALL_BLOCKS * 3 + SLACK * 6,
         }
     }
 }
@@ -636,7 +643,8 @@ impl<P: coap::PeerKey> Session<P> {
         let detail = format!("{reason}; retrying in {} s", delay.as_secs());
         self.enter(ctx, State::Planned, Some(reason), detail);
         self.state_deadline = None;
-        self.wake_at = Some(now + delay);
+        // Backoffs are bounded by the configuration; a clock near its end only retries sooner.
+        self.wake_at = Some(now.checked_add(delay).unwrap_or(now));
     }
 
     fn start_probe(&mut self, now: Instant, ctx: &mut Ctx<'_, P>, after_reboot: bool) {
@@ -999,6 +1007,23 @@ mod tests {
         assert!(sleepy.trigger > fast.trigger && sleepy.manifest > fast.manifest && sleepy.confirm > fast.confirm);
         // 457 bytes at 64-byte blocks: 8 blocks, twice the block time each.
         assert_eq!(fast.manifest, Duration::from_millis(200) * 16 + Duration::from_millis(200) * 8 + SLACK * 2);
+    }
+
+    #[test]
+    fn absurd_stored_timing_still_gives_deadlines_a_clock_can_add() {
+        let huge = Duration::from_secs(u64::MAX);
+        let t = DeviceTiming {
+            wake_period: Some(huge),
+            block_time: huge,
+            boot_time: huge,
+            first_read_back: huge,
+            ..DeviceTiming::default()
+        };
+        let timeouts = Timeouts::derive(&t, u64::MAX);
+        let now = Instant::now();
+        for d in [timeouts.trigger, timeouts.manifest, timeouts.stall, timeouts.confirm, timeouts.probe] {
+            assert!(now.checked_add(d).is_some(), "{d:?}");
+        }
     }
 
     #[test]

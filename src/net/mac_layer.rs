@@ -342,7 +342,7 @@ impl MacLayer {
         match f.kind {
             FrameKind::Command(_) => {
                 self.stats.rx_data_requests += 1;
-                if self.cfg.learn_sleepy && !self.sleepy.contains_key(&src) {
+                if self.cfg.learn_sleepy && !self.sleepy.contains_key(&src) && self.room_for_sleepy() {
                     self.sleepy.insert(src, VecDeque::new());
                     self.stats.sleepy_learned += 1;
                 }
@@ -350,6 +350,25 @@ impl MacLayer {
                 Ok(RxEvent::DataRequest { src, released })
             }
             _ => Ok(RxEvent::Data { src, dst: f.dst.unwrap_or(MacAddr::BROADCAST), payload }),
+        }
+    }
+
+    /// Whether one more child may be learned as sleepy: the table holds at most `max_neighbors`
+    /// (anyone in range can send Data Requests from made-up addresses). When full, the child
+    /// with nothing held that was heard least recently is forgotten; it is learned again at its
+    /// next poll.
+    fn room_for_sleepy(&mut self) -> bool {
+        if self.sleepy.len() < self.cfg.max_neighbors {
+            return true;
+        }
+        let heard = |a: &MacAddr| self.neighbors.get(a).map(|n| n.last_heard);
+        let idle = self.sleepy.iter().filter(|(_, q)| q.is_empty()).map(|(a, _)| *a).min_by_key(|a| heard(a));
+        match idle {
+            Some(old) => {
+                self.sleepy.remove(&old);
+                true
+            }
+            None => false,
         }
     }
 
@@ -508,6 +527,28 @@ mod tests {
         let p = m.build_data(CHILD, b"later").unwrap();
         assert!(m.enqueue(now, CHILD, p));
         assert_eq!(m.poll_transmit(), None, "held until the next poll");
+        assert_eq!(m.held(&CHILD), 1);
+    }
+
+    #[test]
+    fn polls_from_made_up_addresses_learn_at_most_max_neighbors_sleepy_children() {
+        let now = Instant::now();
+        let mut cfg = MacConfig::new(0x23, ME);
+        cfg.learn_sleepy = true;
+        cfg.max_neighbors = 4;
+        let mut m = MacLayer::new(cfg);
+        let poll = MacFrame::data_request(5, 0x23, MacAddr::Ext(ME), CHILD).emit(&[]).unwrap();
+        let _ = m.handle_rx(now, &poll, RxMeta::default()).unwrap();
+        let p = m.build_data(CHILD, b"held").unwrap();
+        assert!(m.enqueue(now, CHILD, p));
+        for short in 0x100..0x200u16 {
+            let poll = MacFrame::data_request(5, 0x23, MacAddr::Ext(ME), MacAddr::Short(short)).emit(&[]).unwrap();
+            let _ = m.handle_rx(now, &poll, RxMeta::default()).unwrap();
+        }
+        let learned = (0x100..0x200u16).filter(|s| m.is_sleepy(&MacAddr::Short(*s))).count();
+        assert_eq!(learned, 3, "the table stays at max_neighbors");
+        // The child with a frame held is never the one forgotten.
+        assert!(m.is_sleepy(&CHILD));
         assert_eq!(m.held(&CHILD), 1);
     }
 

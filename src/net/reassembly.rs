@@ -165,8 +165,9 @@ impl Reassembler {
             (body.to_vec(), false)
         };
         let end = h.offset + piece.len();
-        // Every fragment but the last covers whole 8-byte units.
-        if end > size || piece.is_empty() || (end < size && end % 8 != 0) {
+        // Every fragment but the last covers whole 8-byte units, and only FRAG1 starts at 0 (a
+        // FRAGN there would overwrite the headers FRAG1 decompressed).
+        if end > size || piece.is_empty() || (end < size && end % 8 != 0) || (!h.first && h.offset == 0) {
             return Err(ReassemblyError::OutOfRange { offset: h.offset, len: piece.len(), size });
         }
         let key = Key { src, dst, size: h.size, tag: h.tag };
@@ -315,5 +316,25 @@ mod tests {
         assert!(r.accept(now, A, B, &odd, None).is_err());
         assert_eq!(r.stats().invalid, 3);
         assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn a_fragn_at_offset_zero_cannot_rewrite_the_headers_of_frag1() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        // FRAG1 of a 56-byte datagram: link-local addresses from the MAC, UDP with ports and
+        // checksum compressed away (48 bytes of headers once decompressed).
+        let frag1 = [0xc0, 56, 0x12, 0x34, 0x7f, 0x33, 0xf7, 0x00];
+        assert_eq!(r.accept(now, A, B, &frag1, None), Ok(None));
+        // A FRAGN at offset 0 with an IPv6 header whose payload length is 0 (no room for UDP).
+        let mut fragn = vec![0xe0, 56, 0x12, 0x34, 0];
+        fragn.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 17, 64]);
+        fragn.extend_from_slice(&[0; 48]);
+        assert!(matches!(r.accept(now, A, B, &fragn, None), Err(ReassemblyError::OutOfRange { offset: 0, .. })));
+        // Whatever lands there, filling in the checksum never reads past the datagram.
+        let mut short = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+        short.extend_from_slice(&[0; 48]);
+        crate::net::sixlowpan::fill_udp_checksum(&mut short);
+        assert_eq!(&short[40..], &[0; 16]);
     }
 }

@@ -361,7 +361,9 @@ pub fn fill_udp_checksum(datagram: &mut [u8]) {
         return;
     }
     let end = HEADER_LEN + usize::from(h.payload_len);
-    let Some(u) = datagram.get_mut(HEADER_LEN..end) else { return };
+    // The length field may have been overwritten by a later fragment: it must still hold a
+    // UDP header.
+    let Some(u) = datagram.get_mut(HEADER_LEN..end).filter(|u| u.len() >= UDP_HEADER_LEN) else { return };
     u[6] = 0;
     u[7] = 0;
     let mut c = ipv6::pseudo_checksum(&h.src, &h.dst, PROTO_UDP, u);

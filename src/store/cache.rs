@@ -224,7 +224,16 @@ pub fn set_index_state(conn: &Connection, repository: &str, index: &StoredIndex,
              updated_unix_ms = excluded.updated_unix_ms,
              index_digest = excluded.index_digest,
              index_etag = excluded.index_etag",
-        params![repository, index.version as i64, index.expires_unix_s, now_ms, index.digest, index.etag],
+        params![
+            repository,
+            // SQLite integers are signed: a version beyond i64::MAX is stored as i64::MAX, so the
+            // stored floor only ever rises (a wrapped, negative value would read back as 0).
+            i64::try_from(index.version).unwrap_or(i64::MAX),
+            index.expires_unix_s,
+            now_ms,
+            index.digest,
+            index.etag
+        ],
     )?;
     Ok(())
 }
@@ -254,7 +263,8 @@ pub fn record_manifest(conn: &Connection, m: &ManifestRow) -> rusqlite::Result<(
             m.repository,
             m.path,
             m.digest,
-            m.sequence_number as i64,
+            // Admission (`store::sequence`) refuses sequence numbers above i64::MAX.
+            i64::try_from(m.sequence_number).unwrap_or(i64::MAX),
             serde_json::to_string(&m.payloads).unwrap_or_else(|_| "[]".into()),
             m.accepted_unix_ms
         ],
@@ -281,4 +291,22 @@ pub fn manifests(conn: &Connection, repository: Option<&str>) -> rusqlite::Resul
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_index_version_never_wraps_to_a_lower_one() {
+        let mut conn = Connection::open_in_memory().expect("memory db");
+        crate::store::migrate(&mut conn).expect("migrate");
+        let index = |version| StoredIndex { version, expires_unix_s: 0, digest: None, etag: None };
+        set_index_state(&conn, "r", &index(7), 1).expect("store");
+        // Beyond what SQLite's signed integers hold: stored as the largest, not as a negative.
+        set_index_state(&conn, "r", &index(u64::MAX), 2).expect("store");
+        assert_eq!(index_state(&conn, "r").expect("read").map(|(v, _)| v), Some(i64::MAX as u64));
+        set_index_state(&conn, "r", &index(8), 3).expect("store");
+        assert_eq!(index_state(&conn, "r").expect("read").map(|(v, _)| v), Some(i64::MAX as u64), "never lowered");
+    }
 }

@@ -321,6 +321,14 @@ impl CoapSource {
                 )));
             }
             let payload = response.payload;
+            // Every block but the last is full (RFC 7959 §2.2); a short one would be asked for
+            // again at the same offset, for ever.
+            if more && payload.len() != size_of_szx(response.block2.map_or(szx, |b| b.szx)) {
+                return Err(transport(format!(
+                    "GET {path}: block {num} holds {} bytes but says more follow",
+                    payload.len()
+                )));
+            }
             writer = blocking(writer, move |w| w.write(&payload)).await?;
             if !more {
                 break;
