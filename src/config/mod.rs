@@ -618,7 +618,7 @@ impl DeliveryConfig {
         }
         for (key, value) in [("retry_backoff_s", self.retry_backoff_s), ("session_backoff_s", self.session_backoff_s)] {
             if !(1..=MAX_BACKOFF_S).contains(&value) {
-                return Err((format!("delivery.{key}"), format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a week)")));
+                return Err((format!("delivery.{key}"), format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a day)")));
             }
         }
         Ok(())
@@ -695,8 +695,9 @@ pub struct GroupConfig {
     pub policy: GroupPolicy,
 }
 
-/// The longest retry backoff `[delivery]` or a group may set: a week.
-pub const MAX_BACKOFF_S: u64 = 7 * 24 * 3600;
+/// The longest retry backoff `[delivery]` or a group may set: a day, the longest wait the
+/// retry policy makes (its doubling stops there).
+pub const MAX_BACKOFF_S: u64 = 24 * 3600;
 /// The longest repository poll interval: a week.
 pub const MAX_POLL_INTERVAL_S: u64 = 7 * 24 * 3600;
 /// The highest download rate limit, KiB/s (1 GiB/s; beyond it, leave the limit out).
@@ -934,16 +935,18 @@ impl Config {
         self.delivery.validate()?;
         unique_names("repository", self.repositories.iter().map(|r| r.name.as_str()))?;
         for (i, repository) in self.repositories.iter().enumerate() {
-            if !(1..=MAX_POLL_INTERVAL_S).contains(&repository.poll_interval_s) {
+            // 0 polls every second, as before.
+            if repository.poll_interval_s > MAX_POLL_INTERVAL_S {
                 return Err((
                     format!("repository[{i}].poll_interval_s"),
-                    format!("poll every 1 s to {MAX_POLL_INTERVAL_S} s (a week)"),
+                    format!("poll at least every {MAX_POLL_INTERVAL_S} s (a week)"),
                 ));
             }
-            if repository.max_rate_kib_s.is_some_and(|r| !(1..=MAX_RATE_KIB_S).contains(&r)) {
+            // 0 means no limit, as leaving it out does.
+            if repository.max_rate_kib_s.is_some_and(|r| r > MAX_RATE_KIB_S) {
                 return Err((
                     format!("repository[{i}].max_rate_kib_s"),
-                    format!("a rate of 1 to {MAX_RATE_KIB_S} KiB/s (leave it out for no limit)"),
+                    format!("at most {MAX_RATE_KIB_S} KiB/s (leave it out, or 0, for no limit)"),
                 ));
             }
         }
@@ -998,7 +1001,7 @@ impl Config {
             if group.policy.retry_backoff_s.is_some_and(|s| !(1..=MAX_BACKOFF_S).contains(&s)) {
                 return Err((
                     format!("group[{i}].policy.retry_backoff_s"),
-                    format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a week)"),
+                    format!("backoffs are 1 s to {MAX_BACKOFF_S} s (a day)"),
                 ));
             }
             if let Err(e) = jiff::tz::TimeZone::get(&group.timezone) {

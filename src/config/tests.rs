@@ -193,8 +193,8 @@ fn a_group_may_set_its_own_retry_policy() {
 fn durations_and_rates_that_would_overflow_a_clock_are_refused() {
     for (extra, key) in [
         ("[delivery]\nsession_backoff_s = 9223372036854775807\n", "delivery.session_backoff_s"),
-        ("[delivery]\nretry_backoff_s = 604801\n", "delivery.retry_backoff_s"),
-        ("[[repository]]\nname = \"r\"\nurl = \"/srv/r\"\npoll_interval_s = 0\n", "repository[0].poll_interval_s"),
+        ("[delivery]\nretry_backoff_s = 86401\n", "delivery.retry_backoff_s"),
+        ("[[repository]]\nname = \"r\"\nurl = \"/srv/r\"\npoll_interval_s = 604801\n", "repository[0].poll_interval_s"),
         (
             "[[repository]]\nname = \"r\"\nurl = \"/srv/r\"\nmax_rate_kib_s = 18446744073709551615\n",
             "repository[0].max_rate_kib_s",
@@ -205,8 +205,10 @@ fn durations_and_rates_that_would_overflow_a_clock_are_refused() {
     }
     let text = format!("{MINIMAL}{OWNERS_AND_GROUP}[group.policy]\nretry_backoff_s = 99999999999\n");
     assert_eq!(invalid(&text).key.as_deref(), Some("group[0].policy.retry_backoff_s"));
-    // A week is still fine.
-    assert!(parse(&format!("{MINIMAL}[delivery]\nretry_backoff_s = 604800\n")).is_ok());
+    // A day is still fine, and 0 keeps meaning what it meant: poll every second, no rate limit.
+    assert!(parse(&format!("{MINIMAL}[delivery]\nretry_backoff_s = 86400\n")).is_ok());
+    let zeros = "[[repository]]\nname = \"r\"\nurl = \"/srv/r\"\npoll_interval_s = 0\nmax_rate_kib_s = 0\n";
+    assert!(parse(&format!("{MINIMAL}{zeros}")).is_ok());
 }
 
 #[test]

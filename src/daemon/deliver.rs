@@ -666,16 +666,17 @@ impl DeliverRoom {
         if served.is_empty() && kernel.is_empty() {
             return;
         }
+        // Each block at the time it was answered: the queue is drained every SERVED_PERIOD.
         let now = Instant::now();
         for s in served {
             if let Some(peer) = s.peer {
-                self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
+                self.engine.handle_served(s.at.min(now), peer, &s.path, s.offset, s.len, s.total);
             }
         }
         // Blocks served on [coap] listen count for the kernel device they went to.
         for s in kernel {
             if let Some(peer) = s.peer.and_then(|p| self.kernel_side.device_at(&p.addr)) {
-                self.engine.handle_served(now, peer, &s.path, s.offset, s.len, s.total);
+                self.engine.handle_served(s.at.min(now), peer, &s.path, s.offset, s.len, s.total);
             }
         }
         self.drain().await;

@@ -335,7 +335,8 @@ pub struct SessionRecord<P> {
     pub reason: Option<Reason>,
     /// Triggers sent.
     pub attempts: u32,
-    /// Failures that caused a retry since the session began.
+    /// Failures that caused a retry since the session began (a stall the device recovered
+    /// from by itself, fetching further, is taken back).
     pub failures: u32,
     /// Bytes of the manifest and payloads served to the device.
     pub bytes_served: u64,
@@ -844,15 +845,23 @@ impl<P: coap::PeerKey> Session<P> {
             self.pending = None;
             self.wake_at = None;
             // The device was only slow (a congested path, requests lost and sent again): it
-            // went on by itself, so the stall that sent the session back is not a failure. A
-            // device that really stopped is still given up after `max_failures` stalls in a row.
-            if matches!(self.record.reason, Some(Reason::Timeout(State::ManifestServed | State::Streaming))) {
+            // went on by itself past where it stalled, so the stall that sent the session back
+            // is not a failure. A device that stopped, or asks for the same block again and
+            // again, is still given up after `max_failures` stalls without progress.
+            let progressed = offset + len > self.record.progress;
+            if progressed
+                && matches!(self.record.reason, Some(Reason::Timeout(State::ManifestServed | State::Streaming)))
+            {
                 self.record.failures = self.record.failures.saturating_sub(1);
             }
         }
         if state != State::Streaming {
             self.record.progress = 0;
-            self.last_block_at = None;
+            // A transfer's first block is no wait; one the session follows again after a
+            // stall is, and the long gap is what the stall was.
+            if !adopt {
+                self.last_block_at = None;
+            }
             self.enter(ctx, State::Streaming, None, format!("payload {path} ({total} bytes)"));
         }
         let before = self.record.progress;

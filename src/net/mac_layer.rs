@@ -10,7 +10,7 @@
 //! frames to send; drain `poll_source_match()` and `poll_transmit()`; `handle_timeout(now)` at
 //! `poll_timeout()`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::mac::{self, FrameKind, MacAddr, MacError, MacFrame, CMD_DATA_REQUEST};
@@ -143,6 +143,9 @@ pub struct MacLayer {
     seq: u8,
     neighbors: BTreeMap<MacAddr, Neighbor>,
     sleepy: BTreeMap<MacAddr, VecDeque<Held>>,
+    /// Children marked sleepy by the caller ([`MacLayer::set_sleepy`]), not learned from their
+    /// polls: never forgotten to make room.
+    pinned: BTreeSet<MacAddr>,
     /// Hold times of children that poll less often than `indirect_timeout`.
     hold: BTreeMap<MacAddr, Duration>,
     held_total: usize,
@@ -158,6 +161,7 @@ impl MacLayer {
             seq: 0,
             neighbors: BTreeMap::new(),
             sleepy: BTreeMap::new(),
+            pinned: BTreeSet::new(),
             hold: BTreeMap::new(),
             held_total: 0,
             tx: VecDeque::new(),
@@ -220,7 +224,11 @@ impl MacLayer {
     pub fn set_sleepy(&mut self, child: MacAddr, sleepy: bool) {
         if sleepy {
             self.sleepy.entry(child).or_default();
-        } else if let Some(q) = self.sleepy.remove(&child) {
+            self.pinned.insert(child);
+            return;
+        }
+        self.pinned.remove(&child);
+        if let Some(q) = self.sleepy.remove(&child) {
             if !q.is_empty() {
                 self.src_match.push_back(SourceMatch::Remove(child));
             }
@@ -353,16 +361,21 @@ impl MacLayer {
         }
     }
 
-    /// Whether one more child may be learned as sleepy: the table holds at most `max_neighbors`
-    /// (anyone in range can send Data Requests from made-up addresses). When full, the child
-    /// with nothing held that was heard least recently is forgotten; it is learned again at its
-    /// next poll.
+    /// Whether one more child may be learned as sleepy: at most `max_neighbors` are learned
+    /// (anyone in range can send Data Requests from made-up addresses). When full, the learned
+    /// child with nothing held that was heard least recently is forgotten; it is learned again
+    /// at its next poll. Children the caller marked sleepy are neither counted nor forgotten.
     fn room_for_sleepy(&mut self) -> bool {
-        if self.sleepy.len() < self.cfg.max_neighbors {
+        if self.sleepy.len().saturating_sub(self.pinned.len()) < self.cfg.max_neighbors {
             return true;
         }
         let heard = |a: &MacAddr| self.neighbors.get(a).map(|n| n.last_heard);
-        let idle = self.sleepy.iter().filter(|(_, q)| q.is_empty()).map(|(a, _)| *a).min_by_key(|a| heard(a));
+        let idle = self
+            .sleepy
+            .iter()
+            .filter(|(a, q)| q.is_empty() && !self.pinned.contains(a))
+            .map(|(a, _)| *a)
+            .min_by_key(|a| heard(a));
         match idle {
             Some(old) => {
                 self.sleepy.remove(&old);
@@ -550,6 +563,15 @@ mod tests {
         // The child with a frame held is never the one forgotten.
         assert!(m.is_sleepy(&CHILD));
         assert_eq!(m.held(&CHILD), 1);
+        // Nor one the caller marked sleepy, and it takes no learned child's place.
+        let known = MacAddr::Short(0x0777);
+        m.set_sleepy(known, true);
+        for short in 0x200..0x300u16 {
+            let poll = MacFrame::data_request(5, 0x23, MacAddr::Ext(ME), MacAddr::Short(short)).emit(&[]).unwrap();
+            let _ = m.handle_rx(now, &poll, RxMeta::default()).unwrap();
+        }
+        assert!(m.is_sleepy(&known));
+        assert_eq!((0x200..0x300u16).filter(|s| m.is_sleepy(&MacAddr::Short(*s))).count(), 3);
     }
 
     #[test]

@@ -165,9 +165,11 @@ impl Reassembler {
             (body.to_vec(), false)
         };
         let end = h.offset + piece.len();
-        // Every fragment but the last covers whole 8-byte units, and only FRAG1 starts at 0 (a
-        // FRAGN there would overwrite the headers FRAG1 decompressed).
-        if end > size || piece.is_empty() || (end < size && end % 8 != 0) || (!h.first && h.offset == 0) {
+        // Every fragment but the last covers whole 8-byte units, and a FRAGN starts past the
+        // IPv6 header FRAG1 always carries (RFC 4944 §5.3): it must not rewrite the length
+        // the UDP checksum fill relies on, nor the addresses.
+        let inside_header = !h.first && h.offset < super::ipv6::HEADER_LEN;
+        if end > size || piece.is_empty() || (end < size && end % 8 != 0) || inside_header {
             return Err(ReassemblyError::OutOfRange { offset: h.offset, len: piece.len(), size });
         }
         let key = Key { src, dst, size: h.size, tag: h.tag };
@@ -319,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fragn_at_offset_zero_cannot_rewrite_the_headers_of_frag1() {
+    fn a_fragn_inside_the_ipv6_header_cannot_rewrite_what_frag1_wrote() {
         let now = Instant::now();
         let mut r = Reassembler::new(ReassemblyConfig::default());
         // FRAG1 of a 56-byte datagram: link-local addresses from the MAC, UDP with ports and
@@ -331,6 +333,9 @@ mod tests {
         fragn.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 17, 64]);
         fragn.extend_from_slice(&[0; 48]);
         assert!(matches!(r.accept(now, A, B, &fragn, None), Err(ReassemblyError::OutOfRange { offset: 0, .. })));
+        // Nor one inside the IPv6 header (the addresses, at offset 8).
+        let fragn8 = [[0xe0, 56, 0x12, 0x34, 1].as_slice(), &[0xaa; 48]].concat();
+        assert!(matches!(r.accept(now, A, B, &fragn8, None), Err(ReassemblyError::OutOfRange { offset: 8, .. })));
         // Whatever lands there, filling in the checksum never reads past the datagram.
         let mut short = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
         short.extend_from_slice(&[0; 48]);

@@ -167,6 +167,14 @@ impl Index {
             .map_err(|e| IndexError::BadSignature(e.to_string()))?;
         // Only now is the payload trusted enough to parse.
         let index = Index::decode(payload)?;
+        // The store keeps the highest version seen in a signed SQLite integer.
+        if index.version > i64::MAX as u64 {
+            return Err(malformed(format!(
+                "version {} is above {}, which the store cannot keep",
+                index.version,
+                i64::MAX
+            )));
+        }
         let expires = jiff::Timestamp::from_second(index.expires_unix_s).map_err(malformed)?;
         if expires <= now {
             return Err(IndexError::Expired { expires, now });
@@ -273,6 +281,17 @@ mod tests {
         let n = tampered.len();
         tampered[n - 70] ^= 1;
         assert!(Index::verify(&tampered, &k.public_key(), now, None).is_err());
+        // A version the store could not keep is refused, even when signed.
+        let huge = index(i64::MAX as u64 + 1, 2_000_000_000).sign(&k).expect("sign");
+        let e = Index::verify(&huge, &k.public_key(), now, None).expect_err("too large");
+        assert!(e.to_string().contains("which the store cannot keep"), "{e}");
+        assert!(Index::verify(
+            &index(i64::MAX as u64, 2_000_000_000).sign(&k).expect("sign"),
+            &k.public_key(),
+            now,
+            None
+        )
+        .is_ok());
     }
 
     #[test]
