@@ -68,6 +68,17 @@ fn answer_probes(e: &mut Engine<u16>, now: Instant, slot: &'static str) -> Vec<(
     }
 }
 
+/// An engine whose one session (of `plan`) was probed, triggered and served its manifest at
+/// `t0`: the next payload block starts the transfer.
+fn manifest_served(t0: Instant, plan: SessionPlan<u16>) -> (Engine<u16>, SessionId) {
+    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
+    let id = e.start(t0, plan).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    (e, id)
+}
+
 #[test]
 fn a_trigger_refused_with_4xx_fails_at_once_and_5xx_is_retried() {
     let now = Instant::now();
@@ -167,11 +178,7 @@ fn progress_is_checkpointed_and_the_last_block_starts_the_reboot() {
 #[test]
 fn the_wait_before_each_next_block_is_measured_and_a_lost_request_stands_out() {
     let t0 = Instant::now();
-    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
-    let id = e.start(t0, plan()).expect("starts");
-    let trigger = answer_probes(&mut e, t0, "1");
-    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let (mut e, _) = manifest_served(t0, plan());
     let at = |ms: u64| t0 + Duration::from_millis(ms);
     // The first block is not a wait (it follows the manifest and its check). The second comes
     // 100 ms later; the third's request was lost, the device asked again 2.5 s later, and its
@@ -196,11 +203,7 @@ fn a_slow_device_that_goes_on_by_itself_is_not_given_up() {
     // A stall after every block, each followed by the device asking for its next block on
     // its own before the retry's backoff ends: the session follows it every time, and no
     // stall counts, though there are more of them than max_failures (4).
-    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
-    let id = e.start(t0, SessionPlan { payload_size: 64 * 6, ..plan() }).expect("starts");
-    let trigger = answer_probes(&mut e, t0, "1");
-    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let (mut e, id) = manifest_served(t0, SessionPlan { payload_size: 64 * 6, ..plan() });
     e.handle_served(now, PEER, "fw/a/b/slot0.bin", 0, 64, 384);
     for block in 1..6u64 {
         now += stall + Duration::from_secs(1);
@@ -218,11 +221,7 @@ fn a_slow_device_that_goes_on_by_itself_is_not_given_up() {
     assert_eq!(waits, vec![stall + Duration::from_secs(2); 5]);
     // One that asks for the same block again after every stall makes no progress: each
     // stall counts, and the fourth ends the session.
-    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
-    let id = e.start(t0, plan()).expect("starts");
-    let trigger = answer_probes(&mut e, t0, "1");
-    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let (mut e, id) = manifest_served(t0, plan());
     e.handle_served(t0, PEER, "fw/a/b/slot0.bin", 0, 64, 256);
     let mut now = t0;
     for _ in 0..4 {
@@ -232,11 +231,7 @@ fn a_slow_device_that_goes_on_by_itself_is_not_given_up() {
     }
     assert_eq!(e.state(id), Some(State::Failed), "{:?}", e.record(id).map(|r| r.failures));
     // A device that really stopped is still given up.
-    let mut e = Engine::new(EngineConfig::default(), t0, 1_000, 0);
-    let id = e.start(t0, plan()).expect("starts");
-    let trigger = answer_probes(&mut e, t0, "1");
-    e.handle_response(t0, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(t0, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    let (mut e, id) = manifest_served(t0, plan());
     e.handle_served(t0, PEER, "fw/a/b/slot0.bin", 0, 64, 256);
     let mut now = t0;
     for _ in 0..200 {
