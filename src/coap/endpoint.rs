@@ -25,7 +25,12 @@ impl<T: Copy + Eq + Hash + Debug + Send + 'static> PeerKey for T {}
 /// Transmission parameters and bounds. Defaults are RFC 7252 §4.8 and RIOT-friendly sizes.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The first retransmission timeout to a peer whose round trips are not known yet, and the
+    /// longest one learned from them.
     pub ack_timeout: Duration,
+    /// The shortest first retransmission timeout learned from a peer's round trips (RFC 6298's
+    /// minimum RTO). Equal to `ack_timeout`: RFC 7252's fixed timeout for every peer.
+    pub min_ack_timeout: Duration,
     pub ack_random_factor: f64,
     pub max_retransmit: u32,
     /// How long a message ID is remembered for deduplication (EXCHANGE_LIFETIME, 247 s).
@@ -59,6 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             ack_timeout: Duration::from_secs(2),
+            min_ack_timeout: Duration::from_secs(1),
             ack_random_factor: 1.5,
             max_retransmit: 4,
             exchange_lifetime: Duration::from_secs(247),
@@ -231,6 +237,33 @@ struct GivenUp<P> {
     sent_at: Instant,
 }
 
+/// RFC 6298's smoothed round-trip time and its variation, of one peer.
+#[derive(Debug, Clone, Copy)]
+struct RoundTrip {
+    srtt: Duration,
+    rttvar: Duration,
+    /// When the last sample came (the least recent entry makes room when the table is full).
+    at: Instant,
+}
+
+impl RoundTrip {
+    fn first(sample: Duration, at: Instant) -> Self {
+        RoundTrip { srtt: sample, rttvar: sample / 2, at }
+    }
+
+    fn update(&mut self, sample: Duration, at: Instant) {
+        let err = self.srtt.abs_diff(sample);
+        self.rttvar = (self.rttvar * 3 + err) / 4;
+        self.srtt = (self.srtt * 7 + sample) / 8;
+        self.at = at;
+    }
+
+    /// SRTT + 4 × RTTVAR.
+    fn timeout(&self) -> Duration {
+        self.srtt.saturating_add(self.rttvar.saturating_mul(4))
+    }
+}
+
 /// Given-up request messages remembered for late answers.
 const GIVEN_UP_CAPACITY: usize = 64;
 /// A late answer is learned from only within this (a sleepy child's longest hold).
@@ -299,6 +332,8 @@ pub struct Endpoint<P: PeerKey> {
     peer_ack_timeouts: HashMap<P, Duration>,
     /// How long each peer that answered late took, from the first copy of a request.
     answer_latency: HashMap<P, Duration>,
+    /// Round trips of peers that acknowledged the first copy of a request.
+    round_trips: HashMap<P, RoundTrip>,
     given_up: VecDeque<GivenUp<P>>,
     /// Until then, requests no resource takes go unanswered (see [`Endpoint::hold_unknown_until`]).
     hold_unknown_until: Option<Instant>,
@@ -338,6 +373,7 @@ impl<P: PeerKey> Endpoint<P> {
             metrics: Metrics::default(),
             peer_ack_timeouts: HashMap::new(),
             answer_latency: HashMap::new(),
+            round_trips: HashMap::new(),
             given_up: VecDeque::new(),
             hold_unknown_until: None,
         }
@@ -369,6 +405,35 @@ impl<P: PeerKey> Endpoint<P> {
                 self.answer_latency.remove(&peer);
             }
         }
+    }
+
+    /// The first retransmission timeout learned from `peer`'s round trips: RFC 6298's
+    /// SRTT + 4 × RTTVAR, within `min_ack_timeout..=ack_timeout`. An always-on neighbour
+    /// answers in tens of milliseconds, so a request lost on a busy channel is sent again after
+    /// 1-1.5 s instead of 2-3 s; a peer whose answers slow down gets its longer wait back.
+    /// `None` until the peer acknowledged the first copy of a request.
+    pub fn learned_ack_timeout(&self, peer: &P) -> Option<Duration> {
+        let floor = self.cfg.min_ack_timeout.min(self.cfg.ack_timeout);
+        self.round_trips.get(peer).map(|rt| rt.timeout().clamp(floor, self.cfg.ack_timeout))
+    }
+
+    /// Learns a round trip from the acknowledgement of request `id`'s current message, unless
+    /// that was retransmitted (Karn: the ACK may answer either copy).
+    fn learn_round_trip(&mut self, now: Instant, id: RequestId) {
+        let Some(ex) = self.requests.get(&id) else { return };
+        let (peer, Some(sent)) = (ex.peer, ex.sent_at.filter(|_| !ex.retransmitted)) else { return };
+        let sample = now.saturating_duration_since(sent);
+        if let Some(rt) = self.round_trips.get_mut(&peer) {
+            rt.update(sample, now);
+            return;
+        }
+        if self.round_trips.len() >= self.cfg.max_requests {
+            let stalest = self.round_trips.iter().min_by_key(|(_, rt)| rt.at).map(|(p, _)| *p);
+            if let Some(stalest) = stalest {
+                self.round_trips.remove(&stalest);
+            }
+        }
+        self.round_trips.insert(peer, RoundTrip::first(sample, now));
     }
 
     /// The ACK timeout of requests to `peer`, instead of `ack_timeout` (`None`: back to it).
@@ -613,7 +678,8 @@ impl<P: PeerKey> Endpoint<P> {
             return;
         };
         let base = [self.peer_ack_timeouts.get(&peer), self.answer_latency.get(&peer)].into_iter().flatten().max();
-        let timeout = match base.copied() {
+        let base = base.copied().or_else(|| self.learned_ack_timeout(&peer));
+        let timeout = match base {
             Some(base) => base.mul_f64(1.0 + (self.cfg.ack_random_factor - 1.0).max(0.0) * self.rng.next_f64()),
             None => self.initial_timeout(),
         };
@@ -812,6 +878,7 @@ impl<P: PeerKey> Endpoint<P> {
         };
         match p.purpose {
             Purpose::Request(id) => {
+                self.learn_round_trip(now, id);
                 let deadline = now + self.cfg.response_timeout;
                 if let Some(ex) = self.requests.get_mut(&id) {
                     ex.state = ExState::AwaitingResponse { mid, deadline };
@@ -1060,6 +1127,7 @@ impl<P: PeerKey> Endpoint<P> {
             };
             if self.requests.get(&id).is_some_and(|ex| ex.token == token) {
                 self.pending.remove(&(peer, mid));
+                self.learn_round_trip(now, id);
                 self.deliver(now, id, pkt);
             }
             return;

@@ -640,3 +640,90 @@ fn requests_for_paths_not_served_yet_are_held_until_they_are() {
     assert_eq!(not_found[0].header.code, MessageClass::Response(ResponseType::NotFound));
     assert_eq!(ep.metrics().rx_held, 0);
 }
+
+/// Sends a request to PEER at `now`; returns its first copy and the wait before the first
+/// retransmission.
+fn request_and_wait(ep: &mut Ep, now: Instant) -> (Packet, Duration) {
+    ep.start_request(now, PEER, Request::get("suit/version")).unwrap_or_else(|e| panic!("{e}"));
+    let sent = drain(ep, now);
+    assert_eq!(sent.len(), 1);
+    let wait = ep.poll_timeout().map(|t| t - now).unwrap_or_else(|| panic!("no retransmission timer"));
+    (sent[0].clone(), wait)
+}
+
+#[test]
+fn a_peer_that_answers_promptly_is_retransmitted_to_sooner() {
+    let t0 = Instant::now();
+    let mut ep: Ep = Endpoint::new(Config::default(), Router::new());
+    let secs = Duration::from_secs;
+    // Unknown peer: RFC 7252's 2-3 s.
+    let (req, wait) = request_and_wait(&mut ep, t0);
+    assert!(wait >= secs(2) && wait < secs(3), "{wait:?}");
+    assert_eq!(ep.learned_ack_timeout(&PEER), None);
+    // It answers in 40 ms: SRTT + 4 × RTTVAR is 120 ms, held at the 1 s floor.
+    let mut now = t0 + Duration::from_millis(40);
+    ep.handle_datagram(now, PEER, &piggybacked_answer(&req));
+    events(&mut ep);
+    assert_eq!(ep.learned_ack_timeout(&PEER), Some(secs(1)));
+    let (req, wait) = request_and_wait(&mut ep, now);
+    assert!(wait >= secs(1) && wait < Duration::from_millis(1500), "{wait:?}");
+
+    // Lost on a busy channel: the copy 1-1.5 s later is answered. That answer may be to
+    // either copy, so it teaches nothing (Karn).
+    now += wait;
+    ep.handle_timeout(now);
+    assert_eq!(drain(&mut ep, now).len(), 1, "retransmitted after the learned timeout");
+    now += Duration::from_millis(900);
+    ep.handle_datagram(now, PEER, &piggybacked_answer(&req));
+    assert!(matches!(events(&mut ep).as_slice(), [Event::Response { .. }]));
+    assert_eq!(ep.learned_ack_timeout(&PEER), Some(secs(1)));
+
+    // Answers slow to 700 ms (a loaded multi-hop path): the wait grows with them, never past
+    // ACK_TIMEOUT.
+    for _ in 0..6 {
+        let (req, _) = request_and_wait(&mut ep, now);
+        now += Duration::from_millis(700);
+        ep.handle_datagram(now, PEER, &piggybacked_answer(&req));
+        events(&mut ep);
+    }
+    let learned = ep.learned_ack_timeout(&PEER).unwrap_or_default();
+    assert!(learned > secs(1) && learned <= secs(2), "{learned:?}");
+    for _ in 0..6 {
+        let (req, _) = request_and_wait(&mut ep, now);
+        now += Duration::from_millis(1900);
+        ep.handle_datagram(now, PEER, &piggybacked_answer(&req));
+        events(&mut ep);
+    }
+    assert_eq!(ep.learned_ack_timeout(&PEER), Some(secs(2)));
+}
+
+#[test]
+fn an_empty_ack_is_a_round_trip_and_a_fixed_timeout_stays_fixed() {
+    let t0 = Instant::now();
+    let secs = Duration::from_secs;
+    let fixed = Config { min_ack_timeout: secs(2), ..Config::default() };
+    for (cfg, expected) in [(Config::default(), secs(1)), (fixed, secs(2))] {
+        let mut ep: Ep = Endpoint::new(cfg, Router::new());
+        let (req, _) = request_and_wait(&mut ep, t0);
+        // The server acknowledges at once and answers separately later.
+        let mut ack = Packet::new();
+        ack.header.set_version(1);
+        ack.header.set_type(MessageType::Acknowledgement);
+        ack.header.code = MessageClass::Empty;
+        ack.header.message_id = req.header.message_id;
+        let now = t0 + Duration::from_millis(30);
+        ep.handle_datagram(now, PEER, &ack.to_bytes().unwrap_or_else(|e| panic!("{e:?}")));
+        assert_eq!(ep.learned_ack_timeout(&PEER), Some(expected));
+        let mut separate = Packet::new();
+        separate.header.set_version(1);
+        separate.header.set_type(MessageType::NonConfirmable);
+        separate.header.code = MessageClass::Response(ResponseType::Content);
+        separate.set_token(req.get_token().to_vec());
+        let now = now + secs(5);
+        ep.handle_datagram(now, PEER, &separate.to_bytes().unwrap_or_else(|e| panic!("{e:?}")));
+        assert!(matches!(events(&mut ep).as_slice(), [Event::Response { .. }]));
+        assert_eq!(ep.learned_ack_timeout(&PEER), Some(expected), "a separate response is no round trip");
+        let (_, wait) = request_and_wait(&mut ep, now);
+        assert!(wait >= expected && wait < expected.mul_f64(1.5), "{wait:?}");
+    }
+}

@@ -409,7 +409,9 @@ impl std::fmt::Debug for RiotNode {
 }
 
 impl RiotNode {
-    pub fn new(cfg: RiotConfig) -> RiotNode {
+    pub fn new(mut cfg: RiotConfig) -> RiotNode {
+        // gcoap retransmits after a fixed ACK_TIMEOUT: it learns nothing from round trips.
+        cfg.stack.coap.min_ack_timeout = cfg.stack.coap.ack_timeout;
         let trigger = Arc::new(Mutex::new(TriggerBox::default()));
         let stack = NodeStack::new(cfg.stack.clone(), Router::new());
         let truth = NodeTruth {
