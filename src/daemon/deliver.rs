@@ -771,21 +771,15 @@ impl DeliverRoom {
         self.publish();
     }
 
-    /// Stops the CoAP retransmissions of a session's trigger (or probe) once the device
-    /// fetches: the fetch proves the trigger arrived even if its answer was lost, and a
-    /// retransmission held for a sleepy device's poll would reach it after its reboot, when it
-    /// no longer remembers the message, as a second trigger.
+    /// Stops the CoAP retransmissions of a trigger (or probe) its session no longer waits for
+    /// ([`Engine::awaits`]): the device fetched, which proves the trigger arrived even if its
+    /// answer was lost, or the session's deadline passed and it will probe afresh.
     async fn cancel_stale_requests(&mut self) {
         let stale: Vec<RequestId> = self
             .in_flight
             .iter()
             .filter_map(|(id, purpose)| match purpose {
-                Purpose::Engine { session, .. } => {
-                    let state = self.engine.state(*session)?;
-                    let moved_on = state.is_terminal()
-                        || matches!(state, State::ManifestServed | State::Streaming | State::Rebooting);
-                    moved_on.then_some(*id)
-                }
+                Purpose::Engine { session, tag } => (!self.engine.awaits(*session, *tag)).then_some(*id),
                 Purpose::Fact { .. } => None,
             })
             .collect();

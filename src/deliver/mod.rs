@@ -288,6 +288,15 @@ impl<P: PeerKey> Engine<P> {
         self.sessions.get(&id).map(Session::state)
     }
 
+    /// Whether session `id` still waits for the answer to the request it asked for with `tag`.
+    /// A request it stopped waiting for (the device fetched, a deadline passed, the session
+    /// ended) must be cancelled at the endpoint: retransmitted on, it would hold the next
+    /// request to that device behind it (NSTART = 1), and a copy held for a sleepy device's
+    /// poll could reach it after the device forgot the message, as a second trigger.
+    pub fn awaits(&self, id: SessionId, tag: RequestTag) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.pending.is_some_and(|(want, _)| want == tag))
+    }
+
     pub fn record(&self, id: SessionId) -> Option<&SessionRecord<P>> {
         self.sessions.get(&id).map(|s| &s.record)
     }

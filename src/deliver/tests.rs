@@ -129,6 +129,34 @@ fn a_silent_device_is_probed_again_with_growing_backoff() {
 }
 
 #[test]
+fn a_request_the_session_stopped_waiting_for_is_no_longer_awaited() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0, 0, 0);
+    let id = e.start(t0, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    let (_, tag, req) = &trigger[0];
+    assert_eq!(req.path_string(), "suit/trigger");
+    assert!(e.awaits(id, *tag), "the trigger is awaited while the session is triggered");
+    // Its answer never comes: past the trigger deadline the session goes back to planned, and
+    // the shell must stop retransmitting the trigger, or the next probe would queue behind it.
+    let deadline = e.poll_timeout().expect("a trigger deadline");
+    e.handle_timeout(deadline);
+    assert_eq!(e.state(id), Some(State::Planned));
+    assert!(!e.awaits(id, *tag));
+    // The next probe is awaited, until the device fetches its manifest by itself.
+    let retry = e.poll_timeout().expect("a retry");
+    e.handle_timeout(retry);
+    let (_, requests) = drain(&mut e);
+    let (_, probe, req) = &requests[0];
+    assert_eq!(req.path_string(), "ferry/status");
+    assert!(e.awaits(id, *probe));
+    e.handle_served(retry, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
+    assert_eq!(e.state(id), Some(State::ManifestServed));
+    assert!(!e.awaits(id, *probe), "the fetch proves the earlier trigger arrived");
+    assert!(!e.awaits(id + 1, *probe), "no such session");
+}
+
+#[test]
 fn a_stale_answer_is_ignored_and_not_before_is_honoured() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 0);

@@ -820,6 +820,19 @@ impl Ferry {
                 }
             }
         }
+        // As ferryd does: a request its session stopped waiting for is not sent again.
+        let engine = &self.engine;
+        let mut stale = Vec::new();
+        self.requests.retain(|&id, &mut (session, tag)| {
+            let awaited = engine.awaits(session, tag);
+            if !awaited {
+                stale.push(id);
+            }
+            awaited
+        });
+        for id in stale {
+            host.border_mut().endpoint_mut().cancel(now, id);
+        }
     }
 
     /// What the planner is told of running sessions: a session whose device installs, reboots
