@@ -28,6 +28,7 @@ use super::frame::{is_data_request, Address, FrameType, Header, Psdu, CMD_DATA_R
 use super::medium::{Delivery, Medium, NodeEvent, NodeId, RxInfo, TxRequest};
 use super::rng::Rng;
 use super::scenario::{DutyCycle, Role};
+use ferry_rcp_core::radio::TxError;
 
 /// Frames waiting for the transmitter; beyond this the upper layer's frames are dropped.
 pub const TX_QUEUE_LEN: usize = 16;
@@ -48,14 +49,35 @@ pub struct RxMeta {
     pub timestamp_us: u64,
 }
 
+/// How a frame of the layers above left the MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// ACKed, or needed no ACK.
+    Acked,
+    /// Sent, but the MAC's retries ran out without an ACK: the neighbour may be gone.
+    NoAck,
+    /// Never sent: the channel was busy through every CSMA-CA backoff (or the send was
+    /// aborted). It says nothing of the neighbour.
+    NotSent,
+}
+
+impl TxOutcome {
+    fn of<T>(result: &Result<T, TxError>) -> TxOutcome {
+        match result {
+            Ok(_) => TxOutcome::Acked,
+            Err(TxError::NoAck) => TxOutcome::NoAck,
+            Err(_) => TxOutcome::NotSent,
+        }
+    }
+}
+
 /// The layers above the MAC, sans-IO: 6LoWPAN/IPv6/CoAP/SUIT on a device plug in here. Times
 /// are the medium's µs. Every method has a no-op default so a device runs without one.
 pub trait Upper: Send {
     /// A frame addressed to this device (or broadcast) arrived intact; FCS included.
     fn on_frame(&mut self, _now_us: u64, _psdu: &[u8], _meta: &RxMeta) {}
-    /// A frame from [`poll_transmit`](Self::poll_transmit) (`psdu`) was sent: `acked` is
-    /// true when it was ACKed (or needed no ACK), false when the MAC's retries ran out.
-    fn on_tx_done(&mut self, _now_us: u64, _psdu: &[u8], _acked: bool) {}
+    /// A frame from [`poll_transmit`](Self::poll_transmit) (`psdu`) left the MAC.
+    fn on_tx_done(&mut self, _now_us: u64, _psdu: &[u8], _outcome: TxOutcome) {}
     /// The next PSDU to send (MAC header, payload, 2 FCS placeholder bytes). Frames for a
     /// router's sleepy child are held for the child's next poll.
     fn poll_transmit(&mut self, _now_us: u64) -> Option<Vec<u8>> {
@@ -317,7 +339,7 @@ impl Device {
                     Some(TxKind::Upper) => {
                         self.stats.upper_frames_sent += 1;
                         if let Some(psdu) = self.in_flight_upper.take() {
-                            self.upper.on_tx_done(now, psdu.as_slice(), result.is_ok());
+                            self.upper.on_tx_done(now, psdu.as_slice(), TxOutcome::of(&result));
                         }
                     }
                     Some(TxKind::Indirect) => self.stats.indirect_sent += u64::from(result.is_ok()),
@@ -635,5 +657,19 @@ impl Device {
     /// True µs for `local_us` of this device's clock.
     fn to_true(&self, local_us: f64) -> u64 {
         (local_us / (1.0 + self.drift)).round().max(0.0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_ack_counts_against_the_neighbour() {
+        assert_eq!(TxOutcome::of::<()>(&Ok(())), TxOutcome::Acked);
+        assert_eq!(TxOutcome::of::<()>(&Err(TxError::NoAck)), TxOutcome::NoAck);
+        // Dropped at channel access or aborted: the neighbour never saw the frame.
+        assert_eq!(TxOutcome::of::<()>(&Err(TxError::ChannelAccessFailure)), TxOutcome::NotSent);
+        assert_eq!(TxOutcome::of::<()>(&Err(TxError::Abort)), TxOutcome::NotSent);
     }
 }

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::device::{RxMeta, Upper};
+use super::device::{RxMeta, TxOutcome, Upper};
 use super::rng::Rng;
 use super::scenario::{Failures, Processing};
 use super::stack::{parse_coap_url, NodeStack, Peer, StackConfig};
@@ -940,7 +940,14 @@ impl Upper for RiotNode {
         self.step(now_us);
     }
 
-    fn on_tx_done(&mut self, now_us: u64, psdu: &[u8], acked: bool) {
+    fn on_tx_done(&mut self, now_us: u64, psdu: &[u8], outcome: TxOutcome) {
+        // A frame that never went on air (a busy channel) says nothing of its neighbour: only
+        // an ACK or its absence tells whether the parent is still there.
+        let acked = match outcome {
+            TxOutcome::Acked => true,
+            TxOutcome::NoAck => false,
+            TxOutcome::NotSent => return,
+        };
         if self.booting.is_some() {
             return;
         }
