@@ -251,3 +251,27 @@ fn a_parent_that_answered_once_is_taken_back_as_soon_as_it_hears_again() {
     let (r, l) = (global(N1), nodes[2].global().unwrap());
     assert_eq!(nodes[0].rpl().unwrap().route(&l), Some(vec![r, l]));
 }
+
+/// An RPL router is a 6LR to its children and a host to its parent: the RA that answers its
+/// solicitation and the NA that accepts its registration end both, instead of an RS every
+/// minute and an NS every 10 s for as long as it runs.
+#[test]
+fn a_router_that_solicits_and_registers_like_a_host_stops_once_answered() {
+    let t0 = Instant::now();
+    let (mut nodes, _) = root_router_leaf(t0);
+    nodes[1].start_router_discovery(t0, 7);
+    nodes[2].start_router_discovery(t0, 9);
+    let hears = |from: usize, to: usize| from.abs_diff(to) == 1;
+    let macs = [BR, N1, LEAF].map(MacAddr::Ext);
+    let mut now = t0;
+    run_links(&mut nodes, &macs, hears, t0 + Duration::from_secs(600), &mut now);
+
+    assert_eq!(nodes[1].ra_router().map(|(_, mac)| mac), Some(MacAddr::Ext(BR)), "the router took the root's RA");
+    assert_eq!(nodes[2].ra_router().map(|(_, mac)| mac), Some(MacAddr::Ext(N1)));
+    // Ten minutes: one RS answered by each parent and one registration each (refreshed at
+    // half its hour), not sixty.
+    assert!(nodes[0].stats().rs_answered <= 2, "root answered {} RSs", nodes[0].stats().rs_answered);
+    assert!(nodes[0].stats().ns_answered <= 2, "root answered {} NSs", nodes[0].stats().ns_answered);
+    assert!(nodes[1].stats().ns_answered <= 2, "router answered {} NSs", nodes[1].stats().ns_answered);
+    assert!(nodes[0].registered().any(|r| r.eui64 == N1), "the router registered with the root");
+}

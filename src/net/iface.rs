@@ -809,12 +809,12 @@ impl Interface {
             Icmpv6Repr::NeighborSolicit { target, options } if h.hop_limit == ND_HOP_LIMIT => {
                 self.handle_ns(now, link_src, h, target, &options);
             }
-            Icmpv6Repr::RouterAdvert { options, .. }
-                if h.hop_limit == ND_HOP_LIMIT && ipv6::is_link_local(&h.src) && !self.cfg.router =>
-            {
+            // A 6LR (an RPL router) is a host towards its own parent: it discovers its router
+            // and registers like a 6LN. (The border router never solicits, so ignores both.)
+            Icmpv6Repr::RouterAdvert { options, .. } if h.hop_limit == ND_HOP_LIMIT && ipv6::is_link_local(&h.src) => {
                 self.handle_ra(now, link_src, h, &options);
             }
-            Icmpv6Repr::NeighborAdvert { options, .. } if !self.cfg.router => {
+            Icmpv6Repr::NeighborAdvert { options, .. } if self.registered_with.is_some() => {
                 // The answer to our registration: refreshed at half its lifetime from now on,
                 // and a sleepy node may sleep again.
                 let accepted = options.iter().any(|o| matches!(o, NdOption::Aro { status: ARO_SUCCESS, .. }));
