@@ -22,13 +22,13 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use ferry_rcp_core::radio::TxError;
 use serde::Serialize;
 
 use super::frame::{is_data_request, Address, FrameType, Header, Psdu, CMD_DATA_REQUEST};
 use super::medium::{Delivery, Medium, NodeEvent, NodeId, RxInfo, TxRequest};
 use super::rng::Rng;
 use super::scenario::{DutyCycle, Role};
-use ferry_rcp_core::radio::TxError;
 
 /// Frames waiting for the transmitter; beyond this the upper layer's frames are dropped.
 pub const TX_QUEUE_LEN: usize = 16;
