@@ -228,7 +228,7 @@ impl DeviceTiming {
 /// The deadline of each live state, derived from [`DeviceTiming`] and the sizes to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// From the trigger to the first manifest block.
+    /// From the device's answer to the trigger to the first manifest block.
     pub trigger: Duration,
     /// From a manifest block to the first payload block (the device verifies the manifest).
     pub manifest: Duration,
@@ -241,8 +241,10 @@ pub struct Timeouts {
     pub first_read_back: Duration,
     /// From the first read-back until the device must have answered.
     pub confirm: Duration,
-    /// A probe before the trigger must be answered within this.
-    pub probe: Duration,
+    /// A probe or the trigger must be answered within this. CoAP retransmits meanwhile, to a
+    /// sleepy device a wake period apart and then some (up to 1.5× by its random factor), so a
+    /// first copy lost on the way is followed by a second the device gets a wake or two later.
+    pub answer: Duration,
 }
 
 /// Slack for what the timing cannot know (scheduling, a busy channel).
@@ -271,7 +273,7 @@ impl Timeouts {
             // Read-backs to a sleepy device are a wake period apart and doubling: room for two
             // lost copies (1 + 2 periods, each up to 1.5× by CoAP's random factor).
             confirm: boot_time * 3 + wake * 5 + SLACK * 6,
-            probe: wake * 2 + block_time * STALL_BLOCKS * 3 + SLACK * 6,
+            answer: wake * 3 + block_time * STALL_BLOCKS * 3 + SLACK * 6,
         }
     }
 }
@@ -656,7 +658,7 @@ impl<P: coap::PeerKey> Session<P> {
                 self.state_deadline = Some(now + self.timeouts.confirm);
             }
         } else {
-            self.state_deadline = Some(now + self.timeouts.probe);
+            self.state_deadline = Some(now + self.timeouts.answer);
         }
         self.send_probe(ctx, ProbeStep::Status);
     }
@@ -675,7 +677,8 @@ impl<P: coap::PeerKey> Session<P> {
         self.record.attempts += 1;
         let detail = format!("POST /suit/trigger {} (attempt {})", self.record.plan.manifest_uri, self.record.attempts);
         self.enter(ctx, State::Triggered, None, detail);
-        self.state_deadline = Some(now + self.timeouts.trigger);
+        // Until the device answers, CoAP's retransmissions decide; its fetch is timed from then.
+        self.state_deadline = Some(now + self.timeouts.answer);
         let tag = ctx.tag();
         let mut request = coap::Request::new(Method::Post, "suit/trigger");
         // RIOT reads the payload as a C string: the URL and one NUL.
@@ -701,7 +704,7 @@ impl<P: coap::PeerKey> Session<P> {
         self.pending = None;
         match pending {
             Pending::Trigger => match outcome {
-                Ok(r) if is_success(r.code) => {}
+                Ok(r) if is_success(r.code) => self.state_deadline = Some(now + self.timeouts.trigger),
                 Ok(r) if is_client_error(r.code) => {
                     self.enter(ctx, State::Failed, Some(Reason::TriggerRefused(r.code)), "trigger refused".into())
                 }
@@ -1030,7 +1033,7 @@ mod tests {
         };
         let timeouts = Timeouts::derive(&t, u64::MAX);
         let now = Instant::now();
-        for d in [timeouts.trigger, timeouts.manifest, timeouts.stall, timeouts.confirm, timeouts.probe] {
+        for d in [timeouts.trigger, timeouts.manifest, timeouts.stall, timeouts.confirm, timeouts.answer] {
             assert!(now.checked_add(d).is_some(), "{d:?}");
         }
     }

@@ -157,6 +157,34 @@ fn a_request_the_session_stopped_waiting_for_is_no_longer_awaited() {
 }
 
 #[test]
+fn a_trigger_waits_for_its_answer_and_the_fetch_is_timed_from_it() {
+    // A device that polls every 10 s: the trigger's first copy is lost on the way, CoAP sends
+    // the second 12-18 s later, and the device gets it at its next wake, up to 28 s after the
+    // first: past the fetch deadline counted from the first copy.
+    let timing = DeviceTiming { wake_period: Some(Duration::from_secs(10)), ..DeviceTiming::default() };
+    let timeouts = Timeouts::derive(&timing, 400);
+    assert!(timeouts.trigger < Duration::from_secs(28) && timeouts.answer > Duration::from_secs(30));
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0, 0, 0);
+    let id = e.start(t0, SessionPlan { timing, ..plan() }).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "1");
+    let tag = trigger[0].1;
+    assert_eq!(e.poll_timeout(), Some(t0 + timeouts.answer));
+    e.handle_timeout(t0 + timeouts.trigger);
+    assert_eq!(e.state(id), Some(State::Triggered), "the retransmission is still on its way");
+    assert!(e.awaits(id, tag));
+    // The second copy arrives at the device's next wake; from its answer it has the trigger
+    // timeout to ask for the manifest.
+    let answered = t0 + Duration::from_secs(27);
+    e.handle_response(answered, id, tag, text(Code::Changed, ""));
+    assert_eq!(e.poll_timeout(), Some(answered + timeouts.trigger));
+    e.handle_timeout(answered + timeouts.trigger);
+    assert_eq!(e.state(id), Some(State::Planned), "answered but never fetched: tried again later");
+    let r = e.record(id).expect("record");
+    assert_eq!(r.reason.as_ref().map(ToString::to_string).as_deref(), Some("no progress while triggered"));
+}
+
+#[test]
 fn a_stale_answer_is_ignored_and_not_before_is_honoured() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
