@@ -405,6 +405,8 @@ struct ReadBack {
     slot: Option<u8>,
     /// The update the device reports failed, and how.
     failed: Option<(u64, String)>,
+    /// The step whose answer was the one that counted.
+    settled_by: Option<ProbeStep>,
 }
 
 /// Engine-wide knobs.
@@ -461,6 +463,11 @@ pub(crate) struct Session<P> {
     /// Whether the current probe judges an install (after reboot) or decides on a trigger.
     after_reboot: bool,
     read_back: ReadBack,
+    /// The step a probe starts with: the one that settled the last (at first `Status`). A stock
+    /// RIOT device is then read back after its reboot in one exchange instead of three, and to
+    /// a sleepy device behind routers each exchange risks an answer lost on the way up, which
+    /// costs a wake period or two for the retransmission.
+    read_back_from: ProbeStep,
     /// After a reboot, the device still reads back old: it may not have rebooted yet, so this
     /// becomes the verdict only when the confirm deadline passes.
     came_back_old: Option<Reason>,
@@ -517,6 +524,7 @@ impl<P: coap::PeerKey> Session<P> {
             pending: None,
             after_reboot: false,
             read_back: ReadBack::default(),
+            read_back_from: ProbeStep::Status,
             came_back_old: None,
             read_back_wait: Duration::ZERO,
             last_block_at: None,
@@ -660,7 +668,7 @@ impl<P: coap::PeerKey> Session<P> {
         } else {
             self.state_deadline = Some(now + self.timeouts.answer);
         }
-        self.send_probe(ctx, ProbeStep::Status);
+        self.send_probe(ctx, self.read_back_from);
     }
 
     fn send_probe(&mut self, ctx: &mut Ctx<'_, P>, step: ProbeStep) {
@@ -723,10 +731,21 @@ impl<P: coap::PeerKey> Session<P> {
                                 self.read_back.seq = Some(status.seq);
                                 self.read_back.slot = status.slot;
                                 self.read_back.failed = status.failed;
+                                self.read_back.settled_by = Some(step);
                             }
                         }
-                        ProbeStep::Version => self.read_back.seq = parse_version(&response.payload),
-                        ProbeStep::Slot => self.read_back.slot = parse_slot(&response.payload),
+                        ProbeStep::Version => {
+                            self.read_back.seq = parse_version(&response.payload);
+                            if self.read_back.seq.is_some() {
+                                self.read_back.settled_by = Some(step);
+                            }
+                        }
+                        ProbeStep::Slot => {
+                            self.read_back.slot = parse_slot(&response.payload);
+                            if self.read_back.slot.is_some() {
+                                self.read_back.settled_by = Some(step);
+                            }
+                        }
                     }
                 }
                 // A sequence number settles it; otherwise try the next way to read back.
@@ -762,7 +781,10 @@ impl<P: coap::PeerKey> Session<P> {
 
     /// Decides on what the probe read back.
     fn probed(&mut self, now: Instant, ctx: &mut Ctx<'_, P>) {
-        let ReadBack { seq, slot, failed } = std::mem::take(&mut self.read_back);
+        let ReadBack { seq, slot, failed, settled_by } = std::mem::take(&mut self.read_back);
+        if let Some(step) = settled_by {
+            self.read_back_from = step;
+        }
         let expected = self.record.plan.sequence;
         if seq.is_some() {
             self.record.seq_reported = seq;

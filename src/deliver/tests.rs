@@ -148,7 +148,7 @@ fn a_request_the_session_stopped_waiting_for_is_no_longer_awaited() {
     e.handle_timeout(retry);
     let (_, requests) = drain(&mut e);
     let (_, probe, req) = &requests[0];
-    assert_eq!(req.path_string(), "ferry/status");
+    assert_eq!(req.path_string(), "suit/slot/active", "the step that answered the first probe");
     assert!(e.awaits(id, *probe));
     e.handle_served(retry, PEER, "fw/a/b/riot.suit.9.bin", 0, 64, 400);
     assert_eq!(e.state(id), Some(State::ManifestServed));
@@ -333,12 +333,24 @@ fn status_with_failure(seq: u64, failed: u64, code: &str) -> Result<Response, Re
     Ok(Response { payload: Bytes::from(buf), ..Response::new(Code::Content) })
 }
 
-/// Runs a session to its first read-back after the last block; returns the session and the
-/// time, with the `/ferry/status` probe pending.
+/// `/ferry/status` of a device running `seq`.
+fn status(seq: u64) -> Result<Response, RequestError> {
+    let mut buf = Vec::new();
+    minicbor::Encoder::new(&mut buf).map(1).and_then(|e| e.str("installed")?.array(1)?.u64(seq)).ok();
+    Ok(Response { payload: Bytes::from(buf), ..Response::new(Code::Content) })
+}
+
+/// Runs a session of a device that reports `/ferry/status` (sequence number 8) to its first
+/// read-back after the last block; returns the session and the time, with the `/ferry/status`
+/// probe pending.
 fn to_read_back(e: &mut Engine<u16>, now: Instant) -> (SessionId, Instant, RequestTag) {
     let id = e.start(now, plan()).expect("starts");
-    let trigger = answer_probes(e, now, "0");
-    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    let (_, requests) = drain(e);
+    assert_eq!(requests[0].2.path_string(), "ferry/status");
+    e.handle_response(now, id, requests[0].1, status(8));
+    let (_, requests) = drain(e);
+    assert_eq!(requests[0].2.path_string(), "suit/trigger", "sequence number 8 settles it");
+    e.handle_response(now, id, requests[0].1, text(Code::Created, ""));
     e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
     let _ = drain(e);
     let at = e.poll_timeout().expect("the read-back is due");
@@ -370,4 +382,28 @@ fn a_device_that_reports_how_its_update_failed_is_believed_at_once() {
     let (id, at, tag) = to_read_back(&mut e, now);
     e.handle_response(at, id, tag, status_with_failure(8, 7, "boot-failure"));
     assert_eq!(e.state(id), Some(State::Confirming), "old, maybe not rebooted yet: asked again");
+}
+
+#[test]
+fn a_stock_riot_device_is_read_back_by_its_slot_alone() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let id = e.start(now, plan()).expect("starts");
+    // Before the trigger: no /ferry/status, /suit/version "NONE", slot 0.
+    let trigger = answer_probes(&mut e, now, "0");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
+    let _ = drain(&mut e);
+    let at = e.poll_timeout().expect("the read-back is due");
+    e.handle_timeout(at);
+    // After the reboot, the slot settled it before: one exchange instead of three.
+    let (_, requests) = drain(&mut e);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].2.path_string(), "suit/slot/active");
+    e.handle_response(at, id, requests[0].1, text(Code::Content, "1"));
+    assert_eq!(e.state(id), Some(State::Done));
+    assert_eq!(
+        e.record(id).and_then(|r| r.reason.as_ref()).map(ToString::to_string).as_deref(),
+        Some("the device's active slot moved from 0 to 1")
+    );
 }
