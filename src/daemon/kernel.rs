@@ -87,7 +87,7 @@ pub(super) struct KernelSide {
     /// Configured and discovered devices (a configured entry wins for its EUI-64).
     devices: Vec<KernelDevice>,
     /// Devices that answered a discovery query.
-    discovered: Vec<KernelDevice>,
+    discovered: Discovered,
     /// The discovery query running now, and when the next is due.
     discovering: Option<tokio::task::JoinHandle<Vec<SocketAddrV6>>>,
     next_discovery: Instant,
@@ -95,7 +95,13 @@ pub(super) struct KernelSide {
 
 impl KernelSide {
     pub(super) fn new(udp: Option<ShellHandle>) -> Self {
-        Self { udp, devices: Vec::new(), discovered: Vec::new(), discovering: None, next_discovery: Instant::now() }
+        Self {
+            udp,
+            devices: Vec::new(),
+            discovered: Discovered::default(),
+            discovering: None,
+            next_discovery: Instant::now(),
+        }
     }
 
     /// Takes the devices the configuration lists now and those discovery found; those not
@@ -103,7 +109,7 @@ impl KernelSide {
     pub(super) async fn refresh(&mut self, config: &Config, store: &Store) -> bool {
         self.poll_discovery(config).await;
         let mut devices = configured(config);
-        for d in &self.discovered {
+        for d in self.discovered.devices() {
             if !devices.iter().any(|c| c.eui64 == d.eui64) {
                 devices.push(d.clone());
             }
@@ -134,23 +140,13 @@ impl KernelSide {
 
     /// Collects a finished discovery query's answers and starts the next when it is due.
     async fn poll_discovery(&mut self, config: &Config) {
+        let now = Instant::now();
         if let Some(task) = self.discovering.take_if(|task| task.is_finished()) {
             if let Ok(found) = task.await {
-                for peer in found {
-                    let device = KernelDevice { eui64: KernelDeviceConfig::eui64_of(peer.ip()), peer };
-                    if self.discovered.iter().any(|d| d.eui64 == device.eui64) {
-                        continue;
-                    }
-                    if self.discovered.len() >= MAX_DISCOVERED {
-                        tracing::warn!(address = %peer, "{MAX_DISCOVERED} kernel devices discovered already; ignoring more");
-                        break;
-                    }
-                    tracing::debug!(address = %peer, "a SUIT device answered the discovery query");
-                    self.discovered.push(device);
-                }
+                self.discovered.heard(&found, now);
             }
         }
-        let now = Instant::now();
+        self.discovered.expire(now);
         if self.discovering.is_some() || now < self.next_discovery || config.coap.discover.is_empty() {
             return;
         }
@@ -221,6 +217,57 @@ const DISCOVER_WAIT: Duration = Duration::from_secs(2);
 /// Discovered devices kept at most (each becomes a device row). Anyone on the link who reads a
 /// multicast query can answer it from made-up addresses; beyond this, new answers are dropped.
 const MAX_DISCOVERED: usize = 512;
+
+/// A discovered device that answered no query for this long is dropped (288 queries at
+/// [`DISCOVER_PERIOD`]): it left, or its address changed to one with another interface ID
+/// (which is another EUI-64, so another device row).
+const DISCOVERED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The devices that answered discovery queries: for each EUI-64 the address it last answered
+/// from, and when.
+#[derive(Debug, Default)]
+struct Discovered {
+    entries: Vec<(KernelDevice, Instant)>,
+}
+
+impl Discovered {
+    fn devices(&self) -> impl Iterator<Item = &KernelDevice> {
+        self.entries.iter().map(|(d, _)| d)
+    }
+
+    /// Notes the answers to one query at `now`. A device answering from a new address with
+    /// the same interface ID (the network was renumbered) is asked there from now on.
+    fn heard(&mut self, found: &[SocketAddrV6], now: Instant) {
+        for &peer in found {
+            let device = KernelDevice { eui64: KernelDeviceConfig::eui64_of(peer.ip()), peer };
+            if let Some((known, at)) = self.entries.iter_mut().find(|(d, _)| d.eui64 == device.eui64) {
+                if known.peer != peer {
+                    tracing::info!(device = %device.eui64, from = %known.peer, to = %peer, "kernel device moved");
+                    known.peer = peer;
+                }
+                *at = now;
+                continue;
+            }
+            if self.entries.len() >= MAX_DISCOVERED {
+                tracing::warn!(address = %peer, "{MAX_DISCOVERED} kernel devices discovered already; ignoring more");
+                break;
+            }
+            tracing::debug!(address = %peer, "a SUIT device answered the discovery query");
+            self.entries.push((device, now));
+        }
+    }
+
+    /// Drops the devices that have not answered for [`DISCOVERED_TTL`].
+    fn expire(&mut self, now: Instant) {
+        self.entries.retain(|(device, at)| {
+            let keep = now.saturating_duration_since(*at) < DISCOVERED_TTL;
+            if !keep {
+                tracing::info!(device = %device.eui64, address = %device.peer, "kernel device no longer answers discovery");
+            }
+            keep
+        });
+    }
+}
 
 /// The query: NON GET `/.well-known/core` (RFC 7252 §8.1: multicast requests are NON).
 pub fn discovery_request(message_id: u16, token: [u8; 4]) -> Vec<u8> {
@@ -400,5 +447,27 @@ mod tests {
         assert!(!answers_as_suit_device(&answer(riot, [9, 9, 9, 9]), token), "another query's answer");
         assert!(!answers_as_suit_device(&answer("</suit/triggers>,</riot/board>", token), token));
         assert!(!answers_as_suit_device(b"\xff\x00", token));
+    }
+
+    #[test]
+    fn a_discovered_device_follows_its_address_and_is_dropped_when_silent() {
+        let addr = |text: &str| SocketAddrV6::new(text.parse().expect("address"), 5683, 0, 0);
+        let t0 = Instant::now();
+        let mut book = Discovered::default();
+        book.heard(&[addr("fd00:1::200:fe77:0:5"), addr("fd00:1::200:fe77:0:6")], t0);
+        // The network was renumbered: the same interface ID answers under a new prefix.
+        let later = t0 + Duration::from_secs(3600);
+        book.heard(&[addr("fd00:2::200:fe77:0:5")], later);
+        let peers: Vec<SocketAddrV6> = book.devices().map(|d| d.peer).collect();
+        assert_eq!(peers, [addr("fd00:2::200:fe77:0:5"), addr("fd00:1::200:fe77:0:6")]);
+        assert_eq!(
+            book.devices().next().map(|d| d.eui64),
+            Some(KernelDeviceConfig::eui64_of(&"fd00:1::200:fe77:0:5".parse().expect("address")))
+        );
+        book.expire(t0 + DISCOVERED_TTL);
+        let peers: Vec<SocketAddrV6> = book.devices().map(|d| d.peer).collect();
+        assert_eq!(peers, [addr("fd00:2::200:fe77:0:5")], "the silent one is dropped, the moved one kept");
+        book.expire(later + DISCOVERED_TTL);
+        assert_eq!(book.devices().count(), 0);
     }
 }
