@@ -751,6 +751,12 @@ impl<P: coap::PeerKey> Session<P> {
                 // A sequence number settles it; otherwise try the next way to read back.
                 match step.next() {
                     Some(next) if self.read_back.seq.is_none() => self.send_probe(ctx, next),
+                    // Started past the first step and nothing settled it: the update may have
+                    // changed what the device offers, so every step is tried from the first.
+                    None if self.read_back.settled_by.is_none() && self.read_back_from != ProbeStep::Status => {
+                        self.read_back_from = ProbeStep::Status;
+                        self.send_probe(ctx, ProbeStep::Status);
+                    }
                     _ => self.probed(now, ctx),
                 }
             }

@@ -407,3 +407,24 @@ fn a_stock_riot_device_is_read_back_by_its_slot_alone() {
         Some("the device's active slot moved from 0 to 1")
     );
 }
+
+#[test]
+fn a_read_back_that_the_remembered_step_does_not_settle_tries_every_step() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
+    let id = e.start(now, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, now, "0");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
+    let _ = drain(&mut e);
+    let at = e.poll_timeout().expect("the read-back is due");
+    e.handle_timeout(at);
+    // The new image has no /suit/slot/active but reports /ferry/status.
+    let (_, requests) = drain(&mut e);
+    assert_eq!(requests[0].2.path_string(), "suit/slot/active");
+    e.handle_response(at, id, requests[0].1, text(Code::NotFound, ""));
+    let (_, requests) = drain(&mut e);
+    assert_eq!(requests[0].2.path_string(), "ferry/status");
+    e.handle_response(at, id, requests[0].1, status(9));
+    assert_eq!(e.state(id), Some(State::Done));
+}
