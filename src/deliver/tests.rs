@@ -384,20 +384,29 @@ fn a_device_that_reports_how_its_update_failed_is_believed_at_once() {
     assert_eq!(e.state(id), Some(State::Confirming), "old, maybe not rebooted yet: asked again");
 }
 
+/// Runs a session of a stock RIOT device (no /ferry/status, /suit/version "NONE", slot 0
+/// before the trigger) to its first read-back after the last block; returns the session, the
+/// time and the read-back requests sent.
+fn stock_device_to_read_back(
+    e: &mut Engine<u16>,
+    now: Instant,
+) -> (SessionId, Instant, Vec<(SessionId, RequestTag, coap::Request)>) {
+    let id = e.start(now, plan()).expect("starts");
+    let trigger = answer_probes(e, now, "0");
+    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
+    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
+    let _ = drain(e);
+    let at = e.poll_timeout().expect("the read-back is due");
+    e.handle_timeout(at);
+    (id, at, drain(e).1)
+}
+
 #[test]
 fn a_stock_riot_device_is_read_back_by_its_slot_alone() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
-    let id = e.start(now, plan()).expect("starts");
-    // Before the trigger: no /ferry/status, /suit/version "NONE", slot 0.
-    let trigger = answer_probes(&mut e, now, "0");
-    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
-    let _ = drain(&mut e);
-    let at = e.poll_timeout().expect("the read-back is due");
-    e.handle_timeout(at);
+    let (id, at, requests) = stock_device_to_read_back(&mut e, now);
     // After the reboot, the slot settled it before: one exchange instead of three.
-    let (_, requests) = drain(&mut e);
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].2.path_string(), "suit/slot/active");
     e.handle_response(at, id, requests[0].1, text(Code::Content, "1"));
@@ -412,15 +421,8 @@ fn a_stock_riot_device_is_read_back_by_its_slot_alone() {
 fn a_read_back_that_the_remembered_step_does_not_settle_tries_every_step() {
     let now = Instant::now();
     let mut e = Engine::new(EngineConfig::default(), now, 0, 0);
-    let id = e.start(now, plan()).expect("starts");
-    let trigger = answer_probes(&mut e, now, "0");
-    e.handle_response(now, id, trigger[0].1, text(Code::Created, ""));
-    e.handle_served(now, PEER, "fw/a/b/slot1.bin", 0, 256, 256);
-    let _ = drain(&mut e);
-    let at = e.poll_timeout().expect("the read-back is due");
-    e.handle_timeout(at);
+    let (id, at, requests) = stock_device_to_read_back(&mut e, now);
     // The new image has no /suit/slot/active but reports /ferry/status.
-    let (_, requests) = drain(&mut e);
     assert_eq!(requests[0].2.path_string(), "suit/slot/active");
     e.handle_response(at, id, requests[0].1, text(Code::NotFound, ""));
     let (_, requests) = drain(&mut e);
