@@ -236,11 +236,15 @@ impl Discovered {
     }
 
     /// Notes the answers to one query at `now`. A device answering from a new address with
-    /// the same interface ID (the network was renumbered) is asked there from now on.
+    /// the same interface ID (the network was renumbered) is asked there from now on; one that
+    /// answers from two (a link-local and a routable address) keeps the first.
     fn heard(&mut self, found: &[SocketAddrV6], now: Instant) {
         for &peer in found {
             let device = KernelDevice { eui64: KernelDeviceConfig::eui64_of(peer.ip()), peer };
             if let Some((known, at)) = self.entries.iter_mut().find(|(d, _)| d.eui64 == device.eui64) {
+                if *at == now {
+                    continue;
+                }
                 if known.peer != peer {
                     tracing::info!(device = %device.eui64, from = %known.peer, to = %peer, "kernel device moved");
                     known.peer = peer;
@@ -454,7 +458,8 @@ mod tests {
         let addr = |text: &str| SocketAddrV6::new(text.parse().expect("address"), 5683, 0, 0);
         let t0 = Instant::now();
         let mut book = Discovered::default();
-        book.heard(&[addr("fd00:1::200:fe77:0:5"), addr("fd00:1::200:fe77:0:6")], t0);
+        let link_local = SocketAddrV6::new("fe80::200:fe77:0:6".parse().expect("address"), 5683, 0, 2);
+        book.heard(&[addr("fd00:1::200:fe77:0:5"), addr("fd00:1::200:fe77:0:6"), link_local], t0);
         // The network was renumbered: the same interface ID answers under a new prefix.
         let later = t0 + Duration::from_secs(3600);
         book.heard(&[addr("fd00:2::200:fe77:0:5")], later);
