@@ -712,7 +712,12 @@ impl<P: coap::PeerKey> Session<P> {
         self.pending = None;
         match pending {
             Pending::Trigger => match outcome {
-                Ok(r) if is_success(r.code) => self.state_deadline = Some(now + self.timeouts.trigger),
+                Ok(r) if is_success(r.code) => {
+                    // Unless the device's fetch, seen first, set its own deadline.
+                    if self.record.state == State::Triggered {
+                        self.state_deadline = Some(now + self.timeouts.trigger);
+                    }
+                }
                 Ok(r) if is_client_error(r.code) => {
                     self.enter(ctx, State::Failed, Some(Reason::TriggerRefused(r.code)), "trigger refused".into())
                 }
