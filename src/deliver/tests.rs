@@ -430,3 +430,18 @@ fn a_read_back_that_the_remembered_step_does_not_settle_tries_every_step() {
     e.handle_response(at, id, requests[0].1, status(9));
     assert_eq!(e.state(id), Some(State::Done));
 }
+
+#[test]
+fn a_late_answer_to_the_trigger_leaves_the_fetch_deadline_alone() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0, 0, 0);
+    let id = e.start(t0, plan()).expect("starts");
+    let trigger = answer_probes(&mut e, t0, "0");
+    // The device fetched a payload block before ferry heard its answer to the trigger.
+    let block = t0 + Duration::from_secs(1);
+    e.handle_served(block, PEER, "fw/a/b/slot1.bin", 0, 64, 256);
+    assert_eq!(e.state(id), Some(State::Streaming));
+    e.handle_response(t0 + Duration::from_secs(5), id, trigger[0].1, text(Code::Changed, ""));
+    let stall = Timeouts::derive(&DeviceTiming::default(), 400).stall;
+    assert_eq!(e.poll_timeout(), Some(block + stall));
+}
